@@ -1,0 +1,22 @@
+/* Tensor files: NumPy .npy (read and write; f32, f64, i64, i32, i8, u8, bool; C order, little
+ * endian) and raw little-endian .bin whose dtype and shape the caller supplies. */
+#ifndef LB_TENSOR_IO_H
+#define LB_TENSOR_IO_H
+
+#include "ir.h"
+
+/* Reads a .npy file; data is lb_malloc'd. */
+int lb_npy_read(const char *path, lb_tensor *out, lb_diag *diag);
+/* Writes a .npy file atomically (temporary file + rename): no partial output on failure. */
+int lb_npy_write(const char *path, const lb_tensor *t, lb_diag *diag);
+/* Reads raw little-endian data; the file size must equal the expected size exactly. */
+int lb_bin_read(const char *path, lb_dtype dtype, int rank, const int64_t *dims, lb_tensor *out,
+                lb_diag *diag);
+int lb_bin_write(const char *path, const lb_tensor *t, lb_diag *diag);
+/* Reads by extension: .npy, or .bin/.raw with the given dtype and shape. */
+int lb_tensor_read(const char *path, lb_dtype dtype, int rank, const int64_t *dims,
+                   lb_tensor *out, lb_diag *diag);
+/* Writes by extension: .npy or .bin. */
+int lb_tensor_write(const char *path, const lb_tensor *t, lb_diag *diag);
+
+#endif
