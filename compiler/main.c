@@ -1,15 +1,42 @@
-/* lowbit driver: parses the command line and maps library statuses to exit codes
- * (0 ok, 1 internal error, 2 bad input or usage). */
+/* lowbit driver: dispatches to one subcommand (cli.h) and maps library statuses to exit codes
+ * (0 ok, 1 internal error, 2 bad input or usage). Subcommands print their own errors. */
 #include <stdio.h>
 #include <string.h>
 
-#include "ir.h"
+#include "cli.h"
+
+static int cmd_version(int argc, char **argv) {
+  printf("lowbit 0.1.0\n");
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  int (*fn)(int argc, char **argv);
+  const char *summary;
+} commands[] = {
+    /* name      function         one-line summary */
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: lowbit COMMAND [ARGS]   (lowbit COMMAND --help for details)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
 
 int main(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[1], "--help") == 0) {
-    printf("usage: lowbit COMMAND ...\n");
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
   }
-  fprintf(stderr, "lowbit: unknown command '%s'\n", argv[1]);
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+      strcmp(argv[1], "help") == 0) {
+    usage(stdout);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "lowbit: unknown command '%s' (try 'lowbit --help')\n", argv[1]);
   return 2;
 }
