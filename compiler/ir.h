@@ -127,6 +127,10 @@ int lb_op_from_name(const char *s, lb_op *out); /* 0 on success */
 
 typedef enum { LB_PAD_CONSTANT = 0, LB_PAD_REFLECT, LB_PAD_EDGE } lb_pad_mode;
 
+/* An activation fused into its producer (conv, gemm, matmul, add) by passes/fuse.c; applied
+ * after the bias and the optional residual input. */
+typedef enum { LB_ACT_NONE = 0, LB_ACT_RELU, LB_ACT_CLIP } lb_act;
+
 /* Typed attributes: one struct for every op; each op reads only its own fields (ops.def says
  * which). Spatial arrays are indexed by spatial dimension; pads hold begins then ends. */
 typedef struct lb_attrs {
@@ -153,6 +157,9 @@ typedef struct lb_attrs {
   int64_t axes[LB_MAX_RANK]; /* squeeze, unsqueeze, reduce_mean; perm for transpose */
   int keepdims;
   int64_t start, end; /* shape (opset 15); end == INT64_MAX means "to the end" */
+  /* fused epilogue (conv, gemm, matmul, add): y = act(op(...) + residual) */
+  lb_act act;
+  float act_min, act_max; /* LB_ACT_CLIP bounds */
 } lb_attrs;
 
 /* ---- values, nodes, graph --------------------------------------------------------------- */
