@@ -1,0 +1,229 @@
+#!/usr/bin/python3
+"""Makes the test models and data under tests/models/ (run with Debian's /usr/bin/python3).
+
+Default: trains three small classifiers on scikit-learn's digits (80/20 stratified split,
+random_state=0, pixels scaled to [0,1]) with fixed seeds on one CPU thread, exports them to
+ONNX (opset 13, batch 1, static shapes, BatchNormalization kept as its own node) and writes
+PyTorch's outputs on the whole test split next to them.  Re-running gives the same files.
+  --large  also makes torchvision resnet18 and mobilenet_v2 (random weights, seed 0, 1x3x224x224)
+           with a fixed random input and torch's outputs into tests/models/large/ (gitignored).
+           Their BatchNorm statistics are re-estimated on 32 random images first: with the
+           default init mobilenet_v2's activations shrink ~10x per stage (logits ~1e-9).
+Files (tests/models/): digits_{mlp,cnn,resnet}.onnx, digits_test_x.npy [N,1,8,8] (the MLP reads
+each sample as its 64 contiguous floats), digits16_test_x.npy [N,1,16,16] (bilinear upsample, for
+the resnet), digits_test_y.npy [N] int64, <model>_torch_out.npy [N,10] f32, digits_calib_x.npy
+and digits16_calib_x.npy (100 training samples each).
+"""
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "models")
+OPSET = 13
+
+
+def seed_all(seed):
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def load_data():
+    """Digits as float32 [N,1,8,8] in [0,1], stratified 80/20 split, 100 calibration samples."""
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y = d.target.astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    calib = xtr[np.random.RandomState(1).permutation(len(xtr))[:100]]
+    return xtr, ytr, xte, yte, calib
+
+
+def up16(x):
+    """Bilinear upsample [N,1,8,8] -> [N,1,16,16], done outside the model (no Resize op)."""
+    t = F.interpolate(torch.from_numpy(x), size=(16, 16), mode="bilinear", align_corners=False)
+    return np.ascontiguousarray(t.numpy().astype(np.float32))
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(),
+                                 nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def conv_bn_relu(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(*conv_bn_relu(1, 8), *conv_bn_relu(8, 16), nn.MaxPool2d(2),
+                                 *conv_bn_relu(16, 16), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Residual(nn.Module):
+    """conv-bn-relu-conv-bn plus the input (or a strided 1x1 conv-bn projection), then relu."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.proj = None
+        if stride != 1 or cin != cout:
+            self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
+        return F.relu(y + (x if self.proj is None else self.proj(x)))
+
+
+class DepthwiseSeparable(nn.Module):
+    """Depthwise 3x3 (groups=C) + BN + ReLU6, then pointwise 1x1 + BN + ReLU."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False)
+        self.b1 = nn.BatchNorm2d(cin)
+        self.pw = nn.Conv2d(cin, cout, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.b2(self.pw(F.relu6(self.b1(self.dw(x))))))
+
+
+class ResNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn_relu(1, 8))
+        self.r1 = Residual(8, 8, 1)
+        self.r2 = Residual(8, 16, 2)
+        self.ds = DepthwiseSeparable(16, 24)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = self.ds(self.r2(self.r1(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def train(model, x, y, epochs, seed):
+    seed_all(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 32):
+            idx = perm[i:i + 32]
+            opt.zero_grad()
+            F.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    model.eval()
+
+
+def export(model, shape, path):
+    """Static batch-1 ONNX; PRESERVE keeps BatchNormalization unfused (the model is in eval)."""
+    model.eval()
+    dummy = torch.zeros(shape, dtype=torch.float32)
+    # torch warns about constant folding under PRESERVE; it only matters for training mode.
+    warnings.filterwarnings("ignore", message=".*constant folding.*")
+    torch.onnx.export(model, (dummy,), path, input_names=["input"], output_names=["output"],
+                      opset_version=OPSET, do_constant_folding=True,
+                      training=torch.onnx.TrainingMode.PRESERVE)
+    import onnx
+    m = onnx.load(path)
+    onnx.checker.check_model(m)
+    return sorted({n.op_type for n in m.graph.node})
+
+
+def save(name, arr):
+    np.save(os.path.join(OUT, name), arr)
+
+
+def make_digits():
+    os.makedirs(OUT, exist_ok=True)
+    xtr, ytr, xte, yte, calib = load_data()
+    xtr16, xte16, calib16 = up16(xtr), up16(xte), up16(calib)
+    save("digits_test_x.npy", xte)
+    save("digits16_test_x.npy", xte16)
+    save("digits_test_y.npy", yte)
+    save("digits_calib_x.npy", calib)
+    save("digits16_calib_x.npy", calib16)
+    specs = [("digits_mlp", MLP, xtr.reshape(-1, 64), xte.reshape(-1, 64), (1, 64), 30),
+             ("digits_cnn", CNN, xtr, xte, (1, 1, 8, 8), 8),
+             ("digits_resnet", ResNet, xtr16, xte16, (1, 1, 16, 16), 8)]
+    for i, (name, cls, tr, te, shape, epochs) in enumerate(specs):
+        seed_all(100 + i)
+        model = cls()
+        train(model, tr, ytr, epochs, 200 + i)
+        with torch.no_grad():
+            out = model(torch.from_numpy(te)).numpy().astype(np.float32)
+        save(name + "_torch_out.npy", out)
+        ops = export(model, shape, os.path.join(OUT, name + ".onnx"))
+        acc = float((out.argmax(1) == yte).mean())
+        print(f"{name}: test accuracy {acc:.4f} ({len(yte)} samples), ops {' '.join(ops)}")
+
+
+def bn_restat(model):
+    """Sets every BatchNorm's running mean/var to the exact average over 4 random batches."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(8, 3, 224, 224))
+    model.eval()
+
+
+def make_large():
+    import torchvision
+    out_dir = os.path.join(OUT, "large")
+    os.makedirs(out_dir, exist_ok=True)
+    seed_all(0)
+    x = torch.randn(1, 3, 224, 224, dtype=torch.float32)
+    np.save(os.path.join(out_dir, "input.npy"), x.numpy())
+    for name in ("resnet18", "mobilenet_v2"):
+        seed_all(0)
+        model = getattr(torchvision.models, name)(weights=None)
+        bn_restat(model)
+        with torch.no_grad():
+            out = model(x).numpy().astype(np.float32)
+        np.save(os.path.join(out_dir, name + "_torch_out.npy"), out)
+        ops = export(model, (1, 3, 224, 224), os.path.join(out_dir, name + ".onnx"))
+        print(f"{name}: top-1 class {int(out.argmax())}, ops {' '.join(ops)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--large", action="store_true", help="also make resnet18 and mobilenet_v2")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    make_digits()
+    if args.large:
+        make_large()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
