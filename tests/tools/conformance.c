@@ -1,0 +1,460 @@
+/* ONNX backend node-test runner: imports each DIR/test_* /model.onnx, runs the reference
+ * interpreter on every test_data_set_N and compares with output_N.pb (floats: numpy.isclose with
+ * rtol 1e-3, atol 1e-7, NaN equals NaN; other dtypes exactly). A test using an op outside lowbit's
+ * ONNX op list is n/a; one named in the skip list is skipped; every other test must pass.
+ * lowbit compiles static graphs, so graph inputs that feed a must-be-constant operand (Reshape's
+ * shape, Clip's bounds, Pad's pads, ...) are turned into initializers holding that data set's value. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "onnx.h"
+#include "onnx.pb-c.h"
+
+/* The ONNX op types lowbit imports (the contract in DESIGN's op list). */
+static const char *const supported_ops[] = {
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Clip",
+    "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax", "MaxPool", "AveragePool",
+    "GlobalAveragePool", "BatchNormalization", "Concat", "Flatten", "Reshape", "Transpose",
+    "Squeeze", "Unsqueeze", "Pad", "Gather", "Identity", "Dropout", "Constant", "Shape",
+    "ReduceMean", "QuantizeLinear", "DequantizeLinear"};
+
+/* Operands that a static-graph compiler needs as constants.
+ *   op type            first input index that must be constant (all later ones too) */
+static const struct {
+  const char *op;
+  int first;
+} const_operands[] = {
+    {"Reshape", 1},        {"Squeeze", 1},         {"Unsqueeze", 1}, {"Pad", 1},
+    {"Clip", 1},           {"Dropout", 1},         {"ReduceMean", 1}, {"QuantizeLinear", 1},
+    {"DequantizeLinear", 1},
+};
+
+#define RTOL 1e-3
+#define ATOL 1e-7
+#define MAX_IO 64
+
+enum { R_PASS, R_FAIL, R_SKIP, R_NA };
+
+typedef struct {
+  char **names;
+  size_t n;
+} skiplist;
+
+typedef struct {
+  const char *dir;   /* test directory */
+  const char *name;  /* test name (last path component) */
+  Onnx__ModelProto *model;
+  void *model_buf;
+  size_t model_len;
+  /* graph inputs that are not initializers, in order: input_K.pb is real_in[K] */
+  const char *real_in[MAX_IO];
+  int n_real_in;
+  int frozen[MAX_IO]; /* real_in[K] becomes an initializer */
+  int n_frozen;
+  char why[2048];     /* the FAIL reason */
+} test_case;
+
+static int verbose;
+
+/* ---- files ---------------------------------------------------------------------------- */
+
+static void *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  void *buf = NULL;
+  long n = -1;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+    buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+      free(buf);
+      buf = NULL;
+    }
+  }
+  fclose(f);
+  *len = n > 0 ? (size_t)n : 0;
+  return buf;
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+/* Skip list: one "test_name  justification" per line; '#' starts a comment line. */
+static int skiplist_load(const char *path, skiplist *s) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "%s: cannot open skip list\n", path);
+    return 2;
+  }
+  char line[1024];
+  int lineno = 0, rc = 0;
+  while (rc == 0 && fgets(line, sizeof line, f)) {
+    lineno++;
+    char name[256], rest[1024];
+    if (line[0] == '#' || sscanf(line, "%255s", name) != 1) continue;
+    if (sscanf(line, "%*s %1023[^\n]", rest) != 1) {
+      fprintf(stderr, "%s:%d: skip entry \"%s\" needs a justification\n", path, lineno, name);
+      rc = 2;
+      break;
+    }
+    char **grown = realloc(s->names, (s->n + 1) * sizeof *grown);
+    if (!grown || !(grown[s->n] = strdup(name))) rc = 1;
+    if (grown) s->names = grown;
+    if (rc == 0) s->n++;
+  }
+  fclose(f);
+  return rc;
+}
+
+static int skiplist_has(const skiplist *s, const char *name) {
+  for (size_t i = 0; i < s->n; i++)
+    if (strcmp(s->names[i], name) == 0) return 1;
+  return 0;
+}
+
+/* ---- model inspection ------------------------------------------------------------------ */
+
+static int op_supported(const Onnx__NodeProto *n) {
+  if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) return 0;
+  for (size_t i = 0; i < sizeof supported_ops / sizeof *supported_ops; i++)
+    if (strcmp(n->op_type, supported_ops[i]) == 0) return 1;
+  return 0;
+}
+
+static int is_initializer(const Onnx__GraphProto *g, const char *name) {
+  for (size_t i = 0; i < g->n_initializer; i++)
+    if (g->initializer[i]->name && strcmp(g->initializer[i]->name, name) == 0) return 1;
+  return 0;
+}
+
+/* Marks the real inputs that feed a must-be-constant operand. */
+static void find_frozen(test_case *t) {
+  const Onnx__GraphProto *g = t->model->graph;
+  for (size_t i = 0; i < g->n_node; i++) {
+    const Onnx__NodeProto *n = g->node[i];
+    for (size_t r = 0; r < sizeof const_operands / sizeof *const_operands; r++) {
+      if (strcmp(n->op_type, const_operands[r].op) != 0) continue;
+      for (size_t k = (size_t)const_operands[r].first; k < n->n_input; k++)
+        for (int j = 0; j < t->n_real_in; j++)
+          if (strcmp(n->input[k], t->real_in[j]) == 0 && !t->frozen[j]) {
+            t->frozen[j] = 1;
+            t->n_frozen++;
+          }
+    }
+  }
+}
+
+/* Reads model.onnx; returns R_NA if an op is outside our list, R_FAIL on a broken file. */
+static int inspect_model(test_case *t) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/model.onnx", t->dir);
+  t->model_buf = read_file(path, &t->model_len);
+  if (t->model_buf)
+    t->model = onnx__model_proto__unpack(NULL, t->model_len, t->model_buf);
+  if (!t->model || !t->model->graph) {
+    snprintf(t->why, sizeof t->why, "%s: cannot read the model", path);
+    return R_FAIL;
+  }
+  const Onnx__GraphProto *g = t->model->graph;
+  for (size_t i = 0; i < g->n_node; i++)
+    if (!op_supported(g->node[i])) return R_NA;
+  for (size_t i = 0; i < g->n_input; i++) {
+    if (is_initializer(g, g->input[i]->name)) continue;
+    if (t->n_real_in == MAX_IO) {
+      snprintf(t->why, sizeof t->why, "more than %d inputs", MAX_IO);
+      return R_FAIL;
+    }
+    t->real_in[t->n_real_in++] = g->input[i]->name;
+  }
+  find_frozen(t);
+  return R_PASS;
+}
+
+/* ---- import ---------------------------------------------------------------------------- */
+
+/* Imports the model with this data set's frozen inputs turned into initializers. The model
+ * message is patched in place and restored before returning, so it can be freed normally. */
+static int import_frozen(test_case *t, const char *ds, lb_graph **g, lb_diag *diag) {
+  Onnx__GraphProto *gp = t->model->graph;
+  Onnx__TensorProto *tp[MAX_IO] = {0};
+  char *saved_name[MAX_IO] = {0};
+  size_t n_init = gp->n_initializer, n_in = gp->n_input, nt = 0;
+  Onnx__TensorProto **inits = calloc(n_init + MAX_IO, sizeof *inits);
+  Onnx__ValueInfoProto **ins = calloc(n_in + 1, sizeof *ins);
+  Onnx__TensorProto **old_inits = gp->initializer;
+  Onnx__ValueInfoProto **old_ins = gp->input;
+  int rc = LB_ERR_NOMEM;
+  uint8_t *buf = NULL;
+  if (!inits || !ins) goto done;
+  memcpy(inits, old_inits, n_init * sizeof *inits);
+  for (int k = 0; k < t->n_real_in; k++) {
+    if (!t->frozen[k]) continue;
+    char path[4096];
+    size_t len;
+    snprintf(path, sizeof path, "%s/%s/input_%d.pb", t->dir, ds, k);
+    void *raw = read_file(path, &len);
+    tp[nt] = raw ? onnx__tensor_proto__unpack(NULL, len, raw) : NULL;
+    free(raw);
+    if (!tp[nt]) {
+      rc = lb_diag_err(diag, LB_ERR_INPUT, "%s: cannot read the tensor", path);
+      goto done;
+    }
+    saved_name[nt] = tp[nt]->name;
+    tp[nt]->name = (char *)t->real_in[k];
+    inits[n_init + nt] = tp[nt];
+    nt++;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n_in; i++) {
+    int keep = 1;
+    for (int k = 0; k < t->n_real_in; k++)
+      if (t->frozen[k] && strcmp(old_ins[i]->name, t->real_in[k]) == 0) keep = 0;
+    if (keep) ins[m++] = old_ins[i];
+  }
+  gp->initializer = inits;
+  gp->n_initializer = n_init + nt;
+  gp->input = ins;
+  gp->n_input = m;
+  size_t len = onnx__model_proto__get_packed_size(t->model);
+  buf = malloc(len ? len : 1);
+  if (buf) {
+    onnx__model_proto__pack(t->model, buf);
+    char name[4096];
+    snprintf(name, sizeof name, "%s/model.onnx", t->dir);
+    rc = lb_onnx_load_buffer(buf, len, name, g, diag);
+  }
+  gp->initializer = old_inits;
+  gp->n_initializer = n_init;
+  gp->input = old_ins;
+  gp->n_input = n_in;
+done:
+  for (size_t i = 0; i < nt; i++) {
+    tp[i]->name = saved_name[i];
+    onnx__tensor_proto__free_unpacked(tp[i], NULL);
+  }
+  free(buf);
+  free(inits);
+  free(ins);
+  return rc;
+}
+
+/* ---- comparison ------------------------------------------------------------------------ */
+
+static double as_double(const lb_tensor *t, int64_t i) {
+  return t->dtype == LB_DTYPE_F64 ? ((const double *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+static int close_enough(double got, double exp) {
+  if (exp != exp) return got != got;
+  if (got != got) return 0;
+  if (got == exp) return 1; /* also infinities of the same sign */
+  double d = got > exp ? got - exp : exp - got;
+  return d <= ATOL + RTOL * (exp < 0 ? -exp : exp);
+}
+
+static void fmt_shape(const lb_tensor *t, char *s, size_t n) {
+  int o = snprintf(s, n, "[");
+  for (int i = 0; i < t->rank && o > 0 && (size_t)o < n; i++)
+    o += snprintf(s + o, n - (size_t)o, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+  if (o > 0 && (size_t)o < n) snprintf(s + o, n - (size_t)o, "]");
+}
+
+/* Returns 0 if got matches exp; else writes the first mismatch into why. */
+static int compare(const lb_tensor *got, const lb_tensor *exp, char *why, size_t n) {
+  char gs[128], es[128];
+  fmt_shape(got, gs, sizeof gs);
+  fmt_shape(exp, es, sizeof es);
+  if (got->dtype != exp->dtype)
+    return snprintf(why, n, "dtype %s, expected %s", lb_dtype_name(got->dtype),
+                    lb_dtype_name(exp->dtype)), 1;
+  if (strcmp(gs, es) != 0) return snprintf(why, n, "shape %s, expected %s", gs, es), 1;
+  int64_t count = lb_tensor_numel(exp), bad = 0, first = -1;
+  int fl = exp->dtype == LB_DTYPE_F32 || exp->dtype == LB_DTYPE_F64;
+  size_t esz = fl ? 0 : lb_dtype_bytes(exp->dtype, 1);
+  for (int64_t i = 0; i < count; i++) {
+    int ok = fl ? close_enough(as_double(got, i), as_double(exp, i))
+                : memcmp((const char *)got->data + i * esz, (const char *)exp->data + i * esz,
+                         esz) == 0;
+    if (!ok && bad++ == 0) first = i;
+  }
+  if (!bad) return 0;
+  if (fl)
+    snprintf(why, n, "%lld of %lld elements differ; first at [%lld]: got %.9g, expected %.9g",
+             (long long)bad, (long long)count, (long long)first, as_double(got, first),
+             as_double(exp, first));
+  else
+    snprintf(why, n, "%lld of %lld elements differ; first at flat index %lld (dtype %s)",
+             (long long)bad, (long long)count, (long long)first, lb_dtype_name(exp->dtype));
+  return 1;
+}
+
+/* ---- running --------------------------------------------------------------------------- */
+
+static int real_index(const test_case *t, const char *name) {
+  for (int k = 0; k < t->n_real_in; k++)
+    if (strcmp(t->real_in[k], name) == 0) return k;
+  return -1;
+}
+
+static void free_tensors(lb_tensor *ts, int n) {
+  for (int i = 0; i < n; i++) lb_free(ts[i].data);
+}
+
+/* Loads the inputs g wants (matched to input_K.pb by name), runs, compares every output. */
+static int run_data_set(test_case *t, const char *ds, const lb_graph *g) {
+  lb_tensor in[MAX_IO] = {0}, out[MAX_IO] = {0}, exp = {0};
+  lb_diag diag;
+  lb_diag_clear(&diag);
+  int res = R_FAIL, n_in = 0;
+  char path[4096];
+  if (g->n_inputs > MAX_IO || g->n_outputs > MAX_IO) {
+    snprintf(t->why, sizeof t->why, "%s: too many inputs or outputs", ds);
+    return R_FAIL;
+  }
+  for (; n_in < (int)g->n_inputs; n_in++) {
+    const char *name = g->values[g->inputs[n_in]].name;
+    int k = real_index(t, name);
+    if (k < 0) {
+      snprintf(t->why, sizeof t->why, "graph input \"%s\" is not a model input", name);
+      goto done;
+    }
+    snprintf(path, sizeof path, "%s/%s/input_%d.pb", t->dir, ds, k);
+    if (lb_onnx_load_tensor(path, &in[n_in], &diag) != 0) {
+      snprintf(t->why, sizeof t->why, "%s", diag.msg);
+      goto done;
+    }
+  }
+  if (lb_interp_run(g, in, out, &diag) != 0) {
+    snprintf(t->why, sizeof t->why, "%s: run: %s", ds, diag.msg);
+    goto done;
+  }
+  for (uint32_t j = 0; j < g->n_outputs; j++) {
+    snprintf(path, sizeof path, "%s/%s/output_%u.pb", t->dir, ds, j);
+    if (lb_onnx_load_tensor(path, &exp, &diag) != 0) {
+      snprintf(t->why, sizeof t->why, "%s", diag.msg);
+      goto done;
+    }
+    char why[1024];
+    int bad = compare(&out[j], &exp, why, sizeof why);
+    lb_free(exp.data);
+    exp.data = NULL;
+    if (bad) {
+      snprintf(t->why, sizeof t->why, "%s output %u \"%s\": %s", ds, j,
+               g->values[g->outputs[j]].name, why);
+      goto done;
+    }
+  }
+  res = R_PASS;
+done:
+  free_tensors(in, n_in);
+  free_tensors(out, (int)g->n_outputs);
+  return res;
+}
+
+static int count_outputs_on_disk(const char *dir, const char *ds) {
+  char path[4096];
+  int n = 0;
+  for (;; n++) {
+    snprintf(path, sizeof path, "%s/%s/output_%d.pb", dir, ds, n);
+    if (!exists(path)) return n;
+  }
+}
+
+/* Runs every data set; the model is imported once, or per data set when inputs are frozen. */
+static int run_case(test_case *t) {
+  char mpath[4096], ds[64];
+  lb_graph *g = NULL;
+  lb_diag diag;
+  int res = R_PASS, n_ds = 0;
+  snprintf(mpath, sizeof mpath, "%s/model.onnx", t->dir);
+  for (;; n_ds++) {
+    snprintf(ds, sizeof ds, "test_data_set_%d", n_ds);
+    char dpath[4200];
+    snprintf(dpath, sizeof dpath, "%s/%s", t->dir, ds);
+    if (!exists(dpath)) break;
+    lb_diag_clear(&diag);
+    if (!g) {
+      int rc = t->n_frozen ? import_frozen(t, ds, &g, &diag) : lb_onnx_load(mpath, &g, &diag);
+      if (rc != 0) {
+        snprintf(t->why, sizeof t->why, "import: %s", diag.msg);
+        return R_FAIL;
+      }
+    }
+    if ((int)g->n_outputs != count_outputs_on_disk(t->dir, ds)) {
+      snprintf(t->why, sizeof t->why, "%s: graph has %u outputs, test data has %d", ds,
+               g->n_outputs, count_outputs_on_disk(t->dir, ds));
+      res = R_FAIL;
+    } else {
+      res = run_data_set(t, ds, g);
+    }
+    if (t->n_frozen || res != R_PASS) {
+      lb_graph_free(g);
+      g = NULL;
+    }
+    if (res != R_PASS) return res;
+  }
+  lb_graph_free(g);
+  if (n_ds == 0) {
+    snprintf(t->why, sizeof t->why, "no test_data_set_* directories");
+    return R_FAIL;
+  }
+  return R_PASS;
+}
+
+static int run_test(const char *root, const char *name, const skiplist *skip) {
+  if (skiplist_has(skip, name)) return R_SKIP;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/%s", root, name);
+  test_case t = {.dir = dir, .name = name};
+  int res = inspect_model(&t);
+  if (res == R_PASS) res = run_case(&t);
+  if (res == R_FAIL) printf("FAIL %s: %s\n", name, t.why);
+  if (res == R_PASS && verbose) printf("pass %s%s\n", name, t.n_frozen ? " (frozen inputs)" : "");
+  if (t.model) onnx__model_proto__free_unpacked(t.model, NULL);
+  free(t.model_buf);
+  return res;
+}
+
+static int is_test_dir(const struct dirent *e) { return strncmp(e->d_name, "test_", 5) == 0; }
+
+static int usage(void) {
+  fprintf(stderr, "usage: conformance [-v] [-k SUBSTRING] [NODE_TEST_DIR [SKIP_LIST]]\n"
+                  "  defaults: /usr/share/libonnx-testdata/data/node, no skip list\n");
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  const char *root = "/usr/share/libonnx-testdata/data/node", *skip_path = NULL, *filter = NULL;
+  int pos = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-v") == 0) verbose = 1;
+    else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) filter = argv[++i];
+    else if (argv[i][0] == '-') return usage();
+    else if (pos == 0) root = argv[i], pos++;
+    else if (pos == 1) skip_path = argv[i], pos++;
+    else return usage();
+  }
+  skiplist skip = {0};
+  if (skip_path && skiplist_load(skip_path, &skip) != 0) return 2;
+  struct dirent **list;
+  int n = scandir(root, &list, is_test_dir, alphasort);
+  if (n < 0) {
+    fprintf(stderr, "%s: cannot list test directories\n", root);
+    return 2;
+  }
+  int count[4] = {0};
+  for (int i = 0; i < n; i++) {
+    if (!filter || strstr(list[i]->d_name, filter)) count[run_test(root, list[i]->d_name, &skip)]++;
+    free(list[i]);
+  }
+  free(list);
+  for (size_t i = 0; i < skip.n; i++) free(skip.names[i]);
+  free(skip.names);
+  printf("pass %d fail %d skip %d n/a %d\n", count[R_PASS], count[R_FAIL], count[R_SKIP],
+         count[R_NA]);
+  return count[R_FAIL] ? 1 : 0;
+}

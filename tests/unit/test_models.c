@@ -1,0 +1,200 @@
+/* Real models against PyTorch: imports the digits models made by tools/make_models.py, runs the
+ * reference interpreter on every test sample and checks that it matches torch's outputs to
+ * 1e-4 of their range with the same top-1 accuracy. resnet18 and mobilenet_v2 in
+ * tests/models/large/ (make_models.py --large) are checked the same way when present. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "onnx.h"
+#include "tensor_io.h"
+
+#define MODELS LB_SOURCE_DIR "/tests/models/"
+
+typedef struct {
+  const char *model; /* file stem in tests/models/ */
+  const char *x;     /* test inputs [N, ...], sample i is the i-th block of numel(input) floats */
+  const char *y;     /* labels [N] int64, or NULL: compare top-1 with torch's instead */
+} model_case;
+
+static const model_case digits[] = {
+    {"digits_mlp", "digits_test_x", "digits_test_y"},
+    {"digits_cnn", "digits_test_x", "digits_test_y"},
+    {"digits_resnet", "digits16_test_x", "digits_test_y"},
+};
+
+static const model_case large[] = {
+    {"large/resnet18", "large/input", NULL},
+    {"large/mobilenet_v2", "large/input", NULL},
+};
+
+/* What one model's run measured. */
+typedef struct {
+  int64_t n;                  /* samples */
+  int64_t classes;
+  double max_err, lo, hi;     /* max |interp - torch|, torch's output range */
+  int64_t ok_interp, ok_torch; /* correct top-1 (vs labels, or agreeing with torch) */
+  double ms_per_sample;
+} result;
+
+static void load_npy(const char *stem, lb_tensor *t) {
+  char path[1024];
+  snprintf(path, sizeof path, MODELS "%s.npy", stem);
+  lb_diag d;
+  lb_diag_clear(&d);
+  int rc = lb_npy_read(path, t, &d);
+  ck_assert_msg(rc == 0, "%s: %s", path, d.msg);
+}
+
+static int64_t argmax(const float *v, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; i++)
+    if (v[i] > v[best]) best = i;
+  return best;
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Folds one sample's outputs into r; label < 0 means "agree with torch's top-1". */
+static void score(result *r, const float *got, const float *ref, int64_t label) {
+  for (int64_t k = 0; k < r->classes; k++) {
+    double e = fabs((double)got[k] - ref[k]);
+    if (!(e <= r->max_err)) r->max_err = e; /* NaN propagates into max_err */
+    if (ref[k] < r->lo) r->lo = ref[k];
+    if (ref[k] > r->hi) r->hi = ref[k];
+  }
+  int64_t want = label >= 0 ? label : argmax(ref, r->classes);
+  r->ok_interp += argmax(got, r->classes) == want;
+  r->ok_torch += argmax(ref, r->classes) == want;
+}
+
+/* Runs the interpreter on every sample of mc and compares with torch's outputs. */
+static result run_model(const model_case *mc) {
+  char path[1024];
+  snprintf(path, sizeof path, MODELS "%s.onnx", mc->model);
+  lb_graph *g = NULL;
+  lb_diag d;
+  lb_diag_clear(&d);
+  int rc = lb_onnx_load(path, &g, &d);
+  ck_assert_msg(rc == 0, "%s: %s", path, d.msg);
+  ck_assert_uint_eq(g->n_inputs, 1);
+  ck_assert_uint_eq(g->n_outputs, 1);
+  const lb_value *iv = &g->values[g->inputs[0]];
+  ck_assert_int_eq(iv->dtype, LB_DTYPE_F32);
+
+  char ref_stem[256];
+  snprintf(ref_stem, sizeof ref_stem, "%s_torch_out", mc->model);
+  lb_tensor x, ref, y = {0};
+  load_npy(mc->x, &x);
+  load_npy(ref_stem, &ref);
+  if (mc->y) load_npy(mc->y, &y);
+  ck_assert_int_eq(x.dtype, LB_DTYPE_F32);
+  ck_assert_int_eq(ref.dtype, LB_DTYPE_F32);
+  ck_assert_int_eq(ref.rank, 2);
+  int64_t per = lb_value_numel(iv);
+  result r = {.n = ref.dims[0], .classes = ref.dims[1], .lo = INFINITY, .hi = -INFINITY};
+  ck_assert_int_eq(lb_tensor_numel(&x), r.n * per);
+  if (mc->y) {
+    ck_assert_int_eq(y.dtype, LB_DTYPE_I64);
+    ck_assert_int_eq(lb_tensor_numel(&y), r.n);
+  }
+
+  double t0 = now_ms();
+  for (int64_t i = 0; i < r.n; i++) {
+    lb_tensor in = {.dtype = LB_DTYPE_F32, .rank = iv->rank, .data = (float *)x.data + i * per};
+    memcpy(in.dims, iv->dims, sizeof in.dims);
+    lb_tensor out = {0};
+    rc = lb_interp_run(g, &in, &out, &d);
+    ck_assert_msg(rc == 0, "%s sample %lld: %s", mc->model, (long long)i, d.msg);
+    ck_assert_int_eq(out.dtype, LB_DTYPE_F32);
+    ck_assert_int_eq(lb_tensor_numel(&out), r.classes);
+    score(&r, out.data, (const float *)ref.data + i * r.classes,
+          mc->y ? ((const int64_t *)y.data)[i] : -1);
+    lb_free(out.data);
+  }
+  r.ms_per_sample = (now_ms() - t0) / (double)r.n;
+  lb_free(x.data);
+  lb_free(ref.data);
+  lb_free(y.data);
+  lb_graph_free(g);
+  return r;
+}
+
+static void check_model(const model_case *mc) {
+  result r = run_model(mc);
+  double range = r.hi - r.lo;
+  printf("%-20s %4lld samples  max|interp-torch| %.3g (range %.3g)  top-1 %lld/%lld (torch "
+         "%lld)  %.3f ms/sample\n",
+         mc->model, (long long)r.n, r.max_err, range, (long long)r.ok_interp, (long long)r.n,
+         (long long)r.ok_torch, r.ms_per_sample);
+  fflush(stdout);
+  ck_assert_msg(range > 0, "%s: torch's outputs are constant", mc->model);
+  ck_assert_msg(r.max_err < 1e-4 * range, "%s: max error %g >= 1e-4 * range %g", mc->model,
+                r.max_err, range);
+  ck_assert_msg(r.ok_interp == r.ok_torch, "%s: interpreter top-1 %lld != torch %lld",
+                mc->model, (long long)r.ok_interp, (long long)r.ok_torch);
+}
+
+START_TEST(test_digits) { check_model(&digits[_i]); }
+END_TEST
+
+START_TEST(test_large) {
+  struct stat st;
+  if (stat(MODELS "large", &st) != 0) {
+    if (_i == 0) {
+      printf("large models skipped: " MODELS "large absent (tools/make_models.py --large)\n");
+      fflush(stdout);
+    }
+    return;
+  }
+  check_model(&large[_i]);
+}
+END_TEST
+
+/* The committed data is what the accuracy claims rest on: the labels cover all ten classes and
+ * torch got most of them right, so a broken export cannot pass as "same accuracy". */
+START_TEST(test_digits_data) {
+  lb_tensor y, ref;
+  load_npy("digits_test_y", &y);
+  load_npy("digits_cnn_torch_out", &ref);
+  int seen[10] = {0};
+  int64_t n = lb_tensor_numel(&y), right = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t c = ((const int64_t *)y.data)[i];
+    ck_assert(c >= 0 && c < 10);
+    seen[c] = 1;
+    right += argmax((const float *)ref.data + i * 10, 10) == c;
+  }
+  for (int c = 0; c < 10; c++) ck_assert_msg(seen[c], "class %d missing from the test split", c);
+  ck_assert_msg(right * 10 > n * 9, "torch's digits_cnn accuracy %lld/%lld", (long long)right,
+                (long long)n);
+  lb_free(y.data);
+  lb_free(ref.data);
+}
+END_TEST
+
+static Suite *models_suite(void) {
+  Suite *s = suite_create("models");
+  TCase *tc = tcase_create("torch");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_digits_data);
+  tcase_add_loop_test(tc, test_digits, 0, (int)(sizeof digits / sizeof *digits));
+  tcase_add_loop_test(tc, test_large, 0, (int)(sizeof large / sizeof *large));
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(models_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}
