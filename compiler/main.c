@@ -6,6 +6,14 @@
 #include "cli.h"
 
 static int cmd_version(int argc, char **argv) {
+  if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    printf("usage: lowbit version\n\nPrints the version of lowbit.\n");
+    return 0;
+  }
+  if (argc > 1) {
+    fprintf(stderr, "lowbit version: unexpected argument '%s'\n", argv[1]);
+    return 2;
+  }
   printf("lowbit 0.1.0\n");
   return 0;
 }
@@ -16,6 +24,8 @@ static const struct {
   const char *summary;
 } commands[] = {
     /* name      function         one-line summary */
+    {"info",    lb_cmd_info,     "inputs, outputs, layers, parameters and MACs of a model"},
+    {"run",     lb_cmd_run,      "run a model on .npy/.bin tensors (reference interpreter)"},
     {"version", cmd_version, "print the version"},
 };
 

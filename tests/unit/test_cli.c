@@ -1,0 +1,488 @@
+/* End-to-end tests of the lowbit driver: spawns the built binary (LB_BINARY_DIR/lowbit) and
+ * checks its exit status, its one-line errors, that failed runs leave no output file, and that
+ * `run` writes what lb_interp_run computes and `info` prints the right totals. Fixtures: the
+ * models in tests/e2e/ (made by tests/e2e/make_fixtures.py), ONNX's node tests, tests/models/. */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ir.h"
+#include "onnx.h"
+#include "tensor_io.h"
+
+#define LOWBIT LB_BINARY_DIR "/lowbit"
+#define E2E LB_SOURCE_DIR "/tests/e2e"
+#define MODELS LB_SOURCE_DIR "/tests/models"
+#define NODE "/usr/share/libonnx-testdata/data/node"
+#define RELU NODE "/test_relu"
+#define CONV NODE "/test_conv_with_strides_padding"
+
+extern char **environ;
+static char tmp[256]; /* scratch directory, made in main */
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+typedef struct proc {
+  int status; /* exit status, or 128 + signal */
+  char out[1 << 16], err[1 << 14];
+} proc;
+
+static proc P; /* each test runs in its own forked child, so one static result is enough */
+
+static const char *tpath(const char *name) {
+  static char buf[32][512];
+  static int k;
+  char *b = buf[k++ % 32];
+  snprintf(b, 512, "%s/%s", tmp, name);
+  return b;
+}
+
+static void slurp(const char *path, char *dst, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(dst, 1, cap - 1, f) : 0;
+  dst[n] = 0;
+  if (f) fclose(f);
+}
+
+/* Runs lowbit with args (NULL-terminated, without argv[0]); fills P. */
+static void lowbit(const char *const *args) {
+  const char *argv[64] = {"lowbit"};
+  int n = 1;
+  for (; args[n - 1]; n++) argv[n] = args[n - 1];
+  argv[n] = NULL;
+  const char *o = tpath("stdout.txt"), *e = tpath("stderr.txt");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, o, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, e, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  int rc = posix_spawn(&pid, LOWBIT, &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ck_assert_msg(rc == 0, "cannot spawn %s", LOWBIT);
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  P.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  slurp(o, P.out, sizeof P.out);
+  slurp(e, P.err, sizeof P.err);
+}
+
+#define LOWBIT_RUN(...) lowbit((const char *const[]){__VA_ARGS__, NULL})
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
+/* A failure: exit 2, one line on stderr that starts with "lowbit" and holds want. */
+static void expect_error(const char *want) {
+  ck_assert_msg(P.status == 2, "exit %d, stderr: %s", P.status, P.err);
+  ck_assert_msg(count_lines(P.err) == 1 && P.err[strlen(P.err) - 1] == '\n',
+                "not one line: [%s]", P.err);
+  ck_assert_msg(strncmp(P.err, "lowbit", 6) == 0, "no 'lowbit' prefix: %s", P.err);
+  ck_assert_msg(strstr(P.err, want) != NULL, "'%s' not in: %s", want, P.err);
+}
+
+static void expect_ok(void) {
+  ck_assert_msg(P.status == 0, "exit %d, stderr: %s", P.status, P.err);
+}
+
+static lb_graph *load(const char *path) {
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  int rc = lb_onnx_load(path, &g, &d);
+  ck_assert_msg(rc == 0, "%s", d.msg);
+  return g;
+}
+
+static void read_npy(const char *path, lb_tensor *t) {
+  lb_diag d = {0};
+  ck_assert_msg(lb_npy_read(path, t, &d) == 0, "%s", d.msg);
+}
+
+static void write_npy(const char *path, const lb_tensor *t) {
+  lb_diag d = {0};
+  ck_assert_msg(lb_npy_write(path, t, &d) == 0, "%s", d.msg);
+}
+
+static void load_pb(const char *path, lb_tensor *t) {
+  lb_diag d = {0};
+  ck_assert_msg(lb_onnx_load_tensor(path, t, &d) == 0, "%s", d.msg);
+}
+
+static size_t tensor_bytes(const lb_tensor *t) {
+  return lb_dtype_bytes(t->dtype, lb_tensor_numel(t));
+}
+
+static void write_raw(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Bit-exact equality of dtype, shape and data. */
+static void expect_same(const lb_tensor *got, const lb_tensor *want) {
+  ck_assert_int_eq(got->dtype, want->dtype);
+  ck_assert_int_eq(got->rank, want->rank);
+  for (int i = 0; i < want->rank; i++) ck_assert_int_eq(got->dims[i], want->dims[i]);
+  ck_assert_msg(memcmp(got->data, want->data, tensor_bytes(want)) == 0, "data differ");
+}
+
+/* Runs the interpreter in-process: the oracle `lowbit run` must match bit for bit. */
+static void interp(const lb_graph *g, const lb_tensor *in, lb_tensor *out) {
+  lb_diag d = {0};
+  for (uint32_t j = 0; j < g->n_outputs; j++) {
+    const lb_value *v = &g->values[g->outputs[j]];
+    memset(&out[j], 0, sizeof out[j]);
+    out[j].dtype = v->dtype;
+    out[j].rank = v->rank;
+    memcpy(out[j].dims, v->dims, sizeof v->dims);
+  }
+  ck_assert_msg(lb_interp_run(g, in, out, &d) == 0, "%s", d.msg);
+}
+
+/* Input files shared by the error cases, made before each test. */
+static void setup(void) {
+  lb_tensor x;
+  load_pb(RELU "/test_data_set_0/input_0.pb", &x);
+  write_npy(tpath("relu_x.npy"), &x);
+  x.dims[2] = 4; /* [3,4,5] -> [3,4,4]: fewer elements, same buffer */
+  write_npy(tpath("relu_x_bad_shape.npy"), &x);
+  x.dims[2] = 5;
+  x.dtype = LB_DTYPE_I32; /* same bytes, wrong dtype */
+  write_npy(tpath("relu_x_i32.npy"), &x);
+  write_raw(tpath("relu_x_short.bin"), x.data, tensor_bytes(&x) - 4);
+  write_raw(tpath("garbage.npy"), "\x93NUMPY\x01\x00garbage", 16);
+  lb_free(x.data);
+  /* the first half of a valid model */
+  char *buf = malloc(4096);
+  FILE *f = fopen(E2E "/small_cnn.onnx", "rb");
+  ck_assert_ptr_nonnull(f);
+  size_t n = fread(buf, 1, 4096, f);
+  fclose(f);
+  write_raw(tpath("truncated.onnx"), buf, n / 2);
+  free(buf);
+}
+
+/* ---- help and usage ----------------------------------------------------------------------- */
+
+/* Every command listed by `lowbit --help` has --help (exit 0, usage on stdout) and rejects an
+ * unknown option with one line and exit 2. */
+START_TEST(help_every_command) {
+  LOWBIT_RUN("--help");
+  expect_ok();
+  char list[1 << 14];
+  snprintf(list, sizeof list, "%s", P.out);
+  char *cmds = strstr(list, "commands:");
+  ck_assert_ptr_nonnull(cmds);
+  int n = 0;
+  for (char *line = strtok(cmds + 9, "\n"); line; line = strtok(NULL, "\n")) {
+    char name[64], usage[96];
+    if (sscanf(line, " %63s", name) != 1) continue;
+    lowbit((const char *const[]){name, "--help", NULL});
+    ck_assert_msg(P.status == 0, "lowbit %s --help: exit %d", name, P.status);
+    snprintf(usage, sizeof usage, "usage: lowbit %s", name);
+    ck_assert_msg(strstr(P.out, usage), "lowbit %s --help: no '%s' in: %s", name, usage, P.out);
+    lowbit((const char *const[]){name, "--no-such-option", NULL});
+    expect_error("--no-such-option");
+    n++;
+  }
+  ck_assert_int_ge(n, 3); /* info, run, version at least */
+}
+END_TEST
+
+START_TEST(usage_errors) {
+  lowbit((const char *const[]){NULL});
+  ck_assert_int_eq(P.status, 2);
+  LOWBIT_RUN("frobnicate");
+  expect_error("unknown command 'frobnicate'");
+  LOWBIT_RUN("info");
+  expect_error("no model given");
+  LOWBIT_RUN("info", E2E "/small_cnn.onnx", E2E "/two_io.onnx");
+  expect_error("unexpected argument");
+}
+END_TEST
+
+/* ---- info --------------------------------------------------------------------------------- */
+
+/* small_cnn (tests/e2e/make_fixtures.py): conv 4x1x3x3 + bias = 40 parameters and 4*8*8*9 =
+ * 2304 MACs; gemm 10x64 + bias = 650 parameters and 640 MACs; 690 fp32 weights = 2760 bytes. */
+START_TEST(info_small_cnn_totals) {
+  LOWBIT_RUN("info", E2E "/small_cnn.onnx");
+  expect_ok();
+  ck_assert_msg(strstr(P.out, "total: 5 layers, 690 parameters, 2944 MACs, 2760 weight bytes"),
+                "%s", P.out);
+  ck_assert_ptr_nonnull(strstr(P.out, "f32 [1,1,8,8]"));
+  ck_assert_ptr_nonnull(strstr(P.out, "f32 [1,4,4,4]")); /* the pool's output */
+  LOWBIT_RUN("info", "--json", E2E "/small_cnn.onnx");
+  expect_ok();
+  ck_assert_msg(strstr(P.out, "\"op\": \"conv\", \"dtype\": \"f32\", \"shape\": [1,4,8,8], "
+                              "\"params\": 40, \"macs\": 2304}"), "%s", P.out);
+  ck_assert_ptr_nonnull(strstr(P.out, "\"shape\": [1,10], \"params\": 650, \"macs\": 640}"));
+  ck_assert_ptr_nonnull(strstr(
+      P.out, "\"total\": {\"layers\": 5, \"params\": 690, \"macs\": 2944, \"weight_bytes\": 2760}"));
+}
+END_TEST
+
+/* For every bundled model, the totals equal the sum over the imported graph's constants. */
+START_TEST(info_models_match_constants) {
+  const char *models[] = {MODELS "/digits_mlp.onnx", MODELS "/digits_cnn.onnx",
+                          MODELS "/digits_resnet.onnx", E2E "/two_io.onnx"};
+  for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+    if (!exists(models[m])) continue;
+    lb_graph *g = load(models[m]);
+    long long params = 0, bytes = 0;
+    for (uint32_t i = 0; i < g->n_values; i++)
+      if (g->values[i].data) {
+        params += lb_value_numel(&g->values[i]);
+        bytes += (long long)g->values[i].nbytes;
+      }
+    char want[256];
+    snprintf(want, sizeof want, "\"layers\": %u, \"params\": %lld, ", g->n_nodes, params);
+    lowbit((const char *const[]){"info", "--json", models[m], NULL});
+    expect_ok();
+    ck_assert_msg(strstr(P.out, want), "%s: no '%s' in %s", models[m], want, P.out);
+    snprintf(want, sizeof want, "\"weight_bytes\": %lld}", bytes);
+    ck_assert_msg(strstr(P.out, want), "%s: no '%s'", models[m], want);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
+/* ---- run ---------------------------------------------------------------------------------- */
+
+START_TEST(run_relu_npy) {
+  const char *y = tpath("relu_y.npy");
+  LOWBIT_RUN("run", RELU "/model.onnx", "-i", tpath("relu_x.npy"), "-o", y, "--print");
+  expect_ok();
+  ck_assert_ptr_nonnull(strstr(P.out, "f32 [3,4,5]"));
+  lb_graph *g = load(RELU "/model.onnx");
+  lb_tensor x, got, want, ref;
+  read_npy(tpath("relu_x.npy"), &x);
+  read_npy(y, &got);
+  interp(g, &x, &want);
+  expect_same(&got, &want);
+  load_pb(RELU "/test_data_set_0/output_0.pb", &ref); /* and ONNX's expected values */
+  const float *a = got.data, *b = ref.data;
+  for (int64_t i = 0; i < lb_tensor_numel(&ref); i++) ck_assert_float_eq(a[i], b[i]);
+  lb_free(x.data), lb_free(got.data), lb_free(want.data), lb_free(ref.data);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* Two inputs given as raw .bin files, output written as .bin. */
+START_TEST(run_conv_raw) {
+  lb_tensor in[2], want;
+  load_pb(CONV "/test_data_set_0/input_0.pb", &in[0]);
+  load_pb(CONV "/test_data_set_0/input_1.pb", &in[1]);
+  write_raw(tpath("conv_x.bin"), in[0].data, tensor_bytes(&in[0]));
+  write_raw(tpath("conv_w.raw"), in[1].data, tensor_bytes(&in[1]));
+  const char *y = tpath("conv_y.bin");
+  LOWBIT_RUN("run", CONV "/model.onnx", "-i", tpath("conv_x.bin"), "-i", tpath("conv_w.raw"),
+             "-o", y);
+  expect_ok();
+  lb_graph *g = load(CONV "/model.onnx");
+  interp(g, in, &want);
+  char *got = malloc(tensor_bytes(&want) + 1);
+  FILE *f = fopen(y, "rb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fread(got, 1, tensor_bytes(&want) + 1, f), tensor_bytes(&want));
+  fclose(f);
+  ck_assert(memcmp(got, want.data, tensor_bytes(&want)) == 0);
+  free(got);
+  lb_free(in[0].data), lb_free(in[1].data), lb_free(want.data);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* two_io: sum = a + b and prod = a * b, checked against hand-computed values. */
+START_TEST(run_two_outputs) {
+  float a[6] = {1, 2, 3, -4, 0.5f, 6}, b[6] = {10, 20, 30, 40, 50, -60};
+  lb_tensor ta = {LB_DTYPE_F32, 2, {2, 3}, a}, tb = {LB_DTYPE_F32, 2, {2, 3}, b}, s, p;
+  write_npy(tpath("a.npy"), &ta);
+  write_npy(tpath("b.npy"), &tb);
+  LOWBIT_RUN("run", E2E "/two_io.onnx", "-i", tpath("a.npy"), "-i", tpath("b.npy"), "-o",
+             tpath("sum.npy"), "-o", tpath("prod.npy"));
+  expect_ok();
+  read_npy(tpath("sum.npy"), &s);
+  read_npy(tpath("prod.npy"), &p);
+  for (int i = 0; i < 6; i++) {
+    ck_assert_float_eq(((float *)s.data)[i], a[i] + b[i]);
+    ck_assert_float_eq(((float *)p.data)[i], a[i] * b[i]);
+  }
+  lb_free(s.data), lb_free(p.data);
+  /* a single -o writes only the first output */
+  LOWBIT_RUN("run", E2E "/two_io.onnx", "-i", tpath("a.npy"), "-i", tpath("b.npy"), "-o",
+             tpath("only.npy"));
+  expect_ok();
+  read_npy(tpath("only.npy"), &s);
+  ck_assert_float_eq(((float *)s.data)[3], 36.0f);
+  lb_free(s.data);
+}
+END_TEST
+
+/* --batch over 7 test digits: each row equals the interpreter on that sample alone, and
+ * --print's top-1 of row 0 is its argmax. */
+START_TEST(run_batch_digits) {
+  const char *model = MODELS "/digits_cnn.onnx";
+  if (!exists(model)) return; /* tests/models not generated in this checkout */
+  lb_tensor all, x7, got, want;
+  read_npy(MODELS "/digits_test_x.npy", &all);
+  x7 = all;
+  x7.dims[0] = 7;
+  write_npy(tpath("x7.npy"), &x7);
+  LOWBIT_RUN("run", model, "-i", tpath("x7.npy"), "-o", tpath("y7.npy"), "--batch", "--print");
+  expect_ok();
+  read_npy(tpath("y7.npy"), &got);
+  ck_assert_int_eq(got.rank, 2);
+  ck_assert_int_eq(got.dims[0], 7);
+  ck_assert_int_eq(got.dims[1], 10);
+  lb_graph *g = load(model);
+  for (int b = 0; b < 7; b++) {
+    lb_tensor one = all;
+    one.dims[0] = 1;
+    one.data = (float *)all.data + b * 64;
+    interp(g, &one, &want);
+    ck_assert(memcmp((float *)got.data + b * 10, want.data, 10 * sizeof(float)) == 0);
+    if (b == 0) {
+      int best = 0;
+      for (int c = 1; c < 10; c++)
+        if (((float *)want.data)[c] > ((float *)want.data)[best]) best = c;
+      char top[32];
+      snprintf(top, sizeof top, "[0] top-5:  %d (", best);
+      ck_assert_msg(strstr(P.out, top), "no '%s' in %s", top, P.out);
+    }
+    lb_free(want.data);
+  }
+  lb_free(all.data), lb_free(got.data);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* ---- bad input: exit 2, one line, no output file ------------------------------------------ */
+
+typedef struct bad_case {
+  const char *args[12]; /* "@name" is a file in the scratch directory */
+  const char *want;     /* in the message */
+} bad_case;
+
+static const bad_case bad[] = {
+    {{"run", "@nope.onnx", "-i", "@relu_x.npy", "-o", "@out.npy"},
+     "nope.onnx: No such file or directory"},
+    {{"info", "@nope.onnx"}, "nope.onnx: No such file or directory"},
+    {{"info", "@truncated.onnx"}, "truncated.onnx"},
+    {{"run", "@truncated.onnx", "-i", "@relu_x.npy", "-o", "@out.npy"}, "truncated.onnx"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x_bad_shape.npy", "-o", "@out.npy"},
+     "relu_x_bad_shape.npy: input 'x': expected f32 [3,4,5], got f32 [3,4,4]"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x_i32.npy", "-o", "@out.npy"},
+     "expected f32 [3,4,5], got i32 [3,4,5]"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x_short.bin", "-o", "@out.npy"},
+     "relu_x_short.bin"},
+    {{"run", RELU "/model.onnx", "-i", "@garbage.npy", "-o", "@out.npy"}, "garbage.npy"},
+    {{"run", CONV "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy"},
+     "has 2 inputs ('x', 'W'), got 1 -i"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-i", "@relu_x.npy", "-o", "@out.npy"},
+     "has 1 input ('x'), got 2 -i"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "-o", "@out2.npy"},
+     "has 1 output, got 2 -o"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--frobnicate"},
+     "unknown option '--frobnicate'"},
+    {{"info", "--frobnicate", RELU "/model.onnx"}, "unknown option '--frobnicate'"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "jit"},
+     "engine 'jit' is not available in this build"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "gpu"},
+     "unknown engine 'gpu'"},
+    {{"run", RELU "/model.onnx", "-i", "@nothere.npy", "-o", "@out.npy"},
+     "nothere.npy: No such file or directory"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.txt"},
+     "out.txt: unknown tensor file type"},
+    {{"run", RELU "/model.onnx", "-o", "@out.npy", "-i"}, "option '-i' needs an argument"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy"}, "no output"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x_bad_shape.npy", "-o", "@out.npy", "--batch"},
+     "--batch needs a batch dimension of 1"},
+};
+
+START_TEST(bad_input) {
+  const bad_case *c = &bad[_i];
+  const char *args[13] = {0};
+  for (int k = 0; c->args[k]; k++)
+    args[k] = c->args[k][0] == '@' ? tpath(c->args[k] + 1) : c->args[k];
+  unlink(tpath("out.npy"));
+  unlink(tpath("out.txt"));
+  lowbit(args);
+  expect_error(c->want);
+  ck_assert_msg(!exists(tpath("out.npy")) && !exists(tpath("out.txt")), "output left behind");
+}
+END_TEST
+
+/* Each malformed model of the importer's fixtures is a one-line error from info and run. */
+START_TEST(onnx_bad_fixtures) {
+  DIR *d = opendir(LB_SOURCE_DIR "/tests/onnx_bad");
+  if (!d) return; /* fixtures not committed in this checkout */
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    size_t len = strlen(e->d_name);
+    if (len < 6 || strcmp(e->d_name + len - 5, ".onnx") != 0) continue;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/onnx_bad/%s", LB_SOURCE_DIR, e->d_name);
+    lowbit((const char *const[]){"info", path, NULL});
+    expect_error(e->d_name);
+    lowbit((const char *const[]){"run", path, "-i", tpath("relu_x.npy"), "-o",
+                                 tpath("out.npy"), NULL});
+    expect_error(e->d_name);
+    ck_assert(!exists(tpath("out.npy")));
+    n++;
+  }
+  closedir(d);
+  ck_assert_int_gt(n, 0);
+}
+END_TEST
+
+static void remove_tmp(void) {
+  DIR *d = opendir(tmp);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.') unlink(tpath(e->d_name));
+  closedir(d);
+  rmdir(tmp);
+}
+
+int main(void) {
+  snprintf(tmp, sizeof tmp, "%s/lowbit-cli-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(tmp)) {
+    perror("mkdtemp");
+    return EXIT_FAILURE;
+  }
+  Suite *s = suite_create("cli");
+  TCase *tc = tcase_create("e2e");
+  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, help_every_command);
+  tcase_add_test(tc, usage_errors);
+  tcase_add_test(tc, info_small_cnn_totals);
+  tcase_add_test(tc, info_models_match_constants);
+  tcase_add_test(tc, run_relu_npy);
+  tcase_add_test(tc, run_conv_raw);
+  tcase_add_test(tc, run_two_outputs);
+  tcase_add_test(tc, run_batch_digits);
+  tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad / sizeof bad[0]));
+  tcase_add_test(tc, onnx_bad_fixtures);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  remove_tmp();
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
