@@ -140,4 +140,59 @@ void lb_ref_dwconv_f32(const lb_conv_desc *d, const float *x, const float *w, co
 /* Applies the fused activation (shared by every _ref). */
 float lb_ref_act(lb_act act, float lo, float hi, float x);
 
+/* ---- host JIT for kernel tests and benchmarks (targets/llvm/kernels_jit.c) --------------- */
+
+/* An ORC LLJIT for this machine plus one module to emit kernels into. lb_kjit_finish verifies
+ * the module, runs default<O3> with a host target machine, hands it to the JIT and looks up
+ * the named symbols. Not the backend's JIT (that is targets/llvm's); just enough for tests. */
+typedef struct lb_kjit lb_kjit;
+int lb_kjit_new(lb_kjit **out, LLVMModuleRef *mod, lb_diag *diag);
+int lb_kjit_finish(lb_kjit *j, const char *const *syms, void **addrs, int n, lb_diag *diag);
+void lb_kjit_free(lb_kjit *j);
+/* The host's vector width (256 with AVX2, 512 with AVX-512F, 128 otherwise) and features. */
+void lb_kjit_host_cfg(lb_kern_cfg *cfg);
+
+/* ---- emitter internals shared by targets/llvm/kernels_*.c (not for other callers) -------- */
+
+/* IR-building state for one emitted function. */
+typedef struct lb_kir {
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMTypeRef f32, i1, i32, i64, ptr, vec; /* vec = <VW x float> */
+  int vw;                                   /* floats per vector */
+} lb_kir;
+
+/* A counted loop: for (iv = start; iv < end; iv += step), with n loop-carried values. */
+typedef struct lb_kloop {
+  LLVMBasicBlockRef head, body, exit;
+  LLVMValueRef iv;
+  LLVMValueRef carry[64];
+  int n_carry;
+} lb_kloop;
+
+/* Creates fn (or returns 1 with *existing set if a function of that name exists) and a
+ * builder at its entry block; attributes from cfg; params 0..n-1 are pointers, the rest i64/i1
+ * as given by types. lb_kir_end disposes the builder. */
+int lb_kir_begin(lb_kir *k, LLVMModuleRef mod, const lb_kern_cfg *cfg, const char *name,
+                 LLVMTypeRef *params, unsigned n_params, int internal, LLVMValueRef *existing);
+void lb_kir_end(lb_kir *k);
+LLVMValueRef lb_kir_i64(lb_kir *k, int64_t v);
+LLVMValueRef lb_kir_gep(lb_kir *k, LLVMValueRef base, LLVMValueRef idx);      /* float* + idx */
+LLVMValueRef lb_kir_gepc(lb_kir *k, LLVMValueRef base, int64_t idx);          /* constant idx */
+LLVMValueRef lb_kir_splat(lb_kir *k, LLVMValueRef scalar);
+LLVMValueRef lb_kir_vconst(lb_kir *k, float v);
+/* Loads/stores the first `lanes` floats at p (lanes == vw: a plain vector access). */
+LLVMValueRef lb_kir_vload(lb_kir *k, LLVMValueRef p, int lanes);
+void lb_kir_vstore(lb_kir *k, LLVMValueRef v, LLVMValueRef p, int lanes);
+LLVMValueRef lb_kir_fma(lb_kir *k, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+LLVMValueRef lb_kir_act(lb_kir *k, LLVMValueRef v, lb_act act, float lo, float hi);
+LLVMValueRef lb_kir_min64(lb_kir *k, LLVMValueRef a, LLVMValueRef b);
+void lb_kloop_begin(lb_kir *k, lb_kloop *l, LLVMValueRef start, LLVMValueRef end,
+                    const LLVMValueRef *carry_init, int n_carry);
+void lb_kloop_end(lb_kir *k, lb_kloop *l, LLVMValueRef step, const LLVMValueRef *carry_next);
+/* Appends "_<act>" (with the clip bounds) to a kernel name. */
+void lb_kir_act_suffix(char *buf, size_t cap, lb_act act, float lo, float hi);
+
 #endif

@@ -1,0 +1,324 @@
+/* fp32 GEMM emitter: C = act(A.Bp + bias + res), specialised at emit time on every size and
+ * leading dimension. A driver function walks K blocks (B panel slice in L1), M blocks (A rows in
+ * L2) and panel groups, and calls register-tile microkernels (internal functions that LLVM
+ * inlines). Invariant: C holds raw partial sums between K blocks; the epilogue (bias, residual,
+ * activation) runs exactly once per element, in the last K block. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+
+typedef struct gemm_plan {
+  lb_gemm_desc d;
+  int mr, nr, nv;     /* register tile and vectors per panel row */
+  int64_t kc, nkb;    /* K block and number of K blocks */
+  int64_t mc;         /* M block, a multiple of mr */
+  int64_t panels;     /* ceil(N / NR) */
+  int64_t pstride;    /* floats between panels in Bp: K*NR */
+  int64_t mfull;      /* rows covered by full tiles */
+  int mrem;           /* M % MR */
+  int np_main, np_rem; /* panels per microkernel call (full rows, remainder rows) */
+  int last_cols;      /* valid columns in the last panel, 1..NR */
+} gemm_plan;
+
+static int64_t cache_or(const lb_kern_cfg *cfg, int level, int64_t dflt) {
+  return cfg->cache[level] > 0 ? cfg->cache[level] : dflt;
+}
+
+static void make_plan(const lb_kern_cfg *cfg, const lb_gemm_desc *d, gemm_plan *p) {
+  memset(p, 0, sizeof *p);
+  p->d = *d;
+  lb_kern_gemm_tile(cfg, &p->mr, &p->nr);
+  p->nv = p->nr / (cfg->vector_bits / 32);
+  /* Half of L1 for the KC x NR slice of B, half of L2 for the MC x KC block of A. */
+  int64_t kc_max = cache_or(cfg, 0, 32768) / 2 / (p->nr * 4);
+  if (kc_max < 16) kc_max = 16;
+  p->nkb = (d->k + kc_max - 1) / kc_max;
+  p->kc = (d->k + p->nkb - 1) / p->nkb;
+  p->mc = cache_or(cfg, 1, 1 << 20) / 2 / (p->kc * 4) / p->mr * p->mr;
+  if (p->mc < p->mr) p->mc = p->mr;
+  p->panels = (d->n + p->nr - 1) / p->nr;
+  p->pstride = d->k * p->nr;
+  p->mrem = (int)(d->m % p->mr);
+  p->mfull = d->m - p->mrem;
+  p->np_main = 1;
+  p->np_rem = p->mrem ? p->mr / p->mrem : 1;
+  if (p->np_rem > p->panels) p->np_rem = (int)p->panels;
+  p->last_cols = (int)(d->n - (p->panels - 1) * p->nr);
+}
+
+/* ---- microkernel ------------------------------------------------------------------------- */
+
+/* Column vectors of a microkernel call: np panels of nv vectors, the last panel cut to
+ * last_cols columns (vectors past it dropped, the last one masked). */
+typedef struct uk_cols {
+  int n;
+  int64_t boff[64]; /* offset into Bp of the vector at k = 0 */
+  int64_t coff[64]; /* column offset in C, bias, res */
+  int lanes[64];
+} uk_cols;
+
+static void uk_columns(const gemm_plan *p, int vw, int np, int last_cols, uk_cols *c) {
+  c->n = 0;
+  for (int j = 0; j < np; j++) {
+    int cols = j == np - 1 ? last_cols : p->nr;
+    for (int v = 0; v * vw < cols; v++) {
+      int lanes = cols - v * vw < vw ? cols - v * vw : vw;
+      LB_ASSERT(c->n < 64);
+      c->boff[c->n] = j * p->pstride + v * vw;
+      c->coff[c->n] = (int64_t)j * p->nr + v * vw;
+      c->lanes[c->n++] = lanes;
+    }
+  }
+}
+
+enum { UK_A, UK_B, UK_C, UK_BIAS, UK_RES, UK_KC, UK_INIT, UK_FIN, UK_NPARAM };
+
+/* Accumulators at entry: zero on the first K block, else the partial sums stored in C. */
+static void uk_init(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLVMValueRef *acc) {
+  LLVMValueRef C = LLVMGetParam(k->fn, UK_C);
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(k->b);
+  LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "ldc");
+  LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "go");
+  LLVMBuildCondBr(k->b, LLVMGetParam(k->fn, UK_INIT), go, ld);
+  LLVMPositionBuilderAtEnd(k->b, ld);
+  LLVMValueRef loaded[64];
+  for (int i = 0; i < mr; i++)
+    for (int t = 0; t < c->n; t++)
+      loaded[i * c->n + t] = lb_kir_vload(k, lb_kir_gepc(k, C, i * p->d.ldc + c->coff[t]),
+                                          c->lanes[t]);
+  LLVMBuildBr(k->b, go);
+  LLVMPositionBuilderAtEnd(k->b, go);
+  LLVMValueRef zero = LLVMConstNull(k->vec);
+  LLVMBasicBlockRef from[2] = {entry, ld};
+  for (int i = 0; i < mr * c->n; i++) {
+    acc[i] = LLVMBuildPhi(k->b, k->vec, "acc");
+    LLVMValueRef in[2] = {zero, loaded[i]};
+    LLVMAddIncoming(acc[i], in, from, 2);
+  }
+}
+
+/* acc[i][t] += A[i][k] * Bp[k][t] for k in [0, kc). */
+static void uk_loop(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLVMValueRef *acc) {
+  LLVMValueRef A = LLVMGetParam(k->fn, UK_A), B = LLVMGetParam(k->fn, UK_B);
+  lb_kloop l;
+  int n = mr * c->n;
+  lb_kloop_begin(k, &l, lb_kir_i64(k, 0), LLVMGetParam(k->fn, UK_KC), acc, n);
+  LLVMValueRef kb = LLVMBuildNSWMul(k->b, l.iv, lb_kir_i64(k, p->nr), "");
+  LLVMValueRef bp = lb_kir_gep(k, B, kb), ap = lb_kir_gep(k, A, l.iv);
+  LLVMValueRef bv[64], next[64];
+  for (int t = 0; t < c->n; t++) bv[t] = lb_kir_vload(k, lb_kir_gepc(k, bp, c->boff[t]), k->vw);
+  for (int i = 0; i < mr; i++) {
+    LLVMValueRef s = LLVMBuildLoad2(k->b, k->f32, lb_kir_gepc(k, ap, i * p->d.lda), "");
+    LLVMValueRef a = lb_kir_splat(k, s);
+    for (int t = 0; t < c->n; t++)
+      next[i * c->n + t] = lb_kir_fma(k, a, bv[t], l.carry[i * c->n + t]);
+  }
+  lb_kloop_end(k, &l, lb_kir_i64(k, 1), next);
+  for (int i = 0; i < n; i++) acc[i] = l.carry[i];
+}
+
+/* Stores the tile; with epi set, adds bias and residual and applies the activation first. */
+static void uk_store(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLVMValueRef *acc,
+                     int epi) {
+  LLVMValueRef C = LLVMGetParam(k->fn, UK_C);
+  LLVMValueRef bias = LLVMGetParam(k->fn, UK_BIAS), res = LLVMGetParam(k->fn, UK_RES);
+  const lb_gemm_desc *d = &p->d;
+  LLVMValueRef bv[64];
+  for (int t = 0; epi && d->has_bias && t < c->n; t++)
+    bv[t] = lb_kir_vload(k, lb_kir_gepc(k, bias, c->coff[t]), c->lanes[t]);
+  for (int i = 0; i < mr; i++)
+    for (int t = 0; t < c->n; t++) {
+      LLVMValueRef v = acc[i * c->n + t];
+      if (epi && d->has_bias) v = LLVMBuildFAdd(k->b, v, bv[t], "");
+      if (epi && d->has_res)
+        v = LLVMBuildFAdd(k->b, v, lb_kir_vload(k, lb_kir_gepc(k, res, i * d->ldr + c->coff[t]),
+                                                c->lanes[t]), "");
+      if (epi) v = lb_kir_act(k, v, d->act, d->act_min, d->act_max);
+      lb_kir_vstore(k, v, lb_kir_gepc(k, C, i * d->ldc + c->coff[t]), c->lanes[t]);
+    }
+  LLVMBuildRetVoid(k->b);
+}
+
+/* void uk(A, Bp, C, bias, res, i64 kc, i1 init, i1 fin) for an mr x (np panels) tile. */
+static LLVMValueRef emit_ukernel(LLVMModuleRef mod, const lb_kern_cfg *cfg, const gemm_plan *p,
+                                 const char *base, int mr, int np, int last_cols) {
+  char name[256];
+  snprintf(name, sizeof name, "%s__uk%dx%dp%dc", base, mr, np, last_cols);
+  lb_kir k;
+  LLVMValueRef fn;
+  LLVMTypeRef params[UK_NPARAM] = {0};
+  LLVMContextRef ctx = LLVMGetModuleContext(mod);
+  params[UK_KC] = LLVMInt64TypeInContext(ctx);
+  params[UK_INIT] = params[UK_FIN] = LLVMInt1TypeInContext(ctx);
+  if (lb_kir_begin(&k, mod, cfg, name, params, UK_NPARAM, 1, &fn)) return fn;
+  uk_cols c;
+  uk_columns(p, k.vw, np, last_cols, &c);
+  LB_ASSERT(mr * c.n <= 64);
+  LLVMValueRef acc[64];
+  uk_init(&k, p, &c, mr, acc);
+  uk_loop(&k, p, &c, mr, acc);
+  LLVMBasicBlockRef epi = LLVMAppendBasicBlockInContext(k.ctx, k.fn, "epi");
+  LLVMBasicBlockRef raw = LLVMAppendBasicBlockInContext(k.ctx, k.fn, "raw");
+  LLVMBuildCondBr(k.b, LLVMGetParam(k.fn, UK_FIN), epi, raw);
+  LLVMPositionBuilderAtEnd(k.b, epi);
+  uk_store(&k, p, &c, mr, acc, 1);
+  LLVMPositionBuilderAtEnd(k.b, raw);
+  uk_store(&k, p, &c, mr, acc, 0);
+  fn = k.fn;
+  lb_kir_end(&k);
+  return fn;
+}
+
+/* ---- driver ------------------------------------------------------------------------------ */
+
+enum { G_A, G_BP, G_BIAS, G_RES, G_C, G_SCRATCH, G_NPARAM };
+
+/* State of one K block inside the driver. */
+typedef struct kblock {
+  LLVMValueRef a, b;       /* A + kc0, Bp + kc0*NR */
+  LLVMValueRef kc, init, fin;
+} kblock;
+
+/* Calls uk for rows m (runtime) and the panel group starting at panel p0 (runtime). */
+static void call_uk(lb_kir *k, const gemm_plan *p, const kblock *kb, LLVMValueRef uk,
+                    LLVMValueRef m, LLVMValueRef p0) {
+  const lb_gemm_desc *d = &p->d;
+  LLVMValueRef n0 = LLVMBuildNSWMul(k->b, p0, lb_kir_i64(k, p->nr), "");
+  LLVMValueRef C = LLVMGetParam(k->fn, G_C), bias = LLVMGetParam(k->fn, G_BIAS);
+  LLVMValueRef res = LLVMGetParam(k->fn, G_RES);
+  LLVMValueRef am = LLVMBuildNSWMul(k->b, m, lb_kir_i64(k, d->lda), "");
+  LLVMValueRef cm = LLVMBuildNSWMul(k->b, m, lb_kir_i64(k, d->ldc), "");
+  LLVMValueRef args[UK_NPARAM];
+  args[UK_A] = lb_kir_gep(k, kb->a, am);
+  args[UK_B] = lb_kir_gep(k, kb->b, LLVMBuildNSWMul(k->b, p0, lb_kir_i64(k, p->pstride), ""));
+  args[UK_C] = lb_kir_gep(k, C, LLVMBuildNSWAdd(k->b, cm, n0, ""));
+  args[UK_BIAS] = d->has_bias ? lb_kir_gep(k, bias, n0) : bias;
+  if (d->has_res) {
+    LLVMValueRef rm = LLVMBuildNSWMul(k->b, m, lb_kir_i64(k, d->ldr), "");
+    args[UK_RES] = lb_kir_gep(k, res, LLVMBuildNSWAdd(k->b, rm, n0, ""));
+  } else {
+    args[UK_RES] = res;
+  }
+  args[UK_KC] = kb->kc;
+  args[UK_INIT] = kb->init;
+  args[UK_FIN] = kb->fin;
+  LLVMBuildCall2(k->b, LLVMGlobalGetValueType(uk), uk, args, UK_NPARAM, "");
+}
+
+/* Row tiles [m_lo, m_hi) step mr, for one panel group. */
+static void row_tiles(lb_kir *k, const gemm_plan *p, const kblock *kb, LLVMValueRef uk,
+                      LLVMValueRef m_lo, LLVMValueRef m_hi, int mr, LLVMValueRef p0) {
+  lb_kloop l;
+  lb_kloop_begin(k, &l, m_lo, m_hi, NULL, 0);
+  call_uk(k, p, kb, uk, l.iv, p0);
+  lb_kloop_end(k, &l, lb_kir_i64(k, mr), NULL);
+}
+
+/* All panel groups for rows [m_lo, m_hi): full groups of np panels in a loop, then the group
+ * holding the last (possibly partial) panel. */
+static void panel_groups(lb_kir *k, const gemm_plan *p, const kblock *kb, LLVMValueRef uk_full,
+                         LLVMValueRef uk_last, int np, LLVMValueRef m_lo, LLVMValueRef m_hi,
+                         int mr) {
+  int64_t last_np = (p->panels - 1) % np + 1;
+  int64_t groups = (p->panels - last_np) / np;
+  if (groups > 0) {
+    lb_kloop l;
+    lb_kloop_begin(k, &l, lb_kir_i64(k, 0), lb_kir_i64(k, groups * np), NULL, 0);
+    row_tiles(k, p, kb, uk_full, m_lo, m_hi, mr, l.iv);
+    lb_kloop_end(k, &l, lb_kir_i64(k, np), NULL);
+  }
+  row_tiles(k, p, kb, uk_last, m_lo, m_hi, mr, lb_kir_i64(k, groups * np));
+}
+
+typedef struct uk_set {
+  LLVMValueRef main_full, main_last, rem_full, rem_last;
+} uk_set;
+
+/* One K block: M blocks of full-row tiles, then the remainder rows. */
+static void emit_kblock(lb_kir *k, const gemm_plan *p, const kblock *kb, const uk_set *u) {
+  if (p->mfull > 0) {
+    lb_kloop l;
+    lb_kloop_begin(k, &l, lb_kir_i64(k, 0), lb_kir_i64(k, p->mfull), NULL, 0);
+    LLVMValueRef hi = LLVMBuildNSWAdd(k->b, l.iv, lb_kir_i64(k, p->mc), "");
+    hi = lb_kir_min64(k, hi, lb_kir_i64(k, p->mfull));
+    panel_groups(k, p, kb, u->main_full, u->main_last, p->np_main, l.iv, hi, p->mr);
+    lb_kloop_end(k, &l, lb_kir_i64(k, p->mc), NULL);
+  }
+  if (p->mrem > 0)
+    panel_groups(k, p, kb, u->rem_full, u->rem_last, p->np_rem, lb_kir_i64(k, p->mfull),
+                 lb_kir_i64(k, p->d.m), p->mrem);
+}
+
+/* The K-block loop (a single straight-line block when K fits one block). */
+static void emit_driver(lb_kir *k, const gemm_plan *p, const uk_set *u) {
+  LLVMValueRef A = LLVMGetParam(k->fn, G_A), Bp = LLVMGetParam(k->fn, G_BP);
+  kblock kb;
+  if (p->nkb == 1) {
+    kb = (kblock){A, Bp, lb_kir_i64(k, p->d.k), LLVMConstInt(k->i1, 1, 0),
+                  LLVMConstInt(k->i1, 1, 0)};
+    emit_kblock(k, p, &kb, u);
+    return;
+  }
+  lb_kloop l;
+  lb_kloop_begin(k, &l, lb_kir_i64(k, 0), lb_kir_i64(k, p->d.k), NULL, 0);
+  LLVMValueRef left = LLVMBuildNSWSub(k->b, lb_kir_i64(k, p->d.k), l.iv, "");
+  kb.kc = lb_kir_min64(k, left, lb_kir_i64(k, p->kc));
+  kb.init = LLVMBuildICmp(k->b, LLVMIntEQ, l.iv, lb_kir_i64(k, 0), "");
+  kb.fin = LLVMBuildICmp(k->b, LLVMIntSLE, left, lb_kir_i64(k, p->kc), "");
+  kb.a = lb_kir_gep(k, A, l.iv);
+  kb.b = lb_kir_gep(k, Bp, LLVMBuildNSWMul(k->b, l.iv, lb_kir_i64(k, p->nr), ""));
+  emit_kblock(k, p, &kb, u);
+  lb_kloop_end(k, &l, lb_kir_i64(k, p->kc), NULL);
+}
+
+static int check_desc(const lb_gemm_desc *d, lb_diag *diag) {
+  if (d->m <= 0 || d->n <= 0 || d->k <= 0)
+    return lb_diag_err(diag, LB_ERR_INPUT, "gemm: empty shape M=%lld N=%lld K=%lld",
+                       (long long)d->m, (long long)d->n, (long long)d->k);
+  if (d->lda < d->k || d->ldc < d->n || (d->has_res && d->ldr < d->n))
+    return lb_diag_err(diag, LB_ERR_INPUT, "gemm: leading dimension smaller than the row "
+                       "(lda=%lld K=%lld ldc=%lld ldr=%lld N=%lld)", (long long)d->lda,
+                       (long long)d->k, (long long)d->ldc, (long long)d->ldr, (long long)d->n);
+  if (d->act == LB_ACT_CLIP && !(d->act_min <= d->act_max))
+    return lb_diag_err(diag, LB_ERR_INPUT, "gemm: clip bounds [%g, %g] are empty",
+                       (double)d->act_min, (double)d->act_max);
+  return LB_OK;
+}
+
+int lb_emit_gemm_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_gemm_desc *d,
+                     lb_kern_out *out, lb_diag *diag) {
+  LB_TRY(lb_kern_cfg_check(cfg, diag));
+  LB_TRY(check_desc(d, diag));
+  gemm_plan p;
+  make_plan(cfg, d, &p);
+  char name[256];
+  snprintf(name, sizeof name, "lb_f32_f32_gemm_ukernel_%dx%d__%s_m%lldn%lldk%lld_a%lldc%lldr%lld"
+           "_b%dr%d_kc%lldmc%lld", p.mr, p.nr, lb_kern_isa(cfg), (long long)d->m, (long long)d->n,
+           (long long)d->k, (long long)d->lda, (long long)d->ldc,
+           (long long)(d->has_res ? d->ldr : 0), d->has_bias, d->has_res, (long long)p.kc,
+           (long long)p.mc);
+  lb_kir_act_suffix(name, sizeof name, d->act, d->act_min, d->act_max);
+  out->scratch_bytes = 0;
+  lb_kir k;
+  LLVMTypeRef params[G_NPARAM] = {0};
+  if (lb_kir_begin(&k, mod, cfg, name, params, G_NPARAM, 0, &out->fn)) return LB_OK;
+  LLVMAddAttributeAtIndex(k.fn, G_C + 1, LLVMCreateEnumAttribute(
+      k.ctx, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+  uk_set u = {0};
+  int64_t last_np = (p.panels - 1) % p.np_main + 1;
+  if (p.mfull > 0) {
+    u.main_full = emit_ukernel(mod, cfg, &p, name, p.mr, p.np_main, p.nr);
+    u.main_last = emit_ukernel(mod, cfg, &p, name, p.mr, (int)last_np, p.last_cols);
+  }
+  if (p.mrem > 0) {
+    last_np = (p.panels - 1) % p.np_rem + 1;
+    u.rem_full = emit_ukernel(mod, cfg, &p, name, p.mrem, p.np_rem, p.nr);
+    u.rem_last = emit_ukernel(mod, cfg, &p, name, p.mrem, (int)last_np, p.last_cols);
+  }
+  emit_driver(&k, &p, &u);
+  LLVMBuildRetVoid(k.b);
+  out->fn = k.fn;
+  lb_kir_end(&k);
+  return LB_OK;
+}
