@@ -190,6 +190,133 @@ START_TEST(gemm_vs_ref) {
 }
 END_TEST
 
+/* ---- convolutions ------------------------------------------------------------------------ */
+
+typedef struct conv_case {
+  int cfg, dw; /* dw: depthwise (c_out = c_in) */
+  int64_t n, h, w, ci, co, kh, kw, sh, sw, dh, dw_, pt, pl, pb, pr, xpad, ypad;
+  int bias, res;
+  lb_act act;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    /* cfg dw  n  h  w  ci co kh kw sh sw dh dw pt pl pb pr xp yp bias res act */
+    {1, 0, 1, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_RELU},
+    {1, 0, 2, 9, 7, 5, 17, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_NONE},
+    {1, 0, 1, 6, 6, 16, 33, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, LB_ACT_RELU},
+    {1, 0, 1, 7, 5, 4, 8, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 1, 0, LB_ACT_NONE},
+    {1, 0, 1, 11, 11, 3, 10, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 0, 0, 1, 0, LB_ACT_CLIP},
+    {1, 0, 1, 9, 9, 2, 5, 3, 3, 1, 1, 2, 2, 2, 1, 2, 0, 0, 0, 0, 0, LB_ACT_NONE},
+    {1, 0, 1, 5, 6, 40, 24, 3, 2, 1, 1, 1, 1, 0, 1, 1, 0, 3, 5, 1, 1, LB_ACT_CLIP},
+    {2, 0, 1, 6, 6, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 0, LB_ACT_RELU},
+    {3, 0, 1, 5, 4, 3, 3, 3, 3, 1, 2, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, LB_ACT_NONE},
+    {1, 1, 1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_RELU},
+    {1, 1, 2, 9, 7, 77, 77, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1, LB_ACT_CLIP},
+    {1, 1, 1, 10, 10, 5, 5, 5, 5, 1, 1, 2, 2, 4, 4, 4, 4, 0, 0, 0, 1, LB_ACT_NONE},
+    {1, 1, 1, 6, 6, 144, 144, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, LB_ACT_CLIP},
+    {2, 1, 1, 7, 7, 19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_RELU},
+    {3, 1, 1, 5, 5, 3, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_NONE},
+};
+#define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
+
+static void conv_case_desc(const conv_case *c, lb_conv_desc *d) {
+  *d = (lb_conv_desc){.n = c->n, .h = c->h, .w = c->w, .c_in = c->ci, .c_out = c->co,
+                      .kh = c->kh, .kw = c->kw, .sh = c->sh, .sw = c->sw, .dh = c->dh,
+                      .dw = c->dw_, .pad_t = c->pt, .pad_l = c->pl, .pad_b = c->pb,
+                      .pad_r = c->pr, .ldx = c->ci + c->xpad, .ldy = c->co + c->ypad,
+                      .ldr = c->co + 2, .has_bias = c->bias, .has_res = c->res, .act = c->act,
+                      .act_min = -0.3f, .act_max = 0.4f};
+  lb_diag diag = {0};
+  ck_assert_msg(lb_conv_desc_finish(d, &diag) == 0, "%s", diag.msg);
+}
+
+static lb_kjit *conv_jit;
+static void *conv_fns[N_CONV_CASES], *im2col_fns[N_CONV_CASES];
+static size_t conv_scratch[N_CONV_CASES];
+
+static void conv_setup(void) {
+  LLVMModuleRef mod;
+  lb_diag diag = {0};
+  ck_assert_int_eq(lb_kjit_new(&conv_jit, &mod, &diag), 0);
+  char *names[2 * N_CONV_CASES];
+  for (int i = 0; i < N_CONV_CASES; i++) {
+    lb_kern_cfg cfg;
+    lb_conv_desc d;
+    case_cfg(conv_cases[i].cfg, &cfg);
+    conv_case_desc(&conv_cases[i], &d);
+    lb_kern_out out, im;
+    int rc = conv_cases[i].dw ? lb_emit_dwconv_f32(mod, &cfg, &d, &out, &diag)
+                              : lb_emit_conv_f32(mod, &cfg, &d, &out, &diag);
+    ck_assert_msg(rc == 0, "%s", diag.msg);
+    ck_assert_msg(lb_emit_im2col_f32(mod, &cfg, &d, &im, &diag) == 0, "%s", diag.msg);
+    conv_scratch[i] = out.scratch_bytes;
+    size_t len;
+    names[i] = strdup(LLVMGetValueName2(out.fn, &len));
+    names[N_CONV_CASES + i] = strdup(LLVMGetValueName2(im.fn, &len));
+  }
+  void *fns[2 * N_CONV_CASES];
+  ck_assert_msg(lb_kjit_finish(conv_jit, (const char *const *)names, fns, 2 * N_CONV_CASES,
+                               &diag) == 0, "%s", diag.msg);
+  for (int i = 0; i < N_CONV_CASES; i++) {
+    conv_fns[i] = fns[i];
+    im2col_fns[i] = fns[N_CONV_CASES + i];
+    free(names[i]), free(names[N_CONV_CASES + i]);
+  }
+}
+
+static void conv_teardown(void) {
+  lb_kjit_free(conv_jit);
+  conv_jit = NULL;
+}
+
+START_TEST(im2col_vs_ref) {
+  lb_conv_desc d;
+  conv_case_desc(&conv_cases[_i], &d);
+  int64_t nx = d.n * d.h * d.w * d.ldx, nc = d.n * d.oh * d.ow * d.kh * d.kw * d.c_in;
+  float *x = rand_buf(nx), *got = malloc((size_t)nc * 4), *want = malloc((size_t)nc * 4);
+  for (int64_t i = 0; i < nc; i++) got[i] = 99.0f;
+  ((void (*)(const float *, float *))im2col_fns[_i])(x, got);
+  lb_ref_im2col_f32(&d, x, want);
+  ck_assert_int_eq(memcmp(got, want, (size_t)nc * 4), 0);
+  free(x), free(got), free(want);
+}
+END_TEST
+
+START_TEST(conv_vs_ref) {
+  const conv_case *c = &conv_cases[_i];
+  lb_kern_cfg cfg;
+  lb_conv_desc d;
+  case_cfg(c->cfg, &cfg);
+  conv_case_desc(c, &d);
+  int64_t nx = d.n * d.h * d.w * d.ldx, npix = d.n * d.oh * d.ow, ny = npix * d.ldy;
+  int64_t nw = c->dw ? d.c_in * d.kh * d.kw : d.c_out * d.c_in * d.kh * d.kw;
+  float *x = rand_buf(nx), *w = rand_buf(nw), *bias = rand_buf(d.c_out);
+  float *res = rand_buf(npix * d.ldr);
+  size_t psz = c->dw ? lb_pack_dw_size(d.c_in, d.kh, d.kw)
+                     : lb_pack_gemm_b_size(&cfg, d.kh * d.kw * d.c_in, d.c_out);
+  float *wp = malloc(psz), *scratch = conv_scratch[_i] ? malloc(conv_scratch[_i]) : NULL;
+  if (c->dw) lb_pack_dw_w(w, d.c_in, d.kh, d.kw, wp);
+  else lb_pack_conv_w(&cfg, w, d.c_out, d.c_in, d.kh, d.kw, wp);
+  float *got = malloc((size_t)ny * 4), *want = malloc((size_t)ny * 4);
+  float *mag = malloc((size_t)ny * 4);
+  for (int64_t i = 0; i < ny; i++) got[i] = want[i] = 1234.5f;
+  ((gemm_fn)conv_fns[_i])(x, wp, c->bias ? bias : NULL, c->res ? res : NULL, got, scratch);
+  void (*ref)(const lb_conv_desc *, const float *, const float *, const float *, const float *,
+              float *) = c->dw ? lb_ref_dwconv_f32 : lb_ref_conv_f32;
+  ref(&d, x, w, bias, res, want);
+  lb_conv_desc dm = d;
+  dm.act = LB_ACT_NONE;
+  float *ax = abs_copy(x, nx), *aw = abs_copy(w, nw), *ab = abs_copy(bias, d.c_out);
+  float *ar = abs_copy(res, npix * d.ldr);
+  ref(&dm, ax, aw, ab, ar, mag);
+  char what[64];
+  snprintf(what, sizeof what, "conv case %d", _i);
+  check_close(got, want, mag, npix, d.c_out, d.ldy, ny, what);
+  free(x), free(w), free(bias), free(res), free(wp), free(scratch), free(got), free(want);
+  free(mag), free(ax), free(aw), free(ab), free(ar);
+}
+END_TEST
+
 /* The transposed-source packing equals packing the transpose. */
 START_TEST(pack_nk_matches_kn) {
   lb_kern_cfg cfg;
@@ -246,6 +373,12 @@ int main(void) {
   tcase_add_loop_test(tg, gemm_vs_ref, 0, N_GEMM_CASES);
   tcase_set_timeout(tg, 120);
   suite_add_tcase(s, tg);
+  TCase *tc = tcase_create("conv");
+  tcase_add_unchecked_fixture(tc, conv_setup, conv_teardown);
+  tcase_add_loop_test(tc, im2col_vs_ref, 0, N_CONV_CASES);
+  tcase_add_loop_test(tc, conv_vs_ref, 0, N_CONV_CASES);
+  tcase_set_timeout(tc, 120);
+  suite_add_tcase(s, tc);
   TCase *tp = tcase_create("pack");
   tcase_add_test(tp, pack_nk_matches_kn);
   tcase_add_test(tp, bad_descs);

@@ -1,0 +1,272 @@
+/* fp32 convolution emitters, NHWC: im2col (rows of kh*kw*c_in taps, zeros in the padding), the
+ * group-1 conv as im2col + GEMM (1x1 stride-1 unpadded convs go straight to the GEMM), and the
+ * depthwise conv with bias, residual and activation fused. Invariant: no emitted code reads an
+ * input address outside the tensor: padding taps read a clamped in-bounds address and select 0. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static void conv_name(char *buf, size_t cap, const char *op, const lb_kern_cfg *cfg,
+                      const lb_conv_desc *d, const char *tile) {
+  snprintf(buf, cap, "lb_f32_f32_%s_%s__%s_n%lldh%lldw%lldc%lldo%lld_k%lldx%lld_s%lldx%lld_d%lldx"
+           "%lld_p%lld_%lld_%lld_%lld_ld%lld_%lld_%lld_b%dr%d", op, tile, lb_kern_isa(cfg),
+           (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c_in,
+           (long long)d->c_out, (long long)d->kh, (long long)d->kw, (long long)d->sh,
+           (long long)d->sw, (long long)d->dh, (long long)d->dw, (long long)d->pad_t,
+           (long long)d->pad_l, (long long)d->pad_b, (long long)d->pad_r, (long long)d->ldx,
+           (long long)d->ldy, (long long)d->ldr, d->has_bias, d->has_res);
+  lb_kir_act_suffix(buf, cap, d->act, d->act_min, d->act_max);
+}
+
+/* Pixel loops n, oh, ow; returns the flat output pixel index and sets oh/ow/n. */
+typedef struct pix_loops {
+  lb_kloop n, oh, ow;
+  LLVMValueRef pix;
+} pix_loops;
+
+static void pix_begin(lb_kir *k, const lb_conv_desc *d, pix_loops *p) {
+  lb_kloop_begin(k, &p->n, lb_kir_i64(k, 0), lb_kir_i64(k, d->n), NULL, 0);
+  lb_kloop_begin(k, &p->oh, lb_kir_i64(k, 0), lb_kir_i64(k, d->oh), NULL, 0);
+  lb_kloop_begin(k, &p->ow, lb_kir_i64(k, 0), lb_kir_i64(k, d->ow), NULL, 0);
+  LLVMValueRef r = LLVMBuildNSWMul(k->b, p->n.iv, lb_kir_i64(k, d->oh), "");
+  r = LLVMBuildNSWAdd(k->b, r, p->oh.iv, "");
+  r = LLVMBuildNSWMul(k->b, r, lb_kir_i64(k, d->ow), "");
+  p->pix = LLVMBuildNSWAdd(k->b, r, p->ow.iv, "");
+}
+
+static void pix_end(lb_kir *k, pix_loops *p) {
+  lb_kloop_end(k, &p->ow, lb_kir_i64(k, 1), NULL);
+  lb_kloop_end(k, &p->oh, lb_kir_i64(k, 1), NULL);
+  lb_kloop_end(k, &p->n, lb_kir_i64(k, 1), NULL);
+}
+
+/* Input coordinate o*stride - pad + t*dil and whether it lies in [0, size). */
+static LLVMValueRef in_coord(lb_kir *k, LLVMValueRef o, int64_t stride, int64_t pad, int64_t t,
+                             int64_t dil, int64_t size, LLVMValueRef *ok) {
+  LLVMValueRef c = LLVMBuildNSWMul(k->b, o, lb_kir_i64(k, stride), "");
+  c = LLVMBuildNSWAdd(k->b, c, lb_kir_i64(k, t * dil - pad), "");
+  *ok = LLVMBuildICmp(k->b, LLVMIntULT, c, lb_kir_i64(k, size), "");
+  return c;
+}
+
+/* Offset of input pixel (n, ih, iw) in X, clamped to pixel 0 of the image when !ok. */
+static LLVMValueRef tap_offset(lb_kir *k, const lb_conv_desc *d, LLVMValueRef n, LLVMValueRef ih,
+                               LLVMValueRef iw, LLVMValueRef ok) {
+  LLVMValueRef zero = lb_kir_i64(k, 0);
+  ih = LLVMBuildSelect(k->b, ok, ih, zero, "");
+  iw = LLVMBuildSelect(k->b, ok, iw, zero, "");
+  LLVMValueRef r = LLVMBuildNSWMul(k->b, n, lb_kir_i64(k, d->h), "");
+  r = LLVMBuildNSWMul(k->b, LLVMBuildNSWAdd(k->b, r, ih, ""), lb_kir_i64(k, d->w), "");
+  r = LLVMBuildNSWAdd(k->b, r, iw, "");
+  return LLVMBuildNSWMul(k->b, r, lb_kir_i64(k, d->ldx), "");
+}
+
+/* ---- im2col ------------------------------------------------------------------------------ */
+
+/* dst[0..c) = ok ? src[0..c) : 0, in vectors (a loop when c spans more than 8 of them). */
+static void copy_or_zero(lb_kir *k, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef ok,
+                         int64_t c) {
+  int64_t full = c / k->vw * k->vw;
+  LLVMValueRef zero = LLVMConstNull(k->vec);
+  if (full > 8 * k->vw) {
+    lb_kloop l;
+    lb_kloop_begin(k, &l, lb_kir_i64(k, 0), lb_kir_i64(k, full), NULL, 0);
+    LLVMValueRef v = lb_kir_vload(k, lb_kir_gep(k, src, l.iv), k->vw);
+    lb_kir_vstore(k, LLVMBuildSelect(k->b, ok, v, zero, ""), lb_kir_gep(k, dst, l.iv), k->vw);
+    lb_kloop_end(k, &l, lb_kir_i64(k, k->vw), NULL);
+  } else {
+    for (int64_t i = 0; i < full; i += k->vw) {
+      LLVMValueRef v = lb_kir_vload(k, lb_kir_gepc(k, src, i), k->vw);
+      lb_kir_vstore(k, LLVMBuildSelect(k->b, ok, v, zero, ""), lb_kir_gepc(k, dst, i), k->vw);
+    }
+  }
+  if (c > full) {
+    int lanes = (int)(c - full);
+    LLVMValueRef v = lb_kir_vload(k, lb_kir_gepc(k, src, full), lanes);
+    lb_kir_vstore(k, LLVMBuildSelect(k->b, ok, v, zero, ""), lb_kir_gepc(k, dst, full), lanes);
+  }
+}
+
+int lb_emit_im2col_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
+                       lb_kern_out *out, lb_diag *diag) {
+  LB_TRY(lb_kern_cfg_check(cfg, diag));
+  char name[400];
+  conv_name(name, sizeof name, "im2col", cfg, d, "x1");
+  out->scratch_bytes = 0;
+  lb_kir k;
+  LLVMTypeRef params[2] = {0};
+  if (lb_kir_begin(&k, mod, cfg, name, params, 2, 0, &out->fn)) return LB_OK;
+  LLVMValueRef X = LLVMGetParam(k.fn, 0), cols = LLVMGetParam(k.fn, 1);
+  int64_t kdim = d->kh * d->kw * d->c_in;
+  pix_loops p;
+  pix_begin(&k, d, &p);
+  LLVMValueRef row = lb_kir_gep(&k, cols, LLVMBuildNSWMul(k.b, p.pix, lb_kir_i64(&k, kdim), ""));
+  for (int64_t r = 0; r < d->kh; r++) {
+    LLVMValueRef okh, okw;
+    LLVMValueRef ih = in_coord(&k, p.oh.iv, d->sh, d->pad_t, r, d->dh, d->h, &okh);
+    for (int64_t s = 0; s < d->kw; s++) {
+      LLVMValueRef iw = in_coord(&k, p.ow.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
+      LLVMValueRef ok = LLVMBuildAnd(k.b, okh, okw, "");
+      LLVMValueRef src = lb_kir_gep(&k, X, tap_offset(&k, d, p.n.iv, ih, iw, ok));
+      copy_or_zero(&k, lb_kir_gepc(&k, row, (r * d->kw + s) * d->c_in), src, ok, d->c_in);
+    }
+  }
+  pix_end(&k, &p);
+  LLVMBuildRetVoid(k.b);
+  out->fn = k.fn;
+  lb_kir_end(&k);
+  return LB_OK;
+}
+
+/* ---- group-1 conv ------------------------------------------------------------------------ */
+
+static int is_pointwise(const lb_conv_desc *d) {
+  return d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->pad_t == 0 &&
+         d->pad_l == 0 && d->pad_b == 0 && d->pad_r == 0;
+}
+
+static void call_ptrs(lb_kir *k, LLVMValueRef fn, LLVMValueRef *args, unsigned n) {
+  LLVMBuildCall2(k->b, LLVMGlobalGetValueType(fn), fn, args, n, "");
+}
+
+int lb_emit_conv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
+                     lb_kern_out *out, lb_diag *diag) {
+  LB_TRY(lb_kern_cfg_check(cfg, diag));
+  lb_gemm_desc g;
+  lb_conv_gemm_desc(d, &g);
+  int pw = is_pointwise(d);
+  if (pw) g.lda = d->ldx; /* A is the input itself: one pixel per row */
+  lb_kern_out gk, ik = {0};
+  LB_TRY(lb_emit_gemm_f32(mod, cfg, &g, &gk, diag));
+  if (!pw) LB_TRY(lb_emit_im2col_f32(mod, cfg, d, &ik, diag));
+  uint64_t cols = (uint64_t)g.m * (uint64_t)g.k;
+  if (!pw && (cols / (uint64_t)g.m != (uint64_t)g.k || cols > SIZE_MAX / 8))
+    return lb_diag_err(diag, LB_ERR_INPUT, "conv: im2col buffer of %lld x %lld floats is too "
+                       "large", (long long)g.m, (long long)g.k);
+  out->scratch_bytes = pw ? 0 : (size_t)cols * sizeof(float);
+  char name[400];
+  int mr, nr;
+  char tile[32];
+  lb_kern_gemm_tile(cfg, &mr, &nr);
+  snprintf(tile, sizeof tile, "%dx%d", mr, nr);
+  conv_name(name, sizeof name, "conv", cfg, d, tile);
+  lb_kir k;
+  LLVMTypeRef params[6] = {0};
+  if (lb_kir_begin(&k, mod, cfg, name, params, 6, 0, &out->fn)) return LB_OK;
+  LLVMValueRef a[6];
+  for (int i = 0; i < 6; i++) a[i] = LLVMGetParam(k.fn, (unsigned)i);
+  if (!pw) {
+    LLVMValueRef ia[2] = {a[0], a[5]};
+    call_ptrs(&k, ik.fn, ia, 2);
+    a[0] = a[5];
+  }
+  a[5] = LLVMConstNull(k.ptr);
+  call_ptrs(&k, gk.fn, a, 6);
+  LLVMBuildRetVoid(k.b);
+  out->fn = k.fn;
+  lb_kir_end(&k);
+  return LB_OK;
+}
+
+/* ---- depthwise conv ---------------------------------------------------------------------- */
+
+#define DW_MAX_TAPS 64
+#define DW_UNROLL 4 /* vectors of channels per block */
+
+typedef struct dw_pix {
+  LLVMValueRef off[DW_MAX_TAPS]; /* clamped input offset of each tap */
+  LLVMValueRef ok[DW_MAX_TAPS];
+  LLVMValueRef y, res;           /* output and residual pixel pointers */
+} dw_pix;
+
+/* One block of channels [c0, c0 + sum(lanes)) for one pixel: all taps, then the epilogue. */
+static void dw_block(lb_kir *k, const lb_conv_desc *d, const dw_pix *px, LLVMValueRef c0,
+                     const int *lanes, int nvec) {
+  LLVMValueRef X = LLVMGetParam(k->fn, 0), W = LLVMGetParam(k->fn, 1);
+  LLVMValueRef bias = LLVMGetParam(k->fn, 2);
+  LLVMValueRef acc[DW_UNROLL], zero = LLVMConstNull(k->vec);
+  for (int u = 0; u < nvec; u++)
+    acc[u] = d->has_bias ? lb_kir_vload(k, lb_kir_gepc(k, lb_kir_gep(k, bias, c0), u * k->vw),
+                                        lanes[u])
+                         : zero;
+  LLVMValueRef wc = lb_kir_gep(k, W, c0);
+  for (int t = 0; t < d->kh * d->kw; t++) {
+    LLVMValueRef xp = lb_kir_gep(k, X, LLVMBuildNSWAdd(k->b, px->off[t], c0, ""));
+    for (int u = 0; u < nvec; u++) {
+      LLVMValueRef x = lb_kir_vload(k, lb_kir_gepc(k, xp, u * k->vw), lanes[u]);
+      x = LLVMBuildSelect(k->b, px->ok[t], x, zero, "");
+      LLVMValueRef w = lb_kir_vload(k, lb_kir_gepc(k, wc, t * d->c_in + u * k->vw), lanes[u]);
+      acc[u] = lb_kir_fma(k, x, w, acc[u]);
+    }
+  }
+  for (int u = 0; u < nvec; u++) {
+    LLVMValueRef v = acc[u];
+    if (d->has_res)
+      v = LLVMBuildFAdd(k->b, v, lb_kir_vload(k, lb_kir_gepc(k, lb_kir_gep(k, px->res, c0),
+                                                               u * k->vw), lanes[u]), "");
+    v = lb_kir_act(k, v, d->act, d->act_min, d->act_max);
+    lb_kir_vstore(k, v, lb_kir_gepc(k, lb_kir_gep(k, px->y, c0), u * k->vw), lanes[u]);
+  }
+}
+
+/* Channel blocks of DW_UNROLL full vectors in a loop, then the rest (the last vector masked). */
+static void dw_channels(lb_kir *k, const lb_conv_desc *d, const dw_pix *px) {
+  int64_t blk = (int64_t)DW_UNROLL * k->vw, nfull = d->c_in / blk * blk;
+  int lanes[DW_UNROLL];
+  for (int u = 0; u < DW_UNROLL; u++) lanes[u] = k->vw;
+  if (nfull > 0) {
+    lb_kloop l;
+    lb_kloop_begin(k, &l, lb_kir_i64(k, 0), lb_kir_i64(k, nfull), NULL, 0);
+    dw_block(k, d, px, l.iv, lanes, DW_UNROLL);
+    lb_kloop_end(k, &l, lb_kir_i64(k, blk), NULL);
+  }
+  int64_t rest = d->c_in - nfull;
+  int nvec = 0;
+  for (; rest > 0; rest -= k->vw) lanes[nvec++] = rest < k->vw ? (int)rest : k->vw;
+  if (nvec) dw_block(k, d, px, lb_kir_i64(k, nfull), lanes, nvec);
+}
+
+int lb_emit_dwconv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
+                       lb_kern_out *out, lb_diag *diag) {
+  LB_TRY(lb_kern_cfg_check(cfg, diag));
+  if (d->c_out != d->c_in)
+    return lb_diag_err(diag, LB_ERR_INPUT, "depthwise conv: %lld output channels for %lld inputs "
+                       "(only channel multiplier 1 is supported)", (long long)d->c_out,
+                       (long long)d->c_in);
+  if (d->kh * d->kw > DW_MAX_TAPS)
+    return lb_diag_err(diag, LB_ERR_INPUT, "depthwise conv: %lldx%lld kernel has more than %d taps",
+                       (long long)d->kh, (long long)d->kw, DW_MAX_TAPS);
+  char name[400], tile[32];
+  snprintf(tile, sizeof tile, "%dp%dc", (int)(d->kh * d->kw), DW_UNROLL * cfg->vector_bits / 32);
+  conv_name(name, sizeof name, "dwconv", cfg, d, tile);
+  out->scratch_bytes = 0;
+  lb_kir k;
+  LLVMTypeRef params[6] = {0};
+  if (lb_kir_begin(&k, mod, cfg, name, params, 6, 0, &out->fn)) return LB_OK;
+  pix_loops p;
+  pix_begin(&k, d, &p);
+  dw_pix px;
+  for (int64_t r = 0; r < d->kh; r++) {
+    LLVMValueRef okh, okw;
+    LLVMValueRef ih = in_coord(&k, p.oh.iv, d->sh, d->pad_t, r, d->dh, d->h, &okh);
+    for (int64_t s = 0; s < d->kw; s++) {
+      LLVMValueRef iw = in_coord(&k, p.ow.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
+      int64_t t = r * d->kw + s;
+      px.ok[t] = LLVMBuildAnd(k.b, okh, okw, "");
+      px.off[t] = tap_offset(&k, d, p.n.iv, ih, iw, px.ok[t]);
+    }
+  }
+  px.y = lb_kir_gep(&k, LLVMGetParam(k.fn, 4),
+                    LLVMBuildNSWMul(k.b, p.pix, lb_kir_i64(&k, d->ldy), ""));
+  px.res = NULL;
+  if (d->has_res)
+    px.res = lb_kir_gep(&k, LLVMGetParam(k.fn, 3),
+                        LLVMBuildNSWMul(k.b, p.pix, lb_kir_i64(&k, d->ldr), ""));
+  dw_channels(&k, d, &px);
+  pix_end(&k, &p);
+  LLVMBuildRetVoid(k.b);
+  out->fn = k.fn;
+  lb_kir_end(&k);
+  return LB_OK;
+}
