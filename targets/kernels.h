@@ -50,7 +50,8 @@ void lb_pack_gemm_b(const lb_kern_cfg *cfg, int64_t k, int64_t n, const float *b
  * matching the im2col row layout. Size: lb_pack_gemm_b_size(cfg, kh*kw*ci, co). */
 void lb_pack_conv_w(const lb_kern_cfg *cfg, const float *w, int64_t co, int64_t ci, int64_t kh,
                     int64_t kw, float *out);
-/* Depthwise weight [C][1][KH][KW] -> [KH*KW][C] (tap-major), size C*KH*KW floats. */
+/* Depthwise weight [C][1][KH][KW] -> [KH*KW][C] (tap-major). lb_pack_dw_size returns BYTES
+ * (C*KH*KW*4), like lb_pack_gemm_b_size. */
 size_t lb_pack_dw_size(int64_t c, int64_t kh, int64_t kw);
 void lb_pack_dw_w(const float *w, int64_t c, int64_t kh, int64_t kw, float *out);
 
