@@ -1,5 +1,6 @@
-/* Tensor files: NumPy .npy (read and write; f32, f64, i64, i32, i8, u8, bool; C order, little
- * endian) and raw little-endian .bin whose dtype and shape the caller supplies. */
+/* Tensor files: NumPy .npy (read v1/v2/v3, write v1.0; f32, f64, i64, i32, i16, i8, u8, bool;
+ * C order, little endian) and raw little-endian .bin/.raw whose dtype and shape the caller
+ * supplies. Errors name the file; writes are atomic (temp file + rename). */
 #ifndef LB_TENSOR_IO_H
 #define LB_TENSOR_IO_H
 
