@@ -26,6 +26,7 @@ static const struct {
     /* name      function         one-line summary */
     {"info",    lb_cmd_info,     "inputs, outputs, layers, parameters and MACs of a model"},
     {"run",     lb_cmd_run,      "run a model on .npy/.bin tensors (reference interpreter)"},
+    {"spec", lb_cmd_spec, "check, show or list target specs"},
     {"version", cmd_version, "print the version"},
 };
 
