@@ -315,9 +315,13 @@ static int resolve_inputs(lb_onnx_ctx *c, const lb_onnx_op *op, uint32_t *ids, u
   const Onnx__NodeProto *np = c->np;
   size_t cnt = np->n_input;
   while (cnt && !*S(np->input[cnt - 1])) cnt--;
-  if ((int)cnt < op->min_in || (int)cnt > op->max_in)
+  if ((int)cnt < op->min_in || (int)cnt > op->max_in) {
+    if (op->min_in == op->max_in)
+      return lb_diag_err(c->diag, LB_ERR_INPUT, "expected %d input%s, got %zu", op->min_in,
+                         op->min_in == 1 ? "" : "s", cnt);
     return lb_diag_err(c->diag, LB_ERR_INPUT, "expected %d to %d inputs, got %zu", op->min_in,
                        op->max_in, cnt);
+  }
   for (size_t k = 0; k < cnt; k++) {
     const char *name = S(np->input[k]);
     ids[k] = *name ? map_get(c, name) : LB_NONE;
@@ -357,16 +361,15 @@ static int check_node_shape(lb_onnx_ctx *c, const lb_onnx_op *op) {
 
 static int unsupported(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
   const char *dom = S(c->np->domain);
-  long long ver = c->opset;
-  if (*dom && strcmp(dom, "ai.onnx")) {
-    ver = -1;
-    for (size_t i = 0; i < m->n_opset_import; i++)
-      if (!strcmp(S(m->opset_import[i]->domain), dom)) ver = m->opset_import[i]->version;
+  char ver[32] = "not imported", list[1024];
+  for (size_t i = 0; i < m->n_opset_import; i++) {
+    const char *d = S(m->opset_import[i]->domain);
+    if (!strcmp(d, dom) || (!strcmp(d, "ai.onnx") && !*dom) || (!*d && !strcmp(dom, "ai.onnx")))
+      snprintf(ver, sizeof ver, "%lld", (long long)m->opset_import[i]->version);
   }
-  char list[1024];
   lb_onnx_list_ops(list, sizeof list);
   return lb_diag_err(c->diag, LB_ERR_INPUT,
-                     "unsupported op %s (domain \"%s\", opset %lld); supported ops (domain "
+                     "unsupported op %s (domain \"%s\", opset %s); supported ops (domain "
                      "\"\"): %s",
                      S(c->np->op_type), dom, ver, list);
 }
