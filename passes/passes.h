@@ -28,6 +28,9 @@ int lb_pass_fold_batchnorm(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
  * another same-shaped tensor into the conv/gemm as residual input 3. Graph outputs are kept. */
 int lb_pass_fuse(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
 
+/* Removes dead nodes and unused values (lb_graph_compact) as a pass. */
+int lb_pass_compact(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
+
 /* The registry (NULL-terminated) and lookup by name (NULL if unknown). */
 const lb_pass_info *lb_pass_registry(void);
 const lb_pass_info *lb_pass_find(const char *name);
@@ -35,6 +38,23 @@ const lb_pass_info *lb_pass_find(const char *name);
 /* Runs "a,b,c" in order (spaces around names allowed; empty list does nothing). An unknown name
  * is LB_ERR_INPUT naming it; a pass error is prefixed with "pass NAME". */
 int lb_pass_run_list(lb_graph *g, const char *comma_list, const lb_pass_ctx *ctx, lb_diag *diag);
+
+/* ---- helpers shared by passes (pipeline.c) ---- */
+
+/* uses[v] = how many node inputs read value v (graph outputs not counted); from ctx->scratch. */
+uint32_t *lb_pass_count_uses(const lb_graph *g, lb_arena *scratch);
+/* Value v is read by exactly one node input and is not a graph output. */
+int lb_pass_single_use(const lb_graph *g, const uint32_t *uses, uint32_t v);
+/* Sets node n's input k, growing its input list (new slots LB_NONE). 0 or LB_ERR_NOMEM. */
+int lb_pass_set_input(lb_graph *g, uint32_t n, uint32_t k, uint32_t v);
+/* Node n takes over the output value of node dead, which is then left writing n's old output
+ * and reading nothing, ready for lb_pass_remove_nodes. Names and graph outputs stay intact. */
+void lb_pass_take_output(lb_graph *g, uint32_t n, uint32_t dead);
+/* Adds an f32 constant named after base (made unique); LB_NONE on OOM. */
+uint32_t lb_pass_add_f32(lb_graph *g, const char *base, int rank, const int64_t *dims,
+                         const float *data);
+/* Deletes the nodes with dead[n] set (keeping order and fixing producers), then compacts. */
+int lb_pass_remove_nodes(lb_graph *g, const unsigned char *dead);
 
 /* The fp32 preparation every backend runs before lowering: "fold_batchnorm,fuse". */
 #define LB_PASSES_FP32 "fold_batchnorm,fuse"
