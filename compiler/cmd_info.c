@@ -107,39 +107,53 @@ static void print_io(const lb_graph *g, const char *title, const uint32_t *ids, 
   for (uint32_t i = 0; i < n; i++) {
     const lb_value *v = &g->values[ids[i]];
     shape_str(v, shape, sizeof shape);
-    printf("  %-24s %-5s %s\n", v->name, lb_dtype_name(v->dtype), shape);
+    printf("  %-24s %s %s\n", v->name, lb_dtype_name(v->dtype), shape);
   }
 }
 
-static int name_width(const lb_graph *g) {
-  int w = 4;
+/* "f32 [1,8,8,8]": a layer's output column. */
+static void output_str(const lb_graph *g, const lb_node *n, char *buf, size_t len) {
+  char shape[256];
+  const lb_value *y = &g->values[n->out[0]];
+  shape_str(y, shape, sizeof shape);
+  snprintf(buf, len, "%s %s", lb_dtype_name(y->dtype), shape);
+}
+
+/* Column widths of the layer table: name (capped), op and output. */
+static void widths(const lb_graph *g, int *wname, int *wop, int *wout) {
+  char out[300];
+  *wname = 4, *wop = 2, *wout = 6;
   for (uint32_t i = 0; i < g->n_nodes; i++) {
-    int len = (int)strlen(node_name(&g->nodes[i]));
-    if (len > w) w = len;
+    const lb_node *n = &g->nodes[i];
+    int len = (int)strlen(node_name(n));
+    if (len > *wname) *wname = len > NAME_MAX_WIDTH ? NAME_MAX_WIDTH : len;
+    len = (int)strlen(lb_op_get(n->op)->name);
+    if (len > *wop) *wop = len;
+    output_str(g, n, out, sizeof out);
+    len = (int)strlen(out);
+    if (len > *wout) *wout = len;
   }
-  return w > NAME_MAX_WIDTH ? NAME_MAX_WIDTH : w;
 }
 
 static void print_table(const char *path, const lb_graph *g, unsigned char *seen) {
-  char shape[256], out[300];
-  int w = name_width(g);
+  char out[300];
+  int wname, wop, wout;
   totals t = {0};
+  widths(g, &wname, &wop, &wout);
   printf("model: %s (graph \"%s\", %" PRIu32 " layers)\n", path, g->name ? g->name : "",
          g->n_nodes);
   print_io(g, "inputs", g->inputs, g->n_inputs);
   print_io(g, "outputs", g->outputs, g->n_outputs);
-  printf("\n%5s  %-*s  %-16s %-26s %12s %14s\n", "#", w, "name", "op", "output", "params",
-         "MACs");
+  printf("\n%5s  %-*s  %-*s  %-*s %12s %14s\n", "#", wname, "name", wop, "op", wout, "output",
+         "params", "MACs");
   for (uint32_t i = 0; i < g->n_nodes; i++) {
     const lb_node *n = &g->nodes[i];
-    const lb_value *y = &g->values[n->out[0]];
     layer_stats s;
     layer(g, i, seen, &s, &t);
-    shape_str(y, shape, sizeof shape);
-    snprintf(out, sizeof out, "%s %s", lb_dtype_name(y->dtype), shape);
+    output_str(g, n, out, sizeof out);
     printf("%5" PRIu32 "  ", i);
-    print_name(node_name(n), w);
-    printf("  %-16s %-26s %12" PRId64 " %14" PRId64 "\n", lb_op_get(n->op)->name, out,
+    print_name(node_name(n), wname);
+    printf("  %-*s  %-*s %12" PRId64 " %14" PRId64 "\n", wop, lb_op_get(n->op)->name, wout, out,
            s.params, s.macs);
   }
   printf("\ntotal: %" PRIu32 " layers, %" PRId64 " parameters, %" PRId64 " MACs, %" PRId64

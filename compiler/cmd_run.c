@@ -26,8 +26,9 @@ typedef struct run_opts {
   int batch, print;
 } run_opts;
 
-/* An execution engine: runs the graph once on inputs of exactly the model's shapes; outputs
- * get lb_malloc'd data that the caller lb_frees. close may be NULL. */
+/* An execution engine: runs the graph once on inputs of exactly the model's shapes; on success
+ * outputs get lb_malloc'd data that the caller lb_frees, on failure the engine has freed
+ * whatever it allocated. close may be NULL. */
 typedef struct engine {
   void *state;
   int (*run)(void *state, const lb_graph *g, const lb_tensor *in, lb_tensor *out, lb_diag *d);
@@ -170,11 +171,15 @@ static int check_files(const run_opts *o) {
 
 /* ---- inputs ------------------------------------------------------------------------------- */
 
-/* Writes "f32 [1,3,224,224]" into buf. */
-static void type_str(lb_dtype t, int rank, const int64_t *dims, char *buf, size_t n) {
+/* Writes "f32 [1,3,224,224]" into buf; with batch, the first dimension is written as N. */
+static void type_str(lb_dtype t, int rank, const int64_t *dims, int batch, char *buf, size_t n) {
   size_t k = (size_t)snprintf(buf, n, "%s [", lb_dtype_name(t));
-  for (int d = 0; d < rank && k < n; d++)
-    k += (size_t)snprintf(buf + k, n - k, "%s%" PRId64, d ? "," : "", dims[d]);
+  for (int d = 0; d < rank && k < n; d++) {
+    if (d == 0 && batch)
+      k += (size_t)snprintf(buf + k, n - k, "N");
+    else
+      k += (size_t)snprintf(buf + k, n - k, "%s%" PRId64, d ? "," : "", dims[d]);
+  }
   if (k < n) snprintf(buf + k, n - k, "]");
 }
 
@@ -220,14 +225,17 @@ static int check_input(const char *path, const lb_value *v, const lb_tensor *t, 
     *n = t->dims[0];
     return 0;
   }
-  type_str(v->dtype, v->rank, v->dims, want, sizeof want);
-  type_str(t->dtype, t->rank, t->dims, got, sizeof got);
+  type_str(v->dtype, v->rank, v->dims, 0, want, sizeof want);
+  type_str(t->dtype, t->rank, t->dims, 0, got, sizeof got);
   if (batch && (v->rank == 0 || v->dims[0] != 1))
     return lb_diag_err(d, LB_ERR_INPUT,
                        "%s: input '%s': --batch needs a batch dimension of 1, the model has %s",
                        path, v->name, want);
-  return lb_diag_err(d, LB_ERR_INPUT, "%s: input '%s': expected %s%s, got %s", path, v->name,
-                     want, batch ? " with any leading dimension" : "", got);
+  if (batch) type_str(v->dtype, v->rank, v->dims, 1, want, sizeof want);
+  const char *hint = t->dtype == LB_DTYPE_F64 && v->dtype == LB_DTYPE_F32
+                         ? " (numpy: save x.astype(numpy.float32))" : "";
+  return lb_diag_err(d, LB_ERR_INPUT, "%s: input '%s': expected %s, got %s%s", path, v->name,
+                     want, got, hint);
 }
 
 /* Reads every -i file in graph order; *n is the batch size (1 without --batch). */
@@ -259,6 +267,12 @@ static void free_tensors(lb_tensor *t, uint32_t n) {
     lb_free(t[i].data);
     t[i].data = NULL;
   }
+}
+
+/* After a failed engine run: the engine freed its outputs, so drop the pointers. */
+static int forget(lb_tensor *t, uint32_t n, int rc) {
+  for (uint32_t i = 0; i < n; i++) t[i].data = NULL;
+  return rc;
 }
 
 /* Sets t to value v's dtype and shape, without data. */
@@ -303,7 +317,8 @@ static int run_sample(engine *e, const lb_graph *g, const lb_tensor *in, int64_t
   }
   for (uint32_t j = 0; j < g->n_outputs; j++) shape_like(&one[j], &g->values[g->outputs[j]]);
   int rc = e->run(e->state, g, view, one, d);
-  for (uint32_t j = 0; rc == 0 && j < g->n_outputs; j++) {
+  if (rc != 0) return forget(one, g->n_outputs, rc);
+  for (uint32_t j = 0; j < g->n_outputs; j++) {
     size_t sample = value_bytes(&g->values[g->outputs[j]]);
     memcpy((char *)out[j].data + (size_t)b * sample, one[j].data, sample);
   }
@@ -328,7 +343,8 @@ static int run_batched(engine *e, const lb_graph *g, const lb_tensor *in, int64_
 static int run_once(engine *e, const lb_graph *g, const lb_tensor *in, lb_tensor *out,
                     lb_diag *d) {
   for (uint32_t j = 0; j < g->n_outputs; j++) shape_like(&out[j], &g->values[g->outputs[j]]);
-  return e->run(e->state, g, in, out, d);
+  int rc = e->run(e->state, g, in, out, d);
+  return rc != 0 ? forget(out, g->n_outputs, rc) : 0;
 }
 
 /* ---- outputs ------------------------------------------------------------------------------ */
@@ -361,6 +377,9 @@ static double elem(const lb_tensor *t, int64_t i) {
   }
 }
 
+/* A vector of scores or a matrix of them (rows x classes) prints as top-k per row; anything
+ * else prints its first values. */
+
 /* Prints the TOPK largest entries of row r (length len) as "class (score)". */
 static void print_topk(const lb_tensor *t, int64_t r, int64_t len) {
   int64_t best[TOPK];
@@ -382,14 +401,14 @@ static void print_topk(const lb_tensor *t, int64_t r, int64_t len) {
 static void print_output(const lb_value *v, const lb_tensor *t) {
   char type[300];
   int64_t numel = lb_tensor_numel(t);
-  type_str(t->dtype, t->rank, t->dims, type, sizeof type);
+  type_str(t->dtype, t->rank, t->dims, 0, type, sizeof type);
   printf("output '%s': %s\n", v->name, type);
   if (lb_dtype_bits(t->dtype) < 8) {
     printf("  (packed %s data is not printed)\n", lb_dtype_name(t->dtype));
     return;
   }
   int64_t len = t->rank ? t->dims[t->rank - 1] : 1;
-  if (lb_dtype_is_float(t->dtype) && len >= 2 && numel > 0) {
+  if (lb_dtype_is_float(t->dtype) && t->rank <= 2 && len >= 2 && numel > 0) {
     int64_t rows = numel / len;
     for (int64_t r = 0; r < rows && r < PRINT_ROWS; r++) print_topk(t, r, len);
     if (rows > PRINT_ROWS) printf("  ... %" PRId64 " more rows\n", rows - PRINT_ROWS);
@@ -408,17 +427,18 @@ static int execute(const run_opts *o, lb_graph *g, lb_tensor *in, lb_tensor *out
                    lb_tensor *scratch, lb_diag *d) {
   engine e;
   int64_t n = 1;
-  LB_TRY(read_inputs(o, g, in, &n, d));
   if ((uint32_t)o->n_out > g->n_outputs)
     return lb_diag_err(d, LB_ERR_INPUT, "%s: the model has %" PRIu32 " output%s, got %d -o",
                        o->model, g->n_outputs, g->n_outputs == 1 ? "" : "s", o->n_out);
   LB_TRY(open_engine(o, g, &e, d));
-  int rc = o->batch ? run_batched(&e, g, in, n, scratch, out, d) : run_once(&e, g, in, out, d);
-  close_engine(&e);
-  if (rc != 0) {
-    if (strncmp(d->msg, o->model, strlen(o->model)) != 0) lb_diag_prefix(d, "%s", o->model);
-    return rc;
+  int rc = read_inputs(o, g, in, &n, d);
+  if (rc == 0) {
+    rc = o->batch ? run_batched(&e, g, in, n, scratch, out, d) : run_once(&e, g, in, out, d);
+    if (rc != 0 && strncmp(d->msg, o->model, strlen(o->model)) != 0)
+      lb_diag_prefix(d, "%s", o->model);
   }
+  close_engine(&e);
+  if (rc != 0) return rc;
   LB_TRY(write_outputs(o, out, d));
   for (uint32_t j = 0; o->print && j < g->n_outputs; j++)
     print_output(&g->values[g->outputs[j]], &out[j]);
