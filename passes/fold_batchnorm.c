@@ -52,8 +52,11 @@ static int fold_conv(lb_graph *g, uint32_t cn, const double *k, const double *sh
   snprintf(base, sizeof base, "%.240s.bias", g->values[g->nodes[cn].out[0]].name);
   uint32_t vb = vw == LB_NONE ? LB_NONE : lb_pass_add_f32(g, base, 1, bdims, nb);
   if (vb == LB_NONE) return LB_ERR_NOMEM;
+  /* grow the input list first: on OOM the conv is left as it was */
+  LB_TRY(lb_pass_set_input(g, cn, 2, g->nodes[cn].n_in > 2 ? g->nodes[cn].in[2] : LB_NONE));
   g->nodes[cn].in[1] = vw;
-  return lb_pass_set_input(g, cn, 2, vb);
+  g->nodes[cn].in[2] = vb;
+  return 0;
 }
 
 /* gemm: Y = alpha A B' + beta C; column j of B' scaled by k[j]; new C (beta 1) holds
@@ -86,9 +89,11 @@ static int fold_gemm(lb_graph *g, uint32_t gn, const double *k, const double *sh
   uint32_t vc = vb == LB_NONE ? LB_NONE
                               : lb_pass_add_f32(g, base, sr ? 2 : 1, sr ? cdims : cdims + 1, nc);
   if (vc == LB_NONE) return LB_ERR_NOMEM;
+  LB_TRY(lb_pass_set_input(g, gn, 2, g->nodes[gn].n_in > 2 ? g->nodes[gn].in[2] : LB_NONE));
   g->nodes[gn].in[1] = vb;
+  g->nodes[gn].in[2] = vc;
   g->nodes[gn].attr.beta = 1.0f;
-  return lb_pass_set_input(g, gn, 2, vc);
+  return 0;
 }
 
 /* The producer of bn's input if it can absorb bn, else LB_NONE. */

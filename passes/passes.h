@@ -36,7 +36,8 @@ const lb_pass_info *lb_pass_registry(void);
 const lb_pass_info *lb_pass_find(const char *name);
 
 /* Runs "a,b,c" in order (spaces around names allowed; empty list does nothing). An unknown name
- * is LB_ERR_INPUT naming it; a pass error is prefixed with "pass NAME". */
+ * is LB_ERR_INPUT naming it; errors are prefixed "in pass NAME" (or "after pass NAME" when the
+ * verifier rejects the result); out of memory is LB_ERR_NOMEM. */
 int lb_pass_run_list(lb_graph *g, const char *comma_list, const lb_pass_ctx *ctx, lb_diag *diag);
 
 /* ---- helpers shared by passes (pipeline.c) ---- */

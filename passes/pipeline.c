@@ -34,12 +34,10 @@ static int run_one(lb_graph *g, const lb_pass_info *p, const lb_pass_ctx *ctx, l
   lb_pass_ctx c = ctx ? *ctx : (lb_pass_ctx){NULL, 1};
   lb_arena *outer = c.scratch;
   if (!c.scratch) c.scratch = &scratch;
-  int rc = p->fn(g, &c, diag);
-  if (rc) {
-    lb_diag_prefix(diag, "pass %s", p->name);
-  } else if (c.verify && (rc = lb_graph_verify(g, diag)) != 0) {
-    lb_diag_prefix(diag, "after pass %s", p->name);
-  }
+  int rc = p->fn(g, &c, diag), after = 0;
+  if (!rc && c.verify) after = rc = lb_graph_verify(g, diag);
+  if (rc == LB_ERR_NOMEM) lb_diag_err(diag, rc, "out of memory"); /* no-op when already set */
+  if (rc) lb_diag_prefix(diag, "%s pass %s", after ? "after" : "in", p->name);
   lb_arena_free(outer ? outer : &scratch);
   return rc;
 }

@@ -199,6 +199,75 @@ START_TEST(oom_npy) {
 }
 END_TEST
 
+/* fold_batchnorm + fuse: on OOM the graph is still valid; on success the same as without OOM */
+static const char *pass_text =
+    "graph \"block\" {\n"
+    "  input %x: f32[1,2,2,2]\n"
+    "  input %v: f32[3,2]\n"
+    "  const %w: f32[2,2,1,1] = [1, 0, 0, 1]\n"
+    "  const %s: f32[2] = [2, 1]\n"
+    "  const %beta: f32[2] = [0, 0.5]\n"
+    "  const %mean: f32[2] = [1, 0]\n"
+    "  const %var: f32[2] = [1, 1]\n"
+    "  const %k: f32[2,2] = [1, 2, 3, 4]\n"
+    "  %c1: f32[1,2,2,2] = conv(%x, %w)\n"
+    "  %b1: f32[1,2,2,2] = batchnorm(%c1, %s, %beta, %mean, %var)\n"
+    "  %r1: f32[1,2,2,2] = relu(%b1)\n"
+    "  %c2: f32[1,2,2,2] = conv(%r1, %w)\n"
+    "  %sum: f32[1,2,2,2] = add(%c2, %x)\n"
+    "  %out: f32[1,2,2,2] = relu(%sum)\n"
+    "  %g: f32[3,2] = gemm(%v, %k)\n"
+    "  %gb: f32[3,2] = batchnorm(%g, %s, %beta, %mean, %var)\n"
+    "  %gr: f32[3,2] = clip(%gb) {clip_min=0, clip_max=6}\n"
+    "  output %out\n"
+    "  output %gr\n"
+    "}\n";
+
+static char *print_graph(const lb_graph *g) {
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&buf, &n);
+  lb_graph_print(g, f, -1);
+  fclose(f);
+  return buf;
+}
+
+static int op_passes(void *ctx) {
+  const char *want = ctx;
+  lb_set_allocator(NULL);
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_graph_parse(pass_text, "b.ir", &g, &d), 0);
+  lb_set_allocator(failing_alloc);
+  int rc = lb_pass_prepare_fp32(g, &d);
+  lb_set_allocator(NULL);
+  if (rc) {
+    ck_assert_msg(strstr(d.msg, "out of memory") != NULL, "rc %d: %s", rc, d.msg);
+    lb_diag_clear(&d);
+    ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s", d.msg);
+  } else {
+    char *got = print_graph(g);
+    ck_assert_str_eq(got, want);
+    free(got);
+  }
+  lb_graph_free(g);
+  lb_set_allocator(failing_alloc);
+  return rc;
+}
+
+START_TEST(oom_passes) {
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_graph_parse(pass_text, "b.ir", &g, &d), 0);
+  ck_assert_int_eq(lb_pass_prepare_fp32(g, &d), 0);
+  ck_assert_uint_eq(g->n_nodes, 3);
+  char *want = print_graph(g);
+  lb_graph_free(g);
+  ck_assert_int_gt(sweep(op_passes, want, "passes"), 5);
+  free(want);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("oom");
   TCase *tc = tcase_create("oom");
@@ -207,6 +276,7 @@ int main(void) {
   tcase_add_test(tc, oom_parse);
   tcase_add_test(tc, oom_print);
   tcase_add_test(tc, oom_npy);
+  tcase_add_test(tc, oom_passes);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
