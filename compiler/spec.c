@@ -216,8 +216,17 @@ static int resolve(loader *L, const lb_ynode *ext, const char *from, char *path,
   }
   snprintf(path, cap, "%s/%s.yaml", lb_spec_dir(), x);
   if (file_exists(path)) return 0;
-  return lb_yaml_err(L->diag, ext, "extends '%s': no spec of that name next to this file or "
-                                   "in %s", x, lb_spec_dir());
+  char **names;
+  lb_diag quiet;
+  lb_diag_clear(&quiet);
+  int n = lb_spec_list_names(&names, &quiet);
+  const char *near = n > 0 ? lb_did_you_mean(x, (const char *const *)names, (size_t)n) : NULL;
+  int rc = near ? lb_yaml_err(L->diag, ext, "extends '%s': no spec of that name next to this "
+                              "file or in %s (did you mean '%s'?)", x, lb_spec_dir(), near)
+                : lb_yaml_err(L->diag, ext, "extends '%s': no spec of that name next to this "
+                              "file or in %s", x, lb_spec_dir());
+  if (n >= 0) lb_spec_names_free(names, n);
+  return rc;
 }
 
 static int load_base(loader *L, const lb_ynode *ext, const char *from, lb_ynode **out) {

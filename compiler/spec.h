@@ -127,7 +127,8 @@ typedef struct lb_spec_combo {
   double macs_per_cycle;     /* peak MACs per cycle per core; 0 for ops without MACs */
   double efficiency;         /* fraction of peak a good kernel sustains, in (0, 1] */
   double elements_per_cycle; /* output elements per cycle (elementwise; epilogue of MAC ops) */
-  int line;                  /* source line, for messages */
+  const char *file;          /* where it was declared (for messages) */
+  int line;
 } lb_spec_combo;
 
 /* All combinations declared for kind k, in file order (possibly none: the op stays fp32). */

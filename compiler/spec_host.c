@@ -180,22 +180,38 @@ static char *read_cpuinfo(void) {
   return buf;
 }
 
-/* "+f1,-f2,..." from h's flags, then the spec's own "-x" entries (features its codegen must not
- * use whatever the CPU has, e.g. -sve for a NEON-only spec). */
+/* 1 if the comma list `list` holds exactly `item`. */
+static int list_has(const char *list, const char *item) {
+  size_t n = strlen(item);
+  for (const char *p = list; p && *p;) {
+    size_t len = strcspn(p, ",");
+    if (len == n && strncmp(p, item, n) == 0) return 1;
+    p += len + (p[len] == ',');
+  }
+  return 0;
+}
+
+/* "+f1,-f2,..." from h's flags, with the spec's own "-x" entries kept (features its codegen
+ * must not use whatever the CPU has, e.g. -sve for a NEON-only spec). */
 static char *feature_string(const hostinfo *h, const char *spec_features) {
   size_t cap = 64 + (spec_features ? strlen(spec_features) : 0), n = 0;
   for (size_t i = 0; i < sizeof features / sizeof features[0]; i++) cap += strlen(features[i].llvm) + 2;
-  char *s = lb_malloc(cap);
+  char *s = lb_malloc(cap), minus[64];
   if (!s) return NULL;
   s[0] = 0;
   for (size_t i = 0; i < sizeof features / sizeof features[0]; i++) {
     if (strcmp(features[i].arch, h->arch) != 0) continue;
-    n += (size_t)snprintf(s + n, cap - n, "%s%c%s", n ? "," : "",
-                          has_flag(h, features[i].flag) ? '+' : '-', features[i].llvm);
+    snprintf(minus, sizeof minus, "-%s", features[i].llvm);
+    int on = has_flag(h, features[i].flag) && !list_has(spec_features, minus);
+    n += (size_t)snprintf(s + n, cap - n, "%s%c%s", n ? "," : "", on ? '+' : '-',
+                          features[i].llvm);
   }
   for (const char *p = spec_features; p && *p;) {
     size_t len = strcspn(p, ",");
-    if (*p == '-') n += (size_t)snprintf(s + n, cap - n, "%s%.*s", n ? "," : "", (int)len, p);
+    if (*p == '-' && len < sizeof minus) {
+      snprintf(minus, sizeof minus, "%.*s", (int)len, p);
+      if (!list_has(s, minus)) n += (size_t)snprintf(s + n, cap - n, "%s%s", n ? "," : "", minus);
+    }
     p += len + (p[len] == ',');
   }
   return s;

@@ -414,11 +414,13 @@ static int read_combo_cost(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo *c
   return read_double(v, "elements_per_cycle", 0, 1e6, 1, &c->elements_per_cycle, d);
 }
 
-static int read_combo(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo *c, lb_diag *d) {
+static int read_combo(const lb_ynode *n, lb_spec_opkind k, lb_spec *s, lb_spec_combo *c,
+                      lb_diag *d) {
   const lb_ynode *v;
   int e;
   LB_TRY(check_keys(n, "a combination", combo_keys, N_OF(combo_keys), d));
   c->line = n->line;
+  DUP(c->file, n->file);
   LB_TRY(read_combo_dtypes(n, k, c, d));
   LB_TRY(read_combo_quant(n, k, c, d));
   c->kernel = LB_KERNEL_GENERIC;
@@ -455,11 +457,12 @@ static int read_kind(const lb_ynode *n, lb_spec_opkind k, lb_spec *s, lb_diag *d
     LB_TRY(read_word(n->key[i], "combination label", &label, d));
     DUP(c->label, label);
     LB_TRY(want(n->val[i], LB_YN_MAP, "a combination", d));
-    LB_TRY(read_combo(n->val[i], k, c, d));
+    LB_TRY(read_combo(n->val[i], k, s, c, d));
     for (size_t j = 0; j < m; j++)
       if (same_dtypes(&s->combos[k][j], c))
-        return lb_yaml_err(d, n->key[i], "%s.%s declares the same dtypes as %s.%s (line %d)", kind,
-                           label, kind, s->combos[k][j].label, s->combos[k][j].line);
+        return lb_yaml_err(d, n->key[i], "%s.%s declares the same dtypes as %s.%s (%s:%d)", kind,
+                           label, kind, s->combos[k][j].label, s->combos[k][j].file,
+                           s->combos[k][j].line);
     m++;
   }
   s->n_combos[k] = m;
