@@ -1,11 +1,17 @@
 /* Unit tests for the fp32 kernels: every emitted kernel is JIT-compiled for this host and compared
  * with its scalar _ref (kernels_ref.c) over shape sweeps that hit the tile and block edges, at the
- * host's vector width, at 128 bits (NEON-like) and at 32 bits (scalar). Tolerance: 1e-5 relative to
- * the sum of |terms| of each output, which bounds fp32 rounding of any summation order. */
+ * host's vector width, at 128 bits (NEON-like) and at 32 bits (scalar); the same cases are then
+ * compiled for AArch64 (NEON) and run under qemu-aarch64. Tolerance: 1e-5 relative to the sum of
+ * |terms| of each output, which bounds fp32 rounding of any summation order. */
 #include <check.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 
@@ -49,9 +55,6 @@ static void check_close(const float *got, const float *want, const float *mag, i
                   what, (long long)r, (long long)c, (double)got[i], (double)want[i]);
   }
 }
-
-typedef void (*gemm_fn)(const float *, const float *, const float *, const float *, float *,
-                        float *);
 
 /* ---- GEMM sweep -------------------------------------------------------------------------- */
 
@@ -129,67 +132,6 @@ static void gemm_case_desc(const gemm_case *c, lb_gemm_desc *d) {
   d->act_max = 0.5f;
 }
 
-static lb_kjit *gemm_jit;
-static void *gemm_fns[N_GEMM_CASES];
-
-static void gemm_setup(void) {
-  LLVMModuleRef mod;
-  lb_diag diag = {0};
-  ck_assert_int_eq(lb_kjit_new(&gemm_jit, &mod, &diag), 0);
-  const char *names[N_GEMM_CASES];
-  for (int i = 0; i < N_GEMM_CASES; i++) {
-    lb_kern_cfg cfg;
-    lb_gemm_desc d;
-    case_cfg(gemm_cases[i].cfg, &cfg);
-    gemm_case_desc(&gemm_cases[i], &d);
-    lb_kern_out out;
-    ck_assert_msg(lb_emit_gemm_f32(mod, &cfg, &d, &out, &diag) == 0, "%s", diag.msg);
-    size_t len;
-    names[i] = LLVMGetValueName2(out.fn, &len);
-  }
-  /* names point into the module, which the JIT now owns: look them up before anything else. */
-  char *copies[N_GEMM_CASES];
-  for (int i = 0; i < N_GEMM_CASES; i++) copies[i] = strdup(names[i]);
-  ck_assert_msg(lb_kjit_finish(gemm_jit, (const char *const *)copies, gemm_fns, N_GEMM_CASES,
-                               &diag) == 0, "%s", diag.msg);
-  for (int i = 0; i < N_GEMM_CASES; i++) free(copies[i]);
-}
-
-static void gemm_teardown(void) {
-  lb_kjit_free(gemm_jit);
-  gemm_jit = NULL;
-}
-
-START_TEST(gemm_vs_ref) {
-  const gemm_case *c = &gemm_cases[_i];
-  lb_kern_cfg cfg;
-  lb_gemm_desc d;
-  case_cfg(c->cfg, &cfg);
-  gemm_case_desc(c, &d);
-  float *a = rand_buf(d.m * d.lda), *b = rand_buf(d.k * d.n), *bias = rand_buf(d.n);
-  float *res = rand_buf(d.m * d.ldr);
-  size_t psz = lb_pack_gemm_b_size(&cfg, d.k, d.n);
-  float *bp = aligned_alloc(64, (psz + 63) / 64 * 64);
-  lb_pack_gemm_b(&cfg, d.k, d.n, b, 0, bp);
-  int64_t total = d.m * d.ldc;
-  float *got = malloc((size_t)total * 4), *want = malloc((size_t)total * 4);
-  float *mag = malloc((size_t)total * 4);
-  for (int64_t i = 0; i < total; i++) got[i] = want[i] = 1234.5f;
-  ((gemm_fn)gemm_fns[_i])(a, bp, c->bias ? bias : NULL, c->res ? res : NULL, got, NULL);
-  lb_ref_gemm_f32(&d, a, b, bias, res, want);
-  lb_gemm_desc dm = d;
-  dm.act = LB_ACT_NONE;
-  float *aa = abs_copy(a, d.m * d.lda), *ab = abs_copy(b, d.k * d.n), *abias = abs_copy(bias, d.n);
-  float *ares = abs_copy(res, d.m * d.ldr);
-  lb_ref_gemm_f32(&dm, aa, ab, abias, ares, mag);
-  char what[64];
-  snprintf(what, sizeof what, "gemm case %d", _i);
-  check_close(got, want, mag, d.m, d.n, d.ldc, total, what);
-  free(a), free(b), free(bias), free(res), free(bp), free(got), free(want), free(mag);
-  free(aa), free(ab), free(abias), free(ares);
-}
-END_TEST
-
 /* ---- convolutions ------------------------------------------------------------------------ */
 
 typedef struct conv_case {
@@ -230,44 +172,181 @@ static void conv_case_desc(const conv_case *c, lb_conv_desc *d) {
   ck_assert_msg(lb_conv_desc_finish(d, &diag) == 0, "%s", diag.msg);
 }
 
-static lb_kjit *conv_jit;
-static void *conv_fns[N_CONV_CASES], *im2col_fns[N_CONV_CASES];
-static size_t conv_scratch[N_CONV_CASES];
 
-static void conv_setup(void) {
+typedef void (*kern_fn)(const float *, const float *, const float *, const float *, float *,
+                        float *);
+
+#define N_CASES (N_GEMM_CASES + N_CONV_CASES)
+
+/* ---- problems: operands, expected output and magnitudes for one case --------------------- */
+
+/* in[0] = A or X, in[1] = packed B or W, in[2] = bias, in[3] = residual. The output window is
+ * rows x cols with leading dim ld, inside n_out floats. */
+typedef struct problem {
+  float *in[4];
+  int64_t n_in[4];
+  float *want, *mag;
+  int64_t n_out, rows, cols, ld;
+  size_t scratch;
+  int has_bias, has_res;
+} problem;
+
+static float *sentinel_buf(int64_t n) {
+  float *p = malloc((size_t)n * 4);
+  ck_assert_ptr_nonnull(p);
+  for (int64_t i = 0; i < n; i++) p[i] = 1234.5f;
+  return p;
+}
+
+static void gemm_problem(const gemm_case *c, const lb_kern_cfg *cfg, problem *p) {
+  lb_gemm_desc d;
+  gemm_case_desc(c, &d);
+  float *b = rand_buf(d.k * d.n);
+  int64_t n[4] = {d.m * d.lda, 0, d.n, d.m * d.ldr};
+  for (int i = 0; i < 4; i++) p->n_in[i] = n[i], p->in[i] = i == 1 ? NULL : rand_buf(n[i]);
+  size_t psz = lb_pack_gemm_b_size(cfg, d.k, d.n);
+  p->n_in[1] = (int64_t)(psz / 4);
+  p->in[1] = malloc(psz);
+  lb_pack_gemm_b(cfg, d.k, d.n, b, 0, p->in[1]);
+  p->rows = d.m, p->cols = d.n, p->ld = d.ldc, p->n_out = d.m * d.ldc;
+  p->has_bias = d.has_bias, p->has_res = d.has_res, p->scratch = 0;
+  p->want = sentinel_buf(p->n_out);
+  p->mag = sentinel_buf(p->n_out);
+  lb_ref_gemm_f32(&d, p->in[0], b, p->in[2], p->in[3], p->want);
+  d.act = LB_ACT_NONE;
+  float *ab = abs_copy(b, d.k * d.n), *aa[4];
+  for (int i = 0; i < 4; i++) aa[i] = abs_copy(p->in[i], p->n_in[i]);
+  lb_ref_gemm_f32(&d, aa[0], ab, aa[2], aa[3], p->mag);
+  for (int i = 0; i < 4; i++) free(aa[i]);
+  free(ab), free(b);
+}
+
+static void conv_problem(const conv_case *c, const lb_kern_cfg *cfg, size_t scratch, problem *p) {
+  lb_conv_desc d;
+  conv_case_desc(c, &d);
+  int64_t npix = d.n * d.oh * d.ow;
+  int64_t nw = c->dw ? d.c_in * d.kh * d.kw : d.c_out * d.c_in * d.kh * d.kw;
+  float *w = rand_buf(nw);
+  int64_t n[4] = {d.n * d.h * d.w * d.ldx, 0, d.c_out, npix * d.ldr};
+  for (int i = 0; i < 4; i++) p->n_in[i] = n[i], p->in[i] = i == 1 ? NULL : rand_buf(n[i]);
+  size_t psz = c->dw ? lb_pack_dw_size(d.c_in, d.kh, d.kw)
+                     : lb_pack_gemm_b_size(cfg, d.kh * d.kw * d.c_in, d.c_out);
+  p->n_in[1] = (int64_t)(psz / 4);
+  p->in[1] = malloc(psz);
+  if (c->dw) lb_pack_dw_w(w, d.c_in, d.kh, d.kw, p->in[1]);
+  else lb_pack_conv_w(cfg, w, d.c_out, d.c_in, d.kh, d.kw, p->in[1]);
+  p->rows = npix, p->cols = d.c_out, p->ld = d.ldy, p->n_out = npix * d.ldy;
+  p->has_bias = d.has_bias, p->has_res = d.has_res, p->scratch = scratch;
+  p->want = sentinel_buf(p->n_out);
+  p->mag = sentinel_buf(p->n_out);
+  void (*ref)(const lb_conv_desc *, const float *, const float *, const float *, const float *,
+              float *) = c->dw ? lb_ref_dwconv_f32 : lb_ref_conv_f32;
+  ref(&d, p->in[0], w, p->in[2], p->in[3], p->want);
+  d.act = LB_ACT_NONE;
+  float *aw = abs_copy(w, nw), *aa[4];
+  for (int i = 0; i < 4; i++) aa[i] = abs_copy(p->in[i], p->n_in[i]);
+  ref(&d, aa[0], aw, aa[2], aa[3], p->mag);
+  for (int i = 0; i < 4; i++) free(aa[i]);
+  free(aw), free(w);
+}
+
+/* Case i of the combined list (GEMM cases, then conv cases). */
+static void case_problem(int i, const lb_kern_cfg *cfg, size_t scratch, problem *p) {
+  rng_state = 88172645463325252ull + (uint64_t)i * 7919u;
+  if (i < N_GEMM_CASES) gemm_problem(&gemm_cases[i], cfg, p);
+  else conv_problem(&conv_cases[i - N_GEMM_CASES], cfg, scratch, p);
+}
+
+static void problem_free(problem *p) {
+  for (int i = 0; i < 4; i++) free(p->in[i]);
+  free(p->want), free(p->mag);
+}
+
+static float *problem_run(const problem *p, kern_fn f) {
+  float *got = sentinel_buf(p->n_out), *scratch = p->scratch ? malloc(p->scratch) : NULL;
+  f(p->in[0], p->in[1], p->has_bias ? p->in[2] : NULL, p->has_res ? p->in[3] : NULL, got, scratch);
+  free(scratch);
+  return got;
+}
+
+/* Emits case i into mod with cfg; returns a malloc'd copy of the kernel's name. */
+static char *emit_case(LLVMModuleRef mod, int i, const lb_kern_cfg *cfg, size_t *scratch) {
+  lb_diag diag = {0};
+  lb_kern_out out;
+  int rc;
+  if (i < N_GEMM_CASES) {
+    lb_gemm_desc d;
+    gemm_case_desc(&gemm_cases[i], &d);
+    rc = lb_emit_gemm_f32(mod, cfg, &d, &out, &diag);
+  } else {
+    lb_conv_desc d;
+    conv_case_desc(&conv_cases[i - N_GEMM_CASES], &d);
+    rc = conv_cases[i - N_GEMM_CASES].dw ? lb_emit_dwconv_f32(mod, cfg, &d, &out, &diag)
+                                         : lb_emit_conv_f32(mod, cfg, &d, &out, &diag);
+  }
+  ck_assert_msg(rc == 0, "case %d: %s", i, diag.msg);
+  *scratch = out.scratch_bytes;
+  size_t len;
+  return strdup(LLVMGetValueName2(out.fn, &len));
+}
+
+static int case_cfg_id(int i) {
+  return i < N_GEMM_CASES ? gemm_cases[i].cfg : conv_cases[i - N_GEMM_CASES].cfg;
+}
+
+/* ---- host JIT: every case and an im2col per conv case in one module --------------------- */
+
+static lb_kjit *jit;
+static void *case_fns[N_CASES], *im2col_fns[N_CONV_CASES];
+static size_t case_scratch[N_CASES];
+
+static void jit_setup(void) {
   LLVMModuleRef mod;
   lb_diag diag = {0};
-  ck_assert_int_eq(lb_kjit_new(&conv_jit, &mod, &diag), 0);
-  char *names[2 * N_CONV_CASES];
+  ck_assert_int_eq(lb_kjit_new(&jit, &mod, &diag), 0);
+  char *names[N_CASES + N_CONV_CASES];
+  for (int i = 0; i < N_CASES; i++) {
+    lb_kern_cfg cfg;
+    case_cfg(case_cfg_id(i), &cfg);
+    names[i] = emit_case(mod, i, &cfg, &case_scratch[i]);
+  }
   for (int i = 0; i < N_CONV_CASES; i++) {
     lb_kern_cfg cfg;
     lb_conv_desc d;
+    lb_kern_out im;
     case_cfg(conv_cases[i].cfg, &cfg);
     conv_case_desc(&conv_cases[i], &d);
-    lb_kern_out out, im;
-    int rc = conv_cases[i].dw ? lb_emit_dwconv_f32(mod, &cfg, &d, &out, &diag)
-                              : lb_emit_conv_f32(mod, &cfg, &d, &out, &diag);
-    ck_assert_msg(rc == 0, "%s", diag.msg);
     ck_assert_msg(lb_emit_im2col_f32(mod, &cfg, &d, &im, &diag) == 0, "%s", diag.msg);
-    conv_scratch[i] = out.scratch_bytes;
     size_t len;
-    names[i] = strdup(LLVMGetValueName2(out.fn, &len));
-    names[N_CONV_CASES + i] = strdup(LLVMGetValueName2(im.fn, &len));
+    names[N_CASES + i] = strdup(LLVMGetValueName2(im.fn, &len));
   }
-  void *fns[2 * N_CONV_CASES];
-  ck_assert_msg(lb_kjit_finish(conv_jit, (const char *const *)names, fns, 2 * N_CONV_CASES,
+  void *fns[N_CASES + N_CONV_CASES];
+  ck_assert_msg(lb_kjit_finish(jit, (const char *const *)names, fns, N_CASES + N_CONV_CASES,
                                &diag) == 0, "%s", diag.msg);
-  for (int i = 0; i < N_CONV_CASES; i++) {
-    conv_fns[i] = fns[i];
-    im2col_fns[i] = fns[N_CONV_CASES + i];
-    free(names[i]), free(names[N_CONV_CASES + i]);
-  }
+  for (int i = 0; i < N_CASES + N_CONV_CASES; i++) free(names[i]);
+  memcpy(case_fns, fns, sizeof case_fns);
+  memcpy(im2col_fns, fns + N_CASES, sizeof im2col_fns);
 }
 
-static void conv_teardown(void) {
-  lb_kjit_free(conv_jit);
-  conv_jit = NULL;
+static void jit_teardown(void) {
+  lb_kjit_free(jit);
+  jit = NULL;
 }
+
+START_TEST(kernel_vs_ref) {
+  lb_kern_cfg cfg;
+  case_cfg(case_cfg_id(_i), &cfg);
+  problem p;
+  case_problem(_i, &cfg, case_scratch[_i], &p);
+  float *got = problem_run(&p, (kern_fn)case_fns[_i]);
+  char what[64];
+  snprintf(what, sizeof what, "%s case %d", _i < N_GEMM_CASES ? "gemm" : "conv",
+           _i < N_GEMM_CASES ? _i : _i - N_GEMM_CASES);
+  check_close(got, p.want, p.mag, p.rows, p.cols, p.ld, p.n_out, what);
+  free(got);
+  problem_free(&p);
+}
+END_TEST
 
 START_TEST(im2col_vs_ref) {
   lb_conv_desc d;
@@ -282,38 +361,131 @@ START_TEST(im2col_vs_ref) {
 }
 END_TEST
 
-START_TEST(conv_vs_ref) {
-  const conv_case *c = &conv_cases[_i];
-  lb_kern_cfg cfg;
-  lb_conv_desc d;
-  case_cfg(c->cfg, &cfg);
-  conv_case_desc(c, &d);
-  int64_t nx = d.n * d.h * d.w * d.ldx, npix = d.n * d.oh * d.ow, ny = npix * d.ldy;
-  int64_t nw = c->dw ? d.c_in * d.kh * d.kw : d.c_out * d.c_in * d.kh * d.kw;
-  float *x = rand_buf(nx), *w = rand_buf(nw), *bias = rand_buf(d.c_out);
-  float *res = rand_buf(npix * d.ldr);
-  size_t psz = c->dw ? lb_pack_dw_size(d.c_in, d.kh, d.kw)
-                     : lb_pack_gemm_b_size(&cfg, d.kh * d.kw * d.c_in, d.c_out);
-  float *wp = malloc(psz), *scratch = conv_scratch[_i] ? malloc(conv_scratch[_i]) : NULL;
-  if (c->dw) lb_pack_dw_w(w, d.c_in, d.kh, d.kw, wp);
-  else lb_pack_conv_w(&cfg, w, d.c_out, d.c_in, d.kh, d.kw, wp);
-  float *got = malloc((size_t)ny * 4), *want = malloc((size_t)ny * 4);
-  float *mag = malloc((size_t)ny * 4);
-  for (int64_t i = 0; i < ny; i++) got[i] = want[i] = 1234.5f;
-  ((gemm_fn)conv_fns[_i])(x, wp, c->bias ? bias : NULL, c->res ? res : NULL, got, scratch);
-  void (*ref)(const lb_conv_desc *, const float *, const float *, const float *, const float *,
-              float *) = c->dw ? lb_ref_dwconv_f32 : lb_ref_conv_f32;
-  ref(&d, x, w, bias, res, want);
-  lb_conv_desc dm = d;
-  dm.act = LB_ACT_NONE;
-  float *ax = abs_copy(x, nx), *aw = abs_copy(w, nw), *ab = abs_copy(bias, d.c_out);
-  float *ar = abs_copy(res, npix * d.ldr);
-  ref(&dm, ax, aw, ab, ar, mag);
-  char what[64];
-  snprintf(what, sizeof what, "conv case %d", _i);
-  check_close(got, want, mag, npix, d.c_out, d.ldy, ny, what);
-  free(x), free(w), free(bias), free(res), free(wp), free(scratch), free(got), free(want);
-  free(mag), free(ax), free(aw), free(ab), free(ar);
+/* ---- AArch64: the same cases compiled for NEON, run under qemu-aarch64 ------------------- */
+
+/* Host case config narrowed to 128-bit NEON (scalar cases stay scalar). */
+static void a64_cfg(int i, lb_kern_cfg *cfg) {
+  case_cfg(case_cfg_id(i), cfg);
+  if (cfg->vector_bits > 128) cfg->vector_bits = 128, cfg->vector_regs = 32;
+  cfg->cpu = "generic";
+  cfg->features = "+neon";
+}
+
+/* O3 + object emission for aarch64-linux-gnu. */
+static void a64_object(LLVMModuleRef mod, const char *path) {
+  LLVMInitializeAArch64TargetInfo();
+  LLVMInitializeAArch64Target();
+  LLVMInitializeAArch64TargetMC();
+  LLVMInitializeAArch64AsmPrinter();
+  const char *triple = "aarch64-unknown-linux-gnu";
+  LLVMTargetRef t;
+  char *err = NULL;
+  ck_assert_msg(LLVMGetTargetFromTriple(triple, &t, &err) == 0, "%s", err);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, triple, "generic", "+neon",
+                                                    LLVMCodeGenLevelAggressive, LLVMRelocPIC,
+                                                    LLVMCodeModelDefault);
+  LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+  char *dl = LLVMCopyStringRepOfTargetData(td);
+  LLVMSetDataLayout(mod, dl);
+  LLVMSetTarget(mod, triple);
+  LLVMDisposeMessage(dl);
+  LLVMDisposeTargetData(td);
+  LLVMPassBuilderOptionsRef o = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, o);
+  ck_assert_ptr_null(e);
+  LLVMDisposePassBuilderOptions(o);
+  ck_assert_msg(LLVMTargetMachineEmitToFile(tm, mod, (char *)path, LLVMObjectFile, &err) == 0,
+                "%s", err);
+  LLVMDisposeTargetMachine(tm);
+}
+
+/* A static AArch64 driver: for each case reads in_I.bin (the four inputs back to back), calls the
+ * kernel on a sentinel-filled output and writes out_I.bin. */
+static void a64_driver(const char *path, char *const *names, problem *p) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f, "#include <stdio.h>\n#include <stdlib.h>\ntypedef void (*kf)(const float *, const "
+             "float *, const float *, const float *, float *, float *);\n");
+  for (int i = 0; i < N_CASES; i++)
+    fprintf(f, "void %s(const float *, const float *, const float *, const float *, float *, "
+               "float *);\n", names[i]);
+  fprintf(f, "static struct { kf f; long n[4], out; unsigned long scratch; int bias, res; } "
+             "t[] = {\n");
+  for (int i = 0; i < N_CASES; i++)
+    fprintf(f, "{%s, {%lld, %lld, %lld, %lld}, %lld, %zu, %d, %d},\n", names[i],
+            (long long)p[i].n_in[0], (long long)p[i].n_in[1], (long long)p[i].n_in[2],
+            (long long)p[i].n_in[3], (long long)p[i].n_out, p[i].scratch, p[i].has_bias,
+            p[i].has_res);
+  fprintf(f, "};\nint main(int c, char **v) {\n  char fn[4096];\n"
+             "  for (int i = 0; i < %d; i++) {\n    float *in[4];\n"
+             "    snprintf(fn, sizeof fn, \"%%s/in_%%d.bin\", v[1], i);\n"
+             "    FILE *f = fopen(fn, \"rb\");\n    if (!f) return 1;\n"
+             "    for (int j = 0; j < 4; j++) {\n      in[j] = malloc(t[i].n[j] * 4 + 4);\n"
+             "      if (fread(in[j], 4, t[i].n[j], f) != (size_t)t[i].n[j]) return 2;\n    }\n"
+             "    fclose(f);\n    float *o = malloc(t[i].out * 4), *s = malloc(t[i].scratch + 4);\n"
+             "    for (long j = 0; j < t[i].out; j++) o[j] = 1234.5f;\n"
+             "    t[i].f(in[0], in[1], t[i].bias ? in[2] : 0, t[i].res ? in[3] : 0, o, s);\n"
+             "    snprintf(fn, sizeof fn, \"%%s/out_%%d.bin\", v[1], i);\n"
+             "    f = fopen(fn, \"wb\");\n    if (!f || fwrite(o, 4, t[i].out, f) != "
+             "(size_t)t[i].out) return 3;\n    fclose(f);\n  }\n  return 0;\n}\n", N_CASES);
+  fclose(f);
+}
+
+static void write_file(const char *path, float *const *bufs, const int64_t *n, int count) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  for (int j = 0; j < count; j++)
+    ck_assert_uint_eq(fwrite(bufs[j], 4, (size_t)n[j], f), (size_t)n[j]);
+  fclose(f);
+}
+
+static float *read_file(const char *path, int64_t n) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "%s missing", path);
+  float *p = malloc((size_t)n * 4);
+  ck_assert_uint_eq(fread(p, 4, (size_t)n, f), (size_t)n);
+  fclose(f);
+  return p;
+}
+
+START_TEST(aarch64_qemu) {
+  if (system("command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null"))
+    ck_abort_msg("aarch64-linux-gnu-gcc and qemu-aarch64 are required (tools/check installs them)");
+  char dir[] = "/tmp/lb_kern_a64_XXXXXX", path[256], cmd[1024];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("a64", ctx);
+  char *names[N_CASES];
+  static problem p[N_CASES];
+  for (int i = 0; i < N_CASES; i++) {
+    lb_kern_cfg cfg;
+    size_t scratch;
+    a64_cfg(i, &cfg);
+    names[i] = emit_case(mod, i, &cfg, &scratch);
+    case_problem(i, &cfg, scratch, &p[i]);
+    snprintf(path, sizeof path, "%s/in_%d.bin", dir, i);
+    write_file(path, p[i].in, p[i].n_in, 4);
+  }
+  snprintf(path, sizeof path, "%s/k.o", dir);
+  a64_object(mod, path);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+  snprintf(path, sizeof path, "%s/drv.c", dir);
+  a64_driver(path, names, p);
+  snprintf(cmd, sizeof cmd, "aarch64-linux-gnu-gcc -O1 -static -o %s/drv %s/drv.c %s/k.o && "
+           "qemu-aarch64 -cpu cortex-a53 %s/drv %s", dir, dir, dir, dir, dir);
+  ck_assert_msg(system(cmd) == 0, "cross build or qemu run failed: %s", cmd);
+  for (int i = 0; i < N_CASES; i++) {
+    snprintf(path, sizeof path, "%s/out_%d.bin", dir, i);
+    float *got = read_file(path, p[i].n_out);
+    char what[300];
+    snprintf(what, sizeof what, "aarch64 case %d (%s)", i, names[i]);
+    check_close(got, p[i].want, p[i].mag, p[i].rows, p[i].cols, p[i].ld, p[i].n_out, what);
+    free(got), free(names[i]);
+    problem_free(&p[i]);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -368,17 +540,16 @@ END_TEST
 
 int main(void) {
   Suite *s = suite_create("kernels");
-  TCase *tg = tcase_create("gemm");
-  tcase_add_unchecked_fixture(tg, gemm_setup, gemm_teardown);
-  tcase_add_loop_test(tg, gemm_vs_ref, 0, N_GEMM_CASES);
-  tcase_set_timeout(tg, 120);
-  suite_add_tcase(s, tg);
-  TCase *tc = tcase_create("conv");
-  tcase_add_unchecked_fixture(tc, conv_setup, conv_teardown);
-  tcase_add_loop_test(tc, im2col_vs_ref, 0, N_CONV_CASES);
-  tcase_add_loop_test(tc, conv_vs_ref, 0, N_CONV_CASES);
-  tcase_set_timeout(tc, 120);
-  suite_add_tcase(s, tc);
+  TCase *tk = tcase_create("jit");
+  tcase_add_unchecked_fixture(tk, jit_setup, jit_teardown);
+  tcase_add_loop_test(tk, kernel_vs_ref, 0, N_CASES);
+  tcase_add_loop_test(tk, im2col_vs_ref, 0, N_CONV_CASES);
+  tcase_set_timeout(tk, 120);
+  suite_add_tcase(s, tk);
+  TCase *ta = tcase_create("aarch64");
+  tcase_add_test(ta, aarch64_qemu);
+  tcase_set_timeout(ta, 120);
+  suite_add_tcase(s, ta);
   TCase *tp = tcase_create("pack");
   tcase_add_test(tp, pack_nk_matches_kn);
   tcase_add_test(tp, bad_descs);
