@@ -125,8 +125,10 @@ int lb_k_conv(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   int64_t cg = C / G, mg = M / G, K = cg * g.k_sz;
   int direct = is_pointwise(&g);
   float *col = NULL;
-  if (!direct && K * g.out_sz > 0) {
-    col = lb_calloc((size_t)(K * g.out_sz), sizeof(float));
+  int64_t col_n;
+  if (__builtin_mul_overflow(K, g.out_sz, &col_n)) return LB_ERR_NOMEM;
+  if (!direct && col_n > 0) {
+    col = lb_calloc((size_t)col_n, sizeof(float));
     if (!col) return LB_ERR_NOMEM;
   }
   const float *xf = x->data, *wf = w->data;

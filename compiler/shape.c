@@ -68,9 +68,21 @@ static const char *sstr(const shp *s, char *buf, size_t size) {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
+/* Sanity limits that keep every size computation below in int64 range (a fuzzed model can
+ * declare any dims): each dim, each tensor's element count, and spatial attributes. */
+#define MAX_DIM ((int64_t)1 << 40)
+#define MAX_NUMEL ((int64_t)1 << 50)
+#define MAX_STRIDE ((int64_t)1 << 20)
+#define MAX_PAD ((int64_t)1 << 30)
+
+/* Product of d[from..to), saturating at INT64_MAX; -1 if a dim is negative. */
 static int64_t prod(const int64_t *d, int from, int to) {
   int64_t p = 1;
-  for (int i = from; i < to; i++) p *= d[i];
+  for (int i = from; i < to; i++) {
+    if (d[i] < 0) return -1;
+    if (d[i] == 0) p = 0;
+  }
+  for (int i = from; i < to && p; i++) p = p > INT64_MAX / d[i] ? INT64_MAX : p * d[i];
   return p;
 }
 
@@ -186,10 +198,13 @@ static int spatial_attrs(sctx *c, int ns) {
   for (int i = 0; i < ns; i++) {
     if (a->strides[i] == 0) a->strides[i] = 1;
     if (a->dilations[i] == 0) a->dilations[i] = 1;
-    if (a->strides[i] < 0 || a->dilations[i] < 0)
-      return fail(c, "negative stride or dilation on spatial dim %d", i);
-    if (a->pads[i] < 0 || a->pads[ns + i] < 0)
-      return fail(c, "negative pad on spatial dim %d", i);
+    if (a->strides[i] < 0 || a->dilations[i] < 0 || a->strides[i] > MAX_STRIDE ||
+        a->dilations[i] > MAX_STRIDE)
+      return fail(c, "stride %lld or dilation %lld on spatial dim %d is out of range",
+                  (long long)a->strides[i], (long long)a->dilations[i], i);
+    if (a->pads[i] < 0 || a->pads[ns + i] < 0 || a->pads[i] > MAX_PAD || a->pads[ns + i] > MAX_PAD)
+      return fail(c, "pads %lld+%lld on spatial dim %d are out of range", (long long)a->pads[i],
+                  (long long)a->pads[ns + i], i);
   }
   return 0;
 }
@@ -235,7 +250,7 @@ static int conv_weights(sctx *c, int ns) {
   LB_TRY(need_rank(c, 1, x->rank));
   if (a->group == 0) a->group = 1;
   if (a->group < 0) return fail(c, "group %lld must be positive", (long long)a->group);
-  if (w->dims[1] * a->group != x->dims[1])
+  if (x->dims[1] % a->group || w->dims[1] != x->dims[1] / a->group)
     return fail(c, "input[1]: weight has %lld input channels x %lld groups, but input[0] has "
                 "%lld channels", (long long)w->dims[1], (long long)a->group,
                 (long long)x->dims[1]);
@@ -294,8 +309,8 @@ static int r_pool(sctx *c) {
     return fail(c, "input[0]: dtype %s is not supported", lb_dtype_name(t));
   LB_TRY(spatial_attrs(c, ns));
   for (int i = 0; i < ns; i++)
-    if (c->a->kernel[i] < 1)
-      return fail(c, "kernel_shape[%d] = %lld must be positive", i, (long long)c->a->kernel[i]);
+    if (c->a->kernel[i] < 1 || c->a->kernel[i] > MAX_DIM)
+      return fail(c, "kernel_shape[%d] = %lld is out of range", i, (long long)c->a->kernel[i]);
   int64_t od[LB_MAX_RANK] = {c->in[0].dims[0], c->in[0].dims[1]};
   LB_TRY(spatial_out(c, od, ns, c->a->ceil_mode));
   set_out(c, t, ns + 2, od);
@@ -537,6 +552,8 @@ static int r_pad(sctx *c) {
   int64_t od[LB_MAX_RANK];
   for (int i = 0; i < r; i++) {
     int64_t d = x->dims[i], pb = a->pads[i], pe = a->pads[r + i];
+    if (pb < -MAX_DIM || pb > MAX_DIM || pe < -MAX_DIM || pe > MAX_DIM)
+      return fail(c, "axis %d: pads %lld+%lld are out of range", i, (long long)pb, (long long)pe);
     od[i] = d + pb + pe;
     if (od[i] < 0)
       return fail(c, "axis %d: pads %lld+%lld leave a negative size", i, (long long)pb,
@@ -674,6 +691,19 @@ static const rule_fn rules[LB_OP_COUNT] = {
     [LB_OP_DEQUANTIZE] = r_dequantize,
 };
 
+/* Rejects negative dims and sizes beyond the sanity limits. */
+static int check_size(sctx *c, const char *role, uint32_t k, const shp *s) {
+  char b[160];
+  if (s->rank < 0 || s->rank > LB_MAX_RANK)
+    return fail(c, "%s[%u]: rank %d is out of range", role, k, s->rank);
+  for (int i = 0; i < s->rank; i++)
+    if (s->dims[i] < 0 || s->dims[i] > MAX_DIM)
+      return fail(c, "%s[%u]: dim %d of %s is out of range", role, k, i, sstr(s, b, sizeof b));
+  if (numel(s) > MAX_NUMEL)
+    return fail(c, "%s[%u]: %s has too many elements", role, k, sstr(s, b, sizeof b));
+  return 0;
+}
+
 /* Checks arity and required inputs, then runs the op's rule on in[] (out[0] pre-set for
  * reshape). The attributes are canonicalized in *a. */
 static int run_rule(const lb_graph *g, uint32_t id, lb_attrs *a, const shp *in, shp *out,
@@ -688,7 +718,10 @@ static int run_rule(const lb_graph *g, uint32_t id, lb_attrs *a, const shp *in, 
   for (int k = 0; k < info->min_in; k++)
     if (!in[k].present) return fail(&c, "input[%d] is required", k);
   if (!rules[n->op]) return fail(&c, "no shape rule for op %s", info->name);
-  return rules[n->op](&c);
+  for (uint32_t k = 0; k < n->n_in; k++)
+    if (in[k].present) LB_TRY(check_size(&c, "input", k, &in[k]));
+  LB_TRY(rules[n->op](&c));
+  return check_size(&c, "output", 0, &out[0]);
 }
 
 int lb_infer_node(lb_graph *g, uint32_t id, lb_diag *diag) {

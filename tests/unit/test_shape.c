@@ -92,7 +92,7 @@ static const scase cases[] = {
      "graph.node[0] \"n\" (AveragePool): input[0]: dtype u8 is not supported"},
     {"avgpool_zero_kernel", LB_OP_AVG_POOL, "AveragePool", {.kernel = {2, 0}}, 1,
      {F32(4, D(1, 1, 3, 3))}, OK,
-     "graph.node[0] \"n\" (AveragePool): kernel_shape[1] = 0 must be positive"},
+     "graph.node[0] \"n\" (AveragePool): kernel_shape[1] = 0 is out of range"},
     {"avgpool_3d", LB_OP_AVG_POOL, "AveragePool", {.kernel = {2, 2, 2}, .strides = {2, 2, 2}}, 1,
      {F32(5, D(1, 1, 4, 5, 6))}, F32(5, D(1, 1, 2, 2, 3)), NULL},
     {"global_avg_pool", LB_OP_GLOBAL_AVG_POOL, "GlobalAveragePool", {0}, 1,
@@ -208,6 +208,22 @@ static const scase cases[] = {
     {"dequantize_zp_dtype", LB_OP_DEQUANTIZE, "DequantizeLinear", {0}, 3,
      {T(I8, 2, D(2, 3)), F32(0, D(0)), T(U8, 0, D(0))}, OK,
      "graph.node[0] \"n\" (DequantizeLinear): input[2]: expected dtype i8, got u8"},
+    /* sanity limits: sizes a fuzzed model may declare never overflow the arithmetic */
+    {"dim_too_big", LB_OP_RELU, "Relu", {0}, 1, {F32(2, D(1, (int64_t)1 << 45))}, OK,
+     "graph.node[0] \"n\" (Relu): input[0]: dim 1 of f32[1,35184372088832] is out of range"},
+    {"numel_too_big", LB_OP_RELU, "Relu", {0}, 1, {F32(2, D((int64_t)1 << 30, (int64_t)1 << 30))},
+     OK, "graph.node[0] \"n\" (Relu): input[0]: f32[1073741824,1073741824] has too many elements"},
+    {"flatten_overflow", LB_OP_FLATTEN, "Flatten", {.axis = 2}, 1,
+     {F32(3, D((int64_t)1 << 40, (int64_t)1 << 40, 0))}, OK,
+     "graph.node[0] \"n\" (Flatten): output[0]: dim 0 of f32[9223372036854775807,0] is out of "
+     "range"},
+    {"conv_huge_stride", LB_OP_CONV, "Conv", {.strides = {(int64_t)1 << 40, 1}}, 2,
+     {F32(4, D(1, 1, 4, 4)), F32(4, D(1, 1, 1, 1))}, OK,
+     "graph.node[0] \"n\" (Conv): stride 1099511627776 or dilation 1 on spatial dim 0 is out of "
+     "range"},
+    {"reshape_negative", LB_OP_RESHAPE, "Reshape", {0}, 1, {F32(1, D(4))}, F32(2, D(-2, -2)),
+     "graph.node[0] \"n\" (Reshape): cannot reshape f32[4] (4 elements) to f32[-2,-2] (-1 "
+     "elements)"},
     /* arity and names */
     {"missing_required", LB_OP_CONV, "", {0}, 2, {F32(4, D(1, 1, 3, 3)), NO}, OK,
      "graph.node[0] \"n\" (conv): input[1] is required"},
