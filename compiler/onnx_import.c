@@ -324,6 +324,8 @@ static int resolve_inputs(lb_onnx_ctx *c, const lb_onnx_op *op, uint32_t *ids, u
   }
   for (size_t k = 0; k < cnt; k++) {
     const char *name = S(np->input[k]);
+    if (!*name && (int)k < op->min_in)
+      return lb_diag_err(c->diag, LB_ERR_INPUT, "input[%zu] is required", k);
     ids[k] = *name ? map_get(c, name) : LB_NONE;
     if (*name && ids[k] == LB_NONE)
       return lb_diag_err(c->diag, LB_ERR_INPUT,
@@ -338,6 +340,19 @@ static int resolve_inputs(lb_onnx_ctx *c, const lb_onnx_op *op, uint32_t *ids, u
   return 0;
 }
 
+/* Whether name is one of the space-separated words of list. */
+static int in_list(const char *list, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = list; n && *p;) {
+    const char *e = strchr(p, ' ');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == n && !memcmp(p, name, n)) return 1;
+    if (!e) break;
+    p = e + 1;
+  }
+  return 0;
+}
+
 static int check_node_shape(lb_onnx_ctx *c, const lb_onnx_op *op) {
   const Onnx__NodeProto *np = c->np;
   if (np->n_output < 1 || !*S(np->output[0]))
@@ -348,11 +363,7 @@ static int check_node_shape(lb_onnx_ctx *c, const lb_onnx_op *op) {
                          np->output[k], op->max_out == 1 ? " (inference only)" : "");
   for (size_t a = 0; a < np->n_attribute; a++) {
     const char *an = S(np->attribute[a]->name);
-    const char *p = strstr(op->attrs, an);
-    size_t len = strlen(an);
-    while (p && ((p != op->attrs && p[-1] != ' ') || (p[len] && p[len] != ' ')))
-      p = strstr(p + 1, an);
-    if (!*an || !p)
+    if (!in_list(op->attrs, an))
       return lb_diag_err(c->diag, LB_ERR_INPUT, "attribute \"%s\" is not supported by %s", an,
                          op->name);
   }
@@ -540,6 +551,7 @@ int lb_onnx_load_buffer(const void *buf, size_t len, const char *name, lb_graph 
   if (rc) {
     lb_graph_free(c.g);
     lb_diag_prefix(diag, "%s", name ? name : "model");
+    lb_onnx_one_line(diag);
     return rc;
   }
   *out = c.g;
@@ -553,6 +565,7 @@ int lb_onnx_load(const char *path, lb_graph **out, lb_diag *diag) {
   int rc = lb_onnx_read_file(path, &buf, &len, diag);
   if (rc) {
     lb_diag_prefix(diag, "%s", path);
+    lb_onnx_one_line(diag);
     return rc;
   }
   rc = lb_onnx_load_buffer(buf, len, path, out, diag);

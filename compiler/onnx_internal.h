@@ -94,6 +94,8 @@ int lb_onnx_dtype(int32_t onnx_type, lb_dtype *out, lb_diag *diag);
 /* Decodes a TensorProto's shape and data (any storage form) into lb_malloc'd *data. */
 int lb_onnx_decode_tensor(const Onnx__TensorProto *t, lb_tensor *out, size_t *nbytes,
                           lb_diag *diag);
+/* Replaces control characters in the message (names from the file) so it stays one line. */
+void lb_onnx_one_line(lb_diag *diag);
 /* numel of dims with overflow and LB_ONNX_MAX_NUMEL checks; -1 if too large. */
 int64_t lb_onnx_numel(int rank, const int64_t *dims);
 

@@ -273,6 +273,12 @@ int lb_onnx_decode_tensor(const Onnx__TensorProto *t, lb_tensor *out, size_t *nb
   return 0;
 }
 
+/* Names come from the file and may hold control characters; the message stays one line. */
+void lb_onnx_one_line(lb_diag *diag) {
+  for (char *p = diag->msg; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 /* ---- lb_onnx_load_tensor ------------------------------------------------------------------ */
 
 int lb_onnx_load_tensor(const char *path, lb_tensor *out, lb_diag *diag) {
@@ -299,6 +305,9 @@ int lb_onnx_load_tensor(const char *path, lb_tensor *out, lb_diag *diag) {
   if (!rc) rc = lb_onnx_decode_tensor(t, out, &nbytes, diag);
   if (t) onnx__tensor_proto__free_unpacked(t, &free_alloc);
   lb_free(buf);
-  if (rc) lb_diag_prefix(diag, "%s", path);
+  if (rc) {
+    lb_diag_prefix(diag, "%s", path);
+    lb_onnx_one_line(diag);
+  }
   return rc;
 }
