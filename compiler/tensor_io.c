@@ -230,8 +230,8 @@ int lb_npy_read(const char *path, lb_tensor *out, lb_diag *diag) {
   if (!f) return lb_diag_err(diag, LB_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
   lb_tensor t;
   memset(&t, 0, sizeof t);
-  uint64_t offset;
-  size_t nbytes;
+  uint64_t offset = 0;
+  size_t nbytes = 0;
   int rc = read_npy_header(f, path, &t, &offset, diag);
   if (!rc) rc = tensor_bytes(path, t.dtype, t.rank, t.dims, &nbytes, diag);
   if (!rc) rc = read_payload(f, path, offset, nbytes, &t.data, diag);
