@@ -1,0 +1,510 @@
+/* Tests of the LLVM backend (targets/): the workspace planner against hand-computed layouts;
+ * JIT output against the reference interpreter on every model in tests/models and against
+ * ONNX's expected outputs on node tests covering every op; AOT objects linked into
+ * tests/aot/harness.c with gcc (x86-64) or aarch64-linux-gnu-gcc + qemu (AArch64 specs);
+ * refusal of specs the host cannot run; no output left behind on failure. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "onnx.h"
+#include "passes.h"
+#include "spec.h"
+#include "target.h"
+#include "tensor_io.h"
+
+#define NODE_DIR "/usr/share/libonnx-testdata/data/node"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static lb_spec *load_spec(const char *name) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *s = NULL;
+  int rc = lb_spec_load(name, &s, &d);
+  ck_assert_msg(rc == 0, "spec %s: %s", name, d.msg);
+  return s;
+}
+
+static double to_d(const lb_tensor *t, int64_t i) {
+  switch (t->dtype) {
+  case LB_DTYPE_F32: return ((const float *)t->data)[i];
+  case LB_DTYPE_F64: return ((const double *)t->data)[i];
+  case LB_DTYPE_I64: return (double)((const int64_t *)t->data)[i];
+  case LB_DTYPE_I32: return ((const int32_t *)t->data)[i];
+  case LB_DTYPE_I8: return ((const int8_t *)t->data)[i];
+  case LB_DTYPE_U8: return ((const uint8_t *)t->data)[i];
+  default: ck_abort_msg("dtype %s in a comparison", lb_dtype_name(t->dtype));
+  }
+  return 0;
+}
+
+/* |got - want| <= rtol * max(1, max |want|) elementwise (exact for integer dtypes). */
+static void expect_close(const lb_tensor *got, const lb_tensor *want, double rtol, const char *what) {
+  ck_assert_msg(got->dtype == want->dtype, "%s: dtype %s vs %s", what, lb_dtype_name(got->dtype),
+                lb_dtype_name(want->dtype));
+  int64_t n = lb_tensor_numel(want);
+  ck_assert_msg(lb_tensor_numel(got) == n, "%s: %lld vs %lld elements", what,
+                (long long)lb_tensor_numel(got), (long long)n);
+  double scale = 1;
+  for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(to_d(want, i)));
+  double tol = lb_dtype_is_float(want->dtype) ? rtol * scale : 0;
+  for (int64_t i = 0; i < n; i++) {
+    double g = to_d(got, i), w = to_d(want, i);
+    ck_assert_msg(fabs(g - w) <= tol || (isnan(g) && isnan(w)), "%s: element %lld: got %.9g, want %.9g",
+                  what, (long long)i, g, w);
+  }
+}
+
+/* Deterministic inputs in [0, 1) for every graph input (f32 only: the models take images). */
+static void random_inputs(const lb_graph *g, lb_tensor *in, unsigned seed) {
+  for (uint32_t i = 0; i < g->n_inputs; i++) {
+    const lb_value *v = &g->values[g->inputs[i]];
+    ck_assert_int_eq(v->dtype, LB_DTYPE_F32);
+    in[i] = (lb_tensor){.dtype = v->dtype, .rank = v->rank};
+    memcpy(in[i].dims, v->dims, sizeof in[i].dims);
+    int64_t n = lb_value_numel(v);
+    float *p = malloc((size_t)n * sizeof *p + 1);
+    for (int64_t k = 0; k < n; k++) {
+      seed = seed * 1103515245u + 12345u;
+      p[k] = (float)((seed >> 8) & 0xffff) / 65536.0f;
+    }
+    in[i].data = p;
+  }
+}
+
+static lb_graph *load_model(const char *path) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_graph *g = NULL;
+  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+/* ---- memory planner ----------------------------------------------------------------------- */
+
+START_TEST(test_memplan_reuse) {
+  /* a chain a->b->c->d: a and c can share, b and d can share */
+  lb_mem_req r[4] = {{.size = 100, .first = 0, .last = 1}, {.size = 200, .first = 1, .last = 2},
+                     {.size = 100, .first = 2, .last = 3}, {.size = 50, .first = 3, .last = 3}};
+  size_t total = 0;
+  ck_assert_int_eq(lb_memplan(r, 4, 64, &total), 0);
+  /* b (largest) at 0; a at 256 (after b rounded up); c overlaps b and d only: 256; d at 0 */
+  ck_assert_uint_eq(r[1].offset, 0);
+  ck_assert_uint_eq(r[0].offset, 256);
+  ck_assert_uint_eq(r[2].offset, 256);
+  ck_assert_uint_eq(r[3].offset, 0);
+  ck_assert_uint_eq(total, 384);
+}
+END_TEST
+
+START_TEST(test_memplan_disjoint) {
+  /* pseudo-random lifetimes: every overlapping pair must be disjoint in memory */
+  lb_mem_req r[40];
+  unsigned s = 7;
+  for (int i = 0; i < 40; i++) {
+    s = s * 1103515245u + 12345u;
+    int a = (int)(s >> 16) % 30, b = a + (int)((s >> 8) % 6);
+    r[i] = (lb_mem_req){.size = 1 + (s >> 4) % 1000, .first = a, .last = b};
+  }
+  size_t total = 0;
+  ck_assert_int_eq(lb_memplan(r, 40, 16, &total), 0);
+  for (int i = 0; i < 40; i++) {
+    ck_assert_uint_eq(r[i].offset % 16, 0);
+    ck_assert(r[i].offset + r[i].size <= total);
+    for (int j = 0; j < i; j++)
+      if (r[i].first <= r[j].last && r[j].first <= r[i].last)
+        ck_assert(r[i].offset + r[i].size <= r[j].offset || r[j].offset + r[j].size <= r[i].offset);
+  }
+}
+END_TEST
+
+/* ---- JIT against the interpreter on the digits models ------------------------------------- */
+
+static const char *models[] = {"digits_mlp", "digits_cnn", "digits_resnet"};
+
+START_TEST(test_models_jit) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, models[_i]);
+  lb_graph *ref = load_model(path), *g = load_model(path);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  lb_spec *spec = load_spec("host");
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", models[_i], d.msg);
+  for (unsigned sample = 0; sample < 3; sample++) {
+    lb_tensor in[4], want[4], got[4];
+    random_inputs(ref, in, 1234 + sample);
+    ck_assert_msg(lb_interp_run(ref, in, want, &d) == 0, "%s", d.msg);
+    ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s", d.msg);
+    for (uint32_t o = 0; o < g->n_outputs; o++) {
+      expect_close(&got[o], &want[o], 1e-4, models[_i]);
+      lb_free(got[o].data), lb_free(want[o].data);
+    }
+    for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
+  }
+  lb_jit_free(j);
+  lb_spec_free(spec);
+  lb_graph_free(g), lb_graph_free(ref);
+}
+END_TEST
+
+/* ---- JIT against ONNX's expected outputs (node tests: every op, generic paths) ------------ */
+
+static const char *node_tests[] = {
+    "test_add_bcast", "test_sub_bcast", "test_mul_bcast", "test_div_bcast", "test_relu",
+    "test_leakyrelu", "test_sigmoid", "test_tanh",
+    "test_hardswish", "test_softmax_axis_0", "test_softmax_axis_1",
+    "test_softmax_axis_2", "test_softmax_large_number", "test_maxpool_2d_pads",
+    "test_maxpool_2d_ceil", "test_maxpool_2d_dilations", "test_maxpool_2d_strides",
+    "test_maxpool_1d_default", "test_maxpool_3d_default", "test_averagepool_2d_pads",
+    "test_averagepool_2d_pads_count_include_pad", "test_averagepool_2d_ceil",
+    "test_averagepool_2d_strides", "test_averagepool_3d_default", "test_batchnorm_example", "test_batchnorm_epsilon", "test_concat_3d_axis_1",
+    "test_concat_2d_axis_negative_1", "test_flatten_axis2", "test_transpose_all_permutations_3", "test_transpose_default", "test_gather_0", "test_gather_1", "test_gather_negative_indices", "test_identity",
+    "test_shape", "test_shape_start_1_end_negative_1", "test_reduce_mean_keepdims_random",
+    "test_reduce_mean_do_not_keepdims_random", "test_reduce_mean_default_axes_keepdims_random",
+    "test_quantizelinear", "test_quantizelinear_axis", "test_dequantizelinear",
+    "test_dequantizelinear_axis", "test_conv_with_strides_padding",
+    "test_conv_with_strides_and_asymmetric_padding", "test_conv_with_autopad_same",
+    "test_gemm_all_attributes", "test_gemm_transposeA", "test_gemm_default_scalar_bias",
+    "test_gemm_default_matrix_bias", "test_matmul_2d", "test_matmul_3d", "test_matmul_4d",
+};
+
+static int load_pb(const char *dir, const char *kind, int i, lb_tensor *t) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/test_data_set_0/%s_%d.pb", dir, kind, i);
+  if (access(path, R_OK) != 0) return 0;
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_onnx_load_tensor(path, t, &d) == 0, "%s", d.msg);
+  return 1;
+}
+
+START_TEST(test_node_jit) {
+  char dir[512], path[600];
+  snprintf(dir, sizeof dir, "%s/%s", NODE_DIR, node_tests[_i]);
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  lb_graph *g = load_model(path);
+  lb_spec *spec = load_spec("host");
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", node_tests[_i], d.msg);
+  lb_tensor in[8], want[8], got[8];
+  for (uint32_t i = 0; i < g->n_inputs; i++) ck_assert(load_pb(dir, "input", (int)i, &in[i]));
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s", d.msg);
+  for (uint32_t o = 0; o < g->n_outputs; o++) {
+    ck_assert(load_pb(dir, "output", (int)o, &want[o]));
+    expect_close(&got[o], &want[o], 1e-4, node_tests[_i]);
+    lb_free(got[o].data), lb_free(want[o].data);
+  }
+  for (uint32_t i = 0; i < g->n_inputs; i++) lb_free(in[i].data);
+  lb_jit_free(j);
+  lb_spec_free(spec);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* ---- JIT against the interpreter on small graphs built here (ops whose ONNX node tests
+ * feed attributes as run-time inputs, and the NHWC/NCHW layout machinery) -------------- */
+
+/* Runs g through JIT (after the fp32 passes on a second copy when fuse is set) and the
+ * interpreter on inputs in [-1, 1) and compares. */
+static void jit_vs_interp(lb_graph *g, const char *what) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s: %s", what, d.msg);
+  lb_spec *spec = load_spec("host");
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+  lb_tensor in[4], want[4], got[4];
+  random_inputs(g, in, 77);
+  for (uint32_t i = 0; i < g->n_inputs; i++)
+    for (int64_t k = 0; k < lb_tensor_numel(&in[i]); k++) ((float *)in[i].data)[k] = 2 * ((float *)in[i].data)[k] - 1;
+  ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s: %s", what, d.msg);
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
+  for (uint32_t o = 0; o < g->n_outputs; o++) {
+    expect_close(&got[o], &want[o], 1e-5, what);
+    lb_free(got[o].data), lb_free(want[o].data);
+  }
+  for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
+  lb_jit_free(j);
+  lb_spec_free(spec);
+}
+
+/* x[dims] -> op -> y (output dims preset for reshape-like ops, else inferred). */
+static lb_graph *unary_graph(lb_op op, int rank, const int64_t *dims, const lb_attrs *at, int out_rank,
+                             const int64_t *out_dims) {
+  lb_graph *g = lb_graph_new("t");
+  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, rank, dims);
+  uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, out_rank, out_dims ? out_dims : dims);
+  uint32_t n = lb_graph_add_node(g, op, "n", &x, 1, &y, 1);
+  g->nodes[n].attr = *at;
+  lb_graph_add_input(g, x);
+  lb_graph_add_output(g, y);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_node(g, n, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+START_TEST(test_unary_ops) {
+  int64_t dims[4] = {2, 3, 5, 7}, flat[2] = {6, 35}, sq[3] = {3, 5, 7}, usq[5] = {2, 3, 1, 5, 7};
+  lb_attrs a = {0};
+  struct { lb_op op; int out_rank; const int64_t *out; const char *what; } cases[] = {
+      {LB_OP_CLIP, 4, NULL, "clip"}, {LB_OP_HARD_SIGMOID, 4, NULL, "hard_sigmoid"},
+      {LB_OP_GLOBAL_AVG_POOL, 4, NULL, "global_avg_pool"}, {LB_OP_RESHAPE, 2, flat, "reshape"},
+      {LB_OP_FLATTEN, 2, flat, "flatten"}, {LB_OP_UNSQUEEZE, 5, usq, "unsqueeze"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    memset(&a, 0, sizeof a);
+    a.clip_min = -0.3f, a.clip_max = 0.6f, a.alpha = 0.4f, a.beta = 0.3f, a.axis = 2;
+    if (cases[i].op == LB_OP_UNSQUEEZE) a.n_axes = 1, a.axes[0] = 2;
+    lb_graph *g = unary_graph(cases[i].op, 4, dims, &a, cases[i].out_rank, cases[i].out);
+    jit_vs_interp(g, cases[i].what);
+    lb_graph_free(g);
+  }
+  int64_t d1[4] = {1, 3, 5, 7};
+  memset(&a, 0, sizeof a);
+  lb_graph *g = unary_graph(LB_OP_SQUEEZE, 4, d1, &a, 3, sq);
+  jit_vs_interp(g, "squeeze");
+  lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_pad_modes) {
+  int64_t dims[4] = {1, 2, 4, 5};
+  for (int mode = 0; mode < 3; mode++) {
+    lb_attrs a = {0};
+    a.pad_mode = (lb_pad_mode)mode, a.pad_value = 0.25f;
+    int64_t pads[8] = {0, 1, 2, 1, 0, 0, 3, 2};
+    if (mode == LB_PAD_CONSTANT) pads[2] = -1, pads[7] = -2; /* cropping */
+    memcpy(a.pads, pads, sizeof pads);
+    lb_graph *g = unary_graph(LB_OP_PAD, 4, dims, &a, 4, dims);
+    jit_vs_interp(g, mode == 0 ? "pad constant" : mode == 1 ? "pad reflect" : "pad edge");
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
+/* conv (kernel path, NHWC out) + residual from an NCHW input, a relu, a transpose (needs NCHW)
+ * and a concat of NHWC with NCHW data: every layout conversion the planner makes. */
+START_TEST(test_layouts) {
+  lb_graph *g = lb_graph_new("layouts");
+  int64_t xd[4] = {1, 3, 6, 5}, wd[4] = {4, 3, 3, 3}, yd[4] = {1, 4, 6, 5}, pd[4] = {1, 5, 6, 4};
+  float w[108], bias[4];
+  for (int i = 0; i < 108; i++) w[i] = (float)((i * 37) % 11 - 5) / 7.0f;
+  for (int i = 0; i < 4; i++) bias[i] = 0.1f * (float)i;
+  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, 4, xd);
+  uint32_t r = lb_graph_add_value(g, "r", LB_DTYPE_F32, 4, yd);
+  uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, 4, wd, w, sizeof w);
+  int64_t bd[1] = {4};
+  uint32_t bv = lb_graph_add_const(g, "b", LB_DTYPE_F32, 1, bd, bias, sizeof bias);
+  uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, 4, yd);
+  uint32_t z = lb_graph_add_value(g, "z", LB_DTYPE_F32, 4, yd);
+  uint32_t t = lb_graph_add_value(g, "t", LB_DTYPE_F32, 4, pd);
+  uint32_t c = lb_graph_add_value(g, "c", LB_DTYPE_F32, 4, yd);
+  uint32_t cin[4] = {x, wv, bv, r}, cat[2] = {z, r};
+  uint32_t n0 = lb_graph_add_node(g, LB_OP_CONV, "conv", cin, 4, &y, 1);
+  lb_attrs *a = &g->nodes[n0].attr;
+  a->n_spatial = 2, a->kernel[0] = a->kernel[1] = 3, a->strides[0] = a->strides[1] = 1;
+  a->dilations[0] = a->dilations[1] = 1, a->group = 1, a->act = LB_ACT_RELU;
+  a->pads[0] = a->pads[1] = a->pads[2] = a->pads[3] = 1;
+  lb_graph_add_node(g, LB_OP_RELU, "relu", &y, 1, &z, 1);
+  uint32_t n2 = lb_graph_add_node(g, LB_OP_TRANSPOSE, "tr", &z, 1, &t, 1);
+  g->nodes[n2].attr.n_axes = 4;
+  int64_t perm[4] = {0, 3, 2, 1};
+  memcpy(g->nodes[n2].attr.axes, perm, sizeof perm);
+  uint32_t n3 = lb_graph_add_node(g, LB_OP_CONCAT, "cat", cat, 2, &c, 1);
+  g->nodes[n3].attr.axis = 1;
+  lb_graph_add_input(g, x), lb_graph_add_input(g, r);
+  lb_graph_add_output(g, t), lb_graph_add_output(g, c), lb_graph_add_output(g, z);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  jit_vs_interp(g, "layouts");
+  lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(test_jit_refuses_foreign_spec) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
+  lb_graph *g = load_model(path);
+  lb_spec *spec = load_spec("aarch64-neon");
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_jit *j = NULL;
+  ck_assert_int_eq(lb_jit_compile(g, spec, NULL, &j, &d), LB_ERR_INPUT);
+  ck_assert_ptr_null(j);
+  ck_assert_msg(strstr(d.msg, "aarch64") != NULL, "%s", d.msg);
+  lb_spec_free(spec);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* ---- AOT: object + header linked into tests/aot/harness.c -------------------------------- */
+
+static int shell(const char *cmd) {
+  int rc = system(cmd);
+  if (rc != 0) fprintf(stderr, "test_codegen: command failed (%d): %s\n", rc, cmd);
+  return rc;
+}
+
+/* Compiles model for spec, links the harness with cc, runs it (through runner, may be "")
+ * on random inputs and compares with the interpreter. */
+static void aot_check(const char *model, lb_spec *spec, const char *cc, const char *runner) {
+  char tmpl[] = "/tmp/lb_aot_XXXXXX", path[512], cmd[4096];
+  char *tmp = mkdtemp(tmpl);
+  ck_assert_ptr_nonnull(tmp);
+  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, model);
+  lb_graph *ref = load_model(path), *g = load_model(path);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  char obj[600], hdr[600];
+  snprintf(obj, sizeof obj, "%s/m.o", tmp);
+  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
+  lb_codegen_opts o = {.name = "m"};
+  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s", d.msg);
+  lb_tensor in[4], want[4], got;
+  random_inputs(ref, in, 99);
+  ck_assert_msg(lb_interp_run(ref, in, want, &d) == 0, "%s", d.msg);
+  int n = snprintf(cmd, sizeof cmd, "%s", runner);
+  n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/h", tmp);
+  for (uint32_t i = 0; i < ref->n_inputs; i++) {
+    snprintf(path, sizeof path, "%s/in%u.bin", tmp, i);
+    ck_assert_msg(lb_bin_write(path, &in[i], &d) == 0, "%s", d.msg);
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
+  }
+  for (uint32_t i = 0; i < ref->n_outputs; i++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
+  char build[2048];
+  snprintf(build, sizeof build, "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm -o %s/h",
+           cc, tmp, LB_SOURCE_DIR, obj, tmp);
+  ck_assert_int_eq(shell(build), 0);
+  ck_assert_int_eq(shell(cmd), 0);
+  for (uint32_t o2 = 0; o2 < ref->n_outputs; o2++) {
+    const lb_value *v = &ref->values[ref->outputs[o2]];
+    snprintf(path, sizeof path, "%s/out%u.bin", tmp, o2);
+    ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+    char what[256];
+    snprintf(what, sizeof what, "%s on %s", model, lb_spec_name(spec));
+    expect_close(&got, &want[o2], 1e-4, what);
+    lb_free(got.data), lb_free(want[o2].data);
+  }
+  for (uint32_t i = 0; i < ref->n_inputs; i++) free(in[i].data);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  shell(cmd);
+  lb_graph_free(g), lb_graph_free(ref);
+}
+
+/* Every bundled spec that can run here: natively when the host has its features, AArch64
+ * ones under qemu (-cpu cortex-a72 when the spec has neither dotprod nor i8mm, else max). */
+START_TEST(test_aot_all_specs) {
+  char dirp[512];
+  snprintf(dirp, sizeof dirp, "%s/specs", LB_SOURCE_DIR);
+  DIR *dir = opendir(dirp);
+  ck_assert_ptr_nonnull(dir);
+  int ran = 0;
+  struct dirent *e;
+  while ((e = readdir(dir))) {
+    size_t len = strlen(e->d_name);
+    if (len < 6 || strcmp(e->d_name + len - 5, ".yaml")) continue;
+    char file[1024];
+    snprintf(file, sizeof file, "%s/%s", dirp, e->d_name);
+    lb_spec *spec = load_spec(file);
+    const char *triple = lb_spec_llvm_triple(spec), *feat = lb_spec_llvm_features(spec);
+    lb_diag d;
+    lb_diag_clear(&d);
+    const char *cc = NULL, *runner = "";
+    char qemu[256];
+    if (!strncmp(triple, "aarch64", 7)) {
+      int plain = !strstr(feat, "dotprod") && !strstr(feat, "i8mm");
+      snprintf(qemu, sizeof qemu, "qemu-aarch64 -cpu %s", plain ? "cortex-a72" : "max");
+      cc = "aarch64-linux-gnu-gcc -static", runner = qemu;
+    } else if (lb_target_host_check(spec, &d) == 0) {
+      cc = "gcc";
+    }
+    if (!cc) {
+      printf("test_aot_all_specs: %s cannot run here (%s): skipped\n", lb_spec_name(spec), d.msg);
+    } else {
+      for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) aot_check(models[m], spec, cc, runner);
+      printf("test_aot_all_specs: %s: %zu models match the interpreter\n", lb_spec_name(spec),
+             sizeof models / sizeof models[0]);
+      ran++;
+    }
+    lb_spec_free(spec);
+  }
+  closedir(dir);
+  ck_assert_int_ge(ran, 2);
+}
+END_TEST
+
+/* A failing emission (bad symbol prefix, unwritable folder) leaves no file behind. */
+START_TEST(test_aot_failure_leaves_nothing) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
+  lb_graph *g = load_model(path);
+  lb_spec *spec = load_spec("host");
+  char tmpl[] = "/tmp/lb_aotf_XXXXXX";
+  char *tmp = mkdtemp(tmpl);
+  char obj[600], hdr[600];
+  snprintf(obj, sizeof obj, "%s/x.o", tmp);
+  snprintf(hdr, sizeof hdr, "%s/x.h", tmp);
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_codegen_opts o = {.name = "9bad-name"};
+  ck_assert_int_eq(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d), LB_ERR_INPUT);
+  ck_assert_msg(strstr(d.msg, "9bad-name") != NULL, "%s", d.msg);
+  snprintf(obj, sizeof obj, "%s/missing/x.o", tmp);
+  lb_diag_clear(&d);
+  o.name = "x";
+  ck_assert_int_eq(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d), LB_ERR_INPUT);
+  DIR *dir = opendir(tmp);
+  struct dirent *e;
+  int files = 0;
+  while ((e = readdir(dir))) files += e->d_name[0] != '.';
+  closedir(dir);
+  ck_assert_int_eq(files, 0);
+  rmdir(tmp);
+  lb_spec_free(spec);
+  lb_graph_free(g);
+}
+END_TEST
+
+static Suite *codegen_suite(void) {
+  Suite *s = suite_create("codegen");
+  TCase *t = tcase_create("memplan");
+  tcase_add_test(t, test_memplan_reuse);
+  tcase_add_test(t, test_memplan_disjoint);
+  suite_add_tcase(s, t);
+  t = tcase_create("jit");
+  tcase_set_timeout(t, 300);
+  tcase_add_loop_test(t, test_models_jit, 0, sizeof models / sizeof models[0]);
+  tcase_add_loop_test(t, test_node_jit, 0, sizeof node_tests / sizeof node_tests[0]);
+  tcase_add_test(t, test_jit_refuses_foreign_spec);
+  tcase_add_test(t, test_unary_ops);
+  tcase_add_test(t, test_pad_modes);
+  tcase_add_test(t, test_layouts);
+  suite_add_tcase(s, t);
+  t = tcase_create("aot");
+  tcase_set_timeout(t, 600);
+  tcase_add_test(t, test_aot_all_specs);
+  tcase_add_test(t, test_aot_failure_leaves_nothing);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(codegen_suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? 1 : 0;
+}
