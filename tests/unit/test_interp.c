@@ -569,51 +569,76 @@ START_TEST(run_out_of_memory) {
 }
 END_TEST
 
-/* A bigger conv against a naive direct loop: exercises the GEMM tiling (K, N > 256). */
+/* Bigger convs against a naive direct loop in double: GEMM tiling (K and N above 256), groups,
+ * dilations, strides and asymmetric pads. */
+typedef struct {
+  int C, H, W, M, KH, KW, G, sh, sw, dh, dw, pt, pl, pb, pr;
+} conv_geo;
+
+static const conv_geo conv_geos[] = {
+    {20, 21, 19, 6, 3, 4, 1, 1, 2, 1, 1, 1, 2, 0, 1},
+    {8, 30, 31, 8, 3, 3, 8, 2, 1, 1, 2, 1, 1, 1, 1},
+    {6, 9, 40, 4, 2, 3, 2, 1, 3, 2, 1, 0, 3, 2, 0},
+    {64, 7, 7, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+    {3, 33, 33, 2, 7, 7, 1, 2, 2, 1, 1, 3, 3, 3, 3},
+};
+
+static float lcg(unsigned *s) {
+  *s = *s * 1103515245u + 12345u;
+  return (float)(*s >> 16) / 65536.0f - 0.5f;
+}
+
 START_TEST(conv_matches_direct_loop) {
-  enum { C = 20, H = 21, W = 19, M = 6, KH = 3, KW = 4 };
-  int64_t dx[4] = {1, C, H, W}, dw[4] = {M, C, KH, KW};
-  static float xd[C * H * W], wd[M * C * KH * KW];
-  unsigned s = 12345;
-  for (int i = 0; i < C * H * W; i++) xd[i] = (float)((s = s * 1103515245u + 12345u) >> 16) / 65536.0f - 0.5f;
-  for (int i = 0; i < M * C * KH * KW; i++) wd[i] = (float)((s = s * 1103515245u + 12345u) >> 16) / 65536.0f - 0.5f;
+  const conv_geo *q = &conv_geos[_i];
+  int cg = q->C / q->G, mg = q->M / q->G;
+  int64_t dx[4] = {1, q->C, q->H, q->W}, dw[4] = {q->M, cg, q->KH, q->KW}, db[1] = {q->M};
+  size_t nx = (size_t)q->C * q->H * q->W, nw = (size_t)q->M * cg * q->KH * q->KW;
+  float *xd = malloc(nx * sizeof(float)), *wd = malloc(nw * sizeof(float)), bd[64];
+  unsigned seed = 12345u + (unsigned)_i;
+  for (size_t i = 0; i < nx; i++) xd[i] = lcg(&seed);
+  for (size_t i = 0; i < nw; i++) wd[i] = lcg(&seed);
+  for (int i = 0; i < q->M; i++) bd[i] = lcg(&seed);
   lb_graph *g = lb_graph_new("t");
   uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, 4, dx);
-  uint32_t w = lb_graph_add_const(g, "w", LB_DTYPE_F32, 4, dw, wd, sizeof wd);
+  uint32_t in[3] = {x, lb_graph_add_const(g, "w", LB_DTYPE_F32, 4, dw, wd, nw * sizeof(float)),
+                    lb_graph_add_const(g, "b", LB_DTYPE_F32, 1, db, bd, q->M * sizeof(float))};
   uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, 0, NULL);
   lb_graph_add_input(g, x);
-  uint32_t in[2] = {x, w};
-  uint32_t n = lb_graph_add_node(g, LB_OP_CONV, "c", in, 2, &y, 1);
+  uint32_t n = lb_graph_add_node(g, LB_OP_CONV, "c", in, 3, &y, 1);
   lb_attrs *a = &g->nodes[n].attr;
-  a->n_spatial = 2;
-  a->strides[0] = 1, a->strides[1] = 2;
-  a->pads[0] = 1, a->pads[1] = 2, a->pads[2] = 0, a->pads[3] = 1;
+  a->group = q->G;
+  a->strides[0] = q->sh, a->strides[1] = q->sw, a->dilations[0] = q->dh, a->dilations[1] = q->dw;
+  a->pads[0] = q->pt, a->pads[1] = q->pl, a->pads[2] = q->pb, a->pads[3] = q->pr;
   lb_graph_add_output(g, y);
   lb_diag diag = {0};
-  ck_assert_int_eq(lb_infer_node(g, n, &diag), 0);
+  ck_assert_msg(lb_infer_node(g, n, &diag) == 0, "%s", diag.msg);
   int64_t OH = g->values[y].dims[2], OW = g->values[y].dims[3];
-  ck_assert_int_eq(OH, (H + 1 - KH) / 1 + 1);
-  ck_assert_int_eq(OW, (W + 3 - KW) / 2 + 1);
-  lb_tensor t = {LB_DTYPE_F32, 4, {1, C, H, W}, xd}, out;
+  ck_assert_int_eq(OH, (q->H + q->pt + q->pb - q->dh * (q->KH - 1) - 1) / q->sh + 1);
+  ck_assert_int_eq(OW, (q->W + q->pl + q->pr - q->dw * (q->KW - 1) - 1) / q->sw + 1);
+  lb_tensor t = {LB_DTYPE_F32, 4, {1, q->C, q->H, q->W}, xd}, out;
   ck_assert_int_eq(lb_interp_run(g, &t, &out, &diag), 0);
   const float *yo = out.data;
-  for (int m = 0; m < M; m++)
+  for (int m = 0; m < q->M; m++)
     for (int oh = 0; oh < OH; oh++)
       for (int ow = 0; ow < OW; ow++) {
-        double acc = 0;
-        for (int c = 0; c < C; c++)
-          for (int kh = 0; kh < KH; kh++)
-            for (int kw = 0; kw < KW; kw++) {
-              int ih = oh - 1 + kh, iw = ow * 2 - 2 + kw;
-              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-              acc += (double)xd[(c * H + ih) * W + iw] * wd[((m * C + c) * KH + kh) * KW + kw];
+        double acc = bd[m];
+        for (int c = 0; c < cg; c++)
+          for (int kh = 0; kh < q->KH; kh++)
+            for (int kw = 0; kw < q->KW; kw++) {
+              int ih = oh * q->sh - q->pt + kh * q->dh, iw = ow * q->sw - q->pl + kw * q->dw;
+              if (ih < 0 || ih >= q->H || iw < 0 || iw >= q->W) continue;
+              int ci = (m / mg) * cg + c;
+              acc += (double)xd[((size_t)ci * q->H + ih) * q->W + iw] *
+                     wd[(((size_t)m * cg + c) * q->KH + kh) * q->KW + kw];
             }
-        float got = yo[(m * OH + oh) * OW + ow];
+        float got = yo[((size_t)m * OH + oh) * OW + ow];
         ck_assert_msg(fabs(got - acc) <= 1e-4 * (1 + fabs(acc)), "m%d oh%d ow%d: %g vs %g", m,
                       oh, ow, got, acc);
       }
   lb_free(out.data);
   lb_graph_free(g);
+  free(xd);
+  free(wd);
 }
 END_TEST
 
@@ -634,7 +659,7 @@ int main(void) {
   tcase_add_test(tr, eval_node_direct);
   tcase_add_test(tr, run_small_net);
   tcase_add_test(tr, run_out_of_memory);
-  tcase_add_test(tr, conv_matches_direct_loop);
+  tcase_add_loop_test(tr, conv_matches_direct_loop, 0, N_OF(conv_geos));
   suite_add_tcase(s, tr);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
