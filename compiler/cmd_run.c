@@ -12,6 +12,9 @@
 
 #include "cli.h"
 #include "onnx.h"
+#include "passes.h"
+#include "spec.h"
+#include "target.h"
 #include "tensor_io.h"
 
 #define TOPK 5
@@ -23,6 +26,7 @@ typedef struct run_opts {
   const char **in, **out; /* file names, argc-sized arrays of argv pointers */
   int n_in, n_out;
   const char *engine;
+  const char *spec; /* --spec for the jit engine (default host) */
   int batch, print;
 } run_opts;
 
@@ -45,7 +49,9 @@ static void usage(FILE *f) {
           "\n"
           "  -i, --input FILE    an input tensor (repeat for several inputs)\n"
           "  -o, --output FILE   an output tensor (.npy, .bin or .raw; repeat for several)\n"
-          "  --engine NAME       interp (the reference interpreter; default)\n"
+          "  --engine NAME       interp (the reference interpreter; default) or jit (LLVM\n"
+          "                      code for this machine, through ORC)\n"
+          "  --spec S            spec for --engine jit (default host; must run here)\n"
           "  --batch             inputs may have a leading dimension N where the model has 1;\n"
           "                      the N samples run one by one and each output gets N rows\n"
           "  --print             print the outputs (top-5 classes for score vectors)\n"
@@ -60,17 +66,34 @@ static int interp_run(void *state, const lb_graph *g, const lb_tensor *in, lb_te
   return lb_interp_run(g, in, out, d);
 }
 
+/* The jit engine (targets/target.h): state is the lb_jit. */
+static int jit_run(void *state, const lb_graph *g, const lb_tensor *in, lb_tensor *out,
+                   lb_diag *d) {
+  return lb_jit_run_tensors(state, g, in, out, d);
+}
+
+static void jit_close(void *state) { lb_jit_free(state); }
+
 static int open_engine(const run_opts *o, const lb_graph *g, engine *e, lb_diag *d) {
-  (void)g;
   memset(e, 0, sizeof *e);
   if (strcmp(o->engine, "interp") == 0) {
     e->run = interp_run;
     return 0;
   }
-  if (strcmp(o->engine, "jit") == 0)
-    return lb_diag_err(d, LB_ERR_INPUT,
-                       "engine 'jit' is not available in this build (available: interp)");
-  return lb_diag_err(d, LB_ERR_INPUT, "unknown engine '%s' (available: interp)", o->engine);
+  if (strcmp(o->engine, "jit") == 0) { /* compiles a fused copy; g keeps the ONNX interface */
+    lb_spec *s = NULL;
+    lb_graph *fused = NULL;
+    int rc = lb_spec_load(o->spec ? o->spec : "host", &s, d);
+    if (!rc) rc = lb_onnx_load(o->model, &fused, d);
+    if (!rc) rc = lb_pass_prepare_fp32(fused, d);
+    if (!rc) rc = lb_jit_compile(fused, s, NULL, (lb_jit **)&e->state, d);
+    lb_graph_free(fused);
+    lb_spec_free(s);
+    e->run = jit_run;
+    e->close = jit_close;
+    return rc;
+  }
+  return lb_diag_err(d, LB_ERR_INPUT, "unknown engine '%s' (available: interp, jit)", o->engine);
 }
 
 static void close_engine(engine *e) {
@@ -105,6 +128,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
       o->out[o->n_out++] = v;
     } else if (is(a, "--engine")) {
       if (!(o->engine = option_value(argc, argv, &i))) return 2;
+    } else if (is(a, "--spec")) {
+      if (!(o->spec = option_value(argc, argv, &i))) return 2;
     } else if (is(a, "--batch")) {
       o->batch = 1;
     } else if (is(a, "--print")) {
