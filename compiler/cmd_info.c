@@ -156,9 +156,11 @@ static void print_table(const char *path, const lb_graph *g, unsigned char *seen
     printf("  %-*s  %-*s %12" PRId64 " %14" PRId64 "\n", wop, lb_op_get(n->op)->name, wout, out,
            s.params, s.macs);
   }
+  double kib = (double)t.weight_bytes / 1024.0;
   printf("\ntotal: %" PRIu32 " layers, %" PRId64 " parameters, %" PRId64 " MACs, %" PRId64
-         " weight bytes (%.1f KiB)\n",
-         g->n_nodes, t.params, t.macs, t.weight_bytes, (double)t.weight_bytes / 1024.0);
+         " weight bytes (%.1f %s)\n",
+         g->n_nodes, t.params, t.macs, t.weight_bytes, kib >= 1024 ? kib / 1024 : kib,
+         kib >= 1024 ? "MiB" : "KiB");
 }
 
 /* Writes s as a JSON string literal. */
