@@ -642,6 +642,117 @@ START_TEST(conv_matches_direct_loop) {
 }
 END_TEST
 
+/* Broadcasting and transposition over random shapes against per-element index arithmetic. */
+static int64_t rnd(unsigned *s, int64_t n) {
+  *s = *s * 1103515245u + 12345u;
+  return (int64_t)((*s >> 16) % (unsigned)n);
+}
+
+/* Runs a one-node graph whose inputs are all graph inputs; returns the output (lb_free it). */
+static lb_tensor run_inputs(lb_op op, const lb_attrs *a, const lb_tensor *ins, int n_in) {
+  lb_graph *g = lb_graph_new("t");
+  uint32_t ids[2];
+  for (int k = 0; k < n_in; k++) {
+    ids[k] = lb_graph_add_value(g, k ? "b" : "a", ins[k].dtype, ins[k].rank, ins[k].dims);
+    lb_graph_add_input(g, ids[k]);
+  }
+  uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, 0, NULL);
+  uint32_t n = lb_graph_add_node(g, op, "n", ids, (uint32_t)n_in, &y, 1);
+  g->nodes[n].attr = *a;
+  lb_graph_add_output(g, y);
+  lb_diag diag = {0};
+  lb_tensor out = {0};
+  ck_assert_msg(lb_infer_node(g, n, &diag) == 0, "%s", diag.msg);
+  ck_assert_msg(lb_interp_run(g, ins, &out, &diag) == 0, "%s", diag.msg);
+  lb_graph_free(g);
+  return out;
+}
+
+static void fill_random(lb_tensor *t, unsigned *seed) {
+  int64_t n = lb_tensor_numel(t);
+  float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
+  for (int64_t i = 0; i < n; i++) p[i] = (float)rnd(seed, 1000) / 10.0f - 50.0f;
+  t->data = p;
+}
+
+START_TEST(broadcast_random) {
+  unsigned seed = 777u + (unsigned)_i * 31u;
+  int r = 1 + (int)rnd(&seed, 4);
+  lb_tensor in[2] = {{LB_DTYPE_F32, r, {0}, NULL}, {LB_DTYPE_F32, 0, {0}, NULL}};
+  int64_t od[4];
+  for (int i = 0; i < r; i++) od[i] = 1 + rnd(&seed, 4);
+  /* b has rank <= r and each dim is 1 or the output dim; a may broadcast too */
+  in[1].rank = 1 + (int)rnd(&seed, r);
+  for (int i = 0; i < r; i++) in[0].dims[i] = rnd(&seed, 3) ? od[i] : 1;
+  for (int i = 0; i < in[1].rank; i++)
+    in[1].dims[i] = rnd(&seed, 2) ? od[r - in[1].rank + i] : 1;
+  for (int i = 0; i < r; i++) {
+    int j = i - (r - in[1].rank);
+    od[i] = in[0].dims[i] > 1 ? in[0].dims[i] : (j >= 0 ? in[1].dims[j] : 1);
+  }
+  fill_random(&in[0], &seed);
+  fill_random(&in[1], &seed);
+  lb_attrs a = {0};
+  lb_tensor out = run_inputs(LB_OP_SUB, &a, in, 2);
+  ck_assert_int_eq(out.rank, r);
+  int64_t total = lb_tensor_numel(&out);
+  for (int64_t o = 0; o < total; o++) {
+    int64_t rem = o, ia = 0, ib = 0, sa = 1, sb = 1;
+    for (int i = r - 1; i >= 0; i--) {
+      ck_assert_int_eq(out.dims[i], od[i]);
+      int64_t c = rem % od[i];
+      rem /= od[i];
+      ia += (in[0].dims[i] == 1 ? 0 : c) * sa;
+      sa *= in[0].dims[i];
+      int j = i - (r - in[1].rank);
+      if (j >= 0) {
+        ib += (in[1].dims[j] == 1 ? 0 : c) * sb;
+        sb *= in[1].dims[j];
+      }
+    }
+    float want = ((float *)in[0].data)[ia] - ((float *)in[1].data)[ib];
+    ck_assert_float_eq(((float *)out.data)[o], want);
+  }
+  lb_free(out.data);
+  free(in[0].data);
+  free(in[1].data);
+}
+END_TEST
+
+START_TEST(transpose_random) {
+  unsigned seed = 99u + (unsigned)_i * 17u;
+  int r = 1 + (int)rnd(&seed, 5);
+  lb_tensor x = {LB_DTYPE_F32, r, {0}, NULL};
+  lb_attrs a = {.n_axes = r};
+  for (int i = 0; i < r; i++) {
+    x.dims[i] = 1 + rnd(&seed, 4);
+    a.axes[i] = i;
+  }
+  for (int i = r - 1; i > 0; i--) { /* Fisher-Yates shuffle of the perm */
+    int j = (int)rnd(&seed, i + 1);
+    int64_t t = a.axes[i];
+    a.axes[i] = a.axes[j];
+    a.axes[j] = t;
+  }
+  fill_random(&x, &seed);
+  lb_tensor out = run_inputs(LB_OP_TRANSPOSE, &a, &x, 1);
+  int64_t total = lb_tensor_numel(&out), st[8];
+  st[r - 1] = 1;
+  for (int i = r - 2; i >= 0; i--) st[i] = st[i + 1] * x.dims[i + 1];
+  for (int64_t o = 0; o < total; o++) {
+    int64_t rem = o, src = 0;
+    for (int i = r - 1; i >= 0; i--) {
+      ck_assert_int_eq(out.dims[i], x.dims[a.axes[i]]);
+      src += (rem % out.dims[i]) * st[a.axes[i]];
+      rem /= out.dims[i];
+    }
+    ck_assert_float_eq(((float *)out.data)[o], ((float *)x.data)[src]);
+  }
+  lb_free(out.data);
+  free(x.data);
+}
+END_TEST
+
 #define N_OF(t) ((int)(sizeof t / sizeof t[0]))
 
 int main(void) {
@@ -660,6 +771,8 @@ int main(void) {
   tcase_add_test(tr, run_small_net);
   tcase_add_test(tr, run_out_of_memory);
   tcase_add_loop_test(tr, conv_matches_direct_loop, 0, N_OF(conv_geos));
+  tcase_add_loop_test(tr, broadcast_random, 0, 40);
+  tcase_add_loop_test(tr, transpose_random, 0, 20);
   suite_add_tcase(s, tr);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
