@@ -190,7 +190,7 @@ static int import_frozen(test_case *t, const char *ds, lb_graph **g, lb_diag *di
   int rc = LB_ERR_NOMEM;
   uint8_t *buf = NULL;
   if (!inits || !ins) goto done;
-  memcpy(inits, old_inits, n_init * sizeof *inits);
+  if (n_init) memcpy(inits, old_inits, n_init * sizeof *inits);
   for (int k = 0; k < t->n_real_in; k++) {
     if (!t->frozen[k]) continue;
     char path[4096];
