@@ -380,7 +380,7 @@ typedef struct {
 } token;
 
 typedef struct {
-  const char *text, *file, *pos;
+  const char *text, *file, *pos, *end;
   int line, col;
   token tok; /* the lookahead */
   lb_graph *g;
@@ -780,6 +780,10 @@ static int parse_data(parser *p, uint32_t id) {
   if (tok_is(&p->tok, "digest"))
     return perr(p, &p->tok, "constant %%%s is printed as a digest of %" PRId64 " elements; "
                 "print the graph with a larger inline_limit to parse it", v->name, n);
+  /* every element takes at least one character: refuse before allocating for a huge shape */
+  if (n > (int64_t)(p->end - p->pos))
+    return perr(p, &p->tok, "constant %%%s has %" PRId64 " elements, more than the text holds",
+                v->name, n);
   size_t nbytes = lb_dtype_bytes(v->dtype, n);
   void *data = lb_arena_alloc(&p->g->arena, nbytes ? nbytes : 1);
   if (!data) return nomem(p);
@@ -1106,6 +1110,7 @@ int lb_graph_parse(const char *text, const char *filename, lb_graph **out, lb_di
   parser p;
   memset(&p, 0, sizeof p);
   p.text = p.pos = text;
+  p.end = text + strlen(text);
   p.file = filename ? filename : "<text>";
   p.line = p.col = 1;
   p.diag = diag;

@@ -385,6 +385,8 @@ static const struct {
     {"  input %x: f32[1]\n  output %x\n} extra\n", "t.ir:4:3: error: text after the end of the graph"},
     {"  const %c: f32[1] = [1e999x]\n", "t.ir:2:23: error: malformed number '1e999x'"},
     {"  input %x: f32[1]\n  %y: f32[1] = relu(%x) name=3\n", "t.ir:3:30: error: expected a quoted node name"},
+    {"  const %c: u4[1000,1000] = [1]\n",
+     "t.ir:2:29: error: constant %c has 1000000 elements, more than the text holds"},
 };
 
 START_TEST(parse_errors) {
