@@ -1008,6 +1008,24 @@ static int check_arity(parser *p, const token *at, lb_op op, const uint32_t *in,
   return 0;
 }
 
+/* (%a, _, %b): at most 64 uses, _ for an absent optional input */
+static int parse_args(parser *p, uint32_t *in, uint32_t *n_in) {
+  int took;
+  LB_TRY(expect(p, "("));
+  LB_TRY(accept(p, ")", &took));
+  while (!took) {
+    if (*n_in == 64) return perr(p, &p->tok, "too many inputs");
+    LB_TRY(parse_use(p, &in[(*n_in)++], 1));
+    int comma;
+    LB_TRY(accept(p, ",", &comma));
+    if (!comma) {
+      LB_TRY(expect(p, ")"));
+      took = 1;
+    }
+  }
+  return 0;
+}
+
 /* %out: type [, ...] = op(%in, ...) [{attrs}] [name="..."] */
 static int parse_node(parser *p) {
   uint32_t out[8], in[64], n_out = 0, n_in = 0;
@@ -1024,18 +1042,7 @@ static int parse_node(parser *p) {
   if (op_tok.kind != T_IDENT || lb_op_from_name(p->buf, &op))
     return perr(p, &op_tok, "unknown op '%.*s'", (int)(op_tok.n > 40 ? 40 : op_tok.n), op_tok.s);
   LB_TRY(lex(p));
-  LB_TRY(expect(p, "("));
-  LB_TRY(accept(p, ")", &took));
-  while (!took) {
-    if (n_in == 64) return perr(p, &p->tok, "too many inputs");
-    LB_TRY(parse_use(p, &in[n_in++], 1));
-    int comma;
-    LB_TRY(accept(p, ",", &comma));
-    if (!comma) {
-      LB_TRY(expect(p, ")"));
-      took = 1;
-    }
-  }
+  LB_TRY(parse_args(p, in, &n_in));
   LB_TRY(check_arity(p, &op_tok, op, in, n_in, n_out));
   uint32_t nid = lb_graph_add_node(p->g, op, "", in, n_in, out, n_out);
   if (nid == LB_NONE) return nomem(p);
