@@ -88,6 +88,45 @@ static void copy_or_zero(lb_kir *k, LLVMValueRef dst, LLVMValueRef src, LLVMValu
   }
 }
 
+/* The kw taps of kernel row r, one copy_or_zero per tap (handles padding anywhere). */
+static void im2col_taps(lb_kir *k, const lb_conv_desc *d, const pix_loops *p, LLVMValueRef row,
+                        int64_t r, LLVMValueRef ih, LLVMValueRef okh) {
+  LLVMValueRef X = LLVMGetParam(k->fn, 0), okw;
+  for (int64_t s = 0; s < d->kw; s++) {
+    LLVMValueRef iw = in_coord(k, p->ow.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
+    LLVMValueRef ok = LLVMBuildAnd(k->b, okh, okw, "");
+    LLVMValueRef src = lb_kir_gep(k, X, tap_offset(k, d, p->n.iv, ih, iw, ok));
+    copy_or_zero(k, lb_kir_gepc(k, row, (r * d->kw + s) * d->c_in), src, ok, d->c_in);
+  }
+}
+
+/* Kernel row r. With dense pixels and no horizontal dilation the kw taps are kw*c_in contiguous
+ * input floats, copied in one piece whenever the whole row lies inside the image. */
+static void im2col_row(lb_kir *k, const lb_conv_desc *d, const pix_loops *p, LLVMValueRef row,
+                       int64_t r) {
+  LLVMValueRef okh, okw;
+  LLVMValueRef ih = in_coord(k, p->oh.iv, d->sh, d->pad_t, r, d->dh, d->h, &okh);
+  if (d->kw == 1 || d->dw != 1 || d->ldx != d->c_in || d->w < d->kw) {
+    im2col_taps(k, d, p, row, r, ih, okh);
+    return;
+  }
+  LLVMValueRef iw0 = in_coord(k, p->ow.iv, d->sw, d->pad_l, 0, 1, d->w - d->kw + 1, &okw);
+  LLVMBasicBlockRef fast = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "row");
+  LLVMBasicBlockRef slow = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "taps");
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "join");
+  LLVMBuildCondBr(k->b, LLVMBuildAnd(k->b, okh, okw, ""), fast, slow);
+  LLVMPositionBuilderAtEnd(k->b, fast);
+  LLVMValueRef src = lb_kir_gep(k, LLVMGetParam(k->fn, 0),
+                                tap_offset(k, d, p->n.iv, ih, iw0, LLVMConstInt(k->i1, 1, 0)));
+  copy_or_zero(k, lb_kir_gepc(k, row, r * d->kw * d->c_in), src, LLVMConstInt(k->i1, 1, 0),
+               d->kw * d->c_in);
+  LLVMBuildBr(k->b, join);
+  LLVMPositionBuilderAtEnd(k->b, slow);
+  im2col_taps(k, d, p, row, r, ih, okh);
+  LLVMBuildBr(k->b, join);
+  LLVMPositionBuilderAtEnd(k->b, join);
+}
+
 int lb_emit_im2col_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
                        lb_kern_out *out, lb_diag *diag) {
   LB_TRY(lb_kern_cfg_check(cfg, diag));
@@ -97,21 +136,12 @@ int lb_emit_im2col_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_
   lb_kir k;
   LLVMTypeRef params[2] = {0};
   if (lb_kir_begin(&k, mod, cfg, name, params, 2, 0, &out->fn)) return LB_OK;
-  LLVMValueRef X = LLVMGetParam(k.fn, 0), cols = LLVMGetParam(k.fn, 1);
   int64_t kdim = d->kh * d->kw * d->c_in;
   pix_loops p;
   pix_begin(&k, d, &p);
-  LLVMValueRef row = lb_kir_gep(&k, cols, LLVMBuildNSWMul(k.b, p.pix, lb_kir_i64(&k, kdim), ""));
-  for (int64_t r = 0; r < d->kh; r++) {
-    LLVMValueRef okh, okw;
-    LLVMValueRef ih = in_coord(&k, p.oh.iv, d->sh, d->pad_t, r, d->dh, d->h, &okh);
-    for (int64_t s = 0; s < d->kw; s++) {
-      LLVMValueRef iw = in_coord(&k, p.ow.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
-      LLVMValueRef ok = LLVMBuildAnd(k.b, okh, okw, "");
-      LLVMValueRef src = lb_kir_gep(&k, X, tap_offset(&k, d, p.n.iv, ih, iw, ok));
-      copy_or_zero(&k, lb_kir_gepc(&k, row, (r * d->kw + s) * d->c_in), src, ok, d->c_in);
-    }
-  }
+  LLVMValueRef row = lb_kir_gep(&k, LLVMGetParam(k.fn, 1),
+                                LLVMBuildNSWMul(k.b, p.pix, lb_kir_i64(&k, kdim), ""));
+  for (int64_t r = 0; r < d->kh; r++) im2col_row(&k, d, &p, row, r);
   pix_end(&k, &p);
   LLVMBuildRetVoid(k.b);
   out->fn = k.fn;
