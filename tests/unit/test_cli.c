@@ -370,6 +370,30 @@ START_TEST(run_batch_digits) {
 }
 END_TEST
 
+/* --engine jit agrees with the interpreter on small_cnn within 1e-5 of the output range. */
+START_TEST(run_jit_matches_interp) {
+  float x[64];
+  for (int i = 0; i < 64; i++) x[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+  lb_tensor tx = {LB_DTYPE_F32, 4, {1, 1, 8, 8}, x}, got, want;
+  write_npy(tpath("cnn_x.npy"), &tx);
+  LOWBIT_RUN("run", E2E "/small_cnn.onnx", "-i", tpath("cnn_x.npy"), "-o", tpath("cnn_y.npy"),
+             "--engine", "jit");
+  expect_ok();
+  read_npy(tpath("cnn_y.npy"), &got);
+  lb_graph *g = load(E2E "/small_cnn.onnx");
+  interp(g, &tx, &want);
+  ck_assert_int_eq(got.rank, 2);
+  ck_assert_int_eq(got.dims[1], 10);
+  float range = 0;
+  for (int i = 0; i < 10; i++) range = fmaxf(range, fabsf(((float *)want.data)[i]));
+  ck_assert_float_gt(range, 0.0f);
+  for (int i = 0; i < 10; i++)
+    ck_assert_float_eq_tol(((float *)got.data)[i], ((float *)want.data)[i], 1e-5f * range);
+  lb_free(got.data), lb_free(want.data);
+  lb_graph_free(g);
+}
+END_TEST
+
 /* ---- bad input: exit 2, one line, no output file ------------------------------------------ */
 
 typedef struct bad_case {
@@ -399,8 +423,12 @@ static const bad_case bad[] = {
     {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--frobnicate"},
      "unknown option '--frobnicate'"},
     {{"info", "--frobnicate", RELU "/model.onnx"}, "unknown option '--frobnicate'"},
-    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "jit"},
-     "engine 'jit' is not available in this build"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "jit",
+      "--spec", "no-such-spec"},
+     "no-such-spec"},
+    {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "jit",
+      "--spec", "aarch64-neon"},
+     "aarch64"},
     {{"run", RELU "/model.onnx", "-i", "@relu_x.npy", "-o", "@out.npy", "--engine", "gpu"},
      "unknown engine 'gpu'"},
     {{"run", RELU "/model.onnx", "-i", "@nothere.npy", "-o", "@out.npy"},
@@ -483,6 +511,7 @@ int main(void) {
   tcase_add_test(tc, run_conv_raw);
   tcase_add_test(tc, run_two_outputs);
   tcase_add_test(tc, run_batch_digits);
+  tcase_add_test(tc, run_jit_matches_interp);
   tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad / sizeof bad[0]));
   tcase_add_test(tc, onnx_bad_fixtures);
   suite_add_tcase(s, tc);
