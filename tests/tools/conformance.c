@@ -421,6 +421,22 @@ static int run_case(test_case *t) {
   return R_PASS;
 }
 
+/* A model with an op outside our list must be refused cleanly: LB_ERR_INPUT and a message
+ * (or imported, if the importer has learnt the op); anything else is a failure. */
+static int check_rejected(test_case *t) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/model.onnx", t->dir);
+  lb_graph *g = NULL;
+  lb_diag diag;
+  lb_diag_clear(&diag);
+  int rc = lb_onnx_load(path, &g, &diag);
+  lb_graph_free(g);
+  if (rc == 0 || (rc == LB_ERR_INPUT && diag.set && diag.msg[0])) return R_NA;
+  snprintf(t->why, sizeof t->why, "unsupported op: import returned %d, not %d with a message (%s)",
+           rc, LB_ERR_INPUT, diag.msg);
+  return R_FAIL;
+}
+
 /* With -a, skip-listed tests run too and one that passes is named (its entry is stale). */
 static int run_test(const char *root, const char *name, const skiplist *skip) {
   int skipped = skiplist_has(skip, name);
@@ -430,6 +446,7 @@ static int run_test(const char *root, const char *name, const skiplist *skip) {
   test_case t = {.dir = dir, .name = name};
   int res = inspect_model(&t);
   if (res == R_PASS) res = run_case(&t);
+  else if (res == R_NA) res = check_rejected(&t);
   if (skipped) {
     if (res == R_PASS) printf("XPASS %s: skip-listed but passes\n", name);
     if (res == R_FAIL && verbose) printf("skip %s: %s\n", name, t.why);
