@@ -231,10 +231,9 @@ static int import_input(lb_onnx_ctx *c, const Onnx__ValueInfoProto *vi) {
 
 /* ---- nodes -------------------------------------------------------------------------------- */
 
-/* lb_infer_node may already name the node by its IR index; the ONNX path added by our caller
- * is the one the user can find in the file, so that prefix is dropped. */
-static int infer(lb_onnx_ctx *c, uint32_t nid) {
-  int rc = lb_infer_node(c->g, nid, c->diag);
+/* lb_infer_node and lb_eval_node name the node by its IR index; the ONNX path our caller adds
+ * is the one the user can find in the file, so that prefix is dropped from a failure. */
+static int strip_ir_prefix(lb_onnx_ctx *c, uint32_t nid, int rc) {
   if (!rc) return 0;
   const lb_node *n = &c->g->nodes[nid];
   char pre[600];
@@ -244,12 +243,33 @@ static int infer(lb_onnx_ctx *c, uint32_t nid) {
   return rc;
 }
 
-/* Replaces the just-added node nid (the last one) by the constant it computes. */
+/* Rough multiply-adds to evaluate node n: the reduction ops dominate, the rest are linear. */
+static double fold_cost(const lb_graph *g, const lb_node *n) {
+  const lb_value *o = &g->values[n->out[0]];
+  double out = (double)lb_value_numel(o), k = 1;
+  const lb_value *a = &g->values[n->in[0]];
+  if (n->op == LB_OP_CONV) {
+    const lb_value *w = &g->values[n->in[1]];
+    k = w->dims[0] ? (double)lb_value_numel(w) / (double)w->dims[0] : 0;
+  } else if (n->op == LB_OP_GEMM || n->op == LB_OP_MATMUL) {
+    k = a->rank ? (double)a->dims[n->attr.trans_a ? 0 : a->rank - 1] : 1;
+  } else if (n->op == LB_OP_MAX_POOL || n->op == LB_OP_AVG_POOL) {
+    for (int i = 0; i < n->attr.n_spatial; i++) k *= (double)n->attr.kernel[i];
+  } else {
+    for (uint32_t i = 0; i < n->n_in; i++) out += (double)lb_value_numel(&g->values[n->in[i]]);
+  }
+  return out * k;
+}
+
+/* Replaces the just-added node nid (the last one) by the constant it computes. Results that are
+ * too big or too slow to compute at import stay run-time nodes: folding is an optimization (and
+ * the budget keeps a small hostile file from growing into gigabytes of constants). */
 static int fold(lb_onnx_ctx *c, uint32_t nid, uint32_t ov) {
   lb_graph *g = c->g;
   lb_node *n = &g->nodes[nid];
   lb_tensor in[64], out;
   LB_ASSERT(nid == g->n_nodes - 1 && n->n_in <= 64);
+  if (fold_cost(g, n) > LB_ONNX_MAX_FOLD_MACS) return 0;
   for (uint32_t k = 0; k < n->n_in; k++) {
     const lb_value *v = &g->values[n->in[k]];
     in[k].dtype = v->dtype;
@@ -259,7 +279,8 @@ static int fold(lb_onnx_ctx *c, uint32_t nid, uint32_t ov) {
   }
   lb_value *v = &g->values[ov];
   size_t nbytes = lb_dtype_bytes(v->dtype, lb_value_numel(v));
-  if (nbytes > LB_ONNX_MAX_FOLD_BYTES) return 0; /* stays a run-time node */
+  if (nbytes > LB_ONNX_MAX_FOLD_BYTES || nbytes > c->fold_budget) return 0;
+  c->fold_budget -= nbytes;
   LB_TRY(count_const(c, nbytes));
   void *data = lb_arena_alloc(&g->arena, nbytes);
   if (!data) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
@@ -267,8 +288,7 @@ static int fold(lb_onnx_ctx *c, uint32_t nid, uint32_t ov) {
   out.rank = v->rank;
   memcpy(out.dims, v->dims, sizeof v->dims);
   out.data = data;
-  int rc = lb_eval_node(g, nid, in, &out, c->diag);
-  if (rc) return rc;
+  LB_TRY(strip_ir_prefix(c, nid, lb_eval_node(g, nid, in, &out, c->diag)));
   g->n_nodes--;
   v->producer = LB_NONE;
   v->data = data;
@@ -302,7 +322,7 @@ static int emit(lb_onnx_ctx *c, const lb_lowering *l) {
   if (!op) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
   g->nodes[nid].onnx_op = op;
   g->nodes[nid].attr = l->attr;
-  LB_TRY(infer(c, nid));
+  LB_TRY(strip_ir_prefix(c, nid, lb_infer_node(g, nid, c->diag)));
   LB_TRY(check_size(c, lb_onnx_val(c, ov)));
   if (*oname) LB_TRY(map_put(c, lb_onnx_val(c, ov)->name, ov));
   if (all_const(c, l)) LB_TRY(fold(c, nid, ov));
@@ -538,6 +558,7 @@ int lb_onnx_load_buffer(const void *buf, size_t len, const char *name, lb_graph 
   lb_onnx_ctx c;
   memset(&c, 0, sizeof c);
   c.diag = diag;
+  c.fold_budget = len < LB_ONNX_MAX_FOLD_BYTES / 16 ? LB_ONNX_MAX_FOLD_BYTES : 16 * (uint64_t)len;
   int rc = lb_onnx_unpack_model(buf, len, &m, diag);
   if (!rc) rc = check_model(&c, m);
   if (!rc) {

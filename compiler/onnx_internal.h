@@ -14,6 +14,7 @@
 #define LB_ONNX_MAX_BYTES ((uint64_t)4 << 30)    /* one tensor, and all constants together */
 #define LB_ONNX_MAX_NUMEL ((int64_t)1 << 32)     /* elements of any one tensor */
 #define LB_ONNX_MAX_FOLD_BYTES ((size_t)64 << 20) /* larger constant results stay run-time nodes */
+#define LB_ONNX_MAX_FOLD_MACS 5e8                 /* so do results that take long to compute */
 #define LB_ONNX_MAX_DEPTH 32                     /* protobuf message nesting */
 #define LB_ONNX_MAX_NODES 1000000
 #define LB_ONNX_MIN_OPSET 7
@@ -29,6 +30,7 @@ typedef struct lb_onnx_ctx {
   lb_diag *diag;
   int64_t opset;
   uint64_t const_bytes; /* total constant bytes so far, capped by LB_ONNX_MAX_BYTES */
+  uint64_t fold_budget; /* bytes folding may still create: 16x the file, at least 64 MiB */
   /* name -> value id (open addressing, keys are not owned) */
   const char **keys;
   uint32_t *vals;

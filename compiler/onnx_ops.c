@@ -448,6 +448,8 @@ static int lower_pad(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_lower
     if (np < 0) return ERR("missing required attribute \"pads\"");
     LB_TRY(get_float(c, "value", 0.0f, &l->attr.pad_value));
   } else {
+    if (find_attr(c, "pads") || find_attr(c, "value"))
+      return ERR("Pad's pads and value are inputs since opset 11");
     if (n_in < 2 || in[1] == LB_NONE) return ERR("input[1] (pads) is required");
     LB_TRY(lb_onnx_const_ints(c, in[1], "input[1] (pads)", p, 2 * LB_MAX_RANK, &np));
     double v = 0;

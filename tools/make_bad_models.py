@@ -207,6 +207,15 @@ def ok_misc():
     return model(nodes, [vi("x", [1, 3, 8, 8])], [vi("y", [1, 5])], inits, opset=14)
 
 
+def ok_nofold():
+    """A constant Pad whose 64 MiB+ result is too large to fold: it stays a run-time node."""
+    nodes = [node("Pad", ["c", "pads"], ["p"], "big_pad"),
+             node("Add", ["x", "p"], ["y"], "add")]
+    inits = [const("c", np.ones((1, 1), np.float32)),
+             const("pads", np.array([0, 0, 4096, 4096], np.int64))]
+    return model(nodes, [vi("x", [4097, 4097])], [vi("y", [4097, 4097])], inits, opset=13)
+
+
 # ---- malformed models: (file, expected message after "<path>: ") ------------------------------
 
 def tiny(nodes=None, inputs=None, outputs=None, inits=(), **kw):
@@ -295,6 +304,11 @@ def bad_models():
     out["softmax_axis"] = (tiny([node("Softmax", ["x"], ["y"], "sm", axis=2)]),
                            'graph.node[0] "sm" (Softmax): attribute "axis" 2 out of range for '
                            'rank 2')
+    out["gather_const"] = (tiny([node("Gather", ["d", "i"], ["y"], "gat")],
+                                outputs=[vi("y", [2])],
+                                inits=[const("d", np.array([1.0, 2.0], np.float32)),
+                                       const("i", np.array([0, 5], np.int64))]),
+                           GATHER_CONST)
     out["arity"] = (tiny([node("Relu", ["x", "x"], ["y"], "relu")]),
                     'graph.node[0] "relu" (Relu): expected 1 input, got 2')
     out["unknown_attr"] = (tiny([node("Relu", ["x"], ["y"], "relu", alpha=1.0)]),
@@ -321,13 +335,16 @@ SUPPORTED = ("Conv Gemm MatMul Add Sub Mul Div Relu LeakyRelu Clip Sigmoid Tanh 
 CONV_CHANNELS = ('graph.node[0] "conv1" (Conv): input[1]: weight has 2 input channels x 1 '
                  'groups, but input[0] has 3 channels')
 
+GATHER_CONST = ('graph.node[0] "gat" (Gather): input[1]: index 5 is out of range for axis 0 of '
+                'size 2')
+
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "tests", "onnx_bad")
     os.makedirs(outdir, exist_ok=True)
     for fn in [ok_torch_chain, ok_storage, ok_autopad, ok_opset10, ok_opset13, ok_opset18,
-               ok_qdq, ok_misc]:
+               ok_qdq, ok_misc, ok_nofold]:
         with open(os.path.join(outdir, fn.__name__ + ".onnx"), "wb") as f:
             f.write(fn().SerializeToString())
     for name, (m, msg) in sorted(bad_models().items()):

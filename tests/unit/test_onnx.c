@@ -70,7 +70,7 @@ static char *read_text(const char *path) {
 static const char *const bad_names[] = {
     "arity",         "attr_type",        "conv_channels",   "custom_domain", "dangling_output",
     "declared_shape", "dropout_mask",    "dtype_float16",   "dtype_unknown", "dynamic_dim",
-    "empty",         "garbage",          "gemm_rank",       "init_count",    "init_size",
+    "empty",         "garbage",          "gather_const",    "gemm_rank",       "init_count",    "init_size",
     "int8_range",    "ir_version",       "maxpool_indices", "missing_input", "nested",
     "opset_old",     "reshape_nonconst", "softmax_axis",    "truncated",     "unknown_attr",
     "unsupported_op",
@@ -327,6 +327,20 @@ START_TEST(misc_ops) {
 }
 END_TEST
 
+/* A constant result over LB's fold limit (64 MiB) stays a run-time node with constant input. */
+START_TEST(too_big_to_fold) {
+  lb_graph *g = load_fixture("ok_nofold");
+  ck_assert_uint_eq(g->n_nodes, 2);
+  const lb_node *p = node_named(g, "big_pad");
+  ck_assert_int_eq(p->op, LB_OP_PAD);
+  ck_assert_ptr_nonnull(lb_val(g, p->in[0])->data);
+  ck_assert_ptr_null(lb_val(g, p->out[0])->data);
+  assert_dims(lb_val(g, p->out[0]), 2, (int64_t[]){4097, 4097});
+  assert_i64s(p->attr.pads, (int64_t[]){0, 0, 4096, 4096}, 4);
+  lb_graph_free(g);
+}
+END_TEST
+
 /* ---- ONNX's test data ------------------------------------------------------------------- */
 
 /* Imports NODE_DATA/name, runs it on input_0.pb and compares with output_0.pb. */
@@ -519,6 +533,7 @@ int main(void) {
   tcase_add_test(tc, opset18_axes_inputs);
   tcase_add_test(tc, qdq);
   tcase_add_test(tc, misc_ops);
+  tcase_add_test(tc, too_big_to_fold);
   suite_add_tcase(s, tc);
   TCase *td = tcase_create("onnx_test_data");
   tcase_add_test(td, conv_with_strides_padding);
