@@ -15,6 +15,7 @@
 #include "passes.h"
 #include "spec.h"
 #include "target.h"
+#include "tensor_io.h"
 
 static int is(const char *a, const char *b) { return strcmp(a, b) == 0; }
 
@@ -155,7 +156,7 @@ int lb_cmd_compile(int argc, char **argv) {
 /* ---- bench -------------------------------------------------------------------------------- */
 
 typedef struct bench_opts {
-  const char *model, *spec;
+  const char *model, *spec, *input;
   long iters, warmup, threads;
   int json, profile;
 } bench_opts;
@@ -169,6 +170,7 @@ static void bench_usage(FILE *f) {
           "fraction of the spec's fp32 peak (fp32 MACs/cycle x 2 x clock).\n"
           "\n"
           "  --spec S       spec to compile for; must run on this machine (default: host)\n"
+          "  -i FILE        first input from a .npy/.bin file instead of pseudo-random data\n"
           "  --iters N      timed iterations (default 50)\n"
           "  --warmup N     untimed iterations first (default 5)\n"
           "  --threads N    worker threads (only 1 so far; the default)\n"
@@ -199,8 +201,8 @@ static int bench_args(int argc, char **argv, bench_opts *o) {
       return -1;
     } else if (num) {
       if (!(v = value_of("bench", argc, argv, &i)) || parse_count(a, v, num == &o->warmup ? 0 : 1, num)) return 2;
-    } else if (is(a, "--spec")) {
-      if (!(o->spec = value_of("bench", argc, argv, &i))) return 2;
+    } else if (is(a, "--spec") || is(a, "-i") || is(a, "--input")) {
+      if (!(*(is(a, "--spec") ? &o->spec : &o->input) = value_of("bench", argc, argv, &i))) return 2;
     } else if (is(a, "--json") || is(a, "--profile")) {
       *(is(a, "--json") ? &o->json : &o->profile) = 1;
     } else if (a[0] == '-' && a[1]) {
@@ -270,9 +272,25 @@ static int make_bufs(const lb_graph *g, size_t ws, bufs *b) {
   return ok ? 0 : LB_ERR_NOMEM;
 }
 
+/* Copies the tensor file into the first input buffer (dtype and shape checked by tensor_io). */
+static int read_input(const char *path, const lb_graph *g, void *dst, lb_diag *d) {
+  if (g->n_inputs < 1) return lb_diag_err(d, LB_ERR_INPUT, "%s: the model has no input", path);
+  const lb_value *v = &g->values[g->inputs[0]];
+  lb_tensor t;
+  LB_TRY(lb_tensor_read(path, v->dtype, v->rank, v->dims, &t, d));
+  int rc = 0;
+  if (t.dtype != v->dtype || lb_tensor_numel(&t) != lb_value_numel(v))
+    rc = lb_diag_err(d, LB_ERR_INPUT, "%s: expected %s with %lld elements (the model's input 0)", path,
+                     lb_dtype_name(v->dtype), (long long)lb_value_numel(v));
+  else
+    memcpy(dst, t.data, lb_dtype_bytes(v->dtype, lb_value_numel(v)));
+  lb_free(t.data);
+  return rc;
+}
+
 typedef struct bench_res {
   double med, min, max, gflops, peak_frac, peak_gflops;
-  double *step_s; /* per-step mean seconds (profile) */
+  double *step_s; /* per-step median seconds (profile) */
 } bench_res;
 
 static void time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t) {
@@ -285,15 +303,26 @@ static void time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t) 
   }
 }
 
-static void time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *step_s) {
+static double median(double *t, long n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Per-step median over the iterations (robust against other processes on the machine). */
+static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *step_s) {
   int n = lb_jit_step_count(j);
   lb_step_fn step = lb_jit_step_fn(j);
+  double *t = calloc((size_t)n * (size_t)o->iters + 1, sizeof *t);
+  if (!t) return LB_ERR_NOMEM;
   for (long i = 0; i < o->iters; i++)
     for (int s = 0; s < n; s++) {
       double t0 = now_s();
       step(s, (const void *const *)b->in, b->out, b->ws);
-      step_s[s] += (now_s() - t0) / (double)o->iters;
+      t[(size_t)s * (size_t)o->iters + (size_t)i] = now_s() - t0;
     }
+  for (int s = 0; s < n; s++) step_s[s] = median(t + (size_t)s * (size_t)o->iters, o->iters);
+  free(t);
+  return 0;
 }
 
 static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j, const bench_res *r) {
@@ -349,18 +378,18 @@ static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, l
   double *t = calloc((size_t)o->iters, sizeof *t);
   if (o->profile) r.step_s = calloc((size_t)lb_jit_step_count(j) + 1, sizeof *r.step_s);
   int rc = (!t || (o->profile && !r.step_s)) ? LB_ERR_NOMEM : make_bufs(g, lb_jit_workspace_size(j), &b);
-  if (rc) {
-    lb_diag_err(d, rc, "out of memory");
-  } else {
+  if (rc) lb_diag_err(d, rc, "out of memory");
+  if (!rc && o->input) rc = read_input(o->input, g, b.in[0], d);
+  if (!rc) {
     time_runs(o, j, &b, t);
-    qsort(t, (size_t)o->iters, sizeof *t, cmp_double);
+    r.med = median(t, o->iters);
     r.min = t[0], r.max = t[o->iters - 1];
-    r.med = o->iters % 2 ? t[o->iters / 2] : 0.5 * (t[o->iters / 2 - 1] + t[o->iters / 2]);
     r.gflops = lb_graph_flops(g) / r.med * 1e-9;
     r.peak_gflops = 2.0 * lb_spec_fp32_peak_macs(s) * lb_spec_clock_ghz(s);
     r.peak_frac = r.peak_gflops > 0 ? r.gflops / r.peak_gflops : 0;
-    if (o->profile) time_steps(o, j, &b, r.step_s);
-    (o->json ? print_json : print_text)(o, g, s, j, &r);
+    if (o->profile) rc = time_steps(o, j, &b, r.step_s);
+    if (rc) lb_diag_err(d, rc, "out of memory");
+    else (o->json ? print_json : print_text)(o, g, s, j, &r);
   }
   free_bufs(g, &b);
   free(t), free(r.step_s);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# fp32 benchmark, one thread, batch 1: lowbit (JIT, --spec host) against ONNX Runtime
+# (onnxruntime-node, one intra-op thread) on ResNet-18 and MobileNetV2 from
+# tools/make_models.py --large, on the same input, measured in the same run: ROUNDS rounds,
+# each timing lowbit then ONNX Runtime for ITERS iterations; the result is the median of the
+# per-round medians and their ratio (lowbit / ORT; below 1 means lowbit is faster).
+# Not a test: timings depend on the machine and its load. Environment:
+#   BUILD (default build/), ITERS (30), ROUNDS (3), LB_ORT_DIR (scratch folder for npm).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$root/build}
+lowbit=$build/lowbit
+iters=${ITERS:-30}
+rounds=${ROUNDS:-3}
+ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
+large=$root/tests/models/large
+
+die() { echo "bench_fp32: $*" >&2; exit 2; }
+[ -x "$lowbit" ] || die "$lowbit not found: build first (cmake -S . -B build && make -C build)"
+command -v node > /dev/null && command -v npm > /dev/null || die "node and npm are needed for ONNX Runtime"
+if [ ! -f "$large/resnet18.onnx" ] || [ ! -f "$large/mobilenet_v2.onnx" ]; then
+  echo "bench_fp32: making the large models (tools/make_models.py --large)"
+  /usr/bin/python3 "$root/tools/make_models.py" --large
+fi
+if [ ! -d "$ort_dir/node_modules/onnxruntime-node" ]; then
+  echo "bench_fp32: installing onnxruntime-node into $ort_dir (CPU only)"
+  mkdir -p "$ort_dir"
+  # the install step would otherwise try to download GPU libraries
+  (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund onnxruntime-node > npm.log 2>&1) ||
+    die "npm install failed: see $ort_dir/npm.log"
+fi
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { sed -n "s/.*\"$1\": *\([0-9.eE+-]*\).*/\1/p"; }
+
+printf '%-14s %12s %12s %10s %12s %12s\n' model "lowbit ms" "ORT ms" ratio "lowbit min" "ORT min"
+for model in resnet18 mobilenet_v2; do
+  onnx=$large/$model.onnx
+  lb_med=() ort_med=() lb_min=() ort_min=()
+  for ((r = 0; r < rounds; r++)); do
+    out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json)
+    lb_med+=("$(field median_ms <<< "$out")") lb_min+=("$(field min_ms <<< "$out")")
+    out=$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$onnx" "$large/input.npy" "$iters" 3)
+    ort_med+=("$(field median_ms <<< "$out")") ort_min+=("$(field min_ms <<< "$out")")
+  done
+  lm=$(printf '%s\n' "${lb_med[@]}" | median) om=$(printf '%s\n' "${ort_med[@]}" | median)
+  ln=$(printf '%s\n' "${lb_min[@]}" | sort -g | head -1) on=$(printf '%s\n' "${ort_min[@]}" | sort -g | head -1)
+  printf '%-14s %12.3f %12.3f %10.3f %12.3f %12.3f\n' "$model" "$lm" "$om" "$(awk "BEGIN { print $lm / $om }")" "$ln" "$on"
+done
+echo "(ratio = lowbit median / ONNX Runtime median; $rounds rounds x $iters iterations each, 1 thread)"
