@@ -9,7 +9,8 @@ PyTorch's outputs on the whole test split next to them.  Re-running gives the sa
            with a fixed random input and torch's outputs into tests/models/large/ (gitignored).
            Their BatchNorm statistics are re-estimated on 32 random images first: with the
            default init mobilenet_v2's activations shrink ~10x per stage (logits ~1e-9).
-Files (tests/models/): digits_{mlp,cnn,resnet}.onnx, digits_test_x.npy [N,1,8,8] (the MLP reads
+digits_ops is a fourth, wide model: most of lowbit's ONNX ops as torch exports them.
+Files (tests/models/): digits_{mlp,cnn,resnet,ops}.onnx, digits_test_x.npy [N,1,8,8] (the MLP reads
 each sample as its 64 contiguous floats), digits16_test_x.npy [N,1,16,16] (bilinear upsample, for
 the resnet), digits_test_y.npy [N] int64, <model>_torch_out.npy [N,10] f32, digits_calib_x.npy
 and digits16_calib_x.npy (100 training samples each).
@@ -124,6 +125,29 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class Ops(nn.Module):
+    """Not a good design, a wide one: most ops of lowbit's list as torch exports them, ending in
+    Softmax (so its outputs are probabilities)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.mix = nn.Parameter(torch.randn(16, 12) * 0.3)
+        self.fc = nn.Linear(16 * 12, 10)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.c1(x), 0.1)
+        x = torch.cat([F.avg_pool2d(x, 2), F.max_pool2d(x, 2)], 1)  # Pad+AveragePool, MaxPool
+        x = F.hardswish(x) + torch.sigmoid(x) * torch.tanh(x)
+        x = (x - x.mean(dim=1, keepdim=True)) / 2.0  # ReduceMean, Sub, Div
+        x = F.relu(self.c2(x))
+        x = x.view(x.size(0), x.size(1), -1).transpose(1, 2)  # [1,16,16]
+        x = torch.clamp(torch.matmul(x, self.mix), -3.0, 3.0)  # MatMul, Clip
+        x = F.hardsigmoid(x) * x[:, 0].unsqueeze(1)  # Gather, Unsqueeze
+        return F.softmax(self.fc(x.reshape(x.size(0), -1)), dim=1)
+
+
 def train(model, x, y, epochs, seed):
     seed_all(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -134,7 +158,12 @@ def train(model, x, y, epochs, seed):
         for i in range(0, len(xt), 32):
             idx = perm[i:i + 32]
             opt.zero_grad()
-            F.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            out = model(xt[idx])
+            if isinstance(model, Ops):  # outputs probabilities
+                loss = F.nll_loss(torch.log(out.clamp_min(1e-12)), yt[idx])
+            else:
+                loss = F.cross_entropy(out, yt[idx])
+            loss.backward()
             opt.step()
     model.eval()
 
@@ -169,7 +198,8 @@ def make_digits():
     save("digits16_calib_x.npy", calib16)
     specs = [("digits_mlp", MLP, xtr.reshape(-1, 64), xte.reshape(-1, 64), (1, 64), 30),
              ("digits_cnn", CNN, xtr, xte, (1, 1, 8, 8), 8),
-             ("digits_resnet", ResNet, xtr16, xte16, (1, 1, 16, 16), 8)]
+             ("digits_resnet", ResNet, xtr16, xte16, (1, 1, 16, 16), 8),
+             ("digits_ops", Ops, xtr, xte, (1, 1, 8, 8), 10)]
     for i, (name, cls, tr, te, shape, epochs) in enumerate(specs):
         seed_all(100 + i)
         model = cls()

@@ -24,6 +24,7 @@ static const model_case digits[] = {
     {"digits_mlp", "digits_test_x", "digits_test_y"},
     {"digits_cnn", "digits_test_x", "digits_test_y"},
     {"digits_resnet", "digits16_test_x", "digits_test_y"},
+    {"digits_ops", "digits_test_x", "digits_test_y"},
 };
 
 static const model_case large[] = {
