@@ -161,6 +161,9 @@ static int hdr_entry(hdr *h, unsigned *seen, lb_tensor *t) {
   if (*seen & (1u << k)) return hdr_err(h, "repeated key");
   *seen |= 1u << k;
   if (k == 0) {
+    if (hdr_char(h, '['))
+      return lb_diag_err(h->diag, LB_ERR_INPUT, "%s: structured dtypes are not supported",
+                         h->path);
     LB_TRY(hdr_str(h, descr, sizeof descr));
     return descr_dtype(h, descr, &t->dtype);
   }

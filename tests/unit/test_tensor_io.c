@@ -126,6 +126,8 @@ static const struct {
      "shape is too large"},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }\n",
      "malformed .npy header at byte 51: expected a dimension"},
+    {"{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }\n",
+     "structured dtypes are not supported"},
     {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), } x\n",
      "malformed .npy header at byte 58: text after the header dict"},
 };
