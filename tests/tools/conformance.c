@@ -3,7 +3,8 @@
  * rtol 1e-3, atol 1e-7, NaN equals NaN; other dtypes exactly). A test using an op outside lowbit's
  * ONNX op list is n/a; one named in the skip list is skipped; every other test must pass.
  * lowbit compiles static graphs, so graph inputs that feed a must-be-constant operand (Reshape's
- * shape, Clip's bounds, Pad's pads, ...) are turned into initializers holding that data set's value. */
+ * shape, Clip's bounds, Pad's pads, ...) are turned into initializers holding that data set's value.
+ * -e passes / -e jit run the graph after the fp32 passes / JIT-compiled for the host instead. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,9 @@
 
 #include "onnx.h"
 #include "onnx.pb-c.h"
+#include "passes.h"
+#include "spec.h"
+#include "target.h"
 
 /* The ONNX op types lowbit imports (the contract in DESIGN's op list). */
 static const char *const supported_ops[] = {
@@ -36,7 +40,13 @@ static const struct {
 #define ATOL 1e-7
 #define MAX_IO 64
 
-enum { R_PASS, R_FAIL, R_SKIP, R_NA };
+/* Results; R_REFUSED: the engine (JIT) refused the graph with LB_ERR_INPUT, counted apart. */
+enum { R_PASS, R_FAIL, R_SKIP, R_NA, R_REFUSED };
+
+/* What executes the imported graph: the interpreter, the interpreter after the fp32 passes
+ * (fold_batchnorm, fuse), or the LLVM JIT for the host after those passes. */
+enum { E_INTERP, E_PASSES, E_JIT };
+static const char *const engine_names[] = {"interp", "passes", "jit"};
 
 typedef struct {
   char **names;
@@ -57,7 +67,8 @@ typedef struct {
   char why[2048];     /* the FAIL reason */
 } test_case;
 
-static int verbose, run_skipped;
+static int verbose, run_skipped, engine = E_INTERP;
+static lb_spec *host_spec; /* E_JIT */
 
 /* ---- files ---------------------------------------------------------------------------- */
 
@@ -321,7 +332,7 @@ static void free_tensors(lb_tensor *ts, int n) {
 }
 
 /* Loads the inputs g wants (matched to input_K.pb by name), runs, compares every output. */
-static int run_data_set(test_case *t, const char *ds, const lb_graph *g) {
+static int run_data_set(test_case *t, const char *ds, const lb_graph *g, const lb_jit *jit) {
   lb_tensor in[MAX_IO] = {0}, out[MAX_IO] = {0}, exp = {0};
   lb_diag diag;
   lb_diag_clear(&diag);
@@ -344,7 +355,7 @@ static int run_data_set(test_case *t, const char *ds, const lb_graph *g) {
       goto done;
     }
   }
-  if (lb_interp_run(g, in, out, &diag) != 0) {
+  if ((jit ? lb_jit_run_tensors(jit, g, in, out, &diag) : lb_interp_run(g, in, out, &diag)) != 0) {
     snprintf(t->why, sizeof t->why, "%s: run: %s", ds, diag.msg);
     goto done;
   }
@@ -380,10 +391,27 @@ static int count_outputs_on_disk(const char *dir, const char *ds) {
   }
 }
 
+/* Readies an imported graph for the engine: runs the fp32 passes, JIT-compiles. */
+static int prepare(test_case *t, lb_graph *g, lb_jit **jit) {
+  lb_diag diag;
+  lb_diag_clear(&diag);
+  if (engine == E_INTERP) return R_PASS;
+  if (lb_pass_prepare_fp32(g, &diag) != 0) {
+    snprintf(t->why, sizeof t->why, "fp32 passes: %s", diag.msg);
+    return R_FAIL;
+  }
+  if (engine != E_JIT) return R_PASS;
+  int rc = lb_jit_compile(g, host_spec, NULL, jit, &diag);
+  if (rc == 0) return R_PASS;
+  snprintf(t->why, sizeof t->why, "jit: %s", diag.msg);
+  return rc == LB_ERR_INPUT ? R_REFUSED : R_FAIL;
+}
+
 /* Runs every data set; the model is imported once, or per data set when inputs are frozen. */
 static int run_case(test_case *t) {
   char mpath[4096], ds[64];
   lb_graph *g = NULL;
+  lb_jit *jit = NULL;
   lb_diag diag;
   int res = R_PASS, n_ds = 0;
   snprintf(mpath, sizeof mpath, "%s/model.onnx", t->dir);
@@ -399,20 +427,26 @@ static int run_case(test_case *t) {
         snprintf(t->why, sizeof t->why, "import: %s", diag.msg);
         return R_FAIL;
       }
+      res = prepare(t, g, &jit);
     }
-    if ((int)g->n_outputs != count_outputs_on_disk(t->dir, ds)) {
+    if (res != R_PASS) {
+      /* prepare failed or refused: t->why says why */
+    } else if ((int)g->n_outputs != count_outputs_on_disk(t->dir, ds)) {
       snprintf(t->why, sizeof t->why, "%s: graph has %u outputs, test data has %d", ds,
                g->n_outputs, count_outputs_on_disk(t->dir, ds));
       res = R_FAIL;
     } else {
-      res = run_data_set(t, ds, g);
+      res = run_data_set(t, ds, g, jit);
     }
     if (t->n_frozen || res != R_PASS) {
+      lb_jit_free(jit);
       lb_graph_free(g);
+      jit = NULL;
       g = NULL;
     }
     if (res != R_PASS) return res;
   }
+  lb_jit_free(jit);
   lb_graph_free(g);
   if (n_ds == 0) {
     snprintf(t->why, sizeof t->why, "no test_data_set_* directories");
@@ -454,6 +488,7 @@ static int run_test(const char *root, const char *name, const skiplist *skip) {
   }
   if (res == R_FAIL) printf("FAIL %s: %s\n", name, t.why);
   if (res == R_PASS && verbose) printf("pass %s%s\n", name, t.n_frozen ? " (frozen inputs)" : "");
+  if (res == R_REFUSED && verbose) printf("refused %s: %s\n", name, t.why);
   if (t.model) onnx__model_proto__free_unpacked(t.model, NULL);
   free(t.model_buf);
   return res;
@@ -462,9 +497,11 @@ static int run_test(const char *root, const char *name, const skiplist *skip) {
 static int is_test_dir(const struct dirent *e) { return strncmp(e->d_name, "test_", 5) == 0; }
 
 static int usage(void) {
-  fprintf(stderr, "usage: conformance [-v] [-a] [-k SUBSTRING] [NODE_TEST_DIR [SKIP_LIST]]\n"
+  fprintf(stderr, "usage: conformance [-v] [-a] [-k SUBSTRING] [-e ENGINE] [NODE_TEST_DIR "
+                  "[SKIP_LIST]]\n"
                   "  -v: name passing tests; -a: run skip-listed tests too, name those that pass;\n"
-                  "  -k: only tests whose name contains SUBSTRING\n"
+                  "  -k: only tests whose name contains SUBSTRING;\n"
+                  "  -e: interp (default), passes (interp after the fp32 passes), jit (host)\n"
                   "  defaults: /usr/share/libonnx-testdata/data/node, no skip list\n");
   return 2;
 }
@@ -476,6 +513,11 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "-v") == 0) verbose = 1;
     else if (strcmp(argv[i], "-a") == 0) run_skipped = 1;
     else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) filter = argv[++i];
+    else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc) {
+      const char *e = argv[++i];
+      for (engine = 0; engine < 3 && strcmp(e, engine_names[engine]) != 0; engine++) continue;
+      if (engine == 3) return usage();
+    }
     else if (argv[i][0] == '-') return usage();
     else if (pos == 0) root = argv[i], pos++;
     else if (pos == 1) skip_path = argv[i], pos++;
@@ -483,13 +525,19 @@ int main(int argc, char **argv) {
   }
   skiplist skip = {0};
   if (skip_path && skiplist_load(skip_path, &skip) != 0) return 2;
+  lb_diag diag;
+  lb_diag_clear(&diag);
+  if (engine == E_JIT && lb_spec_load("host", &host_spec, &diag) != 0) {
+    fprintf(stderr, "conformance: host spec: %s\n", diag.msg);
+    return 2;
+  }
   struct dirent **list;
   int n = scandir(root, &list, is_test_dir, alphasort);
   if (n < 0) {
     fprintf(stderr, "%s: cannot list test directories\n", root);
     return 2;
   }
-  int count[4] = {0};
+  int count[5] = {0};
   for (int i = 0; i < n; i++) {
     if (!filter || strstr(list[i]->d_name, filter)) count[run_test(root, list[i]->d_name, &skip)]++;
     free(list[i]);
@@ -497,7 +545,10 @@ int main(int argc, char **argv) {
   free(list);
   for (size_t i = 0; i < skip.n; i++) free(skip.names[i]);
   free(skip.names);
-  printf("pass %d fail %d skip %d n/a %d\n", count[R_PASS], count[R_FAIL], count[R_SKIP],
+  lb_spec_free(host_spec);
+  printf("pass %d fail %d skip %d n/a %d", count[R_PASS], count[R_FAIL], count[R_SKIP],
          count[R_NA]);
+  if (engine != E_INTERP) printf(" (engine %s, refused %d)", engine_names[engine], count[R_REFUSED]);
+  printf("\n");
   return count[R_FAIL] ? 1 : 0;
 }
