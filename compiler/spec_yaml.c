@@ -8,13 +8,23 @@
 
 #include "spec_int.h"
 
+/* Messages quote user text, which may hold newlines (multi-line scalars): escape control
+ * characters so that a diagnostic stays one line. */
 int lb_yaml_err(lb_diag *d, const lb_ynode *n, const char *fmt, ...) {
-  char msg[768];
+  char msg[768], clean[768];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return lb_diag_err(d, LB_ERR_INPUT, "%s:%d:%d: error: %s", n->file, n->line, n->col, msg);
+  size_t j = 0;
+  for (const char *p = msg; *p && j + 5 < sizeof clean; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '\n') clean[j++] = '\\', clean[j++] = 'n';
+    else if (c < 0x20 || c == 0x7f) j += (size_t)snprintf(clean + j, 5, "\\x%02x", c);
+    else clean[j++] = (char)c;
+  }
+  clean[j] = 0;
+  return lb_diag_err(d, LB_ERR_INPUT, "%s:%d:%d: error: %s", n->file, n->line, n->col, clean);
 }
 
 int lb_edit_distance(const char *a, const char *b) {
@@ -269,9 +279,20 @@ static size_t find_key(const lb_ynode *map, const char *key) {
   return map->n;
 }
 
+static lb_ynode *merge(lb_arena *a, const lb_ynode *base, const lb_ynode *over,
+                       const char *const *drop, int depth);
+
 lb_ynode *lb_yaml_merge(lb_arena *a, const lb_ynode *base, const lb_ynode *over,
                         const char *const *drop) {
-  if (base->kind != LB_YN_MAP || over->kind != LB_YN_MAP) return (lb_ynode *)over;
+  return merge(a, base, over, drop, 0);
+}
+
+static lb_ynode *merge(lb_arena *a, const lb_ynode *base, const lb_ynode *over,
+                       const char *const *drop, int depth) {
+  /* Aliases can stack trees deeper than LB_SPEC_MAX_DEPTH; the schema reads nothing below
+   * depth 6, so past that the override simply replaces and the recursion stays bounded. */
+  if (base->kind != LB_YN_MAP || over->kind != LB_YN_MAP || depth > 2 * LB_SPEC_MAX_DEPTH)
+    return (lb_ynode *)over;
   lb_ynode *m = lb_arena_alloc(a, sizeof *m);
   size_t cap = base->n + over->n + 1;
   if (!m) return NULL;
@@ -284,7 +305,8 @@ lb_ynode *lb_yaml_merge(lb_arena *a, const lb_ynode *base, const lb_ynode *over,
   for (size_t i = 0; i < base->n; i++) {
     if (dropped(base->key[i]->str, drop)) continue;
     size_t j = find_key(over, base->key[i]->str);
-    lb_ynode *v = j < over->n ? lb_yaml_merge(a, base->val[i], over->val[j], NULL) : base->val[i];
+    lb_ynode *v = j < over->n ? merge(a, base->val[i], over->val[j], NULL, depth + 1)
+                              : base->val[i];
     if (!v) return NULL;
     m->key[m->n] = j < over->n ? over->key[j] : base->key[i];
     m->val[m->n++] = v;

@@ -323,6 +323,9 @@ START_TEST(malformed_buffers) {
                    LB_ERR_INPUT);
   ck_assert_str_eq(d.msg, "<test>:3:12: error: 'clock_ghz' is -1; it must be above 0 and at "
                           "most 20");
+  /* user text with a newline (found by fuzz_spec) is escaped: the message stays one line */
+  ck_assert_int_eq(load_buf("name: x\nextends: \"a b\\nc\"\n", &s, &d), LB_ERR_INPUT);
+  ck_assert_str_eq(d.msg, "<test>:2:10: error: extends 'a b\\nc': not a spec name or a path");
   ck_assert_int_eq(load_buf("name: x\nextends: x86-64-avx2\nclock_ghz: 3.5\n", &s, &d), 0);
   ck_assert_double_eq(lb_spec_clock_ghz(s), 3.5);
   lb_spec_free(s);
