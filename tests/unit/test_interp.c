@@ -753,6 +753,48 @@ START_TEST(transpose_random) {
 }
 END_TEST
 
+/* Every op in ops.def has a shape rule and an interpreter kernel: a generic node of each op
+ * (inputs of one element, 1x1 kernels) infers and runs. Fails when an op is added to ops.def
+ * without its rule or kernel. */
+START_TEST(every_op_has_rule_and_kernel) {
+  for (int op = 0; op < LB_OP_COUNT; op++) {
+    const lb_op_info *info = lb_op_get((lb_op)op);
+    lb_graph *g = lb_graph_new("t");
+    int64_t d[4] = {1, 1, 1, 1};
+    float one[1] = {1};
+    int64_t zero_i64[1] = {0};
+    uint8_t xu8[1] = {3};
+    int xr = op == LB_OP_GEMM ? 2 : 4, vec = op == LB_OP_BATCHNORM || op == LB_OP_QUANTIZE ||
+                                                 op == LB_OP_DEQUANTIZE;
+    lb_dtype xt = op == LB_OP_DEQUANTIZE ? LB_DTYPE_U8 : LB_DTYPE_F32;
+    uint32_t ids[8];
+    ids[0] = lb_graph_add_value(g, "x", xt, xr, d);
+    lb_graph_add_input(g, ids[0]);
+    for (int k = 1; k < info->min_in; k++) {
+      if (op == LB_OP_GATHER)
+        ids[k] = lb_graph_add_const(g, "i", LB_DTYPE_I64, 1, d, zero_i64, sizeof zero_i64);
+      else
+        ids[k] = lb_graph_add_const(g, "c", LB_DTYPE_F32, vec ? 1 : xr, d, one, sizeof one);
+    }
+    uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, op == LB_OP_RESHAPE ? 4 : 0, d);
+    uint32_t n = lb_graph_add_node(g, (lb_op)op, "n", ids, (uint32_t)info->min_in, &y, 1);
+    lb_attrs *a = &g->nodes[n].attr;
+    a->kernel[0] = a->kernel[1] = 1;
+    a->n_axes = op == LB_OP_UNSQUEEZE ? 1 : 0;
+    a->end = INT64_MAX;
+    a->clip_max = 1;
+    lb_graph_add_output(g, y);
+    lb_diag diag = {0};
+    ck_assert_msg(lb_infer_node(g, n, &diag) == 0, "%s: %s", info->name, diag.msg);
+    lb_tensor x = {xt, xr, {1, 1, 1, 1}, xt == LB_DTYPE_U8 ? (void *)xu8 : (void *)one};
+    lb_tensor out = {0};
+    ck_assert_msg(lb_interp_run(g, &x, &out, &diag) == 0, "%s: %s", info->name, diag.msg);
+    lb_free(out.data);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 #define N_OF(t) ((int)(sizeof t / sizeof t[0]))
 
 int main(void) {
@@ -766,6 +808,7 @@ int main(void) {
   tcase_add_loop_test(tc, int_table, 0, N_OF(int_cases));
   suite_add_tcase(s, tc);
   TCase *tr = tcase_create("run");
+  tcase_add_test(tr, every_op_has_rule_and_kernel);
   tcase_add_test(tr, gather_index_out_of_range);
   tcase_add_test(tr, eval_node_direct);
   tcase_add_test(tr, run_small_net);
