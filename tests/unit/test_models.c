@@ -1,7 +1,8 @@
 /* Real models against PyTorch: imports the digits models made by tools/make_models.py, runs the
- * reference interpreter on every test sample and checks that it matches torch's outputs to
- * 1e-4 of their range with the same top-1 accuracy. resnet18 and mobilenet_v2 in
- * tests/models/large/ (make_models.py --large) are checked the same way when present. */
+ * reference interpreter, and the LLVM JIT for the host (after the fp32 passes), on every test
+ * sample and checks that each matches torch's outputs to 1e-4 of their range with the same top-1
+ * accuracy. resnet18 and mobilenet_v2 in tests/models/large/ (make_models.py --large) are checked
+ * the same way when present. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,9 @@
 #include <time.h>
 
 #include "onnx.h"
+#include "passes.h"
+#include "spec.h"
+#include "target.h"
 #include "tensor_io.h"
 
 #define MODELS LB_SOURCE_DIR "/tests/models/"
@@ -32,12 +36,15 @@ static const model_case large[] = {
     {"large/mobilenet_v2", "large/input", NULL},
 };
 
+enum { ENGINE_INTERP, ENGINE_JIT, ENGINE_COUNT };
+static const char *const engine_names[ENGINE_COUNT] = {"interp", "jit"};
+
 /* What one model's run measured. */
 typedef struct {
   int64_t n;                  /* samples */
   int64_t classes;
   double max_err, lo, hi;     /* max |interp - torch|, torch's output range */
-  int64_t ok_interp, ok_torch; /* correct top-1 (vs labels, or agreeing with torch) */
+  int64_t ok_ours, ok_torch; /* correct top-1 (vs labels, or agreeing with torch) */
   double ms_per_sample;
 } result;
 
@@ -72,12 +79,26 @@ static void score(result *r, const float *got, const float *ref, int64_t label) 
     if (ref[k] > r->hi) r->hi = ref[k];
   }
   int64_t want = label >= 0 ? label : argmax(ref, r->classes);
-  r->ok_interp += argmax(got, r->classes) == want;
+  r->ok_ours += argmax(got, r->classes) == want;
   r->ok_torch += argmax(ref, r->classes) == want;
 }
 
-/* Runs the interpreter on every sample of mc and compares with torch's outputs. */
-static result run_model(const model_case *mc) {
+/* For the JIT: the fp32 passes, then compilation for the host; g keeps its interface. */
+static lb_jit *jit_for(lb_graph *g, const char *model) {
+  lb_spec *host = NULL;
+  lb_jit *j = NULL;
+  lb_diag d;
+  lb_diag_clear(&d);
+  int rc = lb_spec_load("host", &host, &d);
+  if (rc == 0) rc = lb_pass_prepare_fp32(g, &d);
+  if (rc == 0) rc = lb_jit_compile(g, host, NULL, &j, &d);
+  lb_spec_free(host);
+  ck_assert_msg(rc == 0, "%s: jit: %s", model, d.msg);
+  return j;
+}
+
+/* Runs the engine on every sample of mc and compares with torch's outputs. */
+static result run_model(const model_case *mc, int engine) {
   char path[1024];
   snprintf(path, sizeof path, MODELS "%s.onnx", mc->model);
   lb_graph *g = NULL;
@@ -85,6 +106,8 @@ static result run_model(const model_case *mc) {
   lb_diag_clear(&d);
   int rc = lb_onnx_load(path, &g, &d);
   ck_assert_msg(rc == 0, "%s: %s", path, d.msg);
+  /* before taking pointers into g: the passes may reallocate its values */
+  lb_jit *jit = engine == ENGINE_JIT ? jit_for(g, mc->model) : NULL;
   ck_assert_uint_eq(g->n_inputs, 1);
   ck_assert_uint_eq(g->n_outputs, 1);
   const lb_value *iv = &g->values[g->inputs[0]];
@@ -112,7 +135,7 @@ static result run_model(const model_case *mc) {
     lb_tensor in = {.dtype = LB_DTYPE_F32, .rank = iv->rank, .data = (float *)x.data + i * per};
     memcpy(in.dims, iv->dims, sizeof in.dims);
     lb_tensor out = {0};
-    rc = lb_interp_run(g, &in, &out, &d);
+    rc = jit ? lb_jit_run_tensors(jit, g, &in, &out, &d) : lb_interp_run(g, &in, &out, &d);
     ck_assert_msg(rc == 0, "%s sample %lld: %s", mc->model, (long long)i, d.msg);
     ck_assert_int_eq(out.dtype, LB_DTYPE_F32);
     ck_assert_int_eq(lb_tensor_numel(&out), r.classes);
@@ -121,6 +144,7 @@ static result run_model(const model_case *mc) {
     lb_free(out.data);
   }
   r.ms_per_sample = (now_ms() - t0) / (double)r.n;
+  lb_jit_free(jit);
   lb_free(x.data);
   lb_free(ref.data);
   lb_free(y.data);
@@ -128,22 +152,23 @@ static result run_model(const model_case *mc) {
   return r;
 }
 
-static void check_model(const model_case *mc) {
-  result r = run_model(mc);
+static void check_model(const model_case *mc, int engine) {
+  result r = run_model(mc, engine);
   double range = r.hi - r.lo;
-  printf("%-20s %4lld samples  max|interp-torch| %.3g (range %.3g)  top-1 %lld/%lld (torch "
+  printf("%-20s %-6s %4lld samples  max|ours-torch| %.3g (range %.3g)  top-1 %lld/%lld (torch "
          "%lld)  %.3f ms/sample\n",
-         mc->model, (long long)r.n, r.max_err, range, (long long)r.ok_interp, (long long)r.n,
-         (long long)r.ok_torch, r.ms_per_sample);
+         mc->model, engine_names[engine], (long long)r.n, r.max_err, range,
+         (long long)r.ok_ours, (long long)r.n, (long long)r.ok_torch, r.ms_per_sample);
   fflush(stdout);
   ck_assert_msg(range > 0, "%s: torch's outputs are constant", mc->model);
-  ck_assert_msg(r.max_err < 1e-4 * range, "%s: max error %g >= 1e-4 * range %g", mc->model,
-                r.max_err, range);
-  ck_assert_msg(r.ok_interp == r.ok_torch, "%s: interpreter top-1 %lld != torch %lld",
-                mc->model, (long long)r.ok_interp, (long long)r.ok_torch);
+  ck_assert_msg(r.max_err < 1e-4 * range, "%s (%s): max error %g >= 1e-4 * range %g", mc->model,
+                engine_names[engine], r.max_err, range);
+  ck_assert_msg(r.ok_ours == r.ok_torch, "%s (%s): top-1 %lld != torch %lld", mc->model,
+                engine_names[engine], (long long)r.ok_ours, (long long)r.ok_torch);
 }
 
-START_TEST(test_digits) { check_model(&digits[_i]); }
+/* Loop index i: model i / ENGINE_COUNT on engine i % ENGINE_COUNT. */
+START_TEST(test_digits) { check_model(&digits[_i / ENGINE_COUNT], _i % ENGINE_COUNT); }
 END_TEST
 
 START_TEST(test_large) {
@@ -155,7 +180,7 @@ START_TEST(test_large) {
     }
     return;
   }
-  check_model(&large[_i]);
+  check_model(&large[_i / ENGINE_COUNT], _i % ENGINE_COUNT);
 }
 END_TEST
 
@@ -186,8 +211,8 @@ static Suite *models_suite(void) {
   TCase *tc = tcase_create("torch");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_digits_data);
-  tcase_add_loop_test(tc, test_digits, 0, (int)(sizeof digits / sizeof *digits));
-  tcase_add_loop_test(tc, test_large, 0, (int)(sizeof large / sizeof *large));
+  tcase_add_loop_test(tc, test_digits, 0, (int)(sizeof digits / sizeof *digits) * ENGINE_COUNT);
+  tcase_add_loop_test(tc, test_large, 0, (int)(sizeof large / sizeof *large) * ENGINE_COUNT);
   suite_add_tcase(s, tc);
   return s;
 }
