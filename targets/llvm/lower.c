@@ -460,6 +460,20 @@ static int place(plan *p, size_t *ws) {
   return rc;
 }
 
+/* Only NAME_run, NAME_workspace_size and NAME_step are exported: kernels keep internal
+ * linkage so objects of several models (sharing kernel shapes) link together. */
+static void hide_helpers(lb_lw *L, const char *prefix) {
+  size_t n = strlen(prefix);
+  for (LLVMValueRef f = LLVMGetFirstFunction(L->mod); f; f = LLVMGetNextFunction(f)) {
+    size_t len;
+    const char *name = LLVMGetValueName2(f, &len);
+    if (LLVMIsDeclaration(f)) continue;
+    int entry = len > n && !strncmp(name, prefix, n) && name[n] == '_' &&
+                (!strcmp(name + n, "_run") || !strcmp(name + n, "_workspace_size") || !strcmp(name + n, "_step"));
+    if (!entry) LLVMSetLinkage(f, LLVMInternalLinkage);
+  }
+}
+
 static int lower_plan(lb_lw *L, plan *p, const lb_codegen_opts *o, lb_lowered *out) {
   const char *prefix = o && o->name ? o->name : "model";
   LB_TRY(plan_graph(p));
@@ -472,6 +486,7 @@ static int lower_plan(lb_lw *L, plan *p, const lb_codegen_opts *o, lb_lowered *o
   size_t ws = 0;
   LB_TRY(place(p, &ws));
   emit_entries(L, p, prefix, ws, o && o->profile);
+  hide_helpers(L, prefix);
   out->ws_size = ws;
   out->n_steps = p->n_s;
   out->names = lb_calloc(p->n_s ? (size_t)p->n_s : 1, sizeof *out->names);

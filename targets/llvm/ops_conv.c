@@ -67,7 +67,7 @@ static int conv_fast(lb_lw *L, lb_op_args *a, int kind) {
   LB_TRY(lb_conv_desc_finish(&d, L->diag));
   const lb_value *w = val(a->g, a->node, 1);
   size_t sz = kind == 1 ? lb_pack_gemm_b_size(&L->kcfg, d.kh * d.kw * d.c_in, d.c_out)
-                        : lb_pack_dw_size(d.c_in, d.kh, d.kw) * sizeof(float);
+                        : lb_pack_dw_size(d.c_in, d.kh, d.kw);
   if (sz == SIZE_MAX) return lb_diag_err(L->diag, LB_ERR_INPUT, "conv weights too large");
   float *packed = lb_malloc(sz ? sz : 1);
   if (!packed) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory packing weights");
