@@ -37,7 +37,7 @@ START_TEST(bundled_all_load) {
   lb_diag d;
   lb_diag_clear(&d);
   int n = lb_spec_list_names(&names, &d);
-  ck_assert_int_ge(n, 6);
+  ck_assert_int_ge(n, 7);
   for (int i = 0; i < n; i++) {
     lb_spec *s = load_ok(names[i]);
     ck_assert_str_eq(lb_spec_name(s), names[i]); /* file name and name: agree */
@@ -62,6 +62,7 @@ static const struct {
     {"x86-64-avx2", "avx2", "x86-64-v3", 256, 16, 3, 32, 16, 2.6, 32768, 1 << 20},
     {"x86-64-avx512-vnni", "avx512vnni", "cascadelake", 512, 32, 3, 128, 32, 2.5, 32768, 1 << 20},
     {"x86-64-zen4", "avx512vnni", "znver4", 512, 32, 3, 64, 16, 2.6, 32768, 1 << 20},
+    {"x86-64-zen5", "avx512vnni", "znver5", 512, 32, 3, 128, 32, 2.6, 49152, 1 << 20},
     {"aarch64-neon", "neon", "cortex-a72", 128, 32, 2, 8, 4, 1.5, 32768, 1 << 20},
     {"aarch64-dotprod", "neondot", "neoverse-n1", 128, 32, 3, 32, 8, 2.5, 65536, 1 << 20},
     {"aarch64-i8mm", "neoni8mm", "neoverse-n2", 128, 32, 3, 64, 8, 3.0, 65536, 1 << 20},
@@ -348,6 +349,8 @@ static const struct {
      "x86-64-avx512-vnni", "x86-64-v4", "+avx512vnni", "-avx2"},
     {"vendor_id\t: AuthenticAMD\ncpu family\t: 25\nflags\t\t: " X86_V3 X86_512 "\n", "x86_64",
      "x86-64-zen4", "x86-64-v4", "+avx512vpopcntdq", "+avxvnni"},
+    {"vendor_id\t: AuthenticAMD\ncpu family\t: 26\nflags\t\t: " X86_V3 X86_512 "\n", "x86_64",
+     "x86-64-zen5", "x86-64-v4", "+avx512vnni", "+avx512fp16"},
     {"processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU part\t: 0xd08\n", "aarch64",
      "aarch64-neon", "generic", "+neon", "+dotprod"},
     {"Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimddp\n", "aarch64",
