@@ -498,6 +498,7 @@ static int r_reshape(sctx *c) {
 static int r_transpose(sctx *c) {
   const shp *x = &c->in[0];
   unsigned char mark[LB_MAX_RANK];
+  LB_TRY(need_bytes(c, 0));
   if (c->a->n_axes == 0) {
     c->a->n_axes = x->rank;
     for (int i = 0; i < x->rank; i++) c->a->axes[i] = x->rank - 1 - i;

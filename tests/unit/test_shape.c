@@ -168,6 +168,8 @@ static const scase cases[] = {
      {F32(3, D(2, 3, 4))}, F32(3, D(2, 4, 3)), NULL},
     {"transpose_bad_perm", LB_OP_TRANSPOSE, "Transpose", {.n_axes = 3, .axes = {0, 1, 1}}, 1,
      {F32(3, D(2, 3, 4))}, OK, "graph.node[0] \"n\" (Transpose): axis 1 is repeated"},
+    {"transpose_sub_byte", LB_OP_TRANSPOSE, "Transpose", {0}, 1, {T(I4, 2, D(2, 3))}, OK,
+     "graph.node[0] \"n\" (Transpose): input[0]: sub-byte dtype i4 is not supported"},
     {"squeeze_all", LB_OP_SQUEEZE, "Squeeze", {0}, 1, {F32(4, D(1, 3, 1, 2))}, F32(2, D(3, 2)),
      NULL},
     {"squeeze_not_one", LB_OP_SQUEEZE, "Squeeze", {.n_axes = 1, .axes = {1}}, 1,
