@@ -3,7 +3,8 @@
 # (onnxruntime-node, one intra-op thread) on ResNet-18 and MobileNetV2 from
 # tools/make_models.py --large, on the same input, measured in the same run: ROUNDS rounds,
 # each timing lowbit then ONNX Runtime for ITERS iterations; the result is the median of the
-# per-round medians and their ratio (lowbit / ORT; below 1 means lowbit is faster).
+# per-round medians and their ratio (lowbit / ORT; below 1 means lowbit is faster), plus the
+# same ratio for the sum of per-layer median times, which is robust against a loaded machine.
 # Not a test: timings depend on the machine and its load. Environment:
 #   BUILD (default build/), ITERS (30), ROUNDS (3), LB_ORT_DIR (scratch folder for npm).
 set -euo pipefail
@@ -34,18 +35,23 @@ fi
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 field() { sed -n "s/.*\"$1\": *\([0-9.eE+-]*\).*/\1/p"; }
 
-printf '%-14s %12s %12s %10s %12s %12s\n' model "lowbit ms" "ORT ms" ratio "lowbit min" "ORT min"
+printf '%-13s %10s %10s %7s   %10s %10s %7s\n' model "lowbit ms" "ORT ms" ratio "lowbit Σ" "ORT Σ" ratio
 for model in resnet18 mobilenet_v2; do
   onnx=$large/$model.onnx
-  lb_med=() ort_med=() lb_min=() ort_min=()
+  lb_med=() ort_med=() lb_sum=() ort_sum=()
   for ((r = 0; r < rounds; r++)); do
     out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json)
-    lb_med+=("$(field median_ms <<< "$out")") lb_min+=("$(field min_ms <<< "$out")")
-    out=$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$onnx" "$large/input.npy" "$iters" 3)
-    ort_med+=("$(field median_ms <<< "$out")") ort_min+=("$(field min_ms <<< "$out")")
+    lb_med+=("$(field median_ms <<< "$out")")
+    out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json --profile)
+    lb_sum+=("$(grep -o '"ms": [0-9.]*' <<< "$out" | awk '{ s += $2 } END { print s }')")
+    out=$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$onnx" "$large/input.npy" "$iters" 3 profile)
+    ort_med+=("$(field median_ms <<< "$out")") ort_sum+=("$(field layer_sum_ms <<< "$out")")
   done
   lm=$(printf '%s\n' "${lb_med[@]}" | median) om=$(printf '%s\n' "${ort_med[@]}" | median)
-  ln=$(printf '%s\n' "${lb_min[@]}" | sort -g | head -1) on=$(printf '%s\n' "${ort_min[@]}" | sort -g | head -1)
-  printf '%-14s %12.3f %12.3f %10.3f %12.3f %12.3f\n' "$model" "$lm" "$om" "$(awk "BEGIN { print $lm / $om }")" "$ln" "$on"
+  ls=$(printf '%s\n' "${lb_sum[@]}" | median) os=$(printf '%s\n' "${ort_sum[@]}" | median)
+  printf '%-13s %10.3f %10.3f %7.3f   %10.3f %10.3f %7.3f\n' "$model" "$lm" "$om" \
+    "$(awk "BEGIN { print $lm / $om }")" "$ls" "$os" "$(awk "BEGIN { print $ls / $os }")"
 done
-echo "(ratio = lowbit median / ONNX Runtime median; $rounds rounds x $iters iterations each, 1 thread)"
+echo "ratio = lowbit / ONNX Runtime (below 1: lowbit faster); medians of $rounds rounds x $iters iterations, 1 thread."
+echo "Σ = sum over layers of each layer's median time (lowbit bench --profile, ORT's node profiler):"
+echo "much less disturbed than whole-run latency when other processes share the cores."
