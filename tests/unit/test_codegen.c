@@ -345,7 +345,55 @@ START_TEST(test_jit_refuses_foreign_spec) {
   ck_assert_ptr_null(j);
   ck_assert_msg(strstr(d.msg, "aarch64") != NULL, "%s", d.msg);
   lb_spec_free(spec);
+  /* same architecture, a feature this host lacks (AMX tiles are absent on AMD CPUs) */
+  char tmpl[] = "/tmp/lb_spec_XXXXXX";
+  char *tmp = mkdtemp(tmpl), file[600];
+  snprintf(file, sizeof file, "%s/amx.yaml", tmp);
+  FILE *f = fopen(file, "w");
+  fprintf(f, "name: x86-64-amx-test\nextends: x86-64-avx2\nllvm:\n  features: \"+avx2,+fma,+amx-tile\"\n");
+  fclose(f);
+  spec = load_spec(file);
+  lb_diag_clear(&d);
+  ck_assert_ptr_nonnull(strstr(lb_spec_llvm_features(spec), "amx-tile"));
+  ck_assert_int_eq(lb_jit_compile(g, spec, NULL, &j, &d), LB_ERR_INPUT);
+  ck_assert_msg(strstr(d.msg, "amx-tile") != NULL, "%s", d.msg);
+  lb_spec_free(spec);
+  unlink(file), rmdir(tmp);
   lb_graph_free(g);
+}
+END_TEST
+
+/* ResNet-18 and MobileNetV2 from tools/make_models.py --large, when present (gitignored):
+ * the fused, JIT-compiled model against PyTorch's output on the same input. */
+START_TEST(test_large_models_jit) {
+  static const char *large[] = {"resnet18", "mobilenet_v2"};
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/large/input.npy", LB_SOURCE_DIR);
+  if (access(path, R_OK) != 0) {
+    printf("test_large_models_jit: tests/models/large absent (tools/make_models.py --large): skipped\n");
+    return;
+  }
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_tensor in, want, got;
+  ck_assert_msg(lb_npy_read(path, &in, &d) == 0, "%s", d.msg);
+  lb_spec *spec = load_spec("host");
+  for (int m = 0; m < 2; m++) {
+    snprintf(path, sizeof path, "%s/tests/models/large/%s.onnx", LB_SOURCE_DIR, large[m]);
+    lb_graph *g = load_model(path);
+    ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+    lb_jit *j = NULL;
+    ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", large[m], d.msg);
+    ck_assert_msg(lb_jit_run_tensors(j, g, &in, &got, &d) == 0, "%s", d.msg);
+    snprintf(path, sizeof path, "%s/tests/models/large/%s_torch_out.npy", LB_SOURCE_DIR, large[m]);
+    ck_assert_msg(lb_npy_read(path, &want, &d) == 0, "%s", d.msg);
+    expect_close(&got, &want, 1e-4, large[m]);
+    lb_free(got.data), lb_free(want.data);
+    lb_jit_free(j);
+    lb_graph_free(g);
+  }
+  lb_free(in.data);
+  lb_spec_free(spec);
 }
 END_TEST
 
@@ -489,6 +537,7 @@ static Suite *codegen_suite(void) {
   tcase_add_loop_test(t, test_models_jit, 0, sizeof models / sizeof models[0]);
   tcase_add_loop_test(t, test_node_jit, 0, sizeof node_tests / sizeof node_tests[0]);
   tcase_add_test(t, test_jit_refuses_foreign_spec);
+  tcase_add_test(t, test_large_models_jit);
   tcase_add_test(t, test_unary_ops);
   tcase_add_test(t, test_pad_modes);
   tcase_add_test(t, test_layouts);
