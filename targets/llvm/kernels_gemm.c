@@ -111,6 +111,23 @@ static void uk_init(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLV
   }
 }
 
+/* Prefetches (into L2) the B row at the same k of the next panel: a full-row tile walks all
+ * its M tiles over one panel before moving on, so the next panel's slice, which at batch 1
+ * usually comes from DRAM, arrives while this one is still being used. The address may lie past
+ * the end of Bp (last panel): a prefetch never faults, and the GEP is not inbounds. */
+static void uk_prefetch_next(lb_kir *k, const gemm_plan *p, LLVMValueRef bp) {
+  LLVMTypeRef ty = k->ptr;
+  unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(k->mod, id, &ty, 1);
+  for (int64_t off = 0; off < p->nr; off += 16) {
+    LLVMValueRef idx = lb_kir_i64(k, p->pstride + off);
+    LLVMValueRef args[4] = {LLVMBuildGEP2(k->b, k->f32, bp, &idx, 1, ""),
+                            LLVMConstInt(k->i32, 0, 0), LLVMConstInt(k->i32, 2, 0),
+                            LLVMConstInt(k->i32, 1, 0)};
+    LLVMBuildCall2(k->b, LLVMIntrinsicGetType(k->ctx, id, &ty, 1), f, args, 4, "");
+  }
+}
+
 /* One k step: acc[i][t] += A[i][k] * Bp[k][t]. */
 static void uk_kstep(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLVMValueRef kk,
                      const LLVMValueRef *in, LLVMValueRef *out) {
@@ -118,6 +135,7 @@ static void uk_kstep(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LL
   LLVMValueRef kb = LLVMBuildNSWMul(k->b, kk, lb_kir_i64(k, p->nr), "");
   LLVMValueRef bp = lb_kir_gep(k, B, kb), ap = lb_kir_gep(k, A, kk);
   LLVMValueRef bv[64];
+  if (mr == p->mr && p->nr * 4 >= 64) uk_prefetch_next(k, p, bp);
   for (int t = 0; t < c->n; t++) bv[t] = lb_kir_vload(k, lb_kir_gepc(k, bp, c->boff[t]), k->vw);
   for (int i = 0; i < mr; i++) {
     LLVMValueRef s = LLVMBuildLoad2(k->b, k->f32, lb_kir_gepc(k, ap, i * p->d.lda), "");

@@ -5,7 +5,7 @@
  * With --resnet18 it instead compiles ResNet-18's 20 convs + fc (batch 1, 224x224, NHWC) into one
  * module, reports the compile time and times each layer.
  * All times are this thread's CPU time, so other processes sharing the cores do not count.
- * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--resnet18 | MxNxK ...] */
+ * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold] [--resnet18 | MxNxK ...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,14 +83,14 @@ typedef void (*peak_fn)(float *, int64_t);
 
 /* Median and best of 9 samples of about 1 GFLOP each (the best shows the kernel's speed when
  * other processes share the cores; the median is the figure to report). */
-static double median_secs(gemm_fn f, const float *a, const float *bp, const float *bias, float *c,
-                          double flops, double *best) {
+static double median_secs(gemm_fn f, const float *a, float *const *bp, int nb, const float *bias,
+                          float *c, double flops, double *best) {
   int reps = 9, inner = (int)(1e9 / flops) + 1;
   double t[9];
-  f(a, bp, bias, NULL, c, NULL);
+  f(a, bp[0], bias, NULL, c, NULL);
   for (int r = 0; r < reps; r++) {
     double t0 = now();
-    for (int i = 0; i < inner; i++) f(a, bp, bias, NULL, c, NULL);
+    for (int i = 0; i < inner; i++) f(a, bp[(r * inner + i) % nb], bias, NULL, c, NULL);
     t[r] = (now() - t0) / inner;
   }
   qsort(t, (size_t)reps, sizeof t[0], cmp_double);
@@ -176,24 +176,32 @@ done:
   return rc;
 }
 
+/* With --cold, each run reads its weights from one of enough copies to overflow the caches
+ * (128 MB), as a model's weights do at batch 1. */
+static int cold_weights;
+
 /* Times one GEMM over deterministic operands and prints one table row. */
 static void time_gemm(const lb_kern_cfg *cfg, const lb_gemm_desc *d, gemm_fn f, double hz,
                       double peak) {
   size_t bsz = lb_pack_gemm_b_size(cfg, d->k, d->n);
+  int nb = cold_weights ? (int)((128u << 20) / bsz) + 1 : 1;
+  if (nb > 512) nb = 512;
   float *a = aligned_alloc(64, (size_t)(d->m * d->k * 4 + 63) / 64 * 64);
-  float *b = malloc((size_t)(d->k * d->n * 4)), *bp = aligned_alloc(64, (bsz + 63) / 64 * 64);
+  float *b = malloc((size_t)(d->k * d->n * 4)), *bp[512];
+  for (int i = 0; i < nb; i++) bp[i] = aligned_alloc(64, (bsz + 63) / 64 * 64);
   float *bias = calloc((size_t)d->n, 4);
   float *c = aligned_alloc(64, (size_t)(d->m * d->n * 4 + 63) / 64 * 64);
   for (int64_t i = 0; i < d->m * d->k; i++) a[i] = (float)(i % 7) * 0.1f;
   for (int64_t i = 0; i < d->k * d->n; i++) b[i] = (float)(i % 5) * 0.1f;
-  lb_pack_gemm_b(cfg, d->k, d->n, b, 0, bp);
+  for (int i = 0; i < nb; i++) lb_pack_gemm_b(cfg, d->k, d->n, b, 0, bp[i]);
   double fmas = (double)d->m * d->n * d->k;
-  double best, sec = median_secs(f, a, bp, bias, c, 2 * fmas, &best);
+  double best, sec = median_secs(f, a, bp, nb, bias, c, 2 * fmas, &best);
   double fpc = fmas / sec / hz;
   printf("%6lld %6lld %6lld %9.3f %9.1f %9.2f %7.1f%% %7.1f%% %9.2f\n", (long long)d->m,
          (long long)d->n, (long long)d->k, sec * 1e3, 2 * fmas / sec / 1e9, fpc, 100 * fpc / 16,
          100 * fpc / peak, fmas / best / hz);
-  free(a), free(b), free(bp), free(bias), free(c);
+  for (int i = 0; i < nb; i++) free(bp[i]);
+  free(a), free(b), free(bias), free(c);
 }
 
 /* Emits every shape plus the peak probe into one module, then times them. */
@@ -252,6 +260,8 @@ int main(int argc, char **argv) {
       cfg.cache[0] = atoll(argv[++i]);
     } else if (!strcmp(argv[i], "--l2") && i + 1 < argc) {
       cfg.cache[1] = atoll(argv[++i]);
+    } else if (!strcmp(argv[i], "--cold")) {
+      cold_weights = 1;
     } else if (!strcmp(argv[i], "--resnet18")) {
       r18_mode = 1;
     } else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && m > 0 && n > 0 && k > 0 &&
@@ -261,7 +271,7 @@ int main(int argc, char **argv) {
       n_shapes++;
     } else {
       fprintf(stderr, "bench_gemm: argument %d '%s': expected --bits B, --l1 B, --l2 B, "
-              "--resnet18 or MxNxK\n", i, argv[i]);
+              "--cold, --resnet18 or MxNxK\n", i, argv[i]);
       return 2;
     }
   }
