@@ -25,7 +25,7 @@ static const struct {
 } commands[] = {
     /* name      function         one-line summary */
     {"info",    lb_cmd_info,     "inputs, outputs, layers, parameters and MACs of a model"},
-    {"run",     lb_cmd_run,      "run a model on .npy/.bin tensors (reference interpreter)"},
+    {"run",     lb_cmd_run,      "run a model on .npy/.bin tensors (interpreter or JIT)"},
     {"compile", lb_cmd_compile,  "compile a model to an object file + C header for a target"},
     {"bench",   lb_cmd_bench,    "time a model JIT-compiled for this machine"},
     {"spec", lb_cmd_spec, "check, show or list target specs"},
