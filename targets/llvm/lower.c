@@ -319,6 +319,16 @@ static lb_view buf_view(lb_lw *L, plan *p, int b, LLVMValueRef param) {
   return w;
 }
 
+/* A view of constant buffer b without materialising its data as a global. */
+static lb_view buf_view_nodata(plan *p, int b) {
+  const lb_value *v = &p->g->values[p->b[b].value];
+  lb_view w = {.dt = v->dtype, .rank = v->rank};
+  memcpy(w.dims, v->dims, sizeof w.dims);
+  lb_view_strides(&w, NULL);
+  w.base = NULL;
+  return w;
+}
+
 static int add_param(step *s, int b, const plan *p) {
   if (b < 0 || p->b[b].loc == LOC_CONST) return -1;
   s->params[s->n_params] = b;
@@ -356,7 +366,11 @@ static int emit_node_step(lb_lw *L, plan *p, int si, const char *fname) {
   lb_view views[MAX_ARGS];
   for (int i = 0; i < s->n_args; i++) {
     memset(&views[i], 0, sizeof views[i]);
-    if (s->args[i] >= 0) views[i] = buf_view(L, p, s->args[i], pos[i] >= 0 ? LLVMGetParam(fn, (unsigned)pos[i]) : NULL);
+    if (s->args[i] < 0) continue;
+    if (i < (int)n->n_in && p->b[s->args[i]].loc == LOC_CONST && lb_weights_packed(p->g, n, (uint32_t)i))
+      views[i] = buf_view_nodata(p, s->args[i]); /* shape only: the kernel packs its own copy */
+    else
+      views[i] = buf_view(L, p, s->args[i], pos[i] >= 0 ? LLVMGetParam(fn, (unsigned)pos[i]) : NULL);
   }
   lb_op_args a = {.g = p->g, .node = n, .in = views, .out = views + n->n_in,
                   .scratch = LLVMGetParam(fn, (unsigned)s->n_params), .step_name = fname};

@@ -143,6 +143,8 @@ typedef int (*lb_lower_fn)(lb_lw *L, lb_op_args *a);
 
 /* Layout an op wants for its 4-D activation input 0: NHWC for convs on the kernel path. */
 int lb_conv_wants_nhwc(const lb_graph *g, const lb_node *n);
+/* Input i of n is a constant the fast path re-packs: the raw data is not needed in the module. */
+int lb_weights_packed(const lb_graph *g, const lb_node *n, uint32_t i);
 
 int lb_lower_elementwise(lb_lw *L, lb_op_args *a); /* add..div, unary activations, identity */
 int lb_lower_batchnorm(lb_lw *L, lb_op_args *a);

@@ -326,6 +326,12 @@ static int gemm_fast(lb_lw *L, lb_op_args *a) {
   return 0;
 }
 
+int lb_weights_packed(const lb_graph *g, const lb_node *n, uint32_t i) {
+  if (n->op == LB_OP_CONV) return i == 1 && conv_kind(g, n) != 0;
+  if (n->op == LB_OP_GEMM || n->op == LB_OP_MATMUL) return (i == 1 || i == 2) && gemm_fast_ok(g, n);
+  return 0;
+}
+
 int lb_lower_gemm(lb_lw *L, lb_op_args *a) {
   return gemm_fast_ok(a->g, a->node) ? gemm_fast(L, a) : gemm_generic(L, a);
 }
