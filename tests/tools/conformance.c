@@ -187,69 +187,81 @@ static int inspect_model(test_case *t) {
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-/* Imports the model with this data set's frozen inputs turned into initializers. The model
- * message is patched in place and restored before returning, so it can be freed normally. */
-static int import_frozen(test_case *t, const char *ds, lb_graph **g, lb_diag *diag) {
-  Onnx__GraphProto *gp = t->model->graph;
-  Onnx__TensorProto *tp[MAX_IO] = {0};
-  char *saved_name[MAX_IO] = {0};
-  size_t n_init = gp->n_initializer, n_in = gp->n_input, nt = 0;
-  Onnx__TensorProto **inits = calloc(n_init + MAX_IO, sizeof *inits);
-  Onnx__ValueInfoProto **ins = calloc(n_in + 1, sizeof *ins);
-  Onnx__TensorProto **old_inits = gp->initializer;
-  Onnx__ValueInfoProto **old_ins = gp->input;
-  int rc = LB_ERR_NOMEM;
-  uint8_t *buf = NULL;
-  if (!inits || !ins) goto done;
-  if (n_init) memcpy(inits, old_inits, n_init * sizeof *inits);
+/* One data set's values for the frozen inputs, as TensorProtos renamed after those inputs. */
+typedef struct {
+  Onnx__TensorProto *tp[MAX_IO];
+  char *saved_name[MAX_IO]; /* restored before freeing: protobuf-c owns the original */
+  size_t n;
+} frozen_set;
+
+static void frozen_free(frozen_set *f) {
+  for (size_t i = 0; i < f->n; i++) {
+    f->tp[i]->name = f->saved_name[i];
+    onnx__tensor_proto__free_unpacked(f->tp[i], NULL);
+  }
+  f->n = 0;
+}
+
+static int frozen_read(const test_case *t, const char *ds, frozen_set *f, lb_diag *diag) {
   for (int k = 0; k < t->n_real_in; k++) {
     if (!t->frozen[k]) continue;
     char path[4096];
     size_t len;
     snprintf(path, sizeof path, "%s/%s/input_%d.pb", t->dir, ds, k);
     void *raw = read_file(path, &len);
-    tp[nt] = raw ? onnx__tensor_proto__unpack(NULL, len, raw) : NULL;
+    Onnx__TensorProto *tp = raw ? onnx__tensor_proto__unpack(NULL, len, raw) : NULL;
     free(raw);
-    if (!tp[nt]) {
-      rc = lb_diag_err(diag, LB_ERR_INPUT, "%s: cannot read the tensor", path);
-      goto done;
+    if (!tp) return lb_diag_err(diag, LB_ERR_INPUT, "%s: cannot read the tensor", path);
+    f->saved_name[f->n] = tp->name;
+    tp->name = (char *)t->real_in[k];
+    f->tp[f->n++] = tp;
+  }
+  return 0;
+}
+
+/* Serializes the model with f's tensors as extra initializers and without the inputs they
+ * replace. The message is patched in place and restored, so it can be freed normally. */
+static uint8_t *pack_with(test_case *t, const frozen_set *f, size_t *len) {
+  Onnx__GraphProto *gp = t->model->graph;
+  size_t n_init = gp->n_initializer, n_in = gp->n_input, m = 0;
+  Onnx__TensorProto **inits = calloc(n_init + f->n + 1, sizeof *inits), **old_inits = gp->initializer;
+  Onnx__ValueInfoProto **ins = calloc(n_in + 1, sizeof *ins), **old_ins = gp->input;
+  uint8_t *buf = NULL;
+  if (inits && ins) {
+    if (n_init) memcpy(inits, old_inits, n_init * sizeof *inits);
+    memcpy(inits + n_init, f->tp, f->n * sizeof *inits);
+    for (size_t i = 0; i < n_in; i++) {
+      int keep = 1;
+      for (int k = 0; k < t->n_real_in; k++)
+        if (t->frozen[k] && strcmp(old_ins[i]->name, t->real_in[k]) == 0) keep = 0;
+      if (keep) ins[m++] = old_ins[i];
     }
-    saved_name[nt] = tp[nt]->name;
-    tp[nt]->name = (char *)t->real_in[k];
-    inits[n_init + nt] = tp[nt];
-    nt++;
+    gp->initializer = inits, gp->n_initializer = n_init + f->n;
+    gp->input = ins, gp->n_input = m;
+    *len = onnx__model_proto__get_packed_size(t->model);
+    if ((buf = malloc(*len ? *len : 1))) onnx__model_proto__pack(t->model, buf);
+    gp->initializer = old_inits, gp->n_initializer = n_init;
+    gp->input = old_ins, gp->n_input = n_in;
   }
-  size_t m = 0;
-  for (size_t i = 0; i < n_in; i++) {
-    int keep = 1;
-    for (int k = 0; k < t->n_real_in; k++)
-      if (t->frozen[k] && strcmp(old_ins[i]->name, t->real_in[k]) == 0) keep = 0;
-    if (keep) ins[m++] = old_ins[i];
-  }
-  gp->initializer = inits;
-  gp->n_initializer = n_init + nt;
-  gp->input = ins;
-  gp->n_input = m;
-  size_t len = onnx__model_proto__get_packed_size(t->model);
-  buf = malloc(len ? len : 1);
-  if (buf) {
-    onnx__model_proto__pack(t->model, buf);
-    char name[4096];
-    snprintf(name, sizeof name, "%s/model.onnx", t->dir);
-    rc = lb_onnx_load_buffer(buf, len, name, g, diag);
-  }
-  gp->initializer = old_inits;
-  gp->n_initializer = n_init;
-  gp->input = old_ins;
-  gp->n_input = n_in;
-done:
-  for (size_t i = 0; i < nt; i++) {
-    tp[i]->name = saved_name[i];
-    onnx__tensor_proto__free_unpacked(tp[i], NULL);
-  }
-  free(buf);
   free(inits);
   free(ins);
+  return buf;
+}
+
+/* Imports the model with this data set's frozen inputs turned into initializers. */
+static int import_frozen(test_case *t, const char *ds, lb_graph **g, lb_diag *diag) {
+  frozen_set f = {.n = 0};
+  int rc = frozen_read(t, ds, &f, diag);
+  if (rc == 0) {
+    size_t len = 0;
+    uint8_t *buf = pack_with(t, &f, &len);
+    char name[4200];
+    snprintf(name, sizeof name, "%s/model.onnx", t->dir);
+    rc = buf ? lb_onnx_load_buffer(buf, len, name, g, diag)
+             : lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
+    free(buf);
+  }
+  frozen_free(&f);
   return rc;
 }
 
