@@ -97,8 +97,8 @@ static lb_jit *jit_for(lb_graph *g, const char *model) {
   return j;
 }
 
-/* Runs the engine on every sample of mc and compares with torch's outputs. */
-static result run_model(const model_case *mc, int engine) {
+/* Imports mc's model and readies the engine; the graph has one f32 input and one output. */
+static lb_graph *load_graph(const model_case *mc, int engine, lb_jit **jit) {
   char path[1024];
   snprintf(path, sizeof path, MODELS "%s.onnx", mc->model);
   lb_graph *g = NULL;
@@ -106,36 +106,49 @@ static result run_model(const model_case *mc, int engine) {
   lb_diag_clear(&d);
   int rc = lb_onnx_load(path, &g, &d);
   ck_assert_msg(rc == 0, "%s: %s", path, d.msg);
-  /* before taking pointers into g: the passes may reallocate its values */
-  lb_jit *jit = engine == ENGINE_JIT ? jit_for(g, mc->model) : NULL;
+  *jit = engine == ENGINE_JIT ? jit_for(g, mc->model) : NULL;
   ck_assert_uint_eq(g->n_inputs, 1);
   ck_assert_uint_eq(g->n_outputs, 1);
-  const lb_value *iv = &g->values[g->inputs[0]];
-  ck_assert_int_eq(iv->dtype, LB_DTYPE_F32);
+  ck_assert_int_eq(g->values[g->inputs[0]].dtype, LB_DTYPE_F32);
+  return g;
+}
 
+/* Reads mc's inputs x, torch's outputs ref and labels y, checking they agree in count. */
+static result load_data(const model_case *mc, int64_t per, lb_tensor *x, lb_tensor *ref,
+                        lb_tensor *y) {
   char ref_stem[256];
   snprintf(ref_stem, sizeof ref_stem, "%s_torch_out", mc->model);
-  lb_tensor x, ref, y = {0};
-  load_npy(mc->x, &x);
-  load_npy(ref_stem, &ref);
-  if (mc->y) load_npy(mc->y, &y);
-  ck_assert_int_eq(x.dtype, LB_DTYPE_F32);
-  ck_assert_int_eq(ref.dtype, LB_DTYPE_F32);
-  ck_assert_int_eq(ref.rank, 2);
-  int64_t per = lb_value_numel(iv);
-  result r = {.n = ref.dims[0], .classes = ref.dims[1], .lo = INFINITY, .hi = -INFINITY};
-  ck_assert_int_eq(lb_tensor_numel(&x), r.n * per);
+  load_npy(mc->x, x);
+  load_npy(ref_stem, ref);
+  ck_assert_int_eq(x->dtype, LB_DTYPE_F32);
+  ck_assert_int_eq(ref->dtype, LB_DTYPE_F32);
+  ck_assert_int_eq(ref->rank, 2);
+  result r = {.n = ref->dims[0], .classes = ref->dims[1], .lo = INFINITY, .hi = -INFINITY};
+  ck_assert_int_eq(lb_tensor_numel(x), r.n * per);
   if (mc->y) {
-    ck_assert_int_eq(y.dtype, LB_DTYPE_I64);
-    ck_assert_int_eq(lb_tensor_numel(&y), r.n);
+    load_npy(mc->y, y);
+    ck_assert_int_eq(y->dtype, LB_DTYPE_I64);
+    ck_assert_int_eq(lb_tensor_numel(y), r.n);
   }
+  return r;
+}
 
+/* Runs the engine on every sample of mc and compares with torch's outputs. */
+static result run_model(const model_case *mc, int engine) {
+  lb_jit *jit;
+  lb_graph *g = load_graph(mc, engine, &jit); /* before pointers into g: passes reallocate */
+  const lb_value *iv = &g->values[g->inputs[0]];
+  int64_t per = lb_value_numel(iv);
+  lb_tensor x, ref, y = {0};
+  result r = load_data(mc, per, &x, &ref, &y);
+  lb_diag d;
+  lb_diag_clear(&d);
   double t0 = now_ms();
   for (int64_t i = 0; i < r.n; i++) {
     lb_tensor in = {.dtype = LB_DTYPE_F32, .rank = iv->rank, .data = (float *)x.data + i * per};
     memcpy(in.dims, iv->dims, sizeof in.dims);
     lb_tensor out = {0};
-    rc = jit ? lb_jit_run_tensors(jit, g, &in, &out, &d) : lb_interp_run(g, &in, &out, &d);
+    int rc = jit ? lb_jit_run_tensors(jit, g, &in, &out, &d) : lb_interp_run(g, &in, &out, &d);
     ck_assert_msg(rc == 0, "%s sample %lld: %s", mc->model, (long long)i, d.msg);
     ck_assert_int_eq(out.dtype, LB_DTYPE_F32);
     ck_assert_int_eq(lb_tensor_numel(&out), r.classes);
