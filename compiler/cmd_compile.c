@@ -28,7 +28,8 @@ static const char *value_of(const char *cmd, int argc, char **argv, int *i) {
 }
 
 /* Loads model and spec and prepares the graph for fp32 code generation. */
-static int load_inputs(const char *model, const char *spec_name, lb_graph **g, lb_spec **s, lb_diag *d) {
+static int load_inputs(const char *model, const char *spec_name, lb_graph **g, lb_spec **s,
+                       lb_diag *d) {
   *g = NULL, *s = NULL;
   int rc = lb_spec_load(spec_name, s, d);
   if (!rc) rc = lb_onnx_load(model, g, d);
@@ -67,11 +68,12 @@ static void compile_usage(FILE *f) {
 static int compile_args(int argc, char **argv, compile_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    const char **slot = is(a, "--spec") ? &o->spec
+    const char **slot = is(a, "--spec")                    ? &o->spec
                         : is(a, "-o") || is(a, "--output") ? &o->out
-                        : is(a, "--name") ? &o->name
-                        : is(a, "--emit") ? &o->emit
-                        : is(a, "--quantize") ? &o->quantize : NULL;
+                        : is(a, "--name")                  ? &o->name
+                        : is(a, "--emit")                  ? &o->emit
+                        : is(a, "--quantize")              ? &o->quantize
+                                                           : NULL;
     if (is(a, "-h") || is(a, "--help")) {
       compile_usage(stdout);
       return -1;
@@ -102,7 +104,8 @@ static void derive_names(const char *out, char *name, size_t nn, char *hdr, size
   if (len == 0 || (base[0] >= '0' && base[0] <= '9')) name[k++] = '_';
   for (size_t i = 0; i < len && k + 1 < nn; i++) {
     char c = base[i];
-    name[k++] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c : '_';
+    name[k++] =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c : '_';
   }
   name[k] = 0;
   snprintf(hdr, hn, "%.*s.h", (int)(dot && dot != base ? (size_t)(dot - out) : strlen(out)), out);
@@ -111,17 +114,24 @@ static void derive_names(const char *out, char *name, size_t nn, char *hdr, size
 static int compile_check(const compile_opts *o, lb_emit_kind *kind) {
   if (!o->model || !o->spec || !o->out) {
     fprintf(stderr, "lowbit compile: %s is required (try 'lowbit compile --help')\n",
-            !o->model ? "a model" : !o->spec ? "--spec" : "-o OUT");
+            !o->model  ? "a model"
+            : !o->spec ? "--spec"
+                       : "-o OUT");
     return 2;
   }
   const char *e = o->emit ? o->emit : "obj";
-  *kind = is(e, "obj") ? LB_EMIT_OBJ : is(e, "asm") ? LB_EMIT_ASM : is(e, "llvm") ? LB_EMIT_LLVM : -1;
+  *kind = is(e, "obj")    ? LB_EMIT_OBJ
+          : is(e, "asm")  ? LB_EMIT_ASM
+          : is(e, "llvm") ? LB_EMIT_LLVM
+                          : -1;
   if ((int)*kind < 0) {
     fprintf(stderr, "lowbit compile: --emit '%s': expected obj, asm or llvm\n", e);
     return 2;
   }
   if (o->quantize && !is(o->quantize, "none")) {
-    fprintf(stderr, "lowbit compile: --quantize '%s': this build generates fp32 code only (use none)\n", o->quantize);
+    fprintf(stderr,
+            "lowbit compile: --quantize '%s': this build generates fp32 code only (use none)\n",
+            o->quantize);
     return 2;
   }
   return 0;
@@ -145,9 +155,13 @@ int lb_cmd_compile(int argc, char **argv) {
     rc = lb_target_emit(g, s, &co, kind, o.out, kind == LB_EMIT_LLVM ? NULL : hdr, &d);
     if (rc) lb_diag_prefix(&d, "%s", o.model);
   }
-  if (rc) fprintf(stderr, "lowbit compile: %s\n", d.msg);
-  else if (kind == LB_EMIT_LLVM) printf("wrote %s (LLVM IR for %s)\n", o.out, lb_spec_name(s));
-  else printf("wrote %s and %s (%s, symbols %s_*)\n", o.out, hdr, lb_spec_name(s), o.name ? o.name : name);
+  if (rc)
+    fprintf(stderr, "lowbit compile: %s\n", d.msg);
+  else if (kind == LB_EMIT_LLVM)
+    printf("wrote %s (LLVM IR for %s)\n", o.out, lb_spec_name(s));
+  else
+    printf("wrote %s and %s (%s, symbols %s_*)\n", o.out, hdr, lb_spec_name(s),
+           o.name ? o.name : name);
   lb_graph_free(g);
   lb_spec_free(s);
   return lb_exit_code(rc);
@@ -162,21 +176,20 @@ typedef struct bench_opts {
 } bench_opts;
 
 static void bench_usage(FILE *f) {
-  fprintf(f,
-          "usage: lowbit bench MODEL.onnx [--spec host] [options]\n"
-          "\n"
-          "JIT-compiles the model for this machine and times it on fixed pseudo-random inputs:\n"
-          "median, min and max latency, GFLOP/s (convolutions and matrix products) and the\n"
-          "fraction of the spec's fp32 peak (fp32 MACs/cycle x 2 x clock).\n"
-          "\n"
-          "  --spec S       spec to compile for; must run on this machine (default: host)\n"
-          "  -i FILE        first input from a .npy/.bin file instead of pseudo-random data\n"
-          "  --iters N      timed iterations (default 50)\n"
-          "  --warmup N     untimed iterations first (default 5)\n"
-          "  --threads N    worker threads (only 1 so far; the default)\n"
-          "  --profile      time every layer (step) and print the slowest\n"
-          "  --json         print one JSON object instead of text\n"
-          "  -h, --help     print this help\n");
+  fprintf(f, "usage: lowbit bench MODEL.onnx [--spec host] [options]\n"
+             "\n"
+             "JIT-compiles the model for this machine and times it on fixed pseudo-random inputs:\n"
+             "median, min and max latency, GFLOP/s (convolutions and matrix products) and the\n"
+             "fraction of the spec's fp32 peak (fp32 MACs/cycle x 2 x clock).\n"
+             "\n"
+             "  --spec S       spec to compile for; must run on this machine (default: host)\n"
+             "  -i FILE        first input from a .npy/.bin file instead of pseudo-random data\n"
+             "  --iters N      timed iterations (default 50)\n"
+             "  --warmup N     untimed iterations first (default 5)\n"
+             "  --threads N    worker threads (only 1 so far; the default)\n"
+             "  --profile      time every layer (step) and print the slowest\n"
+             "  --json         print one JSON object instead of text\n"
+             "  -h, --help     print this help\n");
 }
 
 static int parse_count(const char *opt, const char *v, long lo, long *out) {
@@ -194,15 +207,20 @@ static int parse_count(const char *opt, const char *v, long lo, long *out) {
 static int bench_args(int argc, char **argv, bench_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
-    long *num = is(a, "--iters") ? &o->iters : is(a, "--warmup") ? &o->warmup
-                : is(a, "--threads") ? &o->threads : NULL;
+    long *num = is(a, "--iters")     ? &o->iters
+                : is(a, "--warmup")  ? &o->warmup
+                : is(a, "--threads") ? &o->threads
+                                     : NULL;
     if (is(a, "-h") || is(a, "--help")) {
       bench_usage(stdout);
       return -1;
     } else if (num) {
-      if (!(v = value_of("bench", argc, argv, &i)) || parse_count(a, v, num == &o->warmup ? 0 : 1, num)) return 2;
+      if (!(v = value_of("bench", argc, argv, &i)) ||
+          parse_count(a, v, num == &o->warmup ? 0 : 1, num))
+        return 2;
     } else if (is(a, "--spec") || is(a, "-i") || is(a, "--input")) {
-      if (!(*(is(a, "--spec") ? &o->spec : &o->input) = value_of("bench", argc, argv, &i))) return 2;
+      if (!(*(is(a, "--spec") ? &o->spec : &o->input) = value_of("bench", argc, argv, &i)))
+        return 2;
     } else if (is(a, "--json") || is(a, "--profile")) {
       *(is(a, "--json") ? &o->json : &o->profile) = 1;
     } else if (a[0] == '-' && a[1]) {
@@ -280,8 +298,8 @@ static int read_input(const char *path, const lb_graph *g, void *dst, lb_diag *d
   LB_TRY(lb_tensor_read(path, v->dtype, v->rank, v->dims, &t, d));
   int rc = 0;
   if (t.dtype != v->dtype || lb_tensor_numel(&t) != lb_value_numel(v))
-    rc = lb_diag_err(d, LB_ERR_INPUT, "%s: expected %s with %lld elements (the model's input 0)", path,
-                     lb_dtype_name(v->dtype), (long long)lb_value_numel(v));
+    rc = lb_diag_err(d, LB_ERR_INPUT, "%s: expected %s with %lld elements (the model's input 0)",
+                     path, lb_dtype_name(v->dtype), (long long)lb_value_numel(v));
   else
     memcpy(dst, t.data, lb_dtype_bytes(v->dtype, lb_value_numel(v)));
   lb_free(t.data);
@@ -325,10 +343,12 @@ static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *ste
   return 0;
 }
 
-static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j, const bench_res *r) {
+static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j,
+                       const bench_res *r) {
   printf("model    %s\nspec     %s (%s)\niters    %ld (warm-up %ld), 1 thread\n", o->model,
          lb_spec_name(s), lb_spec_llvm_cpu(s), o->iters, o->warmup);
-  printf("latency  median %.3f ms   min %.3f ms   max %.3f ms\n", r->med * 1e3, r->min * 1e3, r->max * 1e3);
+  printf("latency  median %.3f ms   min %.3f ms   max %.3f ms\n", r->med * 1e3, r->min * 1e3,
+         r->max * 1e3);
   printf("compute  %.3f GFLOP per run, %.1f GFLOP/s = %.1f%% of fp32 peak (%.1f GFLOP/s)\n",
          lb_graph_flops(g) * 1e-9, r->gflops, 100 * r->peak_frac, r->peak_gflops);
   if (!r->step_s) return;
@@ -338,46 +358,56 @@ static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s,
   printf("\n%4s  %-40s %9s %6s %9s\n", "step", "layer", "ms", "%", "GFLOP/s");
   for (int i = 0; i < n; i++)
     printf("%4d  %-40.40s %9.4f %5.1f%% %9.1f\n", i, lb_jit_step_name(j, i), r->step_s[i] * 1e3,
-           100 * r->step_s[i] / total, lb_jit_step_flops(j, i) > 1e4 ? lb_jit_step_flops(j, i) / r->step_s[i] * 1e-9 : 0.0);
+           100 * r->step_s[i] / total,
+           lb_jit_step_flops(j, i) > 1e4 ? lb_jit_step_flops(j, i) / r->step_s[i] * 1e-9 : 0.0);
 }
 
 static void json_str(const char *s) {
   putchar('"');
   for (; *s; s++) {
-    if (*s == '"' || *s == '\\') printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-    else putchar(*s);
+    if (*s == '"' || *s == '\\')
+      printf("\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      printf("\\u%04x", *s);
+    else
+      putchar(*s);
   }
   putchar('"');
 }
 
-static void print_json(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j, const bench_res *r) {
+static void print_json(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j,
+                       const bench_res *r) {
   printf("{\"model\": ");
   json_str(o->model);
   printf(", \"spec\": ");
   json_str(lb_spec_name(s));
-  printf(", \"threads\": 1, \"iters\": %ld, \"warmup\": %ld, \"median_ms\": %.6f, \"min_ms\": %.6f, "
-         "\"max_ms\": %.6f, \"gflop\": %.6f, \"gflops\": %.3f, \"peak_gflops\": %.3f, \"peak_fraction\": %.5f",
-         o->iters, o->warmup, r->med * 1e3, r->min * 1e3, r->max * 1e3, lb_graph_flops(g) * 1e-9, r->gflops,
-         r->peak_gflops, r->peak_frac);
+  printf(
+      ", \"threads\": 1, \"iters\": %ld, \"warmup\": %ld, \"median_ms\": %.6f, \"min_ms\": %.6f, "
+      "\"max_ms\": %.6f, \"gflop\": %.6f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
+      "\"peak_fraction\": %.5f",
+      o->iters, o->warmup, r->med * 1e3, r->min * 1e3, r->max * 1e3, lb_graph_flops(g) * 1e-9,
+      r->gflops, r->peak_gflops, r->peak_frac);
   if (r->step_s) {
     printf(", \"layers\": [");
     for (int i = 0; i < lb_jit_step_count(j); i++) {
       printf("%s{\"name\": ", i ? ", " : "");
       json_str(lb_jit_step_name(j, i));
-      printf(", \"ms\": %.6f, \"gflop\": %.6f}", r->step_s[i] * 1e3, lb_jit_step_flops(j, i) * 1e-9);
+      printf(", \"ms\": %.6f, \"gflop\": %.6f}", r->step_s[i] * 1e3,
+             lb_jit_step_flops(j, i) * 1e-9);
     }
     printf("]");
   }
   printf("}\n");
 }
 
-static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, lb_jit *j, lb_diag *d) {
+static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, lb_jit *j,
+                     lb_diag *d) {
   bufs b = {0};
   bench_res r = {0};
   double *t = calloc((size_t)o->iters, sizeof *t);
   if (o->profile) r.step_s = calloc((size_t)lb_jit_step_count(j) + 1, sizeof *r.step_s);
-  int rc = (!t || (o->profile && !r.step_s)) ? LB_ERR_NOMEM : make_bufs(g, lb_jit_workspace_size(j), &b);
+  int rc =
+      (!t || (o->profile && !r.step_s)) ? LB_ERR_NOMEM : make_bufs(g, lb_jit_workspace_size(j), &b);
   if (rc) lb_diag_err(d, rc, "out of memory");
   if (!rc && o->input) rc = read_input(o->input, g, b.in[0], d);
   if (!rc) {
@@ -388,8 +418,10 @@ static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, l
     r.peak_gflops = 2.0 * lb_spec_fp32_peak_macs(s) * lb_spec_clock_ghz(s);
     r.peak_frac = r.peak_gflops > 0 ? r.gflops / r.peak_gflops : 0;
     if (o->profile) rc = time_steps(o, j, &b, r.step_s);
-    if (rc) lb_diag_err(d, rc, "out of memory");
-    else (o->json ? print_json : print_text)(o, g, s, j, &r);
+    if (rc)
+      lb_diag_err(d, rc, "out of memory");
+    else
+      (o->json ? print_json : print_text)(o, g, s, j, &r);
   }
   free_bufs(g, &b);
   free(t), free(r.step_s);

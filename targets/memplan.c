@@ -63,7 +63,8 @@ int lb_memplan(lb_mem_req *reqs, size_t n, size_t align, size_t *total) {
     g_off_reqs = reqs;
     qsort(nb, n_nb, sizeof *nb, by_offset);
     r->offset = lowest_gap(reqs, nb, n_nb, round_up(r->size, align), align);
-    if (round_up(r->offset + r->size, align) > *total) *total = round_up(r->offset + r->size, align);
+    if (round_up(r->offset + r->size, align) > *total)
+      *total = round_up(r->offset + r->size, align);
     placed[n_placed++] = order[k];
   }
   lb_free(order), lb_free(placed), lb_free(nb);

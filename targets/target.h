@@ -23,12 +23,10 @@ typedef struct lb_codegen_opts {
  * given format. For LB_EMIT_OBJ and LB_EMIT_ASM, header_path (if not NULL) receives the C
  * header with the ABI, shapes and dtypes. */
 int lb_target_emit(const lb_graph *g, const lb_spec *spec, const lb_codegen_opts *opts,
-                   lb_emit_kind kind, const char *out_path, const char *header_path,
-                   lb_diag *diag);
+                   lb_emit_kind kind, const char *out_path, const char *header_path, lb_diag *diag);
 
 /* Writes only the C header (atomically). */
-int lb_target_write_header(const lb_graph *g, const char *name, const char *path,
-                           lb_diag *diag);
+int lb_target_write_header(const lb_graph *g, const char *name, const char *path, lb_diag *diag);
 
 /* Checks that this machine can execute code built for spec (same architecture and every
  * "+feature" of the spec present on the host); LB_ERR_INPUT with the missing feature if not. */

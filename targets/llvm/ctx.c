@@ -143,8 +143,10 @@ int lb_write_file_atomic(const char *path, const void *data, size_t len, lb_diag
   fchmod(fd, 0666 & ~um); /* mkstemp makes 0600; outputs get the usual permissions */
   FILE *f = fdopen(fd, "wb");
   int ok = f && fwrite(data, 1, len, f) == len;
-  if (f) ok = (fclose(f) == 0) && ok;
-  else close(fd);
+  if (f)
+    ok = (fclose(f) == 0) && ok;
+  else
+    close(fd);
   if (ok && rename(tmp, path) == 0) {
     lb_free(tmp);
     return 0;

@@ -188,8 +188,10 @@ LLVMValueRef lb_alloca(lb_lw *L, LLVMTypeRef ty, LLVMValueRef init) {
   LLVMBuilderRef eb = LLVMCreateBuilderInContext(L->ctx);
   LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(L->fn);
   LLVMValueRef first = LLVMGetFirstInstruction(entry);
-  if (first) LLVMPositionBuilderBefore(eb, first);
-  else LLVMPositionBuilderAtEnd(eb, entry);
+  if (first)
+    LLVMPositionBuilderBefore(eb, first);
+  else
+    LLVMPositionBuilderAtEnd(eb, entry);
   LLVMValueRef slot = LLVMBuildAlloca(eb, ty, "");
   LLVMDisposeBuilder(eb);
   if (init) LLVMBuildStore(L->b, init, slot);

@@ -44,14 +44,18 @@ int lb_target_host_check(const lb_spec *spec, lb_diag *diag) {
   int rc = 0;
   size_t a = arch_len(st), b = arch_len(host);
   if (a != b || strncmp(st, host, a))
-    rc = lb_diag_err(diag, LB_ERR_INPUT, "spec %s targets %.*s but this machine is %.*s; use "
-                     "'lowbit compile' for it (or --spec host)", lb_spec_name(spec), (int)a, st, (int)b, host);
+    rc = lb_diag_err(diag, LB_ERR_INPUT,
+                     "spec %s targets %.*s but this machine is %.*s; use "
+                     "'lowbit compile' for it (or --spec host)",
+                     lb_spec_name(spec), (int)a, st, (int)b, host);
   for (const char *p = feat; !rc && p && *p;) {
     const char *e = strchr(p, ',');
     size_t len = e ? (size_t)(e - p) : strlen(p);
     if (len > 1 && p[0] == '+' && !has_feature(hf, p + 1, len - 1))
-      rc = lb_diag_err(diag, LB_ERR_INPUT, "spec %s needs CPU feature '%.*s', which this machine "
-                       "lacks; use --spec host", lb_spec_name(spec), (int)(len - 1), p + 1);
+      rc = lb_diag_err(diag, LB_ERR_INPUT,
+                       "spec %s needs CPU feature '%.*s', which this machine "
+                       "lacks; use --spec host",
+                       lb_spec_name(spec), (int)(len - 1), p + 1);
     p = e ? e + 1 : NULL;
   }
   LLVMDisposeMessage(host);
@@ -68,7 +72,8 @@ static int jit_error(lb_diag *diag, LLVMErrorRef err, const char *what) {
 
 /* Creates the LLJIT on the lowering's target machine (consumed) and adds the module (consumed). */
 static int make_jit(lb_jit *j, lb_lw *L, lb_diag *diag) {
-  LLVMOrcJITTargetMachineBuilderRef jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(L->tm);
+  LLVMOrcJITTargetMachineBuilderRef jtmb =
+      LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(L->tm);
   L->tm = NULL; /* ownership passed to jtmb */
   LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, jtmb); /* consumes jtmb */
@@ -76,11 +81,12 @@ static int make_jit(lb_jit *j, lb_lw *L, lb_diag *diag) {
   if (err) return jit_error(diag, err, "creation");
   LLVMOrcJITDylibRef main = LLVMOrcLLJITGetMainJITDylib(j->jit);
   LLVMOrcDefinitionGeneratorRef gen; /* resolves libm (expf, tanhf) from this process */
-  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
+  err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+      &gen, LLVMOrcLLJITGetGlobalPrefix(j->jit), NULL, NULL);
   if (err) return jit_error(diag, err, "process symbols");
   LLVMOrcJITDylibAddGenerator(main, gen); /* main owns gen */
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(L->mod, j->tsc);
-  L->mod = NULL; /* ownership passed to tsm */
+  L->mod = NULL;                                        /* ownership passed to tsm */
   err = LLVMOrcLLJITAddLLVMIRModule(j->jit, main, tsm); /* consumes tsm */
   if (err) return jit_error(diag, err, "adding the module");
   return 0;
@@ -96,7 +102,8 @@ static int lookup(lb_jit *j, const char *prefix, const char *sym, uint64_t *addr
   return 0;
 }
 
-static int compile_into(lb_jit *j, const lb_graph *g, const lb_spec *spec, const lb_codegen_opts *o, lb_diag *diag) {
+static int compile_into(lb_jit *j, const lb_graph *g, const lb_spec *spec, const lb_codegen_opts *o,
+                        lb_diag *diag) {
   lb_lw L;
   LB_TRY(lb_lw_init(&L, LLVMOrcThreadSafeContextGetContext(j->tsc), spec, "lowbit_jit", diag));
   int rc = lb_lower_graph(&L, g, o, &j->info);
@@ -115,14 +122,15 @@ static int compile_into(lb_jit *j, const lb_graph *g, const lb_spec *spec, const
   return 0;
 }
 
-int lb_jit_compile(const lb_graph *g, const lb_spec *spec, const lb_codegen_opts *opts, lb_jit **out,
-                   lb_diag *diag) {
+int lb_jit_compile(const lb_graph *g, const lb_spec *spec, const lb_codegen_opts *opts,
+                   lb_jit **out, lb_diag *diag) {
   *out = NULL;
   LB_TRY(lb_target_host_check(spec, diag));
   lb_jit *j = lb_calloc(1, sizeof *j);
   if (!j) return lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
   j->tsc = LLVMOrcCreateNewThreadSafeContext();
-  lb_codegen_opts o = {.name = opts && opts->name ? opts->name : "model", .profile = opts && opts->profile};
+  lb_codegen_opts o = {.name = opts && opts->name ? opts->name : "model",
+                       .profile = opts && opts->profile};
   int rc = compile_into(j, g, spec, &o, diag);
   if (rc) {
     lb_jit_free(j);
@@ -176,7 +184,10 @@ int lb_jit_run_tensors(const lb_jit *j, const lb_graph *g, const lb_tensor *in, 
     out[i].data = op[i] = lb_malloc(lb_dtype_bytes(v->dtype, lb_value_numel(v)) + 1);
     if (!op[i]) rc = lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
   }
-  if (!rc) rc = j->run(ip, op, ws + (64 - (uintptr_t)ws % 64) % 64) ? lb_diag_err(diag, LB_ERR_INTERNAL, "generated run failed") : 0;
+  if (!rc)
+    rc = j->run(ip, op, ws + (64 - (uintptr_t)ws % 64) % 64)
+             ? lb_diag_err(diag, LB_ERR_INTERNAL, "generated run failed")
+             : 0;
   for (uint32_t i = 0; rc && op && i < g->n_outputs; i++) lb_free(op[i]), out[i].data = NULL;
   lb_free(ip), lb_free(op), lb_free(ws);
   return rc;

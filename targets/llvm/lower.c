@@ -24,19 +24,19 @@ typedef struct buf {
 } buf;
 
 typedef struct vinfo {
-  int nhwc;       /* layout the producer writes */
-  int buf;        /* buffer holding it in that layout (-1: constant) */
-  int alt;        /* buffer holding a relayouted copy (-1: none yet) */
+  int nhwc;        /* layout the producer writes */
+  int buf;         /* buffer holding it in that layout (-1: constant) */
+  int alt;         /* buffer holding a relayouted copy (-1: none yet) */
   LLVMValueRef gv; /* constant global */
 } vinfo;
 
 typedef struct step {
   int kind;
   uint32_t node;
-  int src, dst;           /* STEP_COPY buffers */
-  int n_args, args[MAX_ARGS]; /* STEP_NODE: buffer per input (-1 absent), then outputs */
+  int src, dst;                       /* STEP_COPY buffers */
+  int n_args, args[MAX_ARGS];         /* STEP_NODE: buffer per input (-1 absent), then outputs */
   int n_params, params[MAX_ARGS + 1]; /* buffers passed as pointers (constants are globals) */
-  int scratch;            /* buffer id or -1 */
+  int scratch;                        /* buffer id or -1 */
   LLVMValueRef fn;
   char name[80];
   double flops;
@@ -96,17 +96,31 @@ static size_t vbytes(const lb_value *v) { return lb_dtype_bytes(v->dtype, lb_val
 /* What layout op n needs for its input i. */
 static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
   switch (n->op) {
-  case LB_OP_CONV:
-    return lb_conv_wants_nhwc(g, n) && (i == 0 || i == 3) ? REQ_NHWC : REQ_ANY;
-  case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: case LB_OP_DIV: case LB_OP_RELU:
-  case LB_OP_LEAKY_RELU: case LB_OP_CLIP: case LB_OP_SIGMOID: case LB_OP_TANH:
-  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: case LB_OP_MAX_POOL: case LB_OP_AVG_POOL:
-  case LB_OP_GLOBAL_AVG_POOL: case LB_OP_BATCHNORM: case LB_OP_CONCAT: case LB_OP_PAD:
-  case LB_OP_IDENTITY: case LB_OP_SHAPE: case LB_OP_TRANSPOSE: case LB_OP_REDUCE_MEAN:
-  case LB_OP_QUANTIZE: case LB_OP_DEQUANTIZE:
-    return REQ_ANY;
-  default:
-    return REQ_CANON;
+  case LB_OP_CONV: return lb_conv_wants_nhwc(g, n) && (i == 0 || i == 3) ? REQ_NHWC : REQ_ANY;
+  case LB_OP_ADD:
+  case LB_OP_SUB:
+  case LB_OP_MUL:
+  case LB_OP_DIV:
+  case LB_OP_RELU:
+  case LB_OP_LEAKY_RELU:
+  case LB_OP_CLIP:
+  case LB_OP_SIGMOID:
+  case LB_OP_TANH:
+  case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH:
+  case LB_OP_MAX_POOL:
+  case LB_OP_AVG_POOL:
+  case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_BATCHNORM:
+  case LB_OP_CONCAT:
+  case LB_OP_PAD:
+  case LB_OP_IDENTITY:
+  case LB_OP_SHAPE:
+  case LB_OP_TRANSPOSE:
+  case LB_OP_REDUCE_MEAN:
+  case LB_OP_QUANTIZE:
+  case LB_OP_DEQUANTIZE: return REQ_ANY;
+  default: return REQ_CANON;
   }
 }
 
@@ -121,10 +135,23 @@ static int out_layout(const plan *p, const lb_node *n) {
     for (uint32_t i = 0; i < n->n_in; i++)
       if (!p->v[n->in[i]].nhwc) return 0;
     return 1;
-  case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: case LB_OP_DIV: case LB_OP_RELU:
-  case LB_OP_LEAKY_RELU: case LB_OP_CLIP: case LB_OP_SIGMOID: case LB_OP_TANH:
-  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: case LB_OP_MAX_POOL: case LB_OP_AVG_POOL:
-  case LB_OP_GLOBAL_AVG_POOL: case LB_OP_BATCHNORM: case LB_OP_PAD: case LB_OP_IDENTITY:
+  case LB_OP_ADD:
+  case LB_OP_SUB:
+  case LB_OP_MUL:
+  case LB_OP_DIV:
+  case LB_OP_RELU:
+  case LB_OP_LEAKY_RELU:
+  case LB_OP_CLIP:
+  case LB_OP_SIGMOID:
+  case LB_OP_TANH:
+  case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH:
+  case LB_OP_MAX_POOL:
+  case LB_OP_AVG_POOL:
+  case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_BATCHNORM:
+  case LB_OP_PAD:
+  case LB_OP_IDENTITY:
     for (uint32_t i = 0; i < n->n_in && i < 2; i++) {
       const lb_value *x = &g->values[n->in[i]];
       if (x->rank == 4 && !x->data &&
@@ -343,7 +370,8 @@ static double node_flops(const lb_graph *g, const lb_node *n) {
   }
   if (n->op == LB_OP_GEMM || n->op == LB_OP_MATMUL) {
     const lb_value *a = &g->values[n->in[0]];
-    int64_t k = a->rank == 1 ? a->dims[0] : a->dims[a->rank - (n->op == LB_OP_GEMM && n->attr.trans_a ? 2 : 1)];
+    int64_t k = a->rank == 1 ? a->dims[0]
+                             : a->dims[a->rank - (n->op == LB_OP_GEMM && n->attr.trans_a ? 2 : 1)];
     return 2.0 * (double)lb_value_numel(y) * (double)k;
   }
   return (double)lb_value_numel(y);
@@ -352,7 +380,8 @@ static double node_flops(const lb_graph *g, const lb_node *n) {
 double lb_graph_flops(const lb_graph *g) {
   double f = 0;
   for (uint32_t k = 0; k < g->n_nodes; k++)
-    if (g->nodes[k].op == LB_OP_CONV || g->nodes[k].op == LB_OP_GEMM || g->nodes[k].op == LB_OP_MATMUL)
+    if (g->nodes[k].op == LB_OP_CONV || g->nodes[k].op == LB_OP_GEMM ||
+        g->nodes[k].op == LB_OP_MATMUL)
       f += node_flops(g, &g->nodes[k]);
   return f;
 }
@@ -367,16 +396,23 @@ static int emit_node_step(lb_lw *L, plan *p, int si, const char *fname) {
   for (int i = 0; i < s->n_args; i++) {
     memset(&views[i], 0, sizeof views[i]);
     if (s->args[i] < 0) continue;
-    if (i < (int)n->n_in && p->b[s->args[i]].loc == LOC_CONST && lb_weights_packed(p->g, n, (uint32_t)i))
+    if (i < (int)n->n_in && p->b[s->args[i]].loc == LOC_CONST &&
+        lb_weights_packed(p->g, n, (uint32_t)i))
       views[i] = buf_view_nodata(p, s->args[i]); /* shape only: the kernel packs its own copy */
     else
-      views[i] = buf_view(L, p, s->args[i], pos[i] >= 0 ? LLVMGetParam(fn, (unsigned)pos[i]) : NULL);
+      views[i] =
+          buf_view(L, p, s->args[i], pos[i] >= 0 ? LLVMGetParam(fn, (unsigned)pos[i]) : NULL);
   }
-  lb_op_args a = {.g = p->g, .node = n, .in = views, .out = views + n->n_in,
-                  .scratch = LLVMGetParam(fn, (unsigned)s->n_params), .step_name = fname};
+  lb_op_args a = {.g = p->g,
+                  .node = n,
+                  .in = views,
+                  .out = views + n->n_in,
+                  .scratch = LLVMGetParam(fn, (unsigned)s->n_params),
+                  .step_name = fname};
   int rc = lowerers[n->op](L, &a);
   if (rc) {
-    lb_diag_prefix(L->diag, "node %u \"%s\" (%s)", s->node, n->name, n->onnx_op ? n->onnx_op : lb_op_get(n->op)->name);
+    lb_diag_prefix(L->diag, "node %u \"%s\" (%s)", s->node, n->name,
+                   n->onnx_op ? n->onnx_op : lb_op_get(n->op)->name);
     return rc;
   }
   LLVMBuildRetVoid(L->b);
@@ -404,7 +440,8 @@ static int emit_copy_step(lb_lw *L, plan *p, int si, const char *fname) {
 }
 
 /* The pointer for buffer b inside NAME_run(in, out, ws). */
-static LLVMValueRef buf_ptr(lb_lw *L, plan *p, int b, LLVMValueRef in, LLVMValueRef out, LLVMValueRef ws) {
+static LLVMValueRef buf_ptr(lb_lw *L, plan *p, int b, LLVMValueRef in, LLVMValueRef out,
+                            LLVMValueRef ws) {
   if (b < 0) return LLVMConstNull(L->t_ptr);
   const buf *bf = &p->b[b];
   if (bf->loc == LOC_WS) return lb_gep(L, L->t_i8, ws, lb_c64(L, (int64_t)bf->offset));
@@ -412,11 +449,13 @@ static LLVMValueRef buf_ptr(lb_lw *L, plan *p, int b, LLVMValueRef in, LLVMValue
   return lb_load(L, L->t_ptr, lb_gep(L, L->t_ptr, arr, lb_c64(L, bf->idx)), 8);
 }
 
-static void call_step(lb_lw *L, plan *p, int si, LLVMValueRef in, LLVMValueRef out, LLVMValueRef ws) {
+static void call_step(lb_lw *L, plan *p, int si, LLVMValueRef in, LLVMValueRef out,
+                      LLVMValueRef ws) {
   step *s = &p->s[si];
   LLVMValueRef args[MAX_ARGS + 2];
   LLVMTypeRef tys[MAX_ARGS + 2];
-  for (int i = 0; i < s->n_params; i++) args[i] = buf_ptr(L, p, s->params[i], in, out, ws), tys[i] = L->t_ptr;
+  for (int i = 0; i < s->n_params; i++)
+    args[i] = buf_ptr(L, p, s->params[i], in, out, ws), tys[i] = L->t_ptr;
   args[s->n_params] = buf_ptr(L, p, s->scratch, in, out, ws);
   tys[s->n_params] = L->t_ptr;
   LLVMTypeRef fty = LLVMFunctionType(L->t_void, tys, (unsigned)s->n_params + 1, 0);
@@ -466,7 +505,8 @@ static int place(plan *p, size_t *ws) {
   lb_mem_req *r = lb_calloc(n ? (size_t)n : 1, sizeof *r);
   if (!r) return LB_ERR_NOMEM;
   for (int i = 0, k = 0; i < p->n_b; i++)
-    if (p->b[i].loc == LOC_WS) r[k++] = (lb_mem_req){.size = p->b[i].size, .first = p->b[i].first, .last = p->b[i].last};
+    if (p->b[i].loc == LOC_WS)
+      r[k++] = (lb_mem_req){.size = p->b[i].size, .first = p->b[i].first, .last = p->b[i].last};
   int rc = lb_memplan(r, (size_t)n, 64, ws);
   for (int i = 0, k = 0; !rc && i < p->n_b; i++)
     if (p->b[i].loc == LOC_WS) p->b[i].offset = r[k++].offset;
@@ -483,7 +523,8 @@ static void hide_helpers(lb_lw *L, const char *prefix) {
     const char *name = LLVMGetValueName2(f, &len);
     if (LLVMIsDeclaration(f)) continue;
     int entry = len > n && !strncmp(name, prefix, n) && name[n] == '_' &&
-                (!strcmp(name + n, "_run") || !strcmp(name + n, "_workspace_size") || !strcmp(name + n, "_step"));
+                (!strcmp(name + n, "_run") || !strcmp(name + n, "_workspace_size") ||
+                 !strcmp(name + n, "_step"));
     if (!entry) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
 }
@@ -495,7 +536,8 @@ static int lower_plan(lb_lw *L, plan *p, const lb_codegen_opts *o, lb_lowered *o
   for (int si = 0; si < n_steps; si++) {
     char fname[300];
     snprintf(fname, sizeof fname, "%s_step%d", prefix, si);
-    LB_TRY(p->s[si].kind == STEP_NODE ? emit_node_step(L, p, si, fname) : emit_copy_step(L, p, si, fname));
+    LB_TRY(p->s[si].kind == STEP_NODE ? emit_node_step(L, p, si, fname)
+                                      : emit_copy_step(L, p, si, fname));
   }
   size_t ws = 0;
   LB_TRY(place(p, &ws));

@@ -119,8 +119,7 @@ typedef LLVMValueRef (*lb_elem_fn)(lb_lw *L, LLVMValueRef *x, void *ud);
 /* out[i] = f(in_0[i], ..., in_{n-1}[i]) over out's dims; every in has out's rank and dims
  * (use lb_view_broadcast). An in may alias out exactly (accumulation). Vectorised along the
  * innermost dim when every stride there is 0 or 1 (output 1). */
-void lb_emit_map(lb_lw *L, const lb_view *out, const lb_view *in, int n_in, lb_elem_fn f,
-                 void *ud);
+void lb_emit_map(lb_lw *L, const lb_view *out, const lb_view *in, int n_in, lb_elem_fn f, void *ud);
 /* Plain copy (any dtype; also converts layouts). */
 void lb_emit_copy(lb_lw *L, const lb_view *dst, const lb_view *src);
 void lb_emit_fill(lb_lw *L, const lb_view *dst, double value);
@@ -154,11 +153,11 @@ int lb_lower_transpose(lb_lw *L, lb_op_args *a);
 int lb_lower_reshape(lb_lw *L, lb_op_args *a); /* reshape, flatten, squeeze, unsqueeze */
 int lb_lower_shape(lb_lw *L, lb_op_args *a);
 int lb_lower_gather(lb_lw *L, lb_op_args *a);
-int lb_lower_quant(lb_lw *L, lb_op_args *a); /* quantize, dequantize */
-int lb_lower_pool(lb_lw *L, lb_op_args *a);  /* max_pool, avg_pool */
+int lb_lower_quant(lb_lw *L, lb_op_args *a);  /* quantize, dequantize */
+int lb_lower_pool(lb_lw *L, lb_op_args *a);   /* max_pool, avg_pool */
 int lb_lower_reduce(lb_lw *L, lb_op_args *a); /* global_avg_pool, reduce_mean */
 int lb_lower_softmax(lb_lw *L, lb_op_args *a);
 int lb_lower_conv(lb_lw *L, lb_op_args *a);
-int lb_lower_gemm(lb_lw *L, lb_op_args *a);   /* gemm, matmul */
+int lb_lower_gemm(lb_lw *L, lb_op_args *a); /* gemm, matmul */
 
 #endif

@@ -71,8 +71,10 @@ static int conv_fast(lb_lw *L, lb_op_args *a, int kind) {
   if (sz == SIZE_MAX) return lb_diag_err(L->diag, LB_ERR_INPUT, "conv weights too large");
   float *packed = lb_malloc(sz ? sz : 1);
   if (!packed) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory packing weights");
-  if (kind == 1) lb_pack_conv_w(&L->kcfg, w->data, d.c_out, d.c_in, d.kh, d.kw, packed);
-  else lb_pack_dw_w(w->data, d.c_in, d.kh, d.kw, packed);
+  if (kind == 1)
+    lb_pack_conv_w(&L->kcfg, w->data, d.c_out, d.c_in, d.kh, d.kw, packed);
+  else
+    lb_pack_dw_w(w->data, d.c_in, d.kh, d.kw, packed);
   LLVMValueRef wp = lb_const_blob(L, packed, sz, "w");
   lb_free(packed);
   lb_kern_out k;
@@ -80,7 +82,8 @@ static int conv_fast(lb_lw *L, lb_op_args *a, int kind) {
                      : lb_emit_dwconv_f32(L->mod, &L->kcfg, &d, &k, L->diag);
   if (rc) return rc;
   LLVMSetLinkage(k.fn, LLVMInternalLinkage);
-  LLVMValueRef args[6] = {a->in[0].base, wp, opt_in(a, 2), opt_in(a, 3),
+  LLVMValueRef args[6] = {a->in[0].base,  wp,
+                          opt_in(a, 2),   opt_in(a, 3),
                           a->out[0].base, k.scratch_bytes ? a->scratch : NULL};
   if (k.scratch_bytes > a->scratch_bytes) a->scratch_bytes = k.scratch_bytes;
   call6(L, k.fn, args);
@@ -99,19 +102,23 @@ static void gconv_taps(lb_lw *L, gconv *c, int k, LLVMValueRef xo, LLVMValueRef 
   if (k == c->ns) {
     LLVMValueRef xv = lb_load(L, L->t_f32, lb_gep(L, L->t_f32, c->x->base, xo), 4);
     LLVMValueRef wv = lb_load(L, L->t_f32, lb_gep(L, L->t_f32, c->w->base, wo), 4);
-    LLVMValueRef s = LLVMBuildFAdd(L->b, lb_load(L, L->t_f32, c->acc, 4), LLVMBuildFMul(L->b, xv, wv, ""), "");
+    LLVMValueRef s =
+        LLVMBuildFAdd(L->b, lb_load(L, L->t_f32, c->acc, 4), LLVMBuildFMul(L->b, xv, wv, ""), "");
     lb_store(L, s, c->acc, 4);
     return;
   }
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, c->w->dims[2 + k]), 1);
-  LLVMValueRef ih = LLVMBuildAdd(L->b, LLVMBuildMul(L->b, c->ypos[k], lb_c64(L, or1(c->at->strides[k])), ""),
-                                 LLVMBuildMul(L->b, lp.iv, lb_c64(L, or1(c->at->dilations[k])), ""), "");
+  LLVMValueRef ih =
+      LLVMBuildAdd(L->b, LLVMBuildMul(L->b, c->ypos[k], lb_c64(L, or1(c->at->strides[k])), ""),
+                   LLVMBuildMul(L->b, lp.iv, lb_c64(L, or1(c->at->dilations[k])), ""), "");
   ih = LLVMBuildSub(L->b, ih, lb_c64(L, c->at->pads[k]), "");
-  LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntSGE, ih, lb_c64(L, 0), ""),
-                                 LLVMBuildICmp(L->b, LLVMIntSLT, ih, lb_c64(L, c->x->dims[2 + k]), ""), "");
+  LLVMValueRef ok =
+      LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntSGE, ih, lb_c64(L, 0), ""),
+                   LLVMBuildICmp(L->b, LLVMIntSLT, ih, lb_c64(L, c->x->dims[2 + k]), ""), "");
   LLVMBasicBlockRef join = lb_if_begin(L, ok);
-  gconv_taps(L, c, k + 1, LLVMBuildAdd(L->b, xo, LLVMBuildMul(L->b, ih, lb_c64(L, c->x->st[2 + k]), ""), ""),
+  gconv_taps(L, c, k + 1,
+             LLVMBuildAdd(L->b, xo, LLVMBuildMul(L->b, ih, lb_c64(L, c->x->st[2 + k]), ""), ""),
              LLVMBuildAdd(L->b, wo, LLVMBuildMul(L->b, lp.iv, lb_c64(L, c->w->st[2 + k]), ""), ""));
   lb_if_end(L, join);
   lb_loop_end(L, &lp);
@@ -123,7 +130,9 @@ static void gconv_pos(lb_lw *L, lb_op_args *a, gconv *c, int k, LLVMValueRef n, 
     lb_loop lp;
     lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, c->y->dims[2 + k]), 1);
     c->ypos[k] = lp.iv;
-    gconv_pos(L, a, c, k + 1, n, m, LLVMBuildAdd(L->b, yo, LLVMBuildMul(L->b, lp.iv, lb_c64(L, c->y->st[2 + k]), ""), ""));
+    gconv_pos(
+        L, a, c, k + 1, n, m,
+        LLVMBuildAdd(L->b, yo, LLVMBuildMul(L->b, lp.iv, lb_c64(L, c->y->st[2 + k]), ""), ""));
     lb_loop_end(L, &lp);
     return;
   }
@@ -158,7 +167,10 @@ static int conv_generic(lb_lw *L, lb_op_args *a) {
   for (uint32_t i = 0; i < a->node->n_in; i++)
     if (a->in[i].base && a->in[i].dt != LB_DTYPE_F32)
       return lb_diag_err(L->diag, LB_ERR_INPUT, "conv input %u must be f32", i);
-  gconv c = {.x = &a->in[0], .w = &a->in[1], .y = &a->out[0], .at = &a->node->attr,
+  gconv c = {.x = &a->in[0],
+             .w = &a->in[1],
+             .y = &a->out[0],
+             .at = &a->node->attr,
              .ns = a->in[0].rank - 2};
   c.acc = lb_alloca(L, L->t_f32, NULL);
   lb_loop ln, lm;
@@ -191,11 +203,13 @@ typedef struct mm {
 } mm;
 
 /* v's last two dims (swapped if trans) right-aligned into a rank-r view with batch dims bd. */
-static lb_view mm_view(const lb_view *v, int trans, int r, const int64_t *bd, int64_t rows, int64_t cols) {
+static lb_view mm_view(const lb_view *v, int trans, int r, const int64_t *bd, int64_t rows,
+                       int64_t cols) {
   lb_view o = *v;
   o.rank = r;
   int64_t s_rows = 0, s_cols = 0;
-  if (v->rank == 1) s_cols = rows == 1 ? v->st[0] : 0, s_rows = rows == 1 ? 0 : v->st[0];
+  if (v->rank == 1)
+    s_cols = rows == 1 ? v->st[0] : 0, s_rows = rows == 1 ? 0 : v->st[0];
   else {
     s_rows = trans ? v->st[v->rank - 1] : v->st[v->rank - 2];
     s_cols = trans ? v->st[v->rank - 2] : v->st[v->rank - 1];
@@ -212,7 +226,8 @@ static lb_view mm_view(const lb_view *v, int trans, int r, const int64_t *bd, in
 
 static LLVMValueRef offset(lb_lw *L, const lb_view *v, LLVMValueRef *iv, int n) {
   LLVMValueRef o = lb_c64(L, 0);
-  for (int d = 0; d < n; d++) o = LLVMBuildAdd(L->b, o, LLVMBuildMul(L->b, iv[d], lb_c64(L, v->st[d]), ""), "");
+  for (int d = 0; d < n; d++)
+    o = LLVMBuildAdd(L->b, o, LLVMBuildMul(L->b, iv[d], lb_c64(L, v->st[d]), ""), "");
   return o;
 }
 
@@ -228,12 +243,24 @@ static void mm_loops(lb_lw *L, mm *p, int d, LLVMValueRef *iv, LLVMValueRef acc)
   LLVMTypeRef f = L->t_f32;
   lb_store(L, lb_cf(L, f, 0.0), acc, 4);
   LLVMValueRef ao = offset(L, &p->a, iv, p->rank - 1), bo = offset(L, &p->b, iv, p->rank - 2);
-  bo = LLVMBuildAdd(L->b, bo, LLVMBuildMul(L->b, iv[p->rank - 1], lb_c64(L, p->b.st[p->rank - 1]), ""), "");
+  bo = LLVMBuildAdd(L->b, bo,
+                    LLVMBuildMul(L->b, iv[p->rank - 1], lb_c64(L, p->b.st[p->rank - 1]), ""), "");
   lb_loop lk;
   lb_loop_begin(L, &lk, lb_c64(L, 0), lb_c64(L, p->a.dims[p->rank - 1]), 1);
-  LLVMValueRef x = lb_load(L, f, lb_gep(L, f, p->a.base, LLVMBuildAdd(L->b, ao, LLVMBuildMul(L->b, lk.iv, lb_c64(L, p->a.st[p->rank - 1]), ""), "")), 4);
-  LLVMValueRef w = lb_load(L, f, lb_gep(L, f, p->b.base, LLVMBuildAdd(L->b, bo, LLVMBuildMul(L->b, lk.iv, lb_c64(L, p->b.st[p->rank - 2]), ""), "")), 4);
-  lb_store(L, LLVMBuildFAdd(L->b, lb_load(L, f, acc, 4), LLVMBuildFMul(L->b, x, w, ""), ""), acc, 4);
+  LLVMValueRef x = lb_load(
+      L, f,
+      lb_gep(L, f, p->a.base,
+             LLVMBuildAdd(L->b, ao, LLVMBuildMul(L->b, lk.iv, lb_c64(L, p->a.st[p->rank - 1]), ""),
+                          "")),
+      4);
+  LLVMValueRef w = lb_load(
+      L, f,
+      lb_gep(L, f, p->b.base,
+             LLVMBuildAdd(L->b, bo, LLVMBuildMul(L->b, lk.iv, lb_c64(L, p->b.st[p->rank - 2]), ""),
+                          "")),
+      4);
+  lb_store(L, LLVMBuildFAdd(L->b, lb_load(L, f, acc, 4), LLVMBuildFMul(L->b, x, w, ""), ""), acc,
+           4);
   lb_loop_end(L, &lk);
   LLVMValueRef s = LLVMBuildFMul(L->b, lb_load(L, f, acc, 4), lb_cf(L, f, p->alpha), "");
   if (p->has_c) {
@@ -241,7 +268,8 @@ static void mm_loops(lb_lw *L, mm *p, int d, LLVMValueRef *iv, LLVMValueRef acc)
     s = LLVMBuildFAdd(L->b, s, LLVMBuildFMul(L->b, c, lb_cf(L, f, p->beta), ""), "");
   }
   if (p->has_r)
-    s = LLVMBuildFAdd(L->b, s, lb_load(L, f, lb_gep(L, f, p->r.base, offset(L, &p->r, iv, p->rank)), 4), "");
+    s = LLVMBuildFAdd(L->b, s,
+                      lb_load(L, f, lb_gep(L, f, p->r.base, offset(L, &p->r, iv, p->rank)), 4), "");
   s = lb_act_apply(L, p->act, p->lo, p->hi, s);
   lb_store(L, s, lb_gep(L, f, p->y.base, offset(L, &p->y, iv, p->rank)), 4);
 }
@@ -251,7 +279,8 @@ static int gemm_generic(lb_lw *L, lb_op_args *a) {
   const lb_view *A = &a->in[0], *B = &a->in[1], *Y = &a->out[0];
   for (uint32_t i = 0; i < n->n_in; i++)
     if (a->in[i].base && a->in[i].dt != LB_DTYPE_F32)
-      return lb_diag_err(L->diag, LB_ERR_INPUT, "%s input %u must be f32", lb_op_get(n->op)->name, i);
+      return lb_diag_err(L->diag, LB_ERR_INPUT, "%s input %u must be f32", lb_op_get(n->op)->name,
+                         i);
   int gemm = n->op == LB_OP_GEMM, ta = gemm && n->attr.trans_a, tb = gemm && n->attr.trans_b;
   int64_t M = A->rank == 1 ? 1 : A->dims[A->rank - (ta ? 1 : 2)];
   int64_t K = A->rank == 1 ? A->dims[0] : A->dims[A->rank - (ta ? 2 : 1)];
@@ -260,8 +289,12 @@ static int gemm_generic(lb_lw *L, lb_op_args *a) {
   if (nb < 0) nb = 0;
   int64_t bd[LB_MAX_RANK];
   for (int d = 0; d < nb; d++) bd[d] = Y->dims[d];
-  mm p = {.rank = nb + 2, .alpha = gemm ? n->attr.alpha : 1.0f, .beta = gemm ? n->attr.beta : 0.0f,
-          .act = n->attr.act, .lo = n->attr.act_min, .hi = n->attr.act_max};
+  mm p = {.rank = nb + 2,
+          .alpha = gemm ? n->attr.alpha : 1.0f,
+          .beta = gemm ? n->attr.beta : 0.0f,
+          .act = n->attr.act,
+          .lo = n->attr.act_min,
+          .hi = n->attr.act_max};
   p.a = mm_view(A, ta, p.rank, bd, M, K);
   p.b = mm_view(B, tb, p.rank, bd, K, N);
   lb_view y = *Y; /* drop-in rank: M or N squeezed away by 1-D operands */
@@ -286,7 +319,9 @@ static int gemm_fast_ok(const lb_graph *g, const lb_node *n) {
   if (A->dtype != LB_DTYPE_F32 || A->rank < 1 || !is_f32_const(B) || B->rank != 2) return 0;
   if (n->op == LB_OP_MATMUL) return 1;
   if (n->attr.trans_a || A->rank != 2) return 0;
-  if (C && !(is_f32_const(C) && (lb_value_numel(C) == 1 || (C->rank <= 2 && C->dims[C->rank - 1] == lb_value_numel(C))))) return 0;
+  if (C && !(is_f32_const(C) && (lb_value_numel(C) == 1 ||
+                                 (C->rank <= 2 && C->dims[C->rank - 1] == lb_value_numel(C)))))
+    return 0;
   return !R || R->dtype == LB_DTYPE_F32;
 }
 
@@ -294,15 +329,21 @@ static int gemm_fast(lb_lw *L, lb_op_args *a) {
   const lb_node *n = a->node;
   const lb_value *B = val(a->g, n, 1), *C = val(a->g, n, 2);
   int tb = n->op == LB_OP_GEMM && n->attr.trans_b;
-  lb_gemm_desc d = {.k = B->dims[tb ? 1 : 0], .n = B->dims[tb ? 0 : 1], .act = n->attr.act,
-                    .act_min = n->attr.act_min, .act_max = n->attr.act_max};
+  lb_gemm_desc d = {.k = B->dims[tb ? 1 : 0],
+                    .n = B->dims[tb ? 0 : 1],
+                    .act = n->attr.act,
+                    .act_min = n->attr.act_min,
+                    .act_max = n->attr.act_max};
   d.m = lb_view_numel(&a->in[0]) / d.k;
   d.lda = d.k, d.ldc = d.n, d.ldr = d.n;
   d.has_res = opt_in(a, 3) != NULL;
   float alpha = n->op == LB_OP_GEMM ? n->attr.alpha : 1.0f;
   size_t kn = (size_t)(d.k * d.n), sz = lb_pack_gemm_b_size(&L->kcfg, d.k, d.n);
   float *tmp = lb_malloc(kn * sizeof(float) + sz + (size_t)d.n * sizeof(float));
-  if (!tmp || sz == SIZE_MAX) { lb_free(tmp); return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory packing weights"); }
+  if (!tmp || sz == SIZE_MAX) {
+    lb_free(tmp);
+    return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory packing weights");
+  }
   const float *bw = B->data;
   for (size_t i = 0; i < kn; i++) tmp[i] = bw[i] * alpha;
   float *packed = tmp + kn, *bias = packed + sz / sizeof(float);
@@ -320,8 +361,8 @@ static int gemm_fast(lb_lw *L, lb_op_args *a) {
   LB_TRY(lb_emit_gemm_f32(L->mod, &L->kcfg, &d, &k, L->diag));
   LLVMSetLinkage(k.fn, LLVMInternalLinkage);
   if (k.scratch_bytes > a->scratch_bytes) a->scratch_bytes = k.scratch_bytes;
-  LLVMValueRef args[6] = {a->in[0].base, wp, bp, opt_in(a, 3), a->out[0].base,
-                          k.scratch_bytes ? a->scratch : NULL};
+  LLVMValueRef args[6] = {
+      a->in[0].base, wp, bp, opt_in(a, 3), a->out[0].base, k.scratch_bytes ? a->scratch : NULL};
   call6(L, k.fn, args);
   return 0;
 }

@@ -11,7 +11,7 @@
 /* ---- the engine ----------------------------------------------------------------------------- */
 
 typedef struct nest {
-  int n;                       /* loop dims, outermost first */
+  int n; /* loop dims, outermost first */
   int64_t dims[LB_MAX_RANK];
   int64_t st[9][LB_MAX_RANK]; /* [operand][loop dim]; operand 0 is the output */
 } nest;
@@ -33,7 +33,9 @@ static void make_nest(nest *ns, const lb_view *out, const lb_view *in, int n_in)
     for (int j = i; j > 0; j--) {
       int64_t a = max_stride(out, in, n_in, order[j - 1]), b = max_stride(out, in, n_in, order[j]);
       if (a > b || (a == b && out->st[order[j - 1]] >= out->st[order[j]])) break;
-      int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+      int t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
     }
   ns->n = 0;
   for (int i = 0; i < n; i++) {
@@ -78,18 +80,19 @@ static void inner(lb_lw *L, mapctx *m, LLVMValueRef *off, LLVMValueRef lo, LLVMV
     const lb_view *v = &m->in[k];
     LLVMTypeRef et = lb_lw_type(L, v->dt);
     int64_t s = m->ns.st[k + 1][d];
-    LLVMValueRef o = LLVMBuildAdd(L->b, off[k + 1], LLVMBuildMul(L->b, lp.iv, lb_c64(L, s), ""), "");
+    LLVMValueRef o =
+        LLVMBuildAdd(L->b, off[k + 1], LLVMBuildMul(L->b, lp.iv, lb_c64(L, s), ""), "");
     LLVMValueRef p = lb_gep(L, et, v->base, o);
     if (lanes > 1 && s == 1)
-      x[k] = lb_load(L, LLVMVectorType(et, (unsigned)lanes), p, (unsigned)LLVMABISizeOfType(
-                                                                     LLVMGetModuleDataLayout(L->mod), et));
+      x[k] = lb_load(L, LLVMVectorType(et, (unsigned)lanes), p,
+                     (unsigned)LLVMABISizeOfType(LLVMGetModuleDataLayout(L->mod), et));
     else
       x[k] = lb_splat(L, lb_load(L, et, p, 1), lanes);
   }
   LLVMValueRef y = m->f(L, x, m->ud);
   LLVMTypeRef ot = lb_lw_type(L, m->out->dt);
-  LLVMValueRef o = LLVMBuildAdd(L->b, off[0],
-                                LLVMBuildMul(L->b, lp.iv, lb_c64(L, m->ns.st[0][d]), ""), "");
+  LLVMValueRef o =
+      LLVMBuildAdd(L->b, off[0], LLVMBuildMul(L->b, lp.iv, lb_c64(L, m->ns.st[0][d]), ""), "");
   lb_store(L, y, lb_gep(L, ot, m->out->base, o), 1);
   lb_loop_end(L, &lp);
 }
@@ -115,7 +118,8 @@ static void level(lb_lw *L, mapctx *m, int d, LLVMValueRef *off) {
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, m->ns.dims[d]), 1);
   LLVMValueRef o2[9];
   for (int k = 0; k <= m->n_in; k++)
-    o2[k] = LLVMBuildAdd(L->b, off[k], LLVMBuildMul(L->b, lp.iv, lb_c64(L, m->ns.st[k][d]), ""), "");
+    o2[k] =
+        LLVMBuildAdd(L->b, off[k], LLVMBuildMul(L->b, lp.iv, lb_c64(L, m->ns.st[k][d]), ""), "");
   level(L, m, d + 1, o2);
   lb_loop_end(L, &lp);
 }
@@ -162,14 +166,15 @@ static LLVMValueRef f_node(lb_lw *L, LLVMValueRef *x, void *ud) {
   case LB_OP_RELU: return lb_fmax(L, x[0], lb_cf(L, ty, 0.0));
   case LB_OP_LEAKY_RELU: {
     LLVMValueRef neg = LLVMBuildFCmp(L->b, LLVMRealOLT, x[0], lb_cf(L, ty, 0.0), "");
-    return LLVMBuildSelect(L->b, neg, LLVMBuildFMul(L->b, x[0], lb_cf(L, ty, a->alpha), ""),
-                           x[0], "");
+    return LLVMBuildSelect(L->b, neg, LLVMBuildFMul(L->b, x[0], lb_cf(L, ty, a->alpha), ""), x[0],
+                           "");
   }
   case LB_OP_CLIP: return lb_act_apply(L, LB_ACT_CLIP, a->clip_min, a->clip_max, x[0]);
   case LB_OP_SIGMOID: {
     LLVMValueRef e = LLVMBuildFNeg(L->b, x[0], "");
     e = lb_intr(L, "llvm.exp", ty, &e, 1);
-    return LLVMBuildFDiv(L->b, lb_cf(L, ty, 1.0), LLVMBuildFAdd(L->b, lb_cf(L, ty, 1.0), e, ""), "");
+    return LLVMBuildFDiv(L->b, lb_cf(L, ty, 1.0), LLVMBuildFAdd(L->b, lb_cf(L, ty, 1.0), e, ""),
+                         "");
   }
   case LB_OP_TANH: return lb_intr(L, "llvm.tanh", ty, x, 1);
   case LB_OP_HARD_SIGMOID: {
@@ -191,8 +196,9 @@ static LLVMValueRef f_node(lb_lw *L, LLVMValueRef *x, void *ud) {
 static int need_f32(lb_lw *L, lb_op_args *a, int n) {
   for (int i = 0; i < n; i++)
     if (a->in[i].dt != LB_DTYPE_F32)
-      return lb_diag_err(L->diag, LB_ERR_INPUT, "input %d is %s; the LLVM backend computes this op in f32",
-                         i, lb_dtype_name(a->in[i].dt));
+      return lb_diag_err(L->diag, LB_ERR_INPUT,
+                         "input %d is %s; the LLVM backend computes this op in f32", i,
+                         lb_dtype_name(a->in[i].dt));
   return 0;
 }
 
@@ -205,7 +211,8 @@ int lb_lower_elementwise(lb_lw *L, lb_op_args *a) {
   }
   LB_TRY(need_f32(L, a, n_in));
   lb_view in[2];
-  for (int i = 0; i < n_in; i++) in[i] = lb_view_broadcast(&a->in[i], a->out[0].rank, a->out[0].dims);
+  for (int i = 0; i < n_in; i++)
+    in[i] = lb_view_broadcast(&a->in[i], a->out[0].rank, a->out[0].dims);
   lb_emit_map(L, &a->out[0], in, n_in, f_node, (void *)n);
   return 0;
 }
@@ -295,7 +302,8 @@ int lb_lower_pad(lb_lw *L, lb_op_args *a) {
   if (at->pad_mode != LB_PAD_CONSTANT) {
     for (int d = 0; d < o->rank; d++)
       if (at->pads[d] < 0 || at->pads[o->rank + d] < 0 || a->in[0].dims[d] == 0)
-        return lb_diag_err(L->diag, LB_ERR_INPUT, "edge/reflect pad with negative pads or empty dims");
+        return lb_diag_err(L->diag, LB_ERR_INPUT,
+                           "edge/reflect pad with negative pads or empty dims");
     pad_index_nest(L, a, 0, lb_c64(L, 0), lb_c64(L, 0));
     return 0;
   }
@@ -343,7 +351,8 @@ int lb_lower_shape(lb_lw *L, lb_op_args *a) {
   if (end < 0) end += in->rank;
   if (start < 0) start = 0;
   for (int64_t i = start; i < end; i++)
-    lb_store(L, lb_c64(L, in->dims[i]), lb_gep(L, L->t_i64, a->out[0].base, lb_c64(L, i - start)), 8);
+    lb_store(L, lb_c64(L, in->dims[i]), lb_gep(L, L->t_i64, a->out[0].base, lb_c64(L, i - start)),
+             8);
   return 0;
 }
 
@@ -368,14 +377,20 @@ int lb_lower_gather(lb_lw *L, lb_op_args *a) {
   i = LLVMBuildSExt(L->b, i, L->t_i64, "");
   LLVMValueRef neg = LLVMBuildICmp(L->b, LLVMIntSLT, i, lb_c64(L, 0), "");
   i = LLVMBuildSelect(L->b, neg, LLVMBuildAdd(L->b, i, lb_c64(L, n), ""), i, "");
-  i = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, lb_c64(L, 0), ""), lb_c64(L, 0), i, "");
-  i = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSGE, i, lb_c64(L, n), ""), lb_c64(L, n - 1), i, "");
-  LLVMValueRef so = LLVMBuildMul(L->b, LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lp.iv, lb_c64(L, n), ""), i, ""),
-                                 lb_c64(L, post), "");
-  LLVMValueRef oo = LLVMBuildMul(L->b, LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lp.iv, lb_c64(L, nidx), ""), lj.iv, ""),
-                                 lb_c64(L, post), "");
-  lb_view s1 = {.base = lb_gep(L, et, d->base, so), .dt = d->dt, .rank = 1, .dims = {post}, .st = {1}};
-  lb_view d1 = {.base = lb_gep(L, et, o->base, oo), .dt = o->dt, .rank = 1, .dims = {post}, .st = {1}};
+  i = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, i, lb_c64(L, 0), ""), lb_c64(L, 0), i,
+                      "");
+  i = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSGE, i, lb_c64(L, n), ""), lb_c64(L, n - 1),
+                      i, "");
+  LLVMValueRef so =
+      LLVMBuildMul(L->b, LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lp.iv, lb_c64(L, n), ""), i, ""),
+                   lb_c64(L, post), "");
+  LLVMValueRef oo = LLVMBuildMul(
+      L->b, LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lp.iv, lb_c64(L, nidx), ""), lj.iv, ""),
+      lb_c64(L, post), "");
+  lb_view s1 = {
+      .base = lb_gep(L, et, d->base, so), .dt = d->dt, .rank = 1, .dims = {post}, .st = {1}};
+  lb_view d1 = {
+      .base = lb_gep(L, et, o->base, oo), .dt = o->dt, .rank = 1, .dims = {post}, .st = {1}};
   lb_emit_copy(L, &d1, &s1);
   lb_loop_end(L, &lj);
   lb_loop_end(L, &lp);
@@ -394,7 +409,8 @@ static LLVMValueRef to_f32(lb_lw *L, LLVMValueRef v, lb_dtype dt) {
   if (LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMVectorTypeKind)
     ft = LLVMVectorType(L->t_f32, LLVMGetVectorSize(LLVMTypeOf(v)));
   if (dt == LB_DTYPE_F32) return v;
-  return lb_dtype_is_signed(dt) ? LLVMBuildSIToFP(L->b, v, ft, "") : LLVMBuildUIToFP(L->b, v, ft, "");
+  return lb_dtype_is_signed(dt) ? LLVMBuildSIToFP(L->b, v, ft, "")
+                                : LLVMBuildUIToFP(L->b, v, ft, "");
 }
 
 static LLVMValueRef f_quant(lb_lw *L, LLVMValueRef *x, void *ud) {
@@ -431,10 +447,13 @@ static lb_view qparam(const lb_view *p, const lb_view *x, int64_t axis) {
 int lb_lower_quant(lb_lw *L, lb_op_args *a) {
   const lb_node *n = a->node;
   int has_zp = n->n_in > 2 && a->in[2].base != NULL;
-  qctx q = {.xt = a->in[0].dt, .zt = has_zp ? a->in[2].dt : LB_DTYPE_U8, .yt = a->out[0].dt,
+  qctx q = {.xt = a->in[0].dt,
+            .zt = has_zp ? a->in[2].dt : LB_DTYPE_U8,
+            .yt = a->out[0].dt,
             .has_zp = has_zp};
   if (!lb_lw_type(L, q.xt) || !lb_lw_type(L, q.yt) || a->in[1].dt != LB_DTYPE_F32)
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "%s: unsupported dtypes %s -> %s for the LLVM backend",
+    return lb_diag_err(L->diag, LB_ERR_INPUT,
+                       "%s: unsupported dtypes %s -> %s for the LLVM backend",
                        lb_op_get(n->op)->name, lb_dtype_name(q.xt), lb_dtype_name(q.yt));
   int64_t axis = n->attr.axis < 0 ? n->attr.axis + a->in[0].rank : n->attr.axis;
   if (a->in[0].rank == 0) axis = 0;

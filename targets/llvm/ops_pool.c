@@ -12,7 +12,7 @@ typedef struct pool {
   const lb_attrs *at;
   int ns, is_max, lanes;
   LLVMValueRef acc, acc_v, acc_s; /* stack slots: the current one, vector, scalar */
-  LLVMValueRef ooff, ioff;              /* offsets of (n, c0) and output position */
+  LLVMValueRef ooff, ioff;        /* offsets of (n, c0) and output position */
 } pool;
 
 static int64_t dil(const lb_attrs *a, int k) { return a->dilations[k] > 0 ? a->dilations[k] : 1; }
@@ -56,8 +56,9 @@ static LLVMValueRef avg_count(pool *p, LLVMValueRef *opos) {
     int64_t hi = p->at->count_include_pad ? h + p->at->pads[p->ns + k] : h;
     LLVMValueRef n = lb_c64(L, 0);
     for (int64_t t = 0; t < p->at->kernel[k]; t++) {
-      LLVMValueRef ih = LLVMBuildAdd(L->b, LLVMBuildMul(L->b, opos[k], lb_c64(L, strd(p->at, k)), ""),
-                                     lb_c64(L, t * dil(p->at, k) - p->at->pads[k]), "");
+      LLVMValueRef ih =
+          LLVMBuildAdd(L->b, LLVMBuildMul(L->b, opos[k], lb_c64(L, strd(p->at, k)), ""),
+                       lb_c64(L, t * dil(p->at, k) - p->at->pads[k]), "");
       LLVMValueRef in = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntSGE, ih, lb_c64(L, lo), ""),
                                      LLVMBuildICmp(L->b, LLVMIntSLT, ih, lb_c64(L, hi), ""), "");
       n = LLVMBuildAdd(L->b, n, LLVMBuildZExt(L->b, in, L->t_i64, ""), "");
@@ -68,11 +69,13 @@ static LLVMValueRef avg_count(pool *p, LLVMValueRef *opos) {
 }
 
 /* One window for channels [c, c+lanes) at the output position opos. */
-static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef obase, LLVMValueRef ibase) {
+static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef obase,
+                   LLVMValueRef ibase) {
   lb_lw *L = p->L;
   LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(L->t_f32, (unsigned)p->lanes) : L->t_f32;
   lb_store(L, lb_cf(L, vt, p->is_max ? -INFINITY : 0.0), p->acc, 4);
-  LLVMValueRef ioff = LLVMBuildAdd(L->b, ibase, LLVMBuildMul(L->b, c, lb_c64(L, p->in->st[1]), ""), "");
+  LLVMValueRef ioff =
+      LLVMBuildAdd(L->b, ibase, LLVMBuildMul(L->b, c, lb_c64(L, p->in->st[1]), ""), "");
   taps(p, 0, opos, ioff);
   LLVMValueRef a = lb_load(L, vt, p->acc, 4);
   if (!p->is_max) {
@@ -80,7 +83,8 @@ static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef oba
     LLVMValueRef f = LLVMBuildSIToFP(L->b, cnt, L->t_f32, "");
     a = LLVMBuildFDiv(L->b, a, lb_splat(L, f, p->lanes), "");
   }
-  LLVMValueRef oo = LLVMBuildAdd(L->b, obase, LLVMBuildMul(L->b, c, lb_c64(L, p->out->st[1]), ""), "");
+  LLVMValueRef oo =
+      LLVMBuildAdd(L->b, obase, LLVMBuildMul(L->b, c, lb_c64(L, p->out->st[1]), ""), "");
   lb_store(L, a, lb_gep(L, L->t_f32, p->out->base, oo), 4);
 }
 
@@ -115,17 +119,23 @@ static void positions(pool *p, int k, LLVMValueRef *opos, LLVMValueRef obase, LL
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, p->out->dims[2 + k]), 1);
   opos[k] = lp.iv;
-  positions(p, k + 1, opos,
-            LLVMBuildAdd(L->b, obase, LLVMBuildMul(L->b, lp.iv, lb_c64(L, p->out->st[2 + k]), ""), ""),
-            ibase);
+  positions(
+      p, k + 1, opos,
+      LLVMBuildAdd(L->b, obase, LLVMBuildMul(L->b, lp.iv, lb_c64(L, p->out->st[2 + k]), ""), ""),
+      ibase);
   lb_loop_end(L, &lp);
 }
 
 int lb_lower_pool(lb_lw *L, lb_op_args *a) {
   if (a->in[0].dt != LB_DTYPE_F32)
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "pooling input must be f32, got %s", lb_dtype_name(a->in[0].dt));
-  pool p = {.L = L, .in = &a->in[0], .out = &a->out[0], .at = &a->node->attr,
-            .ns = a->in[0].rank - 2, .is_max = a->node->op == LB_OP_MAX_POOL};
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "pooling input must be f32, got %s",
+                       lb_dtype_name(a->in[0].dt));
+  pool p = {.L = L,
+            .in = &a->in[0],
+            .out = &a->out[0],
+            .at = &a->node->attr,
+            .ns = a->in[0].rank - 2,
+            .is_max = a->node->op == LB_OP_MAX_POOL};
   LLVMTypeRef vt = L->vw > 1 ? LLVMVectorType(L->t_f32, (unsigned)L->vw) : L->t_f32;
   p.acc_v = lb_alloca(L, vt, NULL);
   p.acc_s = lb_alloca(L, L->t_f32, NULL);
@@ -154,7 +164,8 @@ static LLVMValueRef f_scale(lb_lw *L, LLVMValueRef *x, void *ud) {
 int lb_lower_reduce(lb_lw *L, lb_op_args *a) {
   const lb_view *in = &a->in[0], *out = &a->out[0];
   if (in->dt != LB_DTYPE_F32)
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "reduction input must be f32, got %s", lb_dtype_name(in->dt));
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "reduction input must be f32, got %s",
+                       lb_dtype_name(in->dt));
   int red[LB_MAX_RANK] = {0};
   const lb_attrs *at = &a->node->attr;
   if (a->node->op == LB_OP_GLOBAL_AVG_POOL)
@@ -162,7 +173,8 @@ int lb_lower_reduce(lb_lw *L, lb_op_args *a) {
   else if (at->n_axes == 0)
     for (int d = 0; d < in->rank; d++) red[d] = 1;
   else
-    for (int i = 0; i < at->n_axes; i++) red[at->axes[i] < 0 ? at->axes[i] + in->rank : at->axes[i]] = 1;
+    for (int i = 0; i < at->n_axes; i++)
+      red[at->axes[i] < 0 ? at->axes[i] + in->rank : at->axes[i]] = 1;
   int keep = a->node->op == LB_OP_GLOBAL_AVG_POOL || at->keepdims || out->rank == in->rank;
   lb_view acc = *in;
   acc.base = out->base;
@@ -187,9 +199,12 @@ int lb_lower_softmax(lb_lw *L, lb_op_args *a) {
   int64_t axis = a->node->attr.axis < 0 ? a->node->attr.axis + in->rank : a->node->attr.axis;
   int64_t outer = 1, n = 1, inner = 1;
   for (int64_t d = 0; d < in->rank; d++) {
-    if (d < axis) outer *= in->dims[d];
-    else if (d == axis || a->node->attr.legacy_2d) n *= in->dims[d];
-    else inner *= in->dims[d];
+    if (d < axis)
+      outer *= in->dims[d];
+    else if (d == axis || a->node->attr.legacy_2d)
+      n *= in->dims[d];
+    else
+      inner *= in->dims[d];
   }
   if (outer * n * inner == 0) return 0;
   LLVMTypeRef f = L->t_f32;
@@ -197,20 +212,25 @@ int lb_lower_softmax(lb_lw *L, lb_op_args *a) {
   lb_loop lo, li, lk;
   lb_loop_begin(L, &lo, lb_c64(L, 0), lb_c64(L, outer), 1);
   lb_loop_begin(L, &li, lb_c64(L, 0), lb_c64(L, inner), 1);
-  LLVMValueRef base = LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lo.iv, lb_c64(L, n * inner), ""), li.iv, "");
+  LLVMValueRef base =
+      LLVMBuildAdd(L->b, LLVMBuildMul(L->b, lo.iv, lb_c64(L, n * inner), ""), li.iv, "");
   lb_store(L, lb_cf(L, f, -INFINITY), mx, 4);
   lb_store(L, lb_cf(L, f, 0.0), sum, 4);
   for (int pass = 0; pass < 3; pass++) {
     lb_loop_begin(L, &lk, lb_c64(L, 0), lb_c64(L, n), 1);
-    LLVMValueRef off = LLVMBuildAdd(L->b, base, LLVMBuildMul(L->b, lk.iv, lb_c64(L, inner), ""), "");
+    LLVMValueRef off =
+        LLVMBuildAdd(L->b, base, LLVMBuildMul(L->b, lk.iv, lb_c64(L, inner), ""), "");
     LLVMValueRef x = lb_load(L, f, lb_gep(L, f, in->base, off), 4);
     if (pass == 0) {
       lb_store(L, lb_fmax(L, lb_load(L, f, mx, 4), x), mx, 4);
     } else {
       LLVMValueRef e = LLVMBuildFSub(L->b, x, lb_load(L, f, mx, 4), "");
       e = lb_intr(L, "llvm.exp", f, &e, 1);
-      if (pass == 1) lb_store(L, LLVMBuildFAdd(L->b, lb_load(L, f, sum, 4), e, ""), sum, 4);
-      else lb_store(L, LLVMBuildFDiv(L->b, e, lb_load(L, f, sum, 4), ""), lb_gep(L, f, out->base, off), 4);
+      if (pass == 1)
+        lb_store(L, LLVMBuildFAdd(L->b, lb_load(L, f, sum, 4), e, ""), sum, 4);
+      else
+        lb_store(L, LLVMBuildFDiv(L->b, e, lb_load(L, f, sum, 4), ""), lb_gep(L, f, out->base, off),
+                 4);
     }
     lb_loop_end(L, &lk);
   }

@@ -36,7 +36,8 @@ static const size_t out_bytes[] = {
     SYM(_OUTPUT2_BYTES),
 #endif
     0};
-_Static_assert(SYM(_NUM_INPUTS) <= 3 && SYM(_NUM_OUTPUTS) <= 3, "harness handles 3 tensors each way");
+_Static_assert(SYM(_NUM_INPUTS) <= 3 && SYM(_NUM_OUTPUTS) <= 3,
+               "harness handles 3 tensors each way");
 
 static void *read_all(const char *path, size_t want) {
   FILE *f = fopen(path, "rb");

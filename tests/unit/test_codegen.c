@@ -45,7 +45,8 @@ static double to_d(const lb_tensor *t, int64_t i) {
 }
 
 /* |got - want| <= rtol * max(1, max |want|) elementwise (exact for integer dtypes). */
-static void expect_close(const lb_tensor *got, const lb_tensor *want, double rtol, const char *what) {
+static void expect_close(const lb_tensor *got, const lb_tensor *want, double rtol,
+                         const char *what) {
   ck_assert_msg(got->dtype == want->dtype, "%s: dtype %s vs %s", what, lb_dtype_name(got->dtype),
                 lb_dtype_name(want->dtype));
   int64_t n = lb_tensor_numel(want);
@@ -56,8 +57,8 @@ static void expect_close(const lb_tensor *got, const lb_tensor *want, double rto
   double tol = lb_dtype_is_float(want->dtype) ? rtol * scale : 0;
   for (int64_t i = 0; i < n; i++) {
     double g = to_d(got, i), w = to_d(want, i);
-    ck_assert_msg(fabs(g - w) <= tol || (isnan(g) && isnan(w)), "%s: element %lld: got %.9g, want %.9g",
-                  what, (long long)i, g, w);
+    ck_assert_msg(fabs(g - w) <= tol || (isnan(g) && isnan(w)),
+                  "%s: element %lld: got %.9g, want %.9g", what, (long long)i, g, w);
   }
 }
 
@@ -90,8 +91,10 @@ static lb_graph *load_model(const char *path) {
 
 START_TEST(test_memplan_reuse) {
   /* a chain a->b->c->d: a and c can share, b and d can share */
-  lb_mem_req r[4] = {{.size = 100, .first = 0, .last = 1}, {.size = 200, .first = 1, .last = 2},
-                     {.size = 100, .first = 2, .last = 3}, {.size = 50, .first = 3, .last = 3}};
+  lb_mem_req r[4] = {{.size = 100, .first = 0, .last = 1},
+                     {.size = 200, .first = 1, .last = 2},
+                     {.size = 100, .first = 2, .last = 3},
+                     {.size = 50, .first = 3, .last = 3}};
   size_t total = 0;
   ck_assert_int_eq(lb_memplan(r, 4, 64, &total), 0);
   /* b (largest) at 0; a at 256 (after b rounded up); c overlaps b and d only: 256; d at 0 */
@@ -158,22 +161,60 @@ END_TEST
 /* ---- JIT against ONNX's expected outputs (node tests: every op, generic paths) ------------ */
 
 static const char *node_tests[] = {
-    "test_add_bcast", "test_sub_bcast", "test_mul_bcast", "test_div_bcast", "test_relu",
-    "test_leakyrelu", "test_sigmoid", "test_tanh",
-    "test_hardswish", "test_softmax_axis_0", "test_softmax_axis_1",
-    "test_softmax_axis_2", "test_softmax_large_number", "test_maxpool_2d_pads",
-    "test_maxpool_2d_ceil", "test_maxpool_2d_dilations", "test_maxpool_2d_strides",
-    "test_maxpool_1d_default", "test_maxpool_3d_default", "test_averagepool_2d_pads",
-    "test_averagepool_2d_pads_count_include_pad", "test_averagepool_2d_ceil",
-    "test_averagepool_2d_strides", "test_averagepool_3d_default", "test_batchnorm_example", "test_batchnorm_epsilon", "test_concat_3d_axis_1",
-    "test_concat_2d_axis_negative_1", "test_flatten_axis2", "test_transpose_all_permutations_3", "test_transpose_default", "test_gather_0", "test_gather_1", "test_gather_negative_indices", "test_identity",
-    "test_shape", "test_shape_start_1_end_negative_1", "test_reduce_mean_keepdims_random",
-    "test_reduce_mean_do_not_keepdims_random", "test_reduce_mean_default_axes_keepdims_random",
-    "test_quantizelinear", "test_quantizelinear_axis", "test_dequantizelinear",
-    "test_dequantizelinear_axis", "test_conv_with_strides_padding",
-    "test_conv_with_strides_and_asymmetric_padding", "test_conv_with_autopad_same",
-    "test_gemm_all_attributes", "test_gemm_transposeA", "test_gemm_default_scalar_bias",
-    "test_gemm_default_matrix_bias", "test_matmul_2d", "test_matmul_3d", "test_matmul_4d",
+    "test_add_bcast",
+    "test_sub_bcast",
+    "test_mul_bcast",
+    "test_div_bcast",
+    "test_relu",
+    "test_leakyrelu",
+    "test_sigmoid",
+    "test_tanh",
+    "test_hardswish",
+    "test_softmax_axis_0",
+    "test_softmax_axis_1",
+    "test_softmax_axis_2",
+    "test_softmax_large_number",
+    "test_maxpool_2d_pads",
+    "test_maxpool_2d_ceil",
+    "test_maxpool_2d_dilations",
+    "test_maxpool_2d_strides",
+    "test_maxpool_1d_default",
+    "test_maxpool_3d_default",
+    "test_averagepool_2d_pads",
+    "test_averagepool_2d_pads_count_include_pad",
+    "test_averagepool_2d_ceil",
+    "test_averagepool_2d_strides",
+    "test_averagepool_3d_default",
+    "test_batchnorm_example",
+    "test_batchnorm_epsilon",
+    "test_concat_3d_axis_1",
+    "test_concat_2d_axis_negative_1",
+    "test_flatten_axis2",
+    "test_transpose_all_permutations_3",
+    "test_transpose_default",
+    "test_gather_0",
+    "test_gather_1",
+    "test_gather_negative_indices",
+    "test_identity",
+    "test_shape",
+    "test_shape_start_1_end_negative_1",
+    "test_reduce_mean_keepdims_random",
+    "test_reduce_mean_do_not_keepdims_random",
+    "test_reduce_mean_default_axes_keepdims_random",
+    "test_quantizelinear",
+    "test_quantizelinear_axis",
+    "test_dequantizelinear",
+    "test_dequantizelinear_axis",
+    "test_conv_with_strides_padding",
+    "test_conv_with_strides_and_asymmetric_padding",
+    "test_conv_with_autopad_same",
+    "test_gemm_all_attributes",
+    "test_gemm_transposeA",
+    "test_gemm_default_scalar_bias",
+    "test_gemm_default_matrix_bias",
+    "test_matmul_2d",
+    "test_matmul_3d",
+    "test_matmul_4d",
 };
 
 static int load_pb(const char *dir, const char *kind, int i, lb_tensor *t) {
@@ -226,7 +267,8 @@ static void jit_vs_interp(lb_graph *g, const char *what) {
   lb_tensor in[4], want[4], got[4];
   random_inputs(g, in, 77);
   for (uint32_t i = 0; i < g->n_inputs; i++)
-    for (int64_t k = 0; k < lb_tensor_numel(&in[i]); k++) ((float *)in[i].data)[k] = 2 * ((float *)in[i].data)[k] - 1;
+    for (int64_t k = 0; k < lb_tensor_numel(&in[i]); k++)
+      ((float *)in[i].data)[k] = 2 * ((float *)in[i].data)[k] - 1;
   ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s: %s", what, d.msg);
   ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
   for (uint32_t o = 0; o < g->n_outputs; o++) {
@@ -239,8 +281,8 @@ static void jit_vs_interp(lb_graph *g, const char *what) {
 }
 
 /* x[dims] -> op -> y (output dims preset for reshape-like ops, else inferred). */
-static lb_graph *unary_graph(lb_op op, int rank, const int64_t *dims, const lb_attrs *at, int out_rank,
-                             const int64_t *out_dims) {
+static lb_graph *unary_graph(lb_op op, int rank, const int64_t *dims, const lb_attrs *at,
+                             int out_rank, const int64_t *out_dims) {
   lb_graph *g = lb_graph_new("t");
   uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, rank, dims);
   uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, out_rank, out_dims ? out_dims : dims);
@@ -257,10 +299,18 @@ static lb_graph *unary_graph(lb_op op, int rank, const int64_t *dims, const lb_a
 START_TEST(test_unary_ops) {
   int64_t dims[4] = {2, 3, 5, 7}, flat[2] = {6, 35}, sq[3] = {3, 5, 7}, usq[5] = {2, 3, 1, 5, 7};
   lb_attrs a = {0};
-  struct { lb_op op; int out_rank; const int64_t *out; const char *what; } cases[] = {
-      {LB_OP_CLIP, 4, NULL, "clip"}, {LB_OP_HARD_SIGMOID, 4, NULL, "hard_sigmoid"},
-      {LB_OP_GLOBAL_AVG_POOL, 4, NULL, "global_avg_pool"}, {LB_OP_RESHAPE, 2, flat, "reshape"},
-      {LB_OP_FLATTEN, 2, flat, "flatten"}, {LB_OP_UNSQUEEZE, 5, usq, "unsqueeze"},
+  struct {
+    lb_op op;
+    int out_rank;
+    const int64_t *out;
+    const char *what;
+  } cases[] = {
+      {LB_OP_CLIP, 4, NULL, "clip"},
+      {LB_OP_HARD_SIGMOID, 4, NULL, "hard_sigmoid"},
+      {LB_OP_GLOBAL_AVG_POOL, 4, NULL, "global_avg_pool"},
+      {LB_OP_RESHAPE, 2, flat, "reshape"},
+      {LB_OP_FLATTEN, 2, flat, "flatten"},
+      {LB_OP_UNSQUEEZE, 5, usq, "unsqueeze"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     memset(&a, 0, sizeof a);
@@ -350,7 +400,9 @@ START_TEST(test_jit_refuses_foreign_spec) {
   char *tmp = mkdtemp(tmpl), file[600];
   snprintf(file, sizeof file, "%s/amx.yaml", tmp);
   FILE *f = fopen(file, "w");
-  fprintf(f, "name: x86-64-amx-test\nextends: x86-64-avx2\nllvm:\n  features: \"+avx2,+fma,+amx-tile\"\n");
+  fprintf(
+      f,
+      "name: x86-64-amx-test\nextends: x86-64-avx2\nllvm:\n  features: \"+avx2,+fma,+amx-tile\"\n");
   fclose(f);
   spec = load_spec(file);
   lb_diag_clear(&d);
@@ -370,7 +422,8 @@ START_TEST(test_large_models_jit) {
   char path[512];
   snprintf(path, sizeof path, "%s/tests/models/large/input.npy", LB_SOURCE_DIR);
   if (access(path, R_OK) != 0) {
-    printf("test_large_models_jit: tests/models/large absent (tools/make_models.py --large): skipped\n");
+    printf("test_large_models_jit: tests/models/large absent (tools/make_models.py --large): "
+           "skipped\n");
     return;
   }
   lb_diag d;
@@ -431,9 +484,12 @@ static void aot_check(const char *model, lb_spec *spec, const char *cc, const ch
     ck_assert_msg(lb_bin_write(path, &in[i], &d) == 0, "%s", d.msg);
     n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
   }
-  for (uint32_t i = 0; i < ref->n_outputs; i++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
+  for (uint32_t i = 0; i < ref->n_outputs; i++)
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
   char build[2048];
-  snprintf(build, sizeof build, "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm -o %s/h",
+  snprintf(build, sizeof build,
+           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm "
+           "-o %s/h",
            cc, tmp, LB_SOURCE_DIR, obj, tmp);
   ck_assert_int_eq(shell(build), 0);
   ck_assert_int_eq(shell(cmd), 0);
@@ -482,7 +538,8 @@ START_TEST(test_aot_all_specs) {
     if (!cc) {
       printf("test_aot_all_specs: %s cannot run here (%s): skipped\n", lb_spec_name(spec), d.msg);
     } else {
-      for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) aot_check(models[m], spec, cc, runner);
+      for (size_t m = 0; m < sizeof models / sizeof models[0]; m++)
+        aot_check(models[m], spec, cc, runner);
       printf("test_aot_all_specs: %s: %zu models match the interpreter\n", lb_spec_name(spec),
              sizeof models / sizeof models[0]);
       ran++;
