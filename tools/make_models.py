@@ -10,6 +10,10 @@ PyTorch's outputs on the whole test split next to them.  Re-running gives the sa
            Their BatchNorm statistics are re-estimated on 32 random images first: with the
            default init mobilenet_v2's activations shrink ~10x per stage (logits ~1e-9).
 digits_ops is a fourth, wide model: most of lowbit's ONNX ops as torch exports them.
+Also upgrades the opset-6 tests of Debian's libonnx-testdata pytorch-converted and
+pytorch-operator suites whose ops are all in lowbit's list to opset 13 with onnx's version
+converter, into tests/models/onnx13/<suite>/<test>.onnx (models only; `conformance -m` pairs them
+with the suites' own test data), because the importer reads opsets 7 and up.
 Files (tests/models/): digits_{mlp,cnn,resnet,ops}.onnx, digits_test_x.npy [N,1,8,8] (the MLP reads
 each sample as its 64 contiguous floats), digits16_test_x.npy [N,1,16,16] (bilinear upsample, for
 the resnet), digits_test_y.npy [N] int64, <model>_torch_out.npy [N,10] f32, digits_calib_x.npy
@@ -30,6 +34,13 @@ from sklearn.model_selection import train_test_split
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "models")
 OPSET = 13
+ONNX_TESTDATA = "/usr/share/libonnx-testdata/data"
+LEGACY_SUITES = ("pytorch-converted", "pytorch-operator")
+# The ONNX ops lowbit imports (as in tests/tools/conformance.c).
+LOWBIT_OPS = set("""Conv Gemm MatMul Add Sub Mul Div Relu LeakyRelu Clip Sigmoid Tanh HardSigmoid
+    HardSwish Softmax MaxPool AveragePool GlobalAveragePool BatchNormalization Concat Flatten
+    Reshape Transpose Squeeze Unsqueeze Pad Gather Identity Dropout Constant Shape ReduceMean
+    QuantizeLinear DequantizeLinear""".split())
 
 
 def seed_all(seed):
@@ -243,6 +254,31 @@ def make_large():
         print(f"{name}: top-1 class {int(out.argmax())}, ops {' '.join(ops)}")
 
 
+def make_legacy():
+    """Opset-6 tests with only lowbit ops -> opset 13 (IR 7, which opset 13 needs)."""
+    import onnx
+    from onnx import version_converter
+    for suite in LEGACY_SUITES:
+        src = os.path.join(ONNX_TESTDATA, suite)
+        if not os.path.isdir(src):
+            print(f"{src} absent: legacy suite skipped (apt install libonnx-testdata)")
+            continue
+        dst = os.path.join(OUT, "onnx13", suite)
+        os.makedirs(dst, exist_ok=True)
+        n = 0
+        for test in sorted(os.listdir(src)):
+            m = onnx.load(os.path.join(src, test, "model.onnx"))
+            opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+            if opset >= 7 or not {x.op_type for x in m.graph.node} <= LOWBIT_OPS:
+                continue
+            up = version_converter.convert_version(m, OPSET)
+            up.ir_version = max(up.ir_version, 7)
+            onnx.checker.check_model(up)
+            onnx.save(up, os.path.join(dst, test + ".onnx"))
+            n += 1
+        print(f"{suite}: {n} opset-6 models upgraded to opset {OPSET}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--large", action="store_true", help="also make resnet18 and mobilenet_v2")
@@ -250,6 +286,7 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     make_digits()
+    make_legacy()
     if args.large:
         make_large()
     return 0

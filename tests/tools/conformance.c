@@ -1,10 +1,11 @@
-/* ONNX backend node-test runner: imports each DIR/test_* /model.onnx, runs the reference
+/* ONNX backend test runner: imports each DIR/test_* /model.onnx, runs the reference
  * interpreter on every test_data_set_N and compares with output_N.pb (floats: numpy.isclose with
  * rtol 1e-3, atol 1e-7, NaN equals NaN; other dtypes exactly). A test using an op outside lowbit's
  * ONNX op list is n/a; one named in the skip list is skipped; every other test must pass.
  * lowbit compiles static graphs, so graph inputs that feed a must-be-constant operand (Reshape's
  * shape, Clip's bounds, Pad's pads, ...) are turned into initializers holding that data set's value.
- * -e passes / -e jit run the graph after the fp32 passes / JIT-compiled for the host instead. */
+ * -e passes / -e jit run the graph after the fp32 passes / JIT-compiled for the host instead.
+ * -m points at models upgraded to a newer opset (tools/make_models.py) that replace the tests' own. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ typedef struct {
 typedef struct {
   const char *dir;   /* test directory */
   const char *name;  /* test name (last path component) */
+  char model_path[4200]; /* dir/model.onnx, or MODEL_DIR/name.onnx when -m has one */
   Onnx__ModelProto *model;
   void *model_buf;
   size_t model_len;
@@ -68,6 +70,7 @@ typedef struct {
 } test_case;
 
 static int verbose, run_skipped, engine = E_INTERP;
+static const char *model_dir; /* -m: upgraded models that replace the tests' own */
 static lb_spec *host_spec; /* E_JIT */
 
 /* ---- files ---------------------------------------------------------------------------- */
@@ -161,13 +164,11 @@ static void find_frozen(test_case *t) {
 
 /* Reads model.onnx; returns R_NA if an op is outside our list, R_FAIL on a broken file. */
 static int inspect_model(test_case *t) {
-  char path[4096];
-  if (snprintf(path, sizeof path, "%s/model.onnx", t->dir) < (int)sizeof path)
-    t->model_buf = read_file(path, &t->model_len);
+  t->model_buf = read_file(t->model_path, &t->model_len);
   if (t->model_buf)
     t->model = onnx__model_proto__unpack(NULL, t->model_len, t->model_buf);
   if (!t->model || !t->model->graph) {
-    snprintf(t->why, sizeof t->why, "model.onnx: cannot read the model");
+    snprintf(t->why, sizeof t->why, "cannot read the model");
     return R_FAIL;
   }
   const Onnx__GraphProto *g = t->model->graph;
@@ -255,9 +256,7 @@ static int import_frozen(test_case *t, const char *ds, lb_graph **g, lb_diag *di
   if (rc == 0) {
     size_t len = 0;
     uint8_t *buf = pack_with(t, &f, &len);
-    char name[4200];
-    snprintf(name, sizeof name, "%s/model.onnx", t->dir);
-    rc = buf ? lb_onnx_load_buffer(buf, len, name, g, diag)
+    rc = buf ? lb_onnx_load_buffer(buf, len, t->model_path, g, diag)
              : lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
     free(buf);
   }
@@ -421,12 +420,11 @@ static int prepare(test_case *t, lb_graph *g, lb_jit **jit) {
 
 /* Runs every data set; the model is imported once, or per data set when inputs are frozen. */
 static int run_case(test_case *t) {
-  char mpath[4096], ds[64];
+  char ds[64];
   lb_graph *g = NULL;
   lb_jit *jit = NULL;
   lb_diag diag;
   int res = R_PASS, n_ds = 0;
-  snprintf(mpath, sizeof mpath, "%s/model.onnx", t->dir);
   for (;; n_ds++) {
     snprintf(ds, sizeof ds, "test_data_set_%d", n_ds);
     char dpath[4200];
@@ -434,7 +432,7 @@ static int run_case(test_case *t) {
     if (!exists(dpath)) break;
     lb_diag_clear(&diag);
     if (!g) {
-      int rc = t->n_frozen ? import_frozen(t, ds, &g, &diag) : lb_onnx_load(mpath, &g, &diag);
+      int rc = t->n_frozen ? import_frozen(t, ds, &g, &diag) : lb_onnx_load(t->model_path, &g, &diag);
       if (rc != 0) {
         snprintf(t->why, sizeof t->why, "import: %s", diag.msg);
         return R_FAIL;
@@ -470,12 +468,10 @@ static int run_case(test_case *t) {
 /* A model with an op outside our list must be refused cleanly: LB_ERR_INPUT and a message
  * (or imported, if the importer has learnt the op); anything else is a failure. */
 static int check_rejected(test_case *t) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/model.onnx", t->dir);
   lb_graph *g = NULL;
   lb_diag diag;
   lb_diag_clear(&diag);
-  int rc = lb_onnx_load(path, &g, &diag);
+  int rc = lb_onnx_load(t->model_path, &g, &diag);
   lb_graph_free(g);
   if (rc == 0 || (rc == LB_ERR_INPUT && diag.set && diag.msg[0])) return R_NA;
   snprintf(t->why, sizeof t->why, "unsupported op: import returned %d, not %d with a message (%s)",
@@ -490,6 +486,9 @@ static int run_test(const char *root, const char *name, const skiplist *skip) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", root, name);
   test_case t = {.dir = dir, .name = name};
+  snprintf(t.model_path, sizeof t.model_path, "%s/%s.onnx", model_dir ? model_dir : "", name);
+  if (!model_dir || !exists(t.model_path))
+    snprintf(t.model_path, sizeof t.model_path, "%s/model.onnx", dir);
   int res = inspect_model(&t);
   if (res == R_PASS) res = run_case(&t);
   else if (res == R_NA) res = check_rejected(&t);
@@ -509,11 +508,12 @@ static int run_test(const char *root, const char *name, const skiplist *skip) {
 static int is_test_dir(const struct dirent *e) { return strncmp(e->d_name, "test_", 5) == 0; }
 
 static int usage(void) {
-  fprintf(stderr, "usage: conformance [-v] [-a] [-k SUBSTRING] [-e ENGINE] [NODE_TEST_DIR "
-                  "[SKIP_LIST]]\n"
+  fprintf(stderr, "usage: conformance [-v] [-a] [-k SUBSTRING] [-e ENGINE] [-m MODEL_DIR] "
+                  "[NODE_TEST_DIR [SKIP_LIST]]\n"
                   "  -v: name passing tests; -a: run skip-listed tests too, name those that pass;\n"
                   "  -k: only tests whose name contains SUBSTRING;\n"
-                  "  -e: interp (default), passes (interp after the fp32 passes), jit (host)\n"
+                  "  -e: interp (default), passes (interp after the fp32 passes), jit (host);\n"
+                  "  -m: MODEL_DIR/TEST.onnx, where present, replaces TEST/model.onnx\n"
                   "  defaults: /usr/share/libonnx-testdata/data/node, no skip list\n");
   return 2;
 }
@@ -525,6 +525,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "-v") == 0) verbose = 1;
     else if (strcmp(argv[i], "-a") == 0) run_skipped = 1;
     else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) filter = argv[++i];
+    else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) model_dir = argv[++i];
     else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc) {
       const char *e = argv[++i];
       for (engine = 0; engine < 3 && strcmp(e, engine_names[engine]) != 0; engine++) continue;
