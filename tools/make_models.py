@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Makes the test models and data under tests/models/ (run with Debian's /usr/bin/python3).
 
-Default: trains three small classifiers on scikit-learn's digits (80/20 stratified split,
+Default: trains four small classifiers on scikit-learn's digits (80/20 stratified split,
 random_state=0, pixels scaled to [0,1]) with fixed seeds on one CPU thread, exports them to
 ONNX (opset 13, batch 1, static shapes, BatchNormalization kept as its own node) and writes
 PyTorch's outputs on the whole test split next to them.  Re-running gives the same files.
@@ -10,7 +10,7 @@ PyTorch's outputs on the whole test split next to them.  Re-running gives the sa
            Their BatchNorm statistics are re-estimated on 32 random images first: with the
            default init mobilenet_v2's activations shrink ~10x per stage (logits ~1e-9).
 digits_ops is a fourth, wide model: most of lowbit's ONNX ops as torch exports them.
-Also upgrades the opset-6 tests of Debian's libonnx-testdata pytorch-converted and
+Also upgrades the opset<7 tests of Debian's libonnx-testdata node, pytorch-converted and
 pytorch-operator suites whose ops are all in lowbit's list to opset 13 with onnx's version
 converter, into tests/models/onnx13/<suite>/<test>.onnx (models only; `conformance -m` pairs them
 with the suites' own test data), because the importer reads opsets 7 and up.
@@ -35,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "models")
 OPSET = 13
 ONNX_TESTDATA = "/usr/share/libonnx-testdata/data"
-LEGACY_SUITES = ("pytorch-converted", "pytorch-operator")
+LEGACY_SUITES = ("node", "pytorch-converted", "pytorch-operator")
 # The ONNX ops lowbit imports (as in tests/tools/conformance.c).
 LOWBIT_OPS = set("""Conv Gemm MatMul Add Sub Mul Div Relu LeakyRelu Clip Sigmoid Tanh HardSigmoid
     HardSwish Softmax MaxPool AveragePool GlobalAveragePool BatchNormalization Concat Flatten
@@ -255,7 +255,7 @@ def make_large():
 
 
 def make_legacy():
-    """Opset-6 tests with only lowbit ops -> opset 13 (IR 7, which opset 13 needs)."""
+    """Opset<7 tests with only lowbit ops -> opset 13 (IR 7, which opset 13 needs)."""
     import onnx
     from onnx import version_converter
     for suite in LEGACY_SUITES:
@@ -268,7 +268,8 @@ def make_legacy():
         n = 0
         for test in sorted(os.listdir(src)):
             m = onnx.load(os.path.join(src, test, "model.onnx"))
-            opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+            opset = max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")),
+                        default=OPSET)
             if opset >= 7 or not {x.op_type for x in m.graph.node} <= LOWBIT_OPS:
                 continue
             up = version_converter.convert_version(m, OPSET)
@@ -276,7 +277,7 @@ def make_legacy():
             onnx.checker.check_model(up)
             onnx.save(up, os.path.join(dst, test + ".onnx"))
             n += 1
-        print(f"{suite}: {n} opset-6 models upgraded to opset {OPSET}")
+        print(f"{suite}: {n} opset<7 models upgraded to opset {OPSET}")
 
 
 def main():
