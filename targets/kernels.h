@@ -155,6 +155,10 @@ void lb_kjit_host_cfg(lb_kern_cfg *cfg);
 
 /* ---- emitter internals shared by targets/llvm/kernels_*.c (not for other callers) -------- */
 
+/* Symbol name buffers: 21 int64 fields, a 32-char ISA token and the fixed text always fit, so a
+ * name is never truncated (two descriptions can never share a name). */
+#define LB_KERN_NAME_MAX 768
+
 /* IR-building state for one emitted function. */
 typedef struct lb_kir {
   LLVMContextRef ctx;
@@ -195,5 +199,7 @@ void lb_kloop_begin(lb_kir *k, lb_kloop *l, LLVMValueRef start, LLVMValueRef end
 void lb_kloop_end(lb_kir *k, lb_kloop *l, LLVMValueRef step, const LLVMValueRef *carry_next);
 /* Appends "_<act>" (with the clip bounds) to a kernel name. */
 void lb_kir_act_suffix(char *buf, size_t cap, lb_act act, float lo, float hi);
+/* snprintf into a name buffer; asserts that nothing was cut off. */
+void lb_kir_name(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

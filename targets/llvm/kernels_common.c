@@ -2,6 +2,7 @@
  * shape arithmetic, and small IR-building helpers (typed GEPs, splats, masked vector access,
  * counted loops with loop-carried values). Invariant: every helper leaves the builder at the
  * end of a block that is still open (no terminator), so callers can keep appending. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,6 +23,9 @@ int lb_kern_cfg_check(const lb_kern_cfg *cfg, lb_diag *diag) {
   if (vb != 32 && vb != 128 && vb != 256 && vb != 512)
     return lb_diag_err(diag, LB_ERR_INPUT, "kernel config: vector width %d bits is not 32, 128, "
                        "256 or 512", vb);
+  if (cfg->isa && strlen(cfg->isa) > 32)
+    return lb_diag_err(diag, LB_ERR_INPUT, "kernel config: ISA token '%.40s...' longer than 32",
+                       cfg->isa);
   if (cfg->vector_regs < 8 || cfg->vector_regs > 64)
     return lb_diag_err(diag, LB_ERR_INPUT, "kernel config: %d vector registers (expected 8..64)",
                        cfg->vector_regs);
@@ -79,15 +83,23 @@ void lb_conv_gemm_desc(const lb_conv_desc *d, lb_gemm_desc *g) {
   g->act_max = d->act_max;
 }
 
+void lb_kir_name(char *buf, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, cap, fmt, ap);
+  va_end(ap);
+  LB_ASSERT(n >= 0 && (size_t)n < cap);
+}
+
 void lb_kir_act_suffix(char *buf, size_t cap, lb_act act, float lo, float hi) {
   size_t len = strlen(buf);
   if (act == LB_ACT_RELU) {
-    snprintf(buf + len, cap - len, "_relu");
+    lb_kir_name(buf + len, cap - len, "_relu");
   } else if (act == LB_ACT_CLIP) {
     uint32_t a, b;
     memcpy(&a, &lo, 4);
     memcpy(&b, &hi, 4);
-    snprintf(buf + len, cap - len, "_clip%08x_%08x", (unsigned)a, (unsigned)b);
+    lb_kir_name(buf + len, cap - len, "_clip%08x_%08x", (unsigned)a, (unsigned)b);
   }
 }
 

@@ -9,7 +9,7 @@
 
 static void conv_name(char *buf, size_t cap, const char *op, const lb_kern_cfg *cfg,
                       const lb_conv_desc *d, const char *tile) {
-  snprintf(buf, cap, "lb_f32_f32_%s_%s__%s_n%lldh%lldw%lldc%lldo%lld_k%lldx%lld_s%lldx%lld_d%lldx"
+  lb_kir_name(buf, cap, "lb_f32_f32_%s_%s__%s_n%lldh%lldw%lldc%lldo%lld_k%lldx%lld_s%lldx%lld_d%lldx"
            "%lld_p%lld_%lld_%lld_%lld_ld%lld_%lld_%lld_b%dr%d", op, tile, lb_kern_isa(cfg),
            (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c_in,
            (long long)d->c_out, (long long)d->kh, (long long)d->kw, (long long)d->sh,
@@ -135,7 +135,7 @@ static void im2col_row(lb_kir *k, const lb_conv_desc *d, const pix_pos *p, LLVMV
 int lb_emit_im2col_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
                        lb_kern_out *out, lb_diag *diag) {
   LB_TRY(lb_kern_cfg_check(cfg, diag));
-  char name[400];
+  char name[LB_KERN_NAME_MAX];
   conv_name(name, sizeof name, "im2col", cfg, d, "x1");
   out->scratch_bytes = 0;
   lb_kir k;
@@ -166,7 +166,7 @@ static int is_pointwise(const lb_conv_desc *d) {
  * [begin, end) to cols[0 ..). */
 static LLVMValueRef emit_im2col_rows(LLVMModuleRef mod, const lb_kern_cfg *cfg,
                                      const lb_conv_desc *d) {
-  char name[400];
+  char name[LB_KERN_NAME_MAX];
   conv_name(name, sizeof name, "im2col", cfg, d, "rows");
   lb_kir k;
   LLVMValueRef fn;
@@ -270,10 +270,10 @@ int lb_emit_conv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_de
     return lb_diag_err(diag, LB_ERR_INPUT, "conv: im2col buffer of %lld x %lld floats is too "
                        "large", (long long)c.mb, (long long)c.g.k);
   out->scratch_bytes = c.pointwise ? 0 : (size_t)cols * sizeof(float);
-  char name[400], tile[48];
+  char name[LB_KERN_NAME_MAX], tile[48];
   int mr, nr;
   lb_kern_gemm_tile(cfg, &mr, &nr);
-  snprintf(tile, sizeof tile, "%dx%d_mb%lld", mr, nr, (long long)c.mb);
+  lb_kir_name(tile, sizeof tile, "%dx%d_mb%lld", mr, nr, (long long)c.mb);
   conv_name(name, sizeof name, "conv", cfg, d, tile);
   lb_kir k;
   LLVMTypeRef params[6] = {0};
@@ -409,8 +409,9 @@ int lb_emit_dwconv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_
   if (d->kh * d->kw > DW_MAX_TAPS)
     return lb_diag_err(diag, LB_ERR_INPUT, "depthwise conv: %lldx%lld kernel has more than %d taps",
                        (long long)d->kh, (long long)d->kw, DW_MAX_TAPS);
-  char name[400], tile[32];
-  snprintf(tile, sizeof tile, "%dp%dc", (int)(d->kh * d->kw), DW_UNROLL * cfg->vector_bits / 32);
+  char name[LB_KERN_NAME_MAX], tile[32];
+  lb_kir_name(tile, sizeof tile, "%dp%dc", (int)(d->kh * d->kw),
+              DW_UNROLL * cfg->vector_bits / 32);
   conv_name(name, sizeof name, "dwconv", cfg, d, tile);
   out->scratch_bytes = 0;
   lb_kir k;

@@ -200,8 +200,8 @@ static void uk_store(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LL
 /* void uk(A, Bp, C, bias, res, i64 kc, i1 init, i1 fin) for an mr x (np panels) tile. */
 static LLVMValueRef emit_ukernel(LLVMModuleRef mod, const lb_kern_cfg *cfg, const gemm_plan *p,
                                  const char *base, int mr, int np, int last_cols, int ku) {
-  char name[320];
-  snprintf(name, sizeof name, "%s__uk%dx%dp%dc%du", base, mr, np, last_cols, ku);
+  char name[LB_KERN_NAME_MAX + 64];
+  lb_kir_name(name, sizeof name, "%s__uk%dx%dp%dc%du", base, mr, np, last_cols, ku);
   lb_kir k;
   LLVMValueRef fn;
   LLVMTypeRef params[UK_NPARAM] = {0};
@@ -374,8 +374,8 @@ int lb_emit_gemm_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_gemm_de
   LB_TRY(check_desc(d, diag));
   gemm_plan p;
   make_plan(cfg, d, &p);
-  char name[256];
-  snprintf(name, sizeof name, "lb_f32_f32_gemm_ukernel_%dx%d__%s_m%lldn%lldk%lld_a%lldc%lldr%lld"
+  char name[LB_KERN_NAME_MAX];
+  lb_kir_name(name, sizeof name, "lb_f32_f32_gemm_ukernel_%dx%d__%s_m%lldn%lldk%lld_a%lldc%lldr%lld"
            "_b%dr%d_kc%lldmc%lld", p.mr, p.nr, lb_kern_isa(cfg), (long long)d->m, (long long)d->n,
            (long long)d->k, (long long)d->lda, (long long)d->ldc,
            (long long)(d->has_res ? d->ldr : 0), d->has_bias, d->has_res, (long long)p.kc,
