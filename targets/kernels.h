@@ -93,7 +93,8 @@ void lb_conv_gemm_desc(const lb_conv_desc *d, lb_gemm_desc *g);
 
 /* One emitted kernel. fn lives in the module given to the emitter (external linkage; the
  * caller may make it internal). Its name says dtype, op, tile, ISA and shape, e.g.
- * "lb_f32_f32_gemm_ukernel_6x16__avx2_m3136n64k576_a576c64r0_b1r0_relu"; emitting the same
+ * "lb_f32_f32_gemm_ukernel_6x16__avx2_m3136n64k576_a576c64r0_b1r0_kc576mc900_relu" (kc/mc:
+ * the K and M blocks chosen from the caches); emitting the same
  * description twice into one module returns the existing function. scratch_bytes is the
  * workspace the function needs in its scratch argument (0 = pass NULL). */
 typedef struct lb_kern_out {
@@ -116,13 +117,15 @@ int lb_emit_im2col_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_
 
 /* void f(const float *X, const float *Wp, const float *bias, const float *res, float *Y,
  *        float *scratch)
- * Group-1 conv = im2col into scratch + GEMM (1x1 stride-1 unpadded convs skip im2col and
- * need no scratch). Wp packed by lb_pack_conv_w. scratch_bytes says how much is needed. */
+ * Group-1 conv = im2col into scratch + GEMM: in L2-sized blocks of output pixels when the
+ * packed weights fit in half of L2, else all pixels at once; 1x1 stride-1 unpadded convs skip
+ * im2col and need no scratch. Wp packed by lb_pack_conv_w. scratch_bytes says how much. */
 int lb_emit_conv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
                      lb_kern_out *out, lb_diag *diag);
 
 /* Same signature; depthwise (c_out == c_in, multiplier 1), Wp packed by lb_pack_dw_w.
- * bias and residual + act fused; scratch_bytes = 0. */
+ * bias and residual + act fused; scratch_bytes = 0. At most 64 taps (kh*kw): larger kernels
+ * return LB_ERR_INPUT, so take the generic path for them. */
 int lb_emit_dwconv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_desc *d,
                        lb_kern_out *out, lb_diag *diag);
 
