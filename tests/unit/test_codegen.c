@@ -383,6 +383,51 @@ START_TEST(test_layouts) {
 }
 END_TEST
 
+/* Convolutions off the kernel path (grouped, depthwise with multiplier 2, 1-D, 3-D) and on it
+ * (depthwise, strided/dilated), each with bias and a fused clip. */
+START_TEST(test_conv_variants) {
+  static const struct {
+    int ns;
+    int64_t x[5], w[5], group, stride, dil, pad;
+  } cases[] = {
+      {2, {1, 4, 7, 6}, {6, 2, 3, 3}, 2, 1, 1, 1},  {2, {1, 3, 6, 6}, {6, 1, 3, 3}, 3, 2, 1, 1},
+      {1, {2, 3, 9}, {4, 3, 3}, 1, 2, 1, 1},        {3, {1, 2, 4, 4, 4}, {3, 2, 2, 2, 2}, 1, 1, 1, 0},
+      {2, {1, 8, 9, 9}, {8, 1, 3, 3}, 8, 2, 1, 1},  {2, {1, 5, 9, 8}, {7, 5, 3, 3}, 1, 1, 2, 2},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int rank = cases[c].ns + 2;
+    lb_graph *g = lb_graph_new("conv");
+    int64_t nw = 1, bd[1] = {cases[c].w[0]};
+    for (int d = 0; d < rank; d++) nw *= cases[c].w[d];
+    float *w = malloc((size_t)nw * sizeof *w), b[16];
+    for (int64_t i = 0; i < nw; i++) w[i] = (float)((i * 29) % 13 - 6) / 9.0f;
+    for (int i = 0; i < 16; i++) b[i] = 0.05f * (float)(i - 3);
+    uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, rank, cases[c].x);
+    uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, rank, cases[c].w, w, (size_t)nw * 4);
+    uint32_t bv = lb_graph_add_const(g, "b", LB_DTYPE_F32, 1, bd, b, (size_t)bd[0] * 4);
+    uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, rank, cases[c].x);
+    uint32_t in[3] = {x, wv, bv};
+    uint32_t n = lb_graph_add_node(g, LB_OP_CONV, "conv", in, 3, &y, 1);
+    lb_attrs *a = &g->nodes[n].attr;
+    a->n_spatial = cases[c].ns, a->group = cases[c].group;
+    a->act = LB_ACT_CLIP, a->act_min = -0.5f, a->act_max = 0.8f;
+    for (int k = 0; k < cases[c].ns; k++) {
+      a->kernel[k] = cases[c].w[2 + k], a->strides[k] = cases[c].stride;
+      a->dilations[k] = cases[c].dil, a->pads[k] = a->pads[cases[c].ns + k] = cases[c].pad;
+    }
+    lb_graph_add_input(g, x), lb_graph_add_output(g, y);
+    lb_diag d;
+    lb_diag_clear(&d);
+    ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+    char what[64];
+    snprintf(what, sizeof what, "conv case %zu", c);
+    jit_vs_interp(g, what);
+    free(w);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 START_TEST(test_jit_refuses_foreign_spec) {
   char path[512];
   snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
@@ -458,6 +503,33 @@ static int shell(const char *cmd) {
   return rc;
 }
 
+/* The object exports exactly m_run and m_workspace_size (kernels are internal, so several
+ * models link together) and calls nothing that allocates. */
+static void check_symbols(const char *obj) {
+  char cmd[1024], line[256];
+  snprintf(cmd, sizeof cmd, "nm -g %s", obj);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  int defined = 0;
+  while (fgets(line, sizeof line, p)) {
+    char *sym = strrchr(line, ' ');
+    ck_assert_ptr_nonnull(sym);
+    sym++;
+    sym[strcspn(sym, "\n")] = 0;
+    if (strstr(line, " U ")) {
+      ck_assert_msg(strcmp(sym, "malloc") && strcmp(sym, "calloc") && strcmp(sym, "realloc") &&
+                        strcmp(sym, "free") && strcmp(sym, "aligned_alloc"),
+                    "%s calls %s", obj, sym);
+    } else {
+      ck_assert_msg(!strcmp(sym, "m_run") || !strcmp(sym, "m_workspace_size"), "%s exports %s",
+                    obj, sym);
+      defined++;
+    }
+  }
+  ck_assert_int_eq(pclose(p), 0);
+  ck_assert_int_eq(defined, 2);
+}
+
 /* Compiles model for spec, links the harness with cc, runs it (through runner, may be "")
  * on random inputs and compares with the interpreter. */
 static void aot_check(const char *model, lb_spec *spec, const char *cc, const char *runner) {
@@ -474,6 +546,7 @@ static void aot_check(const char *model, lb_spec *spec, const char *cc, const ch
   snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
   lb_codegen_opts o = {.name = "m"};
   ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s", d.msg);
+  check_symbols(obj);
   lb_tensor in[4], want[4], got;
   random_inputs(ref, in, 99);
   ck_assert_msg(lb_interp_run(ref, in, want, &d) == 0, "%s", d.msg);
@@ -598,6 +671,7 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_unary_ops);
   tcase_add_test(t, test_pad_modes);
   tcase_add_test(t, test_layouts);
+  tcase_add_test(t, test_conv_variants);
   suite_add_tcase(s, t);
   t = tcase_create("aot");
   tcase_set_timeout(t, 600);
