@@ -31,9 +31,10 @@ void lb_kjit_host_cfg(lb_kern_cfg *cfg) {
   memset(cfg, 0, sizeof *cfg);
   char *f = LLVMGetHostCPUFeatures();
   int avx2 = strstr(f, "+avx2") != NULL, avx512 = strstr(f, "+avx512f") != NULL;
+  int x86 = strstr(f, "+sse2") != NULL; /* SSE-only x86 has 16 xmm registers, AArch64 32 */
   LLVMDisposeMessage(f);
   cfg->vector_bits = avx512 ? 512 : avx2 ? 256 : 128;
-  cfg->vector_regs = avx512 ? 32 : avx2 ? 16 : 32;
+  cfg->vector_regs = avx512 ? 32 : x86 ? 16 : 32;
 }
 
 int lb_kjit_new(lb_kjit **out, LLVMModuleRef *mod, lb_diag *diag) {
