@@ -6,6 +6,9 @@ small_cnn.onnx  x[1,1,8,8] -> Conv(4 filters 3x3, pad 1, bias) -> Relu -> MaxPoo
                 -> Flatten -> Gemm(64->10, transB) -> y[1,10]
                 parameters 4*9+4 + 10*64+10 = 690; MACs 4*8*8*9 + 10*64 = 2944
 two_io.onnx     a[2,3], b[2,3] -> sum = a+b, prod = a*b   (two inputs, two outputs)
+dw_matmul.onnx  x[1,4,6,6] -> depthwise Conv(3x3, group 4, no bias) -> Reshape [4,16]
+                -> MatMul [16,3] -> Add c -> Mul c -> y[4,3]; c[3] is shared by Add and Mul
+                layer parameters 36, 48, 3, 3; total 87 (c once); MACs 4*4*4*9 + 4*3*16 = 768
 Run: /usr/bin/python3 tests/e2e/make_fixtures.py
 """
 import os
@@ -52,8 +55,32 @@ def two_io():
                              producer_name="lowbit-e2e")
 
 
+def dw_matmul():
+    rng = np.random.RandomState(1)
+    w = rng.uniform(-1, 1, (4, 1, 3, 3)).astype(np.float32)
+    b = rng.uniform(-1, 1, (16, 3)).astype(np.float32)
+    c = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    shape = np.array([4, 16], dtype=np.int64)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["d"], name="dw", kernel_shape=[3, 3], group=4),
+        helper.make_node("Reshape", ["d", "shape"], ["r"], name="reshape"),
+        helper.make_node("MatMul", ["r", "b"], ["m"], name="matmul"),
+        helper.make_node("Add", ["m", "c"], ["a"], name="add"),
+        helper.make_node("Mul", ["a", "c"], ["y"], name="mul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "dw_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (c, "c"),
+                                                   (shape, "shape"))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             producer_name="lowbit-e2e")
+
+
 def main():
-    for name, model in (("small_cnn", small_cnn()), ("two_io", two_io())):
+    for name, model in (("small_cnn", small_cnn()), ("two_io", two_io()),
+                        ("dw_matmul", dw_matmul())):
         onnx.checker.check_model(model)
         path = os.path.join(HERE, name + ".onnx")
         onnx.save(model, path)

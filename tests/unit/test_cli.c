@@ -235,10 +235,28 @@ START_TEST(info_small_cnn_totals) {
 }
 END_TEST
 
+/* dw_matmul: depthwise conv 4x1x3x3 = 36 parameters and 4*4*4*9 = 576 MACs (one input
+ * channel per group); matmul [4,16]x[16,3] = 48 parameters, 192 MACs; c[3] feeds add and mul,
+ * so each layer shows 3 but the total counts it once: 87 parameters, 348 bytes. */
+START_TEST(info_grouped_and_shared) {
+  LOWBIT_RUN("info", "--json", E2E "/dw_matmul.onnx");
+  expect_ok();
+  ck_assert_msg(strstr(P.out, "\"shape\": [1,4,4,4], \"params\": 36, \"macs\": 576}"), "%s",
+                P.out);
+  ck_assert_ptr_nonnull(strstr(P.out, "\"op\": \"matmul\", \"dtype\": \"f32\", \"shape\": [4,3], "
+                                      "\"params\": 48, \"macs\": 192}"));
+  ck_assert_ptr_nonnull(strstr(P.out, "\"op\": \"mul\", \"dtype\": \"f32\", \"shape\": [4,3], "
+                                      "\"params\": 3, \"macs\": 0}"));
+  ck_assert_ptr_nonnull(strstr(
+      P.out, "\"total\": {\"layers\": 5, \"params\": 87, \"macs\": 768, \"weight_bytes\": 348}"));
+}
+END_TEST
+
 /* For every bundled model, the totals equal the sum over the imported graph's constants. */
 START_TEST(info_models_match_constants) {
   const char *models[] = {MODELS "/digits_mlp.onnx", MODELS "/digits_cnn.onnx",
-                          MODELS "/digits_resnet.onnx", E2E "/two_io.onnx"};
+                          MODELS "/digits_resnet.onnx", E2E "/two_io.onnx",
+                          E2E "/dw_matmul.onnx"};
   for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
     if (!exists(models[m])) continue;
     lb_graph *g = load(models[m]);
@@ -302,6 +320,42 @@ START_TEST(run_conv_raw) {
   ck_assert(memcmp(got, want.data, tensor_bytes(&want)) == 0);
   free(got);
   lb_free(in[0].data), lb_free(in[1].data), lb_free(want.data);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* --batch with raw files: N comes from each file's size; every row equals the interpreter on
+ * the single sample; inputs with different N are a one-line error. */
+START_TEST(run_batch_raw) {
+  lb_tensor in[2], want;
+  load_pb(CONV "/test_data_set_0/input_0.pb", &in[0]);
+  load_pb(CONV "/test_data_set_0/input_1.pb", &in[1]);
+  size_t nx = tensor_bytes(&in[0]), nw = tensor_bytes(&in[1]);
+  char *x3 = malloc(3 * nx), *w3 = malloc(3 * nw);
+  for (int b = 0; b < 3; b++) {
+    memcpy(x3 + b * nx, in[0].data, nx);
+    memcpy(w3 + b * nw, in[1].data, nw);
+  }
+  write_raw(tpath("x3.bin"), x3, 3 * nx);
+  write_raw(tpath("w3.bin"), w3, 3 * nw);
+  write_raw(tpath("w2.bin"), w3, 2 * nw);
+  LOWBIT_RUN("run", CONV "/model.onnx", "-i", tpath("x3.bin"), "-i", tpath("w3.bin"), "-o",
+             tpath("y3.npy"), "--batch");
+  expect_ok();
+  lb_graph *g = load(CONV "/model.onnx");
+  interp(g, in, &want);
+  lb_tensor got;
+  read_npy(tpath("y3.npy"), &got);
+  ck_assert_int_eq(got.rank, 4);
+  ck_assert_int_eq(got.dims[0], 3);
+  size_t ny = tensor_bytes(&want);
+  for (int b = 0; b < 3; b++) ck_assert(memcmp((char *)got.data + b * ny, want.data, ny) == 0);
+  LOWBIT_RUN("run", CONV "/model.onnx", "-i", tpath("x3.bin"), "-i", tpath("w2.bin"), "-o",
+             tpath("y2.npy"), "--batch");
+  expect_error("w2.bin: input 'W': batch of 2, but the inputs before it have 3");
+  ck_assert(!exists(tpath("y2.npy")));
+  free(x3), free(w3);
+  lb_free(in[0].data), lb_free(in[1].data), lb_free(want.data), lb_free(got.data);
   lb_graph_free(g);
 }
 END_TEST
@@ -506,11 +560,13 @@ int main(void) {
   tcase_add_test(tc, help_every_command);
   tcase_add_test(tc, usage_errors);
   tcase_add_test(tc, info_small_cnn_totals);
+  tcase_add_test(tc, info_grouped_and_shared);
   tcase_add_test(tc, info_models_match_constants);
   tcase_add_test(tc, run_relu_npy);
   tcase_add_test(tc, run_conv_raw);
   tcase_add_test(tc, run_two_outputs);
   tcase_add_test(tc, run_batch_digits);
+  tcase_add_test(tc, run_batch_raw);
   tcase_add_test(tc, run_jit_matches_interp);
   tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad / sizeof bad[0]));
   tcase_add_test(tc, onnx_bad_fixtures);
