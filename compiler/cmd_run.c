@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "onnx.h"
 #include "passes.h"
+#include "quant.h"
+#include "quantize.h"
 #include "spec.h"
 #include "target.h"
 #include "tensor_io.h"
@@ -28,6 +30,7 @@ typedef struct run_opts {
   const char *engine;
   const char *spec; /* --spec for the jit engine (default host) */
   int batch, print;
+  lb_qcli q; /* --quantize/--calib/--calib-method/--plan/--plan-out (cmd_quant.c) */
 } run_opts;
 
 /* An execution engine: runs the graph once on inputs of exactly the model's shapes; on success
@@ -55,6 +58,12 @@ static void usage(FILE *f) {
           "  --batch             inputs may have a leading dimension N where the model has 1;\n"
           "                      the N samples run one by one and each output gets N rows\n"
           "  --print             print the outputs (top-5 classes for score vectors)\n"
+          "  --quantize int8     run the integer graph for --spec's int8 combinations (interp);\n"
+          "                      prints the per-layer plan on stderr\n"
+          "  --calib C.npy       calibration samples (axis 0) for --quantize\n"
+          "  --calib-method M    max, avg-max (default), percentile, kl or mse\n"
+          "  --plan P.yaml       an edited plan (f32 layers, scales, zero points)\n"
+          "  --plan-out P.yaml   write the quantization plan\n"
           "  -h, --help          print this help\n");
 }
 
@@ -74,8 +83,25 @@ static int jit_run(void *state, const lb_graph *g, const lb_tensor *in, lb_tenso
 
 static void jit_close(void *state) { lb_jit_free(state); }
 
+/* The quantized interp engine: state is the integer graph (same inputs and outputs as g). */
+static int qinterp_run(void *state, const lb_graph *g, const lb_tensor *in, lb_tensor *out,
+                       lb_diag *d) {
+  (void)g;
+  return lb_interp_run(state, in, out, d);
+}
+
+static void qinterp_close(void *state) { lb_graph_free(state); }
+
 static int open_engine(const run_opts *o, const lb_graph *g, engine *e, lb_diag *d) {
   memset(e, 0, sizeof *e);
+  if (lb_qcli_active(&o->q)) {
+    if (strcmp(o->engine, "interp") != 0)
+      return lb_diag_err(d, LB_ERR_INPUT, "--quantize runs on --engine interp only");
+    e->run = qinterp_run;
+    e->close = qinterp_close;
+    return lb_qcli_build(&o->q, o->model, o->spec, LB_REALIZE_INT, stderr, NULL, NULL,
+                         (lb_graph **)&e->state, d);
+  }
   if (strcmp(o->engine, "interp") == 0) {
     e->run = interp_run;
     return 0;
@@ -117,6 +143,7 @@ static const char *option_value(int argc, char **argv, int *i) {
 static int parse_args(int argc, char **argv, run_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
+    int qr;
     if (is(a, "-h") || is(a, "--help")) {
       usage(stdout);
       return -1;
@@ -134,6 +161,8 @@ static int parse_args(int argc, char **argv, run_opts *o) {
       o->batch = 1;
     } else if (is(a, "--print")) {
       o->print = 1;
+    } else if ((qr = lb_qcli_parse(&o->q, "run", argc, argv, &i)) != 0) {
+      if (qr == 2) return 2;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "lowbit run: unknown option '%s' (try 'lowbit run --help')\n", a);
       return 2;
@@ -158,17 +187,15 @@ static file_kind kind_of(const char *path) {
   return FILE_UNKNOWN;
 }
 
-/* Checks what can be checked before loading anything: counts, file kinds, existing inputs. */
+/* Checks what can be checked before loading anything: the model and inputs exist, the file
+ * kinds are known, there is something to output. */
 static int check_files(const run_opts *o) {
   struct stat st;
   if (!o->model) {
     fprintf(stderr, "lowbit run: no model given (try 'lowbit run --help')\n");
     return 2;
   }
-  if (o->n_out == 0 && !o->print) {
-    fprintf(stderr, "lowbit run: no output: give -o OUT (or --print)\n");
-    return 2;
-  }
+  if (lb_qcli_check(&o->q, "run")) return 2;
   for (int i = 0; i < o->n_out; i++) {
     if (kind_of(o->out[i]) == FILE_UNKNOWN) {
       fprintf(stderr, "lowbit: %s: unknown tensor file type (use .npy, .bin or .raw)\n",
@@ -190,6 +217,10 @@ static int check_files(const run_opts *o) {
       fprintf(stderr, "lowbit: %s: unknown tensor file type (use .npy, .bin or .raw)\n", p);
       return 2;
     }
+  }
+  if (o->n_out == 0 && !o->print) {
+    fprintf(stderr, "lowbit run: no output: give -o OUT (or --print)\n");
+    return 2;
   }
   return 0;
 }

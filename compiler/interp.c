@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "interp_impl.h"
+#include "quant.h"
 
 /* ---- element access for the generic (non-f32) paths ------------------------------------- */
 
@@ -463,6 +464,7 @@ int lb_eval_node(const lb_graph *g, uint32_t id, const lb_tensor *in, lb_tensor 
                        lb_op_get(n->op)->name);
   /* An empty output has nothing to compute (and its buffer may be NULL). */
   if (lb_dtype_bytes(out[0].dtype, lb_tensor_numel(&out[0])) == 0) return 0;
+  if (lb_int_node(g, id)) return lb_int_eval(g, id, &a, in, out, diag); /* interp_int.c */
   lb_kctx c = {g, id, n, &a, diag};
   return kernels[n->op](&c, in, out);
 }

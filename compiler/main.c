@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "quant.h"
 
 static int cmd_version(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -29,6 +30,7 @@ static const struct {
     {"compile", lb_cmd_compile,  "compile a model to an object file + C header for a target"},
     {"bench",   lb_cmd_bench,    "time a model JIT-compiled for this machine"},
     {"spec", lb_cmd_spec, "check, show or list target specs"},
+    {"quantize", lb_cmd_quantize, "calibrate for a spec's int8 and write a QDQ ONNX model"},
     {"version", cmd_version, "print the version"},
 };
 

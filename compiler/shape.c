@@ -705,6 +705,33 @@ static int check_size(sctx *c, const char *role, uint32_t k, const shp *s) {
   return 0;
 }
 
+/* Quantized integer forms (compiler/quant.h, interp_int.c): conv/gemm/matmul/global_avg_pool
+ * on i8/u8 activations (i8/u8 weights, i32 bias), and add/sub/mul with a fused activation.
+ * Shapes follow the f32 rule; the output keeps the activation dtype. */
+static int int_rule(sctx *c, rule_fn f) {
+  lb_op op = c->n->op;
+  lb_dtype t = c->in[0].dtype;
+  int mac = op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL ||
+            op == LB_OP_GLOBAL_AVG_POOL;
+  int ew = (op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL) && c->a->act != LB_ACT_NONE;
+  if (!(t == LB_DTYPE_I8 || t == LB_DTYPE_U8) || !(mac || ew)) return -1;
+  shp in[64];
+  for (uint32_t k = 0; k < c->n->n_in && k < 64; k++) {
+    in[k] = c->in[k];
+    lb_dtype d = in[k].dtype;
+    int want32 = k == 2 && op != LB_OP_ADD && op != LB_OP_SUB && op != LB_OP_MUL;
+    if (in[k].present && (want32 ? d != LB_DTYPE_I32 : !(d == LB_DTYPE_I8 || d == LB_DTYPE_U8)))
+      return -1; /* not an integer form: the f32 rule reports the dtype */
+    in[k].dtype = LB_DTYPE_F32;
+    in[k].data = NULL;
+  }
+  sctx d = *c;
+  d.in = in;
+  LB_TRY(f(&d));
+  c->out[0].dtype = t;
+  return 0;
+}
+
 /* Checks arity and required inputs, then runs the op's rule on in[] (out[0] pre-set for
  * reshape). The attributes are canonicalized in *a. */
 static int run_rule(const lb_graph *g, uint32_t id, lb_attrs *a, const shp *in, shp *out,
@@ -721,7 +748,9 @@ static int run_rule(const lb_graph *g, uint32_t id, lb_attrs *a, const shp *in, 
   if (!rules[n->op]) return fail(&c, "no shape rule for op %s", info->name);
   for (uint32_t k = 0; k < n->n_in; k++)
     if (in[k].present) LB_TRY(check_size(&c, "input", k, &in[k]));
-  LB_TRY(rules[n->op](&c));
+  int irc = int_rule(&c, rules[n->op]);
+  if (irc > 0) return irc;
+  if (irc < 0) LB_TRY(rules[n->op](&c));
   return check_size(&c, "output", 0, &out[0]);
 }
 

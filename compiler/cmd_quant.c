@@ -1,0 +1,505 @@
+/* `lowbit quantize MODEL --spec S --calib C.npy -o OUT.qdq.onnx` and the quantization options
+ * that `lowbit run` shares (--quantize, --calib, --calib-method, --plan, --plan-out): the
+ * pipeline import -> fp32 passes -> annotate -> [plan] -> calibrate -> realize, the per-layer
+ * report, and the QDQ ONNX writer (qdq_write.c). Invariant: nothing is written unless the
+ * whole pipeline succeeded; files are written to a temporary name and renamed. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "onnx.h"
+#include "passes.h"
+#include "quantize.h"
+#include "tensor_io.h"
+
+static int is(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  const char **slot = is(a, "--quantize") ? &o->quantize
+                      : is(a, "--calib") ? &o->calib
+                      : is(a, "--calib-method") ? &o->method
+                      : is(a, "--plan") ? &o->plan
+                      : is(a, "--plan-out") ? &o->plan_out : NULL;
+  if (!slot) return 0;
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "lowbit %s: option '%s' needs an argument\n", cmd, a);
+    return 2;
+  }
+  *slot = argv[++*i];
+  return 1;
+}
+
+int lb_qcli_check(const lb_qcli *o, const char *cmd) {
+  lb_calib_method m;
+  if (o->quantize && !is(o->quantize, "int8") && !is(o->quantize, "none")) {
+    fprintf(stderr, "lowbit %s: --quantize '%s' is not one of int8, none\n", cmd, o->quantize);
+    return 2;
+  }
+  if (o->method && lb_calib_method_from_name(o->method, &m) != 0) {
+    fprintf(stderr, "lowbit %s: --calib-method '%s' is not one of max, avg-max, percentile, kl, mse\n",
+            cmd, o->method);
+    return 2;
+  }
+  if (!lb_qcli_active(o) && (o->calib || o->method || o->plan_out)) {
+    fprintf(stderr, "lowbit %s: --calib, --calib-method and --plan-out need --quantize int8 or --plan\n",
+            cmd);
+    return 2;
+  }
+  if (lb_qcli_active(o) && !o->calib && !o->plan) {
+    fprintf(stderr, "lowbit %s: --quantize int8 needs --calib C.npy (or --plan P.yaml)\n", cmd);
+    return 2;
+  }
+  return 0;
+}
+
+int lb_qcli_active(const lb_qcli *o) {
+  return (o->quantize && is(o->quantize, "int8")) || o->plan;
+}
+
+/* Reads the calibration set and runs calibration, or fills parameters from the plan alone. */
+static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *d) {
+  if (!o->calib) {
+    p->method = "plan";
+    return lb_quant_params(g, p, d);
+  }
+  lb_tensor data = {0};
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, isatty(2)};
+  if (o->method) lb_calib_method_from_name(o->method, &co.method);
+  int rc = lb_npy_read(o->calib, &data, d);
+  if (!rc) {
+    rc = lb_quant_calibrate(g, p, &data, &co, d);
+    if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
+  }
+  lb_free(data.data);
+  return rc;
+}
+
+/* Annotates g for spec s; with an edited plan, reads it, annotates again honouring its f32
+ * layers and checks its dtypes. */
+static int annotate(const lb_qcli *o, const lb_graph *g, const lb_spec *s, lb_qplan *p,
+                    lb_diag *d) {
+  LB_TRY(lb_quant_annotate(g, s, p, d));
+  if (!o->plan) return 0;
+  LB_TRY(lb_qplan_load(p, g, o->plan, d));
+  return lb_quant_annotate(g, s, p, d);
+}
+
+int lb_qcli_build(const lb_qcli *o, const char *model, const char *spec, int mode, FILE *report,
+                  lb_graph **fp32, lb_qplan **plan, lb_graph **out, lb_diag *d) {
+  lb_graph *g = NULL;
+  lb_spec *s = NULL;
+  lb_qplan *p = NULL;
+  *out = NULL;
+  int rc = lb_onnx_load(model, &g, d);
+  if (!rc) rc = lb_pass_prepare_fp32(g, d);
+  if (!rc) rc = lb_spec_load(spec ? spec : "host", &s, d);
+  if (!rc && !(p = lb_qplan_new(g))) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  if (!rc) rc = annotate(o, g, s, p, d);
+  if (!rc) rc = calibrate(o, g, p, d);
+  if (!rc && report) lb_qplan_report(p, g, report);
+  if (!rc && o->plan_out) rc = lb_qplan_save(p, g, o->plan_out, d);
+  if (!rc) rc = lb_quant_realize(g, p, (lb_realize_mode)mode, out, d);
+  lb_spec_free(s);
+  if (!rc && plan) *plan = p;
+  else lb_qplan_free(p);
+  if (!rc && fp32) *fp32 = g;
+  else lb_graph_free(g);
+  return rc;
+}
+
+/* ---- lowbit quantize ---------------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: lowbit quantize MODEL.onnx --spec S --calib C.npy -o OUT.qdq.onnx [options]\n"
+          "\n"
+          "Calibrates the model for the integer combinations of a target spec and writes it as\n"
+          "an ONNX QDQ model (QuantizeLinear/DequantizeLinear around weights and activations, as\n"
+          "ONNX Runtime's quantization tool writes them). Prints the per-layer plan.\n"
+          "\n"
+          "  --spec S             target spec (bundled name, file, or host; default host)\n"
+          "  --calib C.npy        calibration samples along axis 0 (f32)\n"
+          "  --calib-method M     max, avg-max (default), percentile, kl or mse\n"
+          "  --plan P.yaml        an edited plan: f32 layers, scales and zero points\n"
+          "  --plan-out P.yaml    write the plan\n"
+          "  -o, --output FILE    the QDQ model (written atomically)\n"
+          "  -q, --quiet          do not print the plan\n"
+          "  -h, --help           print this help\n");
+}
+
+int lb_cmd_quantize(int argc, char **argv) {
+  lb_qcli o = {.quantize = "int8"};
+  const char *model = NULL, *spec = NULL, *outp = NULL;
+  int quiet = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int r = lb_qcli_parse(&o, "quantize", argc, argv, &i);
+    if (r == 2) return 2;
+    if (r == 1) continue;
+    if (is(a, "-h") || is(a, "--help")) return usage(stdout), 0;
+    if ((is(a, "--spec") || is(a, "-o") || is(a, "--output")) && i + 1 >= argc) {
+      fprintf(stderr, "lowbit quantize: option '%s' needs an argument\n", a);
+      return 2;
+    }
+    if (is(a, "--spec")) spec = argv[++i];
+    else if (is(a, "-o") || is(a, "--output")) outp = argv[++i];
+    else if (is(a, "-q") || is(a, "--quiet")) quiet = 1;
+    else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "lowbit quantize: unknown option '%s' (try 'lowbit quantize --help')\n", a);
+      return 2;
+    } else if (model) {
+      fprintf(stderr, "lowbit quantize: unexpected argument '%s'\n", a);
+      return 2;
+    } else model = a;
+  }
+  if (!model || !outp) {
+    fprintf(stderr, "lowbit quantize: needs MODEL.onnx and -o OUT.onnx (try --help)\n");
+    return 2;
+  }
+  if (lb_qcli_check(&o, "quantize")) return 2;
+  lb_diag d = {0};
+  lb_graph *q = NULL;
+  int rc = lb_qcli_build(&o, model, spec, LB_REALIZE_QDQ, quiet ? NULL : stdout, NULL, NULL, &q, &d);
+  if (!rc) rc = lb_qdq_write(q, outp, &d);
+  if (rc) fprintf(stderr, "lowbit: %s\n", d.msg);
+  lb_graph_free(q);
+  return lb_exit_code(rc);
+}
+
+/* ---- the QDQ ONNX writer -----------------------------------------------------------------
+ * Writes an lb_graph (fp32 ops, quantize/dequantize nodes, integer constants) as an opset-13
+ * ModelProto. Fused epilogues are written back as separate nodes (residual Add, Relu/Clip),
+ * which is the DQ -> op -> Q layout ONNX Runtime fuses. Everything lives in one arena. */
+
+#include "onnx.pb-c.h"
+
+typedef struct wr {
+  lb_arena a;
+  const lb_graph *g;
+  Onnx__NodeProto **nodes;
+  size_t n_nodes, cap_nodes;
+  Onnx__TensorProto **inits;
+  size_t n_inits;
+  unsigned tmp; /* counter for names of values the unfusing adds */
+  lb_diag *d;
+} wr;
+
+static int onnx_dtype(lb_dtype t) {
+  switch (t) {
+  case LB_DTYPE_F32: return ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  case LB_DTYPE_U8: return ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
+  case LB_DTYPE_I8: return ONNX__TENSOR_PROTO__DATA_TYPE__INT8;
+  case LB_DTYPE_I32: return ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+  case LB_DTYPE_I64: return ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+  default: return -1;
+  }
+}
+
+static char *sdup(wr *w, const char *s) { return lb_arena_strdup(&w->a, s); }
+
+static Onnx__TensorProto *tensor_proto(wr *w, const char *name, lb_dtype t, int rank,
+                                       const int64_t *dims, const void *data, size_t nbytes) {
+  Onnx__TensorProto *tp = lb_arena_alloc(&w->a, sizeof *tp);
+  int64_t *d = lb_arena_array(&w->a, rank ? (size_t)rank : 1, sizeof *d);
+  void *buf = lb_arena_alloc(&w->a, nbytes ? nbytes : 1);
+  if (!tp || !d || !buf) return NULL;
+  onnx__tensor_proto__init(tp);
+  tp->name = sdup(w, name);
+  tp->n_dims = (size_t)rank;
+  memcpy(d, dims, (size_t)rank * sizeof *d);
+  tp->dims = d;
+  tp->has_data_type = 1, tp->data_type = onnx_dtype(t);
+  memcpy(buf, data, nbytes);
+  tp->has_raw_data = 1, tp->raw_data.len = nbytes, tp->raw_data.data = buf;
+  return tp->name ? tp : NULL;
+}
+
+static int add_init(wr *w, Onnx__TensorProto *tp) {
+  if (!tp) return LB_ERR_NOMEM;
+  w->inits[w->n_inits++] = tp;
+  return 0;
+}
+
+static int push_node(wr *w, Onnx__NodeProto *n) {
+  if (w->n_nodes == w->cap_nodes) {
+    size_t cap = w->cap_nodes ? 2 * w->cap_nodes : 64;
+    Onnx__NodeProto **nn = lb_arena_array(&w->a, cap, sizeof *nn);
+    if (!nn) return LB_ERR_NOMEM;
+    if (w->n_nodes) memcpy(nn, w->nodes, w->n_nodes * sizeof *nn);
+    w->nodes = nn, w->cap_nodes = cap;
+  }
+  w->nodes[w->n_nodes++] = n;
+  return 0;
+}
+
+/* A node proto with inputs in[0..n_in) (NULL: absent optional input, written as ""). */
+static Onnx__NodeProto *node_proto(wr *w, const char *op, const char *name, const char **in,
+                                   size_t n_in, const char *out) {
+  Onnx__NodeProto *n = lb_arena_alloc(&w->a, sizeof *n);
+  char **ins = lb_arena_array(&w->a, n_in ? n_in : 1, sizeof *ins);
+  char **outs = lb_arena_array(&w->a, 1, sizeof *outs);
+  Onnx__AttributeProto **at = lb_arena_array(&w->a, 8, sizeof *at);
+  if (!n || !ins || !outs || !at) return NULL;
+  onnx__node_proto__init(n);
+  for (size_t k = 0; k < n_in; k++)
+    if (!(ins[k] = sdup(w, in[k] ? in[k] : ""))) return NULL;
+  if (!(outs[0] = sdup(w, out)) || !(n->name = sdup(w, name)) || !(n->op_type = sdup(w, op)))
+    return NULL;
+  n->n_input = n_in, n->input = ins, n->n_output = 1, n->output = outs;
+  n->attribute = at;
+  return push_node(w, n) ? NULL : n;
+}
+
+static int attr_ints(wr *w, Onnx__NodeProto *n, const char *name, const int64_t *v, size_t k) {
+  Onnx__AttributeProto *a = lb_arena_alloc(&w->a, sizeof *a);
+  int64_t *vals = lb_arena_array(&w->a, k ? k : 1, sizeof *vals);
+  if (!a || !vals || !(a->name = NULL, 1)) return LB_ERR_NOMEM;
+  onnx__attribute_proto__init(a);
+  if (!(a->name = sdup(w, name))) return LB_ERR_NOMEM;
+  a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+  memcpy(vals, v, k * sizeof *vals);
+  a->n_ints = k, a->ints = vals;
+  n->attribute[n->n_attribute++] = a;
+  return 0;
+}
+
+static int attr_int(wr *w, Onnx__NodeProto *n, const char *name, int64_t v) {
+  Onnx__AttributeProto *a = lb_arena_alloc(&w->a, sizeof *a);
+  if (!a) return LB_ERR_NOMEM;
+  onnx__attribute_proto__init(a);
+  if (!(a->name = sdup(w, name))) return LB_ERR_NOMEM;
+  a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  a->has_i = 1, a->i = v;
+  n->attribute[n->n_attribute++] = a;
+  return 0;
+}
+
+static int attr_float(wr *w, Onnx__NodeProto *n, const char *name, float v) {
+  Onnx__AttributeProto *a = lb_arena_alloc(&w->a, sizeof *a);
+  if (!a) return LB_ERR_NOMEM;
+  onnx__attribute_proto__init(a);
+  if (!(a->name = sdup(w, name))) return LB_ERR_NOMEM;
+  a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+  a->has_f = 1, a->f = v;
+  n->attribute[n->n_attribute++] = a;
+  return 0;
+}
+
+/* A fresh value name for the unfused epilogue. */
+static const char *tmp_name(wr *w, const char *base, const char *what) {
+  char buf[300];
+  snprintf(buf, sizeof buf, "%.200s/%s_%u", base, what, w->tmp++);
+  return sdup(w, buf);
+}
+
+/* An i64 (or f32) constant initializer; returns its name. */
+static const char *const_init(wr *w, const char *base, lb_dtype t, int rank, const int64_t *dims,
+                              const void *data, size_t nbytes) {
+  const char *name = tmp_name(w, base, "const");
+  if (!name || add_init(w, tensor_proto(w, name, t, rank, dims, data, nbytes))) return NULL;
+  return name;
+}
+
+static int spatial_attrs(wr *w, Onnx__NodeProto *n, const lb_attrs *a, int conv) {
+  int ns = a->n_spatial;
+  LB_TRY(attr_ints(w, n, "kernel_shape", a->kernel, (size_t)ns));
+  LB_TRY(attr_ints(w, n, "strides", a->strides, (size_t)ns));
+  LB_TRY(attr_ints(w, n, "pads", a->pads, (size_t)(2 * ns)));
+  LB_TRY(attr_ints(w, n, "dilations", a->dilations, (size_t)ns));
+  if (conv) return attr_int(w, n, "group", a->group);
+  return 0;
+}
+
+/* Relu or Clip after out0 (the fused activation), writing final. */
+static int write_act(wr *w, const lb_node *nd, const char *from, const char *final) {
+  const char *in[3] = {from, NULL, NULL};
+  if (nd->attr.act == LB_ACT_RELU) return node_proto(w, "Relu", "", in, 1, final) ? 0 : LB_ERR_NOMEM;
+  int64_t none[1] = {0};
+  in[1] = const_init(w, final, LB_DTYPE_F32, 0, none, &nd->attr.act_min, sizeof(float));
+  in[2] = const_init(w, final, LB_DTYPE_F32, 0, none, &nd->attr.act_max, sizeof(float));
+  if (!in[1] || !in[2]) return LB_ERR_NOMEM;
+  return node_proto(w, "Clip", "", in, 3, final) ? 0 : LB_ERR_NOMEM;
+}
+
+static const char *onnx_op_of(lb_op op) {
+  switch (op) {
+  case LB_OP_CONV: return "Conv"; case LB_OP_GEMM: return "Gemm"; case LB_OP_MATMUL: return "MatMul";
+  case LB_OP_ADD: return "Add"; case LB_OP_SUB: return "Sub"; case LB_OP_MUL: return "Mul";
+  case LB_OP_DIV: return "Div"; case LB_OP_RELU: return "Relu"; case LB_OP_SIGMOID: return "Sigmoid";
+  case LB_OP_TANH: return "Tanh"; case LB_OP_LEAKY_RELU: return "LeakyRelu";
+  case LB_OP_SOFTMAX: return "Softmax"; case LB_OP_MAX_POOL: return "MaxPool";
+  case LB_OP_AVG_POOL: return "AveragePool"; case LB_OP_GLOBAL_AVG_POOL: return "GlobalAveragePool";
+  case LB_OP_CONCAT: return "Concat"; case LB_OP_FLATTEN: return "Flatten";
+  case LB_OP_RESHAPE: return "Reshape"; case LB_OP_TRANSPOSE: return "Transpose";
+  case LB_OP_IDENTITY: return "Identity"; case LB_OP_CLIP: return "Clip";
+  case LB_OP_QUANTIZE: return "QuantizeLinear"; case LB_OP_DEQUANTIZE: return "DequantizeLinear";
+  default: return NULL;
+  }
+}
+
+/* Op-specific attributes and extra constant inputs; *n_in may grow (in has room for 4). */
+static int op_extras(wr *w, const lb_node *nd, Onnx__NodeProto *n, const char *oname) {
+  const lb_attrs *a = &nd->attr;
+  const lb_value *y = &w->g->values[nd->out[0]];
+  switch (nd->op) {
+  case LB_OP_CONV: return spatial_attrs(w, n, a, 1);
+  case LB_OP_MAX_POOL: LB_TRY(attr_int(w, n, "ceil_mode", a->ceil_mode)); return spatial_attrs(w, n, a, 0);
+  case LB_OP_AVG_POOL:
+    LB_TRY(attr_int(w, n, "ceil_mode", a->ceil_mode));
+    LB_TRY(attr_int(w, n, "count_include_pad", a->count_include_pad));
+    return spatial_attrs(w, n, a, 0);
+  case LB_OP_GEMM:
+    LB_TRY(attr_int(w, n, "transA", a->trans_a));
+    LB_TRY(attr_int(w, n, "transB", a->trans_b));
+    LB_TRY(attr_float(w, n, "alpha", a->alpha));
+    return attr_float(w, n, "beta", a->beta);
+  case LB_OP_LEAKY_RELU: return attr_float(w, n, "alpha", a->alpha);
+  case LB_OP_SOFTMAX: case LB_OP_CONCAT: case LB_OP_FLATTEN: return attr_int(w, n, "axis", a->axis);
+  case LB_OP_QUANTIZE: case LB_OP_DEQUANTIZE: return attr_int(w, n, "axis", a->axis);
+  case LB_OP_TRANSPOSE: return attr_ints(w, n, "perm", a->axes, (size_t)a->n_axes);
+  case LB_OP_RESHAPE: {
+    int64_t d[1] = {y->rank};
+    const char *s = const_init(w, oname, LB_DTYPE_I64, 1, d, y->dims, (size_t)y->rank * 8);
+    if (!s || !(n->input[1] = sdup(w, s))) return LB_ERR_NOMEM;
+    n->n_input = 2;
+    return 0;
+  }
+  case LB_OP_CLIP: {
+    int64_t none[1] = {0};
+    const char *lo = const_init(w, oname, LB_DTYPE_F32, 0, none, &a->clip_min, 4);
+    const char *hi = const_init(w, oname, LB_DTYPE_F32, 0, none, &a->clip_max, 4);
+    if (!lo || !hi || !(n->input[1] = sdup(w, lo)) || !(n->input[2] = sdup(w, hi)))
+      return LB_ERR_NOMEM;
+    n->n_input = 3;
+    return 0;
+  }
+  default: return 0;
+  }
+}
+
+static int write_node(wr *w, uint32_t id) {
+  const lb_node *nd = &w->g->nodes[id];
+  const char *op = onnx_op_of(nd->op), *in[4] = {NULL, NULL, NULL, NULL};
+  if (!op || (nd->op == LB_OP_SOFTMAX && nd->attr.legacy_2d))
+    return lb_diag_err(w->d, LB_ERR_INPUT, "node \"%s\": op %s cannot be written to ONNX",
+                       nd->name, lb_op_get(nd->op)->name);
+  const char *final = w->g->values[nd->out[0]].name;
+  int res = (nd->op == LB_OP_CONV || nd->op == LB_OP_GEMM) && nd->n_in > 3 && nd->in[3] != LB_NONE;
+  int act = nd->attr.act != LB_ACT_NONE;
+  uint32_t n_main = res ? 3 : nd->n_in;
+  for (uint32_t k = 0; k < n_main && k < 3; k++)
+    in[k] = nd->in[k] == LB_NONE ? NULL : w->g->values[nd->in[k]].name;
+  const char *o1 = res || act ? tmp_name(w, final, "pre") : final;
+  size_t nin = n_main;
+  while (nin > 0 && !in[nin - 1]) nin--;
+  Onnx__NodeProto *n = o1 ? node_proto(w, op, nd->name, in, nd->op == LB_OP_RESHAPE ||
+                                       nd->op == LB_OP_CLIP ? 3 : nin, o1) : NULL;
+  if (!n) return LB_ERR_NOMEM;
+  if (nd->op == LB_OP_RESHAPE || nd->op == LB_OP_CLIP) n->n_input = 1;
+  LB_TRY(op_extras(w, nd, n, final));
+  const char *o2 = o1;
+  if (res) {
+    const char *ai[2] = {o1, w->g->values[nd->in[3]].name};
+    o2 = act ? tmp_name(w, final, "sum") : final;
+    if (!o2 || !node_proto(w, "Add", "", ai, 2, o2)) return LB_ERR_NOMEM;
+  }
+  return act ? write_act(w, nd, o2, final) : 0;
+}
+
+static Onnx__ValueInfoProto *value_info(wr *w, const lb_value *v) {
+  Onnx__ValueInfoProto *vi = lb_arena_alloc(&w->a, sizeof *vi);
+  Onnx__TypeProto *tp = lb_arena_alloc(&w->a, sizeof *tp);
+  Onnx__TypeProto__Tensor *tt = lb_arena_alloc(&w->a, sizeof *tt);
+  Onnx__TensorShapeProto *sh = lb_arena_alloc(&w->a, sizeof *sh);
+  Onnx__TensorShapeProto__Dimension **dims = lb_arena_array(&w->a, LB_MAX_RANK, sizeof *dims);
+  if (!vi || !tp || !tt || !sh || !dims) return NULL;
+  onnx__value_info_proto__init(vi), onnx__type_proto__init(tp);
+  onnx__type_proto__tensor__init(tt), onnx__tensor_shape_proto__init(sh);
+  for (int i = 0; i < v->rank; i++) {
+    if (!(dims[i] = lb_arena_alloc(&w->a, sizeof **dims))) return NULL;
+    onnx__tensor_shape_proto__dimension__init(dims[i]);
+    dims[i]->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+    dims[i]->dim_value = v->dims[i];
+  }
+  sh->n_dim = (size_t)v->rank, sh->dim = dims;
+  tt->has_elem_type = 1, tt->elem_type = onnx_dtype(v->dtype), tt->shape = sh;
+  tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE, tp->tensor_type = tt;
+  vi->name = sdup(w, v->name), vi->type = tp;
+  return vi->name ? vi : NULL;
+}
+
+static int io_list(wr *w, const uint32_t *ids, uint32_t n, Onnx__ValueInfoProto ***out) {
+  *out = lb_arena_array(&w->a, n ? n : 1, sizeof **out);
+  if (!*out) return LB_ERR_NOMEM;
+  for (uint32_t i = 0; i < n; i++)
+    if (!((*out)[i] = value_info(w, &w->g->values[ids[i]]))) return LB_ERR_NOMEM;
+  return 0;
+}
+
+static int build_graph(wr *w, Onnx__GraphProto *gp) {
+  const lb_graph *g = w->g;
+  w->inits = lb_arena_array(&w->a, g->n_values + 4 * (size_t)g->n_nodes + 1, sizeof *w->inits);
+  if (!w->inits) return LB_ERR_NOMEM;
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    const lb_value *val = &g->values[v];
+    if (!val->data) continue;
+    if (onnx_dtype(val->dtype) < 0)
+      return lb_diag_err(w->d, LB_ERR_INPUT, "constant \"%s\": dtype %s cannot be written",
+                         val->name, lb_dtype_name(val->dtype));
+    LB_TRY(add_init(w, tensor_proto(w, val->name, val->dtype, val->rank, val->dims, val->data,
+                                    val->nbytes)));
+  }
+  for (uint32_t n = 0; n < g->n_nodes; n++) LB_TRY(write_node(w, n));
+  onnx__graph_proto__init(gp);
+  gp->name = sdup(w, g->name && g->name[0] ? g->name : "lowbit");
+  gp->n_node = w->n_nodes, gp->node = w->nodes;
+  gp->n_initializer = w->n_inits, gp->initializer = w->inits;
+  LB_TRY(io_list(w, g->inputs, g->n_inputs, &gp->input));
+  LB_TRY(io_list(w, g->outputs, g->n_outputs, &gp->output));
+  gp->n_input = g->n_inputs, gp->n_output = g->n_outputs;
+  return gp->name ? 0 : LB_ERR_NOMEM;
+}
+
+static int write_file(const char *path, const void *buf, size_t len, lb_diag *d) {
+  size_t pl = strlen(path);
+  char *tmp = lb_malloc(pl + 24);
+  if (!tmp) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  snprintf(tmp, pl + 24, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  int ok = f && fwrite(buf, 1, len, f) == len;
+  if (f && fclose(f) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) remove(tmp);
+  lb_free(tmp);
+  return ok ? 0 : lb_diag_err(d, LB_ERR_INPUT, "%s: cannot write the model", path);
+}
+
+int lb_qdq_write(const lb_graph *g, const char *path, lb_diag *d) {
+  wr w = {.g = g, .d = d};
+  lb_arena_init(&w.a);
+  Onnx__ModelProto m;
+  Onnx__GraphProto gp;
+  Onnx__OperatorSetIdProto ops, *opsp = &ops;
+  onnx__model_proto__init(&m);
+  onnx__operator_set_id_proto__init(&ops);
+  ops.domain = "", ops.has_version = 1, ops.version = 13;
+  int rc = build_graph(&w, &gp);
+  if (!rc) {
+    m.has_ir_version = 1, m.ir_version = 7;
+    m.n_opset_import = 1, m.opset_import = &opsp;
+    m.producer_name = "lowbit", m.graph = &gp;
+    size_t len = onnx__model_proto__get_packed_size(&m);
+    uint8_t *buf = lb_malloc(len ? len : 1);
+    if (!buf) rc = LB_ERR_NOMEM;
+    else {
+      onnx__model_proto__pack(&m, buf);
+      rc = write_file(path, buf, len, d);
+      lb_free(buf);
+    }
+  }
+  if (rc == LB_ERR_NOMEM) lb_diag_err(d, rc, "out of memory");
+  lb_arena_free(&w.a);
+  return rc;
+}

@@ -1,0 +1,140 @@
+/* Integer quantization: THE one requantize definition (used by the interpreter and emitted by
+ * every backend, bit-exact everywhere), scale/zero-point arithmetic, the quantization plan
+ * (per-layer precision, per-tensor parameters) and its YAML form. Invariant: every integer
+ * result in lowbit is computed through lb_requantize/lb_requantize2 and the lb_q* helpers here, so
+ * changing the semantics means changing this file and nothing else. */
+#ifndef LB_QUANT_H
+#define LB_QUANT_H
+
+#include <stdio.h>
+
+#include "ir.h"
+
+/* ---- the integer semantics ----------------------------------------------------------------
+ * Quantized value q of dtype t (i8/u8) with scale s and zero point z represents s*(q - z).
+ * An integer op accumulates in int32 (acc), then
+ *   lb_requantize(acc, m, z, lo, hi) = (int)rne(clamp((float)acc * m, lo - z, hi - z)) + z
+ * where (float)acc rounds to nearest even, the multiply is ONE IEEE fp32 multiply (never
+ * contracted into an FMA: lowbit is compiled as ISO C, where GCC and clang do not contract),
+ * the clamp is done in float and rne is round-half-to-even (nearbyintf, default rounding).
+ * lo/hi are the output dtype's range narrowed by a fused activation (lb_qact_bounds).
+ * A two-term sum (add, conv with a residual) is
+ *   lb_requantize2(a, ma, b, mb, z, lo, hi) = rne(clamp((float)a*ma + (float)b*mb)) + z,
+ * each product rounded to fp32 and then added in fp32. Multipliers are fp32 values computed
+ * once, in double, by lb_qmul (m = s_in*s_w/s_out) and lb_qmul_pool. */
+int32_t lb_requantize(int32_t acc, float m, int32_t zp, int32_t lo, int32_t hi);
+int32_t lb_requantize2(int32_t a, float ma, int32_t b, float mb, int32_t zp, int32_t lo, int32_t hi);
+/* m = s_in * s_w / s_out rounded once from double to fp32 (s_w = 1 when absent). */
+float lb_qmul(float s_in, float s_w, float s_out);
+/* m = s_in / (s_out * count) for average pooling over count elements. */
+float lb_qmul_pool(float s_in, float s_out, int64_t count);
+/* Range of an integer dtype (i8: -128..127, u8: 0..255, i32: full). */
+void lb_qrange(lb_dtype t, int32_t *qmin, int32_t *qmax);
+/* q = saturate(rne(x / s) + z) with the division in fp32 (what QuantizeLinear does). */
+int32_t lb_qquantize(float x, float s, int32_t zp, int32_t qmin, int32_t qmax);
+/* The integer range [lo, hi] of an output (dtype t, scale s, zero point z) after a fused
+ * activation act (LB_ACT_RELU: real 0; LB_ACT_CLIP: real act_min..act_max), each real bound
+ * quantized with lb_qquantize. */
+void lb_qact_bounds(int act, float act_min, float act_max, lb_dtype t, float s, int32_t zp,
+                    int32_t *lo, int32_t *hi);
+/* Scale and zero point for a real range [lo, hi] (widened to include 0) in dtype t:
+ * symmetric: s = max|.|/127 (/qmax), z = 0; asymmetric: s = (hi-lo)/(qmax-qmin),
+ * z = saturate(rne(qmin - lo/s)). An empty range gives s = 1. */
+void lb_qparams(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t *zp);
+
+/* ---- interpreter (interp_int.c) -------------------------------------------------------------
+ * A node is integer when its output and first input are i8/u8 values with quantization
+ * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, relu, clip,
+ * global_avg_pool); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
+int lb_int_node(const lb_graph *g, uint32_t id);
+int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
+                lb_tensor *out, lb_diag *diag);
+
+/* ---- the plan ------------------------------------------------------------------------------ */
+
+typedef enum { LB_QROLE_ACT = 0, LB_QROLE_WEIGHT, LB_QROLE_BIAS, LB_QROLE_CONST } lb_qrole;
+
+/* The decision for one value (by id of the graph the plan was made for). */
+typedef struct lb_qval {
+  lb_dtype dtype;   /* LB_DTYPE_F32: not quantized; I8/U8 activations and weights; I32 bias */
+  lb_qrole role;
+  unsigned schemes; /* LB_SCHEME_* allowed (activations) */
+  int symmetric;    /* chosen scheme (zero point 0) */
+  int axis;         /* per-channel axis, -1 per tensor */
+  uint32_t n;       /* number of scales, 0 until set */
+  float *scale;     /* n scales (plan arena) */
+  int32_t *zp;      /* n zero points */
+  float lo, hi;     /* calibrated real range of an activation */
+  int ranged;       /* lo/hi are set */
+  uint32_t cls;     /* shared-scale class: the representative value id */
+  uint32_t bias_of; /* bias: the node it belongs to */
+  const char *yaml_at; /* "FILE:LINE:COL" where an edited plan set it, else NULL */
+  lb_dtype file_dtype; /* the dtype the edited plan gave (checked against the annotation) */
+} lb_qval;
+
+/* The decision for one node. */
+typedef struct lb_qlayer {
+  int integer;       /* runs in integer arithmetic */
+  const char *combo; /* spec combination label, or "f32" */
+  lb_dtype act, weight, out;
+  char why[200];     /* why it stays fp32, or how it runs */
+  int forced_f32;    /* an edited plan asked for f32 */
+} lb_qlayer;
+
+typedef struct lb_qplan {
+  lb_arena arena;
+  const char *spec;   /* spec name */
+  const char *method; /* calibration method, or "plan" when read from a file */
+  lb_dtype act;       /* activation dtype of the integer layers */
+  uint32_t n_values, n_nodes;
+  lb_qval *v;
+  lb_qlayer *l;
+} lb_qplan;
+
+/* A plan for g with every layer fp32 and no value quantized; NULL on OOM. */
+lb_qplan *lb_qplan_new(const lb_graph *g);
+void lb_qplan_free(lb_qplan *p);
+/* Sets value v's parameters (n scales/zero points copied into the plan). 0 or LB_ERR_NOMEM. */
+int lb_qplan_set(lb_qplan *p, uint32_t v, uint32_t n, int axis, const float *scale,
+                 const int32_t *zp);
+
+/* Writes the plan as YAML (layers with precision and reason, then every quantized tensor). */
+void lb_qplan_write(const lb_qplan *p, const lb_graph *g, FILE *f);
+/* Writes it atomically to path (temp file + rename). */
+int lb_qplan_save(const lb_qplan *p, const lb_graph *g, const char *path, lb_diag *diag);
+/* Prints the per-layer report (one line per node: precision and why). */
+void lb_qplan_report(const lb_qplan *p, const lb_graph *g, FILE *f);
+/* Reads an edited plan for g: layers may be set to "f32" (forced_f32), tensors get the dtype,
+ * scales and zero points written there. Values not mentioned keep their state. Errors are
+ * "FILE:LINE:COL: error: ..." (unknown layer or tensor, bad dtype, scale <= 0 or not finite,
+ * zero point outside the dtype, wrong channel count). */
+int lb_qplan_load(lb_qplan *p, const lb_graph *g, const char *path, lb_diag *diag);
+
+/* ---- the command line (cmd_quant.c) --------------------------------------------------------
+ * Options shared by `lowbit run` and `lowbit quantize`. */
+typedef struct lb_qcli {
+  const char *quantize; /* --quantize int8|none */
+  const char *calib;    /* --calib C.npy */
+  const char *method;   /* --calib-method */
+  const char *plan;     /* --plan P.yaml (an edited plan) */
+  const char *plan_out; /* --plan-out P.yaml */
+} lb_qcli;
+
+/* Consumes argv[*i] (and its value) if it is one of the options above: returns 1, or 2 after
+ * printing "lowbit CMD: ..." for a missing value; 0 if it is not a quantization option. */
+int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i);
+/* Checks the combination (prints the error, returns 2) or returns 0. */
+int lb_qcli_check(const lb_qcli *o, const char *cmd);
+/* Quantization was asked for (--quantize int8 or --plan). */
+int lb_qcli_active(const lb_qcli *o);
+/* import MODEL, fp32 passes, annotate for spec (NULL: host), [--plan], calibrate, print the
+ * per-layer report on `report` (may be NULL), [--plan-out], realize in mode (lb_realize_mode
+ * of passes/quantize.h). The prepared fp32 graph and the plan are handed out when asked. */
+int lb_qcli_build(const lb_qcli *o, const char *model, const char *spec, int mode, FILE *report,
+                  lb_graph **fp32, lb_qplan **plan, lb_graph **out, lb_diag *d);
+/* Writes a graph of fp32 ops, quantize/dequantize and integer constants as an opset-13 ONNX
+ * model, atomically. */
+int lb_qdq_write(const lb_graph *g, const char *path, lb_diag *d);
+int lb_cmd_quantize(int argc, char **argv);
+
+#endif

@@ -1,0 +1,418 @@
+/* Calibrate: streams calibration samples through the fp32 graph and keeps, per quantized
+ * activation, running min/max, per-sample min/max sums and (for percentile, kl, mse) a
+ * 2048-bin histogram of positive and negative magnitudes over [0, max|x|] from a first pass.
+ * Then lb_quant_params turns ranges into scales and zero points, per shared-scale class.
+ * Invariant: memory is O(observed values x bins), independent of the number of samples. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "quantize.h"
+
+#define BINS 2048
+
+static const char *const method_names[] = {
+#define X(e, s) s,
+    LB_CALIB_METHODS(X)
+#undef X
+};
+
+const char *lb_calib_method_name(lb_calib_method m) {
+  return (unsigned)m < LB_CALIB_COUNT ? method_names[m] : "?";
+}
+
+int lb_calib_method_from_name(const char *s, lb_calib_method *out) {
+  for (int m = 0; m < LB_CALIB_COUNT; m++)
+    if (strcmp(s, method_names[m]) == 0) return *out = (lb_calib_method)m, 0;
+  return -1;
+}
+
+/* ---- running a graph value by value ------------------------------------------------------- */
+
+typedef struct walk {
+  const lb_graph *g;
+  lb_tensor *t;
+  unsigned char *owned;
+  uint32_t *last;
+} walk;
+
+static lb_tensor tensor_of(const lb_value *v, void *data) {
+  lb_tensor t = {v->dtype, v->rank, {0}, data};
+  memcpy(t.dims, v->dims, sizeof t.dims);
+  return t;
+}
+
+static void walk_free(walk *w) {
+  if (w->owned)
+    for (uint32_t v = 0; v < w->g->n_values; v++)
+      if (w->owned[v]) lb_free(w->t[v].data);
+  lb_free(w->t), lb_free(w->owned), lb_free(w->last);
+}
+
+static int walk_node(walk *w, uint32_t n, lb_value_fn fn, void *user, lb_diag *diag) {
+  const lb_graph *g = w->g;
+  const lb_node *nd = &g->nodes[n];
+  lb_tensor in[64];
+  if (nd->n_in > 64) return lb_diag_err(diag, LB_ERR_INPUT, "node %u: too many inputs", n);
+  for (uint32_t k = 0; k < nd->n_in; k++)
+    in[k] = nd->in[k] == LB_NONE ? (lb_tensor){0} : w->t[nd->in[k]];
+  uint32_t o = nd->out[0];
+  size_t bytes = lb_dtype_bytes(g->values[o].dtype, lb_value_numel(&g->values[o]));
+  if (bytes == SIZE_MAX) return lb_diag_err(diag, LB_ERR_INPUT, "node %u: output too large", n);
+  w->t[o] = tensor_of(&g->values[o], lb_calloc(bytes ? bytes : 1, 1));
+  if (!w->t[o].data) return LB_ERR_NOMEM;
+  w->owned[o] = 1;
+  LB_TRY(lb_eval_node(g, n, in, &w->t[o], diag));
+  if (fn) LB_TRY(fn(user, o, &w->t[o]));
+  for (uint32_t k = 0; k < nd->n_in; k++) {
+    uint32_t v = nd->in[k];
+    if (v != LB_NONE && w->owned[v] && w->last[v] == n + 1) {
+      lb_free(w->t[v].data);
+      w->t[v].data = NULL, w->owned[v] = 0;
+    }
+  }
+  return 0;
+}
+
+int lb_quant_walk(const lb_graph *g, const lb_tensor *inputs, lb_value_fn fn, void *user,
+                  lb_diag *diag) {
+  uint32_t nv = g->n_values ? g->n_values : 1;
+  walk w = {g, lb_calloc(nv, sizeof(lb_tensor)), lb_calloc(nv, 1), lb_calloc(nv, sizeof(uint32_t))};
+  int rc = !w.t || !w.owned || !w.last ? LB_ERR_NOMEM : 0;
+  for (uint32_t v = 0; !rc && v < g->n_values; v++)
+    if (g->values[v].data) w.t[v] = tensor_of(&g->values[v], g->values[v].data);
+  for (uint32_t i = 0; !rc && i < g->n_inputs; i++) {
+    w.t[g->inputs[i]] = inputs[i];
+    if (fn) rc = fn(user, g->inputs[i], &inputs[i]);
+  }
+  for (uint32_t n = 0; !rc && n < g->n_nodes; n++)
+    for (uint32_t k = 0; k < g->nodes[n].n_in; k++)
+      if (g->nodes[n].in[k] != LB_NONE) w.last[g->nodes[n].in[k]] = n + 1;
+  for (uint32_t i = 0; !rc && i < g->n_outputs; i++) w.last[g->outputs[i]] = UINT32_MAX;
+  for (uint32_t n = 0; !rc && n < g->n_nodes; n++) rc = walk_node(&w, n, fn, user, diag);
+  walk_free(&w);
+  return rc;
+}
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+typedef struct stat {
+  double mn, mx, sum_mn, sum_mx;
+  uint64_t samples;
+  float amax;      /* histogram range from pass 1 */
+  uint64_t *pos, *neg; /* BINS each: counts of x > 0 and x < 0 by |x|; zeros go to pos[0] */
+} stat;
+
+typedef struct calib {
+  const lb_qplan *p;
+  stat *st;   /* per value; NULL-histogram entries are not observed */
+  unsigned char *watch;
+  int pass;   /* 1: ranges, 2: histograms */
+} calib;
+
+static int observe(void *user, uint32_t v, const lb_tensor *t) {
+  calib *c = user;
+  if (!c->watch[v] || t->dtype != LB_DTYPE_F32) return 0;
+  stat *s = &c->st[v];
+  const float *x = t->data;
+  int64_t n = lb_tensor_numel(t);
+  if (c->pass == 1) {
+    float mn = INFINITY, mx = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+      if (x[i] < mn) mn = x[i];
+      if (x[i] > mx) mx = x[i];
+    }
+    if (n == 0) mn = mx = 0;
+    s->mn = s->samples ? fmin(s->mn, mn) : mn;
+    s->mx = s->samples ? fmax(s->mx, mx) : mx;
+    s->sum_mn += mn, s->sum_mx += mx;
+    s->samples++;
+    return 0;
+  }
+  if (!s->pos || !(s->amax > 0)) return 0;
+  double k = BINS / (double)s->amax;
+  for (int64_t i = 0; i < n; i++) {
+    double a = fabs((double)x[i]) * k;
+    int64_t b = a >= BINS ? BINS - 1 : (int64_t)a;
+    if (x[i] < 0) s->neg[b]++;
+    else s->pos[b]++;
+  }
+  return 0;
+}
+
+/* ---- thresholds from a histogram ---------------------------------------------------------- */
+
+/* Smallest T (in bins) holding fraction q of |x|. */
+static int percentile_bins(const stat *s, double q) {
+  uint64_t total = 0, acc = 0;
+  for (int i = 0; i < BINS; i++) total += s->pos[i] + s->neg[i];
+  for (int i = 0; i < BINS; i++) {
+    acc += s->pos[i] + s->neg[i];
+    if ((double)acc >= q * (double)total) return i + 1;
+  }
+  return BINS;
+}
+
+/* Squared quantization error of the histogram for range [lo, hi] in dtype t. */
+static double mse_of(const stat *s, float lo, float hi, lb_dtype t, int sym) {
+  float sc;
+  int32_t zp, qmin, qmax;
+  lb_qparams(lo, hi, t, sym, &sc, &zp);
+  lb_qrange(t, &qmin, &qmax);
+  double w = s->amax / BINS, err = 0;
+  for (int i = 0; i < BINS; i++) {
+    float x = (float)((i + 0.5) * w);
+    for (int sgn = 0; sgn < 2; sgn++) {
+      uint64_t cnt = sgn ? s->neg[i] : s->pos[i];
+      if (!cnt) continue;
+      float v = sgn ? -x : x;
+      float d = (float)(lb_qquantize(v, sc, zp, qmin, qmax) - zp) * sc - v;
+      err += (double)cnt * (double)d * (double)d;
+    }
+  }
+  return err;
+}
+
+/* KL(P || Q) of the |x| histogram clipped at bin T against its quantization to `levels`
+ * buckets (TensorRT's entropy calibration); bins empty in P are skipped. */
+static double kl_at(const double *h, int T, int levels) {
+  double p[BINS], q[BINS], total = 0;
+  for (int i = 0; i < T; i++) p[i] = h[i];
+  for (int i = T; i < BINS; i++) p[T - 1] += h[i];
+  for (int i = 0; i < T; i++) total += p[i];
+  if (!(total > 0)) return INFINITY;
+  for (int j = 0; j < levels; j++) {
+    int a = (int)((int64_t)j * T / levels), b = (int)((int64_t)(j + 1) * T / levels);
+    double sum = 0;
+    int nz = 0;
+    for (int i = a; i < b; i++) sum += h[i], nz += h[i] > 0;
+    for (int i = a; i < b; i++) q[i] = h[i] > 0 ? sum / nz : 0;
+  }
+  double qt = 0, kl = 0;
+  for (int i = 0; i < T; i++) qt += q[i];
+  for (int i = 0; i < T; i++) {
+    if (!(p[i] > 0)) continue;
+    if (!(q[i] > 0)) return INFINITY;
+    kl += p[i] / total * log((p[i] / total) / (q[i] / qt));
+  }
+  return kl;
+}
+
+static int kl_bins(const stat *s, int levels) {
+  double h[BINS];
+  for (int i = 0; i < BINS; i++) h[i] = (double)(s->pos[i] + s->neg[i]);
+  int best = BINS;
+  double best_kl = INFINITY;
+  for (int T = levels; T <= BINS; T += 8) {
+    double kl = kl_at(h, T, levels);
+    if (kl < best_kl) best_kl = kl, best = T;
+  }
+  return best;
+}
+
+/* The calibrated range of value v by method m. */
+static void range_of(const stat *s, const lb_qval *q, const lb_calib_opts *o, float *lo,
+                     float *hi) {
+  *lo = (float)s->mn, *hi = (float)s->mx;
+  if (o->method == LB_CALIB_AVG_MAX) {
+    *lo = (float)(s->sum_mn / (double)s->samples), *hi = (float)(s->sum_mx / (double)s->samples);
+    return;
+  }
+  if (o->method == LB_CALIB_MAX || !s->pos || !(s->amax > 0)) return;
+  int T = BINS, sym = !(q->schemes & LB_SCHEME_ASYMMETRIC) ||
+                     ((q->schemes & LB_SCHEME_SYMMETRIC) && q->dtype == LB_DTYPE_I8 && s->mn < 0);
+  if (o->method == LB_CALIB_PERCENTILE) {
+    T = percentile_bins(s, (o->percentile > 0 ? o->percentile : 99.99) / 100.0);
+  } else if (o->method == LB_CALIB_KL) {
+    T = kl_bins(s, s->mn < 0 ? 128 : 256);
+  } else {
+    double best = INFINITY;
+    for (int t = BINS / 32; t <= BINS; t += 16) {
+      float th = (float)(s->amax * t / BINS);
+      double e = mse_of(s, fmaxf(*lo, -th), fminf(*hi, th), q->dtype, sym);
+      if (e < best) best = e, T = t;
+    }
+  }
+  float th = (float)(s->amax * T / BINS);
+  *lo = fmaxf(*lo, -th), *hi = fminf(*hi, th);
+}
+
+/* ---- the driver --------------------------------------------------------------------------- */
+
+static void progress(int on, int64_t i, int64_t n, int pass, int passes) {
+  if (!on) return;
+  int w = 40, f = n ? (int)(w * (i + 1) / n) : w;
+  fprintf(stderr, "\rcalibrating %d/%d [%.*s%*s] %lld/%lld", pass, passes, f,
+          "########################################", w - f, "", (long long)(i + 1),
+          (long long)n);
+  if (i + 1 == n && pass == passes) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* Sample i of data as a tensor shaped like g's input. */
+static int sample_view(const lb_graph *g, const lb_tensor *data, int64_t i, lb_tensor *t,
+                       lb_diag *diag) {
+  const lb_value *in = &g->values[g->inputs[0]];
+  *t = tensor_of(in, NULL);
+  int64_t per = lb_value_numel(in), rest = 1;
+  for (int d = 1; d < data->rank; d++) rest *= data->dims[d];
+  if (data->dtype != LB_DTYPE_F32 || data->rank < 1 || rest != per)
+    return lb_diag_err(diag, LB_ERR_INPUT,
+                       "calibration data: expected f32 samples of %lld elements along axis 0 "
+                       "(input \"%s\"), got %s with %lld per sample",
+                       (long long)per, in->name, lb_dtype_name(data->dtype), (long long)rest);
+  t->data = (float *)data->data + i * per;
+  return 0;
+}
+
+static int run_pass(const lb_graph *g, calib *c, const lb_tensor *data, const lb_calib_opts *o,
+                    int passes, lb_diag *diag) {
+  for (int64_t i = 0; i < data->dims[0]; i++) {
+    lb_tensor t;
+    LB_TRY(sample_view(g, data, i, &t, diag));
+    int rc = lb_quant_walk(g, &t, observe, c, diag);
+    if (rc) {
+      lb_diag_prefix(diag, "calibration sample %lld", (long long)i);
+      return rc;
+    }
+    progress(o->progress, i, data->dims[0], c->pass, passes);
+  }
+  return 0;
+}
+
+static int start_hist(const lb_graph *g, calib *c) {
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    stat *s = &c->st[v];
+    if (!c->watch[v]) continue;
+    s->amax = (float)fmax(fabs(s->mn), fabs(s->mx));
+    s->pos = lb_calloc(BINS, sizeof *s->pos);
+    s->neg = lb_calloc(BINS, sizeof *s->neg);
+    if (!s->pos || !s->neg) return LB_ERR_NOMEM;
+  }
+  return 0;
+}
+
+int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
+                       const lb_calib_opts *o, lb_diag *diag) {
+  if (g->n_inputs != 1)
+    return lb_diag_err(diag, LB_ERR_INPUT, "calibration needs a model with one input, not %u",
+                       g->n_inputs);
+  if (data->rank < 1 || data->dims[0] < 1)
+    return lb_diag_err(diag, LB_ERR_INPUT, "calibration data has no samples");
+  calib c = {p, lb_calloc(g->n_values ? g->n_values : 1, sizeof(stat)),
+             lb_calloc(g->n_values ? g->n_values : 1, 1), 1};
+  int rc = !c.st || !c.watch ? LB_ERR_NOMEM : 0;
+  for (uint32_t v = 0; !rc && v < g->n_values; v++)
+    c.watch[v] = p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_ACT &&
+                 !g->values[v].data && !(p->v[v].yaml_at && p->v[v].n);
+  int hist = o->method != LB_CALIB_MAX && o->method != LB_CALIB_AVG_MAX, passes = hist ? 2 : 1;
+  if (!rc) rc = run_pass(g, &c, data, o, passes, diag);
+  if (!rc && hist) rc = start_hist(g, &c);
+  if (!rc && hist) c.pass = 2, rc = run_pass(g, &c, data, o, passes, diag);
+  for (uint32_t v = 0; !rc && v < g->n_values; v++) {
+    if (!c.watch[v] || !c.st[v].samples) continue;
+    range_of(&c.st[v], &p->v[v], o, &p->v[v].lo, &p->v[v].hi);
+    p->v[v].ranged = 1;
+  }
+  for (uint32_t v = 0; c.st && v < g->n_values; v++) lb_free(c.st[v].pos), lb_free(c.st[v].neg);
+  lb_free(c.st), lb_free(c.watch);
+  if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
+  p->method = lb_calib_method_name(o->method);
+  return rc ? rc : lb_quant_params(g, p, diag);
+}
+
+/* ---- parameters ------------------------------------------------------------------------- */
+
+static void const_range(const lb_value *v, float *lo, float *hi) {
+  const float *x = v->data;
+  *lo = *hi = 0;
+  for (int64_t i = 0; i < lb_value_numel(v); i++) *lo = fminf(*lo, x[i]), *hi = fmaxf(*hi, x[i]);
+}
+
+/* One class: plan-given parameters of a member win, else the union of the members' ranges. */
+static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, lb_diag *diag) {
+  float lo = 0, hi = 0;
+  int have = 0;
+  unsigned schemes = LB_SCHEME_SYMMETRIC | LB_SCHEME_ASYMMETRIC;
+  const lb_qval *given = NULL;
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    lb_qval *q = &p->v[v];
+    if (q->cls != root || q->dtype == LB_DTYPE_F32) continue;
+    schemes &= q->schemes;
+    if (q->yaml_at && q->n) given = q;
+    float a = q->lo, b = q->hi;
+    if (q->role == LB_QROLE_CONST && g->values[v].dtype == LB_DTYPE_F32) const_range(&g->values[v], &a, &b);
+    else if (!q->ranged) continue;
+    lo = have ? fminf(lo, a) : a, hi = have ? fmaxf(hi, b) : b, have = 1;
+  }
+  lb_qval *r = &p->v[root];
+  if (!given && !have)
+    return lb_diag_err(diag, LB_ERR_INPUT,
+                       "tensor '%s' (%s) has no calibration range and no parameters in the plan",
+                       g->values[root].name, lb_dtype_name(r->dtype));
+  float s = 1;
+  int32_t z = 0;
+  int sym = !(schemes & LB_SCHEME_ASYMMETRIC) ||
+            ((schemes & LB_SCHEME_SYMMETRIC) && r->dtype == LB_DTYPE_I8 && lo < 0);
+  if (given) s = given->scale[0], z = given->zp[0], sym = z == 0;
+  else lb_qparams(lo, hi, r->dtype, sym, &s, &z);
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    lb_qval *q = &p->v[v];
+    if (q->cls != root || q->dtype == LB_DTYPE_F32) continue;
+    q->symmetric = sym;
+    LB_TRY(lb_qplan_set(p, v, 1, -1, &s, &z));
+  }
+  return 0;
+}
+
+/* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127. */
+static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
+  const lb_value *w = &g->values[v];
+  lb_qval *q = &p->v[v];
+  if (q->yaml_at && q->n) return 0;
+  int ax = q->axis;
+  int64_t ch = ax >= 0 ? w->dims[ax] : 1, inner = 1, outer = 1;
+  for (int i = ax + 1; ax >= 0 && i < w->rank; i++) inner *= w->dims[i];
+  for (int i = 0; ax >= 0 && i < ax; i++) outer *= w->dims[i];
+  if (ax < 0) inner = lb_value_numel(w);
+  float *s = lb_calloc((size_t)ch, sizeof *s);
+  if (!s) return LB_ERR_NOMEM;
+  const float *x = w->data;
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t c = 0; c < ch; c++)
+      for (int64_t i = 0; i < inner; i++) s[c] = fmaxf(s[c], fabsf(x[(o * ch + c) * inner + i]));
+  for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
+  int rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
+  lb_free(s);
+  return rc;
+}
+
+/* Bias of node n: scale s_act * s_weight[c], zero point 0 (derived, never taken from a plan). */
+static int bias_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
+  const lb_node *n = &g->nodes[p->v[v].bias_of];
+  const lb_qval *x = &p->v[n->in[0]], *w = &p->v[n->in[1]];
+  int64_t len = lb_value_numel(&g->values[v]);
+  if (!x->n || !w->n) return LB_ERR_INTERNAL;
+  float *s = lb_calloc((size_t)(len ? len : 1), sizeof *s);
+  if (!s) return LB_ERR_NOMEM;
+  for (int64_t c = 0; c < len; c++)
+    s[c] = (float)((double)x->scale[0] * (double)w->scale[w->n > 1 ? c : 0]);
+  int rc = lb_qplan_set(p, v, (uint32_t)len, len > 1 ? 0 : -1, s, NULL);
+  lb_free(s);
+  return rc;
+}
+
+int lb_quant_params(const lb_graph *g, lb_qplan *p, lb_diag *diag) {
+  int rc = 0;
+  for (uint32_t v = 0; !rc && v < g->n_values; v++) {
+    const lb_qval *q = &p->v[v];
+    if (q->dtype == LB_DTYPE_F32 || q->cls != v) continue;
+    if (q->role == LB_QROLE_WEIGHT) rc = weight_params(g, p, v);
+    else if (q->role != LB_QROLE_BIAS) rc = class_params(g, p, v, diag);
+  }
+  for (uint32_t v = 0; !rc && v < g->n_values; v++)
+    if (p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_BIAS) rc = bias_params(g, p, v);
+  if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
+  if (rc == LB_ERR_INTERNAL) return lb_diag_err(diag, rc, "bias without activation/weight scales");
+  return rc;
+}

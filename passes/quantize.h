@@ -1,0 +1,87 @@
+/* The int8 quantization passes, HAGO style: annotate (spec-driven choice of integer layers and
+ * quantized edges), calibrate (streaming range statistics over a calibration set) and realize
+ * (the integer-only graph, a simulated-quantization graph, or an ONNX QDQ graph), plus the QDQ
+ * import pass. Every pass reads the fp32 graph after the preparation passes and a lb_qplan
+ * (compiler/quant.h) made for that very graph; value and node ids index the plan. */
+#ifndef LB_PASSES_QUANTIZE_H
+#define LB_PASSES_QUANTIZE_H
+
+#include "passes.h"
+#include "quant.h"
+#include "spec.h"
+
+/* ---- annotate.c ---------------------------------------------------------------------------
+ * Picks the activation dtype (the 8-bit integer dtype whose spec combinations cover the most
+ * MACs of g, ties to the one listed first), then per node: integer when the spec has a
+ * combination for its op kind with that dtype (i8 weights), a requantize lowbit implements
+ * (fp32 or none) and lowbit has an integer kernel; weightless ops additionally need an integer
+ * input (else they would only add quantize/dequantize). Layout ops follow their input.
+ * Values touching integer layers get dtypes, roles, allowed schemes and shared-scale classes
+ * (the inputs and output of a copy-like op: layout ops, max_pool, and add/concat whose spec
+ * combination has no requantize). Layers with forced_f32 (an edited plan) stay fp32. */
+int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag *diag);
+
+/* ---- calibrate.c -------------------------------------------------------------------------- */
+
+#define LB_CALIB_METHODS(X)                                                                      \
+  X(MAX, "max")                 /* global min and max */                                         \
+  X(AVG_MAX, "avg-max")         /* mean over samples of each sample's min and max (HAGO) */      \
+  X(PERCENTILE, "percentile")   /* |x| quantile (99.99 %) of a 2048-bin histogram */             \
+  X(KL, "kl")                   /* TensorRT entropy: threshold minimising KL(P || Q) */          \
+  X(MSE, "mse")                 /* threshold minimising the quantization MSE of the histogram */
+
+typedef enum {
+#define X(e, s) LB_CALIB_##e,
+  LB_CALIB_METHODS(X)
+#undef X
+      LB_CALIB_COUNT
+} lb_calib_method;
+
+const char *lb_calib_method_name(lb_calib_method m);
+int lb_calib_method_from_name(const char *s, lb_calib_method *out); /* 0 on success */
+
+typedef struct lb_calib_opts {
+  lb_calib_method method;
+  double percentile; /* for LB_CALIB_PERCENTILE, in (0, 100]; 0 means 99.99 */
+  int progress;      /* draw a progress bar on stderr (callers pass isatty(2)) */
+} lb_calib_opts;
+
+/* Runs the N samples of data (axis 0; each sample must have the shape of g's single input
+ * with its leading 1 dropped or kept) through g and records the range of every quantized
+ * activation. Memory is O(values x bins), independent of N. Values whose parameters came from
+ * an edited plan are left alone. Then calls lb_quant_params. */
+int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
+                       const lb_calib_opts *o, lb_diag *diag);
+/* Turns ranges into parameters: one scale/zero point per shared-scale class (union of its
+ * ranges), per-channel symmetric weights in [-127, 127], int32 biases with scale
+ * s_act * s_weight, constants from their data. Values with plan-given parameters keep them. */
+int lb_quant_params(const lb_graph *g, lb_qplan *p, lb_diag *diag);
+
+/* Callback for every value a node produces while lb_quant_walk runs a graph. */
+typedef int (*lb_value_fn)(void *user, uint32_t value, const lb_tensor *t);
+/* Runs g on inputs like lb_interp_run, calling fn for each produced value (and for every
+ * graph input first); intermediates are freed after their last reader. */
+int lb_quant_walk(const lb_graph *g, const lb_tensor *inputs, lb_value_fn fn, void *user,
+                  lb_diag *diag);
+
+/* ---- realize.c ---------------------------------------------------------------------------- */
+
+typedef enum {
+  LB_REALIZE_INT, /* integer-only: i8/u8 activations, i8 weights, i32 bias, quantize at the
+                     fp32 boundaries and dequantize where a float layer reads an integer one */
+  LB_REALIZE_SIM, /* fp32 ops on fake-quantized tensors (quantize then dequantize) */
+  LB_REALIZE_QDQ, /* as SIM but weights and biases stored as integers behind dequantize (the
+                     ONNX Runtime QDQ layout) */
+} lb_realize_mode;
+
+/* Builds a new graph from g and a plan with parameters (after lb_quant_params). Inputs and
+ * outputs keep their names, dtypes and shapes. */
+int lb_quant_realize(const lb_graph *g, const lb_qplan *p, lb_realize_mode mode, lb_graph **out,
+                     lb_diag *diag);
+
+/* QDQ import: rewrites dequantize -> op -> quantize patterns (as ONNX Runtime's quantization
+ * tool writes them, after fold_batchnorm and fuse) into integer nodes of the same semantics
+ * as LB_REALIZE_INT, and removes quantize -> dequantize pairs between them. */
+int lb_pass_qdq_to_int(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
+
+#endif
