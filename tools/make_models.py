@@ -14,10 +14,10 @@ Also upgrades the opset<7 tests of Debian's libonnx-testdata node, pytorch-conve
 pytorch-operator suites whose ops are all in lowbit's list to opset 13 with onnx's version
 converter, into tests/models/onnx13/<suite>/<test>.onnx (models only; `conformance -m` pairs them
 with the suites' own test data), because the importer reads opsets 7 and up.
-Files (tests/models/): digits_{mlp,cnn,resnet,ops}.onnx, digits_test_x.npy [N,1,8,8] (the MLP reads
-each sample as its 64 contiguous floats), digits16_test_x.npy [N,1,16,16] (bilinear upsample, for
-the resnet), digits_test_y.npy [N] int64, <model>_torch_out.npy [N,10] f32, digits_calib_x.npy
-and digits16_calib_x.npy (100 training samples each).
+Files (tests/models/): digits_{mlp,cnn,resnet,ops}.onnx, digits_test_x.npy [N,1,8,8],
+digits64_test_x.npy [N,64] (the same, for the MLP), digits16_test_x.npy [N,1,16,16] (bilinear
+upsample, for the resnet), digits_test_y.npy [N] int64, <model>_torch_out.npy [N,10] f32, and
+digits{,64,16}_calib_x.npy (the same 100 training samples in each shape) for calibration.
 """
 import argparse
 import os
@@ -206,6 +206,8 @@ def make_digits():
     save("digits16_test_x.npy", xte16)
     save("digits_test_y.npy", yte)
     save("digits_calib_x.npy", calib)
+    save("digits64_test_x.npy", xte.reshape(-1, 64))  # the MLP's input shape, for lowbit run
+    save("digits64_calib_x.npy", calib.reshape(-1, 64))
     save("digits16_calib_x.npy", calib16)
     specs = [("digits_mlp", MLP, xtr.reshape(-1, 64), xte.reshape(-1, 64), (1, 64), 30),
              ("digits_cnn", CNN, xtr, xte, (1, 1, 8, 8), 8),
