@@ -32,6 +32,16 @@ LLVMValueRef lb_cf(lb_lw *L, LLVMTypeRef ty, double v) {
   return LLVMConstVector(e, n);
 }
 
+LLVMValueRef lb_ci(lb_lw *L, LLVMTypeRef ty, int64_t v) {
+  (void)L;
+  if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return LLVMConstInt(ty, (uint64_t)v, 1);
+  unsigned n = LLVMGetVectorSize(ty);
+  LLVMValueRef e[64];
+  LB_ASSERT(n <= 64);
+  for (unsigned i = 0; i < n; i++) e[i] = LLVMConstInt(LLVMGetElementType(ty), (uint64_t)v, 1);
+  return LLVMConstVector(e, n);
+}
+
 LLVMValueRef lb_splat(lb_lw *L, LLVMValueRef scalar, int lanes) {
   if (lanes == 1) return scalar;
   LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(scalar), (unsigned)lanes);

@@ -81,6 +81,7 @@ LLVMTypeRef lb_lw_type(lb_lw *L, lb_dtype dt); /* element type; f32/f64/i64/i32/
 LLVMValueRef lb_c64(lb_lw *L, int64_t v);
 LLVMValueRef lb_c32(lb_lw *L, int32_t v);
 LLVMValueRef lb_cf(lb_lw *L, LLVMTypeRef ty, double v); /* f32 scalar or vector splat */
+LLVMValueRef lb_ci(lb_lw *L, LLVMTypeRef ty, int64_t v); /* int scalar or vector splat */
 LLVMValueRef lb_splat(lb_lw *L, LLVMValueRef scalar, int lanes);
 /* ptr + idx elements of ty. */
 LLVMValueRef lb_gep(lb_lw *L, LLVMTypeRef ty, LLVMValueRef base, LLVMValueRef idx);

@@ -202,6 +202,70 @@ static int need_f32(lb_lw *L, lb_op_args *a, int n) {
   return 0;
 }
 
+/* ---- integer arithmetic (wrapping like numpy; x / 0 = 0), relu and clip ----------------- */
+
+typedef struct ictx {
+  const lb_node *n;
+  int sg;          /* signed dtype */
+  int64_t lo, hi;  /* clip bounds in the dtype's range */
+} ictx;
+
+/* Division in a type wide enough that only x / 0 and INT64_MIN / -1 need care: both are made
+ * safe with a divisor of 1, then x / 0 is replaced by 0 and x / -1 by the wrapping -x. */
+static LLVMValueRef int_div(lb_lw *L, LLVMValueRef p, LLVMValueRef q, int sg) {
+  LLVMTypeRef ty = LLVMTypeOf(p);
+  LLVMValueRef zero = lb_ci(L, ty, 0), one = lb_ci(L, ty, 1), m1 = lb_ci(L, ty, -1);
+  LLVMValueRef q0 = LLVMBuildICmp(L->b, LLVMIntEQ, q, zero, "");
+  LLVMValueRef qm1 = sg ? LLVMBuildICmp(L->b, LLVMIntEQ, q, m1, "") : NULL;
+  LLVMValueRef bad = qm1 ? LLVMBuildOr(L->b, q0, qm1, "") : q0;
+  LLVMValueRef d = LLVMBuildSelect(L->b, bad, one, q, "");
+  LLVMValueRef r = sg ? LLVMBuildSDiv(L->b, p, d, "") : LLVMBuildUDiv(L->b, p, d, "");
+  if (qm1) r = LLVMBuildSelect(L->b, qm1, LLVMBuildSub(L->b, zero, p, ""), r, "");
+  return LLVMBuildSelect(L->b, q0, zero, r, "");
+}
+
+static LLVMValueRef f_int(lb_lw *L, LLVMValueRef *x, void *ud) {
+  const ictx *c = ud;
+  LLVMTypeRef ty = LLVMTypeOf(x[0]);
+  LLVMValueRef y[2] = {x[0], x[0]};
+  switch (c->n->op) {
+  case LB_OP_ADD: return LLVMBuildAdd(L->b, x[0], x[1], "");
+  case LB_OP_SUB: return LLVMBuildSub(L->b, x[0], x[1], "");
+  case LB_OP_MUL: return LLVMBuildMul(L->b, x[0], x[1], "");
+  case LB_OP_DIV: return int_div(L, x[0], x[1], c->sg);
+  default: /* relu, clip */
+    y[1] = lb_ci(L, ty, c->lo);
+    y[0] = lb_intr(L, c->sg ? "llvm.smax" : "llvm.umax", ty, y, 2);
+    y[1] = lb_ci(L, ty, c->hi);
+    return lb_intr(L, c->sg ? "llvm.smin" : "llvm.umin", ty, y, 2);
+  }
+}
+
+/* v (an integral double, maybe infinite) saturated to the range of a bits-wide integer. */
+static int64_t saturate(double v, int bits, int sg) {
+  double lo = sg ? -ldexp(1, bits - 1) : 0, hi = sg ? ldexp(1, bits - 1) - 1 : ldexp(1, bits) - 1;
+  if (v <= lo) return bits == 64 ? INT64_MIN : (int64_t)lo;
+  if (v >= hi) return bits == 64 ? INT64_MAX : (int64_t)hi;
+  return (int64_t)v;
+}
+
+static int lower_int(lb_lw *L, lb_op_args *a, const lb_view *in, int n_in) {
+  const lb_node *n = a->node;
+  lb_dtype t = a->in[0].dt;
+  int bits = lb_dtype_bits(t), sg = lb_dtype_is_signed(t);
+  int ok = lb_lw_type(L, t) && !lb_dtype_is_float(t) && t != LB_DTYPE_BOOL;
+  ok = ok && n->attr.act == LB_ACT_NONE &&
+       (n->op == LB_OP_ADD || n->op == LB_OP_SUB || n->op == LB_OP_MUL || n->op == LB_OP_DIV ||
+        n->op == LB_OP_RELU || n->op == LB_OP_CLIP);
+  for (int i = 1; i < n_in; i++) ok = ok && a->in[i].dt == t;
+  if (!ok) return need_f32(L, a, n_in);
+  int clip = n->op == LB_OP_CLIP;
+  ictx c = {.n = n, .sg = sg, .lo = saturate(clip ? ceil(n->attr.clip_min) : 0, bits, sg),
+            .hi = saturate(clip ? floor(n->attr.clip_max) : INFINITY, bits, sg)};
+  lb_emit_map(L, &a->out[0], in, n_in, f_int, &c);
+  return 0;
+}
+
 int lb_lower_elementwise(lb_lw *L, lb_op_args *a) {
   const lb_node *n = a->node;
   int n_in = (int)n->n_in;
@@ -209,10 +273,11 @@ int lb_lower_elementwise(lb_lw *L, lb_op_args *a) {
     lb_emit_copy(L, &a->out[0], &a->in[0]);
     return 0;
   }
-  LB_TRY(need_f32(L, a, n_in));
   lb_view in[2];
   for (int i = 0; i < n_in; i++)
     in[i] = lb_view_broadcast(&a->in[i], a->out[0].rank, a->out[0].dims);
+  if (a->in[0].dt != LB_DTYPE_F32) return lower_int(L, a, in, n_in);
+  LB_TRY(need_f32(L, a, n_in));
   lb_emit_map(L, &a->out[0], in, n_in, f_node, (void *)n);
   return 0;
 }

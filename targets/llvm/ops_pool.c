@@ -11,6 +11,8 @@ typedef struct pool {
   const lb_view *in, *out;
   const lb_attrs *at;
   int ns, is_max, lanes;
+  int is_int, sg;  /* 8-bit max pooling: integer max */
+  LLVMTypeRef et;  /* element type */
   LLVMValueRef acc, acc_v, acc_s; /* stack slots: the current one, vector, scalar */
   LLVMValueRef ooff, ioff;        /* offsets of (n, c0) and output position */
 } pool;
@@ -22,11 +24,12 @@ static int64_t strd(const lb_attrs *a, int k) { return a->strides[k] > 0 ? a->st
 static void taps(pool *p, int k, LLVMValueRef *opos, LLVMValueRef ioff) {
   lb_lw *L = p->L;
   if (k == p->ns) {
-    LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(L->t_f32, (unsigned)p->lanes) : L->t_f32;
-    LLVMValueRef x = lb_load(L, vt, lb_gep(L, L->t_f32, p->in->base, ioff), 4);
-    LLVMValueRef a = lb_load(L, vt, p->acc, 4);
-    a = p->is_max ? lb_fmax(L, a, x) : LLVMBuildFAdd(L->b, a, x, "");
-    lb_store(L, a, p->acc, 4);
+    LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(p->et, (unsigned)p->lanes) : p->et;
+    LLVMValueRef x = lb_load(L, vt, lb_gep(L, p->et, p->in->base, ioff), 1);
+    LLVMValueRef a = lb_load(L, vt, p->acc, 1), xa[2] = {a, x};
+    if (p->is_int) a = lb_intr(L, p->sg ? "llvm.smax" : "llvm.umax", vt, xa, 2);
+    else a = p->is_max ? lb_fmax(L, a, x) : LLVMBuildFAdd(L->b, a, x, "");
+    lb_store(L, a, p->acc, 1);
     return;
   }
   int d = 2 + k;
@@ -72,12 +75,13 @@ static LLVMValueRef avg_count(pool *p, LLVMValueRef *opos) {
 static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef obase,
                    LLVMValueRef ibase) {
   lb_lw *L = p->L;
-  LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(L->t_f32, (unsigned)p->lanes) : L->t_f32;
-  lb_store(L, lb_cf(L, vt, p->is_max ? -INFINITY : 0.0), p->acc, 4);
+  LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(p->et, (unsigned)p->lanes) : p->et;
+  if (p->is_int) lb_store(L, lb_ci(L, vt, p->sg ? -128 : 0), p->acc, 1);
+  else lb_store(L, lb_cf(L, vt, p->is_max ? -INFINITY : 0.0), p->acc, 1);
   LLVMValueRef ioff =
       LLVMBuildAdd(L->b, ibase, LLVMBuildMul(L->b, c, lb_c64(L, p->in->st[1]), ""), "");
   taps(p, 0, opos, ioff);
-  LLVMValueRef a = lb_load(L, vt, p->acc, 4);
+  LLVMValueRef a = lb_load(L, vt, p->acc, 1);
   if (!p->is_max) {
     LLVMValueRef cnt = avg_count(p, opos);
     LLVMValueRef f = LLVMBuildSIToFP(L->b, cnt, L->t_f32, "");
@@ -85,7 +89,7 @@ static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef oba
   }
   LLVMValueRef oo =
       LLVMBuildAdd(L->b, obase, LLVMBuildMul(L->b, c, lb_c64(L, p->out->st[1]), ""), "");
-  lb_store(L, a, lb_gep(L, L->t_f32, p->out->base, oo), 4);
+  lb_store(L, a, lb_gep(L, p->et, p->out->base, oo), 1);
 }
 
 static void channels(pool *p, LLVMValueRef *opos, LLVMValueRef obase, LLVMValueRef ibase) {
@@ -127,18 +131,23 @@ static void positions(pool *p, int k, LLVMValueRef *opos, LLVMValueRef obase, LL
 }
 
 int lb_lower_pool(lb_lw *L, lb_op_args *a) {
-  if (a->in[0].dt != LB_DTYPE_F32)
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "pooling input must be f32, got %s",
-                       lb_dtype_name(a->in[0].dt));
+  lb_dtype t = a->in[0].dt;
+  int is_int = a->node->op == LB_OP_MAX_POOL && (t == LB_DTYPE_I8 || t == LB_DTYPE_U8);
+  if (t != LB_DTYPE_F32 && !is_int)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "pooling input must be f32 (or 8-bit for max), got %s",
+                       lb_dtype_name(t));
   pool p = {.L = L,
             .in = &a->in[0],
             .out = &a->out[0],
             .at = &a->node->attr,
             .ns = a->in[0].rank - 2,
-            .is_max = a->node->op == LB_OP_MAX_POOL};
-  LLVMTypeRef vt = L->vw > 1 ? LLVMVectorType(L->t_f32, (unsigned)L->vw) : L->t_f32;
+            .is_max = a->node->op == LB_OP_MAX_POOL,
+            .is_int = is_int,
+            .sg = t == LB_DTYPE_I8,
+            .et = lb_lw_type(L, t)};
+  LLVMTypeRef vt = L->vw > 1 ? LLVMVectorType(p.et, (unsigned)L->vw) : p.et;
   p.acc_v = lb_alloca(L, vt, NULL);
-  p.acc_s = lb_alloca(L, L->t_f32, NULL);
+  p.acc_s = lb_alloca(L, p.et, NULL);
   lb_loop ln;
   lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, a->out[0].dims[0]), 1);
   LLVMValueRef opos[LB_MAX_SPATIAL];
