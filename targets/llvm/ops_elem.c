@@ -276,6 +276,10 @@ int lb_lower_elementwise(lb_lw *L, lb_op_args *a) {
   lb_view in[2];
   for (int i = 0; i < n_in; i++)
     in[i] = lb_view_broadcast(&a->in[i], a->out[0].rank, a->out[0].dims);
+  if (a->in[0].dt == LB_DTYPE_F64 && (n_in == 1 || a->in[1].dt == LB_DTYPE_F64)) {
+    lb_emit_map(L, &a->out[0], in, n_in, f_node, (void *)n); /* f64: same code, wider type */
+    return 0;
+  }
   if (a->in[0].dt != LB_DTYPE_F32) return lower_int(L, a, in, n_in);
   LB_TRY(need_f32(L, a, n_in));
   lb_emit_map(L, &a->out[0], in, n_in, f_node, (void *)n);
