@@ -542,6 +542,30 @@ START_TEST(bad_descs) {
 }
 END_TEST
 
+/* The config read from a bundled spec, and the tile and packing it implies. */
+START_TEST(cfg_from_spec) {
+  lb_spec *spec;
+  lb_diag diag = {0};
+  ck_assert_msg(lb_spec_load("x86-64-avx2", &spec, &diag) == 0, "%s", diag.msg);
+  lb_kern_cfg cfg;
+  lb_kern_cfg_from_spec(spec, &cfg);
+  ck_assert_int_eq(cfg.vector_bits, 256);
+  ck_assert_int_eq(cfg.vector_regs, 16);
+  ck_assert_int_eq(cfg.cache[0], 32 * 1024);
+  ck_assert_int_eq(cfg.cache[1], 1024 * 1024);
+  ck_assert_str_eq(cfg.cpu, "x86-64-v3");
+  ck_assert_ptr_nonnull(strstr(cfg.features, "+fma"));
+  ck_assert_int_eq(lb_kern_cfg_check(&cfg, &diag), 0);
+  ck_assert_str_eq(lb_kern_isa(&cfg), "avx2");
+  int mr, nr;
+  lb_kern_gemm_tile(&cfg, &mr, &nr);
+  ck_assert_int_eq(mr, 6);
+  ck_assert_int_eq(nr, 16);
+  ck_assert_uint_eq(lb_pack_gemm_b_size(&cfg, 3, 17), 2 * 3 * 16 * 4);
+  lb_spec_free(spec);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("kernels");
   TCase *tk = tcase_create("jit");
@@ -557,6 +581,7 @@ int main(void) {
   TCase *tp = tcase_create("pack");
   tcase_add_test(tp, pack_nk_matches_kn);
   tcase_add_test(tp, bad_descs);
+  tcase_add_test(tp, cfg_from_spec);
   suite_add_tcase(s, tp);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
