@@ -1,8 +1,9 @@
 /* fp32 GEMM emitter: C = act(A.Bp + bias + res), specialised at emit time on every size and
- * leading dimension. A driver function walks K blocks (B panel slice in L1), M blocks (A rows in
- * L2) and panel groups, and calls register-tile microkernels (internal functions that LLVM
- * inlines). Invariant: C holds raw partial sums between K blocks; the epilogue (bias, residual,
- * activation) runs exactly once per element, in the last K block. */
+ * leading dimension. A driver function walks K blocks, M blocks (A rows in L2) and panels, and
+ * calls register-tile microkernels (internal functions that LLVM inlines) that keep an MR x NR
+ * tile in registers and prefetch the next panel. Invariant: C holds raw partial sums between K
+ * blocks; the epilogue (bias, residual, activation) runs exactly once per element, in the last
+ * K block. */
 #include <stdio.h>
 #include <string.h>
 
