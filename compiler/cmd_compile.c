@@ -153,7 +153,9 @@ int lb_cmd_compile(int argc, char **argv) {
   if (!rc) {
     lb_codegen_opts co = {.name = o.name ? o.name : name, .profile = o.profile};
     rc = lb_target_emit(g, s, &co, kind, o.out, kind == LB_EMIT_LLVM ? NULL : hdr, &d);
-    if (rc) lb_diag_prefix(&d, "%s", o.model);
+    /* lowering errors get the model's name; file errors already name the file */
+    if (rc && strncmp(d.msg, o.out, strlen(o.out)) && strncmp(d.msg, hdr, strlen(hdr)))
+      lb_diag_prefix(&d, "%s", o.model);
   }
   if (rc)
     fprintf(stderr, "lowbit compile: %s\n", d.msg);
@@ -347,8 +349,10 @@ static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s,
                        const bench_res *r) {
   printf("model    %s\nspec     %s (%s)\niters    %ld (warm-up %ld), 1 thread\n", o->model,
          lb_spec_name(s), lb_spec_llvm_cpu(s), o->iters, o->warmup);
-  printf("latency  median %.3f ms   min %.3f ms   max %.3f ms\n", r->med * 1e3, r->min * 1e3,
-         r->max * 1e3);
+  int us = r->med < 1e-4; /* tiny models: microseconds */
+  printf("latency  median %.3f %s   min %.3f %s   max %.3f %s\n", r->med * (us ? 1e6 : 1e3),
+         us ? "us" : "ms", r->min * (us ? 1e6 : 1e3), us ? "us" : "ms", r->max * (us ? 1e6 : 1e3),
+         us ? "us" : "ms");
   printf("compute  %.3f GFLOP per run, %.1f GFLOP/s = %.1f%% of fp32 peak (%.1f GFLOP/s)\n",
          lb_graph_flops(g) * 1e-9, r->gflops, 100 * r->peak_frac, r->peak_gflops);
   if (!r->step_s) return;

@@ -1,7 +1,7 @@
 /* AOT output: lowers a graph for a spec, optimises it and writes an object, assembly or LLVM
  * IR file plus the C header with the generated ABI, shapes and dtypes. Invariant: files are
- * written through temporary names and renamed only when complete, and the header is renamed
- * into place only after the main output succeeded, so a failure leaves no new file behind. */
+ * written through temporary names and renamed only when complete; the header is written after
+ * the main output, which is removed again if the header fails: a failure leaves no file. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,26 +132,10 @@ int lb_target_emit(const lb_graph *g, const lb_spec *spec, const lb_codegen_opts
     rc = lb_lw_optimize(&L);
     lb_lowered_free(&info);
   }
-  /* header first into a temporary sibling, so the final renames are the last things done */
-  char *htmp = NULL;
-  if (!rc && header_path) {
-    size_t n = strlen(header_path) + 16;
-    htmp = lb_malloc(n);
-    if (!htmp)
-      rc = lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
-    else {
-      snprintf(htmp, n, "%s.part", header_path);
-      rc = write_header_tmp(g, name, o.profile, htmp, diag);
-    }
-  }
   if (!rc) rc = lb_lw_write(&L, kind, out_path);
-  if (htmp) {
-    if (!rc && rename(htmp, header_path) != 0) {
-      rc = lb_diag_err(diag, LB_ERR_INPUT, "%s: cannot write", header_path);
-      remove(out_path);
-    }
-    remove(htmp);
-    lb_free(htmp);
+  if (!rc && header_path) {
+    rc = write_header_tmp(g, name, o.profile, header_path, diag);
+    if (rc) remove(out_path); /* never an object without its header */
   }
   lb_lw_dispose(&L);
   return rc;
