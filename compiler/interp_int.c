@@ -28,7 +28,9 @@ static int32_t ld8(const lb_tensor *t, int64_t i) {
 }
 
 static void st8(lb_tensor *t, int64_t i, int32_t v) {
-  if (t->dtype == LB_DTYPE_I8)
+  if (t->dtype == LB_DTYPE_I32)
+    ((int32_t *)t->data)[i] = v;
+  else if (t->dtype == LB_DTYPE_I8)
     ((int8_t *)t->data)[i] = (int8_t)v;
   else
     ((uint8_t *)t->data)[i] = (uint8_t)v;
@@ -48,7 +50,10 @@ int lb_int_node(const lb_graph *g, uint32_t id) {
   case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL: break;
   default: return 0;
   }
-  if (!quantized(g, n->out[0]) || g->values[n->out[0]].dtype == LB_DTYPE_I32) return 0;
+  if (!quantized(g, n->out[0])) return 0;
+  if (g->values[n->out[0]].dtype == LB_DTYPE_I32 &&
+      !(n->op == LB_OP_CONV || n->op == LB_OP_GEMM || n->op == LB_OP_MATMUL))
+    return 0;
   return quantized(g, n->in[0]);
 }
 
@@ -104,7 +109,7 @@ static int k_conv(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
     return lb_node_err(G, c->id, c->diag, "integer conv supports 1-D and 2-D only");
   cgeo g;
   conv_geo(c, &in[0], &in[1], out, &g);
-  int bias = lb_kin(c, in, 2), res = lb_kin(c, in, 3);
+  int bias = lb_kin(c, in, 2), res = lb_kin(c, in, 3), acc32 = out->dtype == LB_DTYPE_I32;
   float sx = q_scale(G, id[0], 0), sy = q_scale(G, c->n->out[0], 0);
   int32_t zx = q_zp(G, id[0], 0), zy = q_zp(G, c->n->out[0], 0), lo, hi;
   out_bounds(c, 0, &lo, &hi);
@@ -118,8 +123,9 @@ static int k_conv(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
         for (int64_t ow = 0; ow < g.OW; ow++) {
           int64_t o = ((n * g.M + m) * g.OH + oh) * g.OW + ow;
           int32_t acc = b + conv_acc(&g, &in[0], &in[1], n, m, oh, ow, zx, zw);
-          int32_t q = res ? lb_requantize2(acc, mul, ld8(&in[3], o) - zr, mr, zy, lo, hi)
-                          : lb_requantize(acc, mul, zy, lo, hi);
+          int32_t q = acc32 ? acc
+                      : res ? lb_requantize2(acc, mul, ld8(&in[3], o) - zr, mr, zy, lo, hi)
+                            : lb_requantize(acc, mul, zy, lo, hi);
           st8(out, o, q);
         }
   }
@@ -153,8 +159,9 @@ static void mm_run(const lb_kctx *c, const mm *p, lb_tensor *out, int64_t out_of
         acc += (ld8(p->A, p->a_off + r * p->sa_r + k * p->sa_k) - za) *
                (ld8(p->B, k * p->sb_k + j * p->sb_j) - zb);
       int64_t o = out_off + r * p->N + j;
-      int32_t q = p->res ? lb_requantize2(acc, mul, ld8(p->res, o) - zr, mr, zy, lo, hi)
-                         : lb_requantize(acc, mul, zy, lo, hi);
+      int32_t q = out->dtype == LB_DTYPE_I32 ? acc
+                  : p->res ? lb_requantize2(acc, mul, ld8(p->res, o) - zr, mr, zy, lo, hi)
+                           : lb_requantize(acc, mul, zy, lo, hi);
       st8(out, o, q);
     }
   }

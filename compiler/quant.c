@@ -164,7 +164,7 @@ static void put_str(FILE *f, const char *s) {
 }
 
 static const char *role_name(lb_qrole r) {
-  static const char *const names[] = {"activation", "weight", "bias", "constant"};
+  static const char *const names[] = {"activation", "weight", "bias", "constant", "accumulator"};
   return names[r];
 }
 

@@ -52,7 +52,9 @@ int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tens
 
 /* ---- the plan ------------------------------------------------------------------------------ */
 
-typedef enum { LB_QROLE_ACT = 0, LB_QROLE_WEIGHT, LB_QROLE_BIAS, LB_QROLE_CONST } lb_qrole;
+/* ACC: the int32 accumulator output of a conv/gemm/matmul read only by fp32 layers or the
+ * graph output: dequantized with scale s_act * s_weight[c], never requantized to 8 bits. */
+typedef enum { LB_QROLE_ACT = 0, LB_QROLE_WEIGHT, LB_QROLE_BIAS, LB_QROLE_CONST, LB_QROLE_ACC } lb_qrole;
 
 /* The decision for one value (by id of the graph the plan was made for). */
 typedef struct lb_qval {
@@ -67,7 +69,7 @@ typedef struct lb_qval {
   float lo, hi;     /* calibrated real range of an activation */
   int ranged;       /* lo/hi are set */
   uint32_t cls;     /* shared-scale class: the representative value id */
-  uint32_t bias_of; /* bias: the node it belongs to */
+  uint32_t bias_of; /* bias and accumulator: the node it belongs to */
   const char *yaml_at; /* "FILE:LINE:COL" where an edited plan set it, else NULL */
   lb_dtype file_dtype; /* the dtype the edited plan gave (checked against the annotation) */
 } lb_qval;

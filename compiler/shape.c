@@ -727,8 +727,9 @@ static int int_rule(sctx *c, rule_fn f) {
   }
   sctx d = *c;
   d.in = in;
+  lb_dtype preset = c->out[0].dtype; /* an int32 accumulator output stays int32 */
   LB_TRY(f(&d));
-  c->out[0].dtype = t;
+  c->out[0].dtype = preset == LB_DTYPE_I32 && mac && op != LB_OP_GLOBAL_AVG_POOL ? preset : t;
   return 0;
 }
 

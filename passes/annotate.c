@@ -156,6 +156,20 @@ static int weight_axis(const lb_node *n) {
   return n->op == LB_OP_MATMUL ? 1 : 0;
 }
 
+/* A conv/gemm/matmul without fused epilogue whose output only fp32 layers (or the graph
+ * output) read keeps its int32 accumulator: requantizing to 8 bits there would only add error
+ * (and ties between close logits). */
+static int acc_output(const lb_graph *g, const lb_qplan *p, uint32_t id) {
+  const lb_node *n = &g->nodes[id];
+  if (!(n->op == LB_OP_CONV || n->op == LB_OP_GEMM || n->op == LB_OP_MATMUL)) return 0;
+  if (n->attr.act != LB_ACT_NONE || (n->n_in > 3 && n->in[3] != LB_NONE)) return 0;
+  if (n->op == LB_OP_MATMUL && !g->values[n->in[1]].data) return 0;
+  for (uint32_t m = id + 1; m < g->n_nodes; m++)
+    for (uint32_t k = 0; k < g->nodes[m].n_in; k++)
+      if (g->nodes[m].in[k] == n->out[0] && p->l[m].integer) return 0;
+  return 1;
+}
+
 /* Marks the inputs and output of integer layer id. */
 static void mark(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) {
   const lb_node *n = &g->nodes[id];
@@ -183,6 +197,13 @@ static void mark(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) 
   lb_qval *o = &p->v[n->out[0]];
   o->dtype = p->act, o->role = LB_QROLE_ACT;
   o->schemes &= schemes;
+  if (acc_output(g, p, id)) {
+    o->dtype = LB_DTYPE_I32, o->role = LB_QROLE_ACC, o->bias_of = id, o->symmetric = 1;
+    o->axis = g->values[n->out[0]].rank - (n->op == LB_OP_CONV ? g->values[n->out[0]].rank - 1 : 1);
+    p->l[id].out = LB_DTYPE_I32;
+    size_t k = strlen(p->l[id].why);
+    snprintf(p->l[id].why + k, sizeof p->l[id].why - k, "; int32 output, dequantized");
+  }
   int share = is_layout(n->op) || n->op == LB_OP_MAX_POOL ||
               (c && c->requant == LB_REQUANT_NONE);
   for (uint32_t k = 0; share && k < n->n_in; k++)

@@ -100,7 +100,8 @@ typedef struct stat {
   double mn, mx, sum_mn, sum_mx;
   uint64_t samples;
   float amax;      /* histogram range from pass 1 */
-  uint64_t *pos, *neg; /* BINS each: counts of x > 0 and x < 0 by |x|; zeros go to pos[0] */
+  uint64_t *pos, *neg; /* BINS each: counts of x > 0 and x < 0 by |x| */
+  uint64_t zeros;      /* exact zeros (relu outputs): exact in every scheme, kept out of KL */
 } stat;
 
 typedef struct calib {
@@ -135,7 +136,8 @@ static int observe(void *user, uint32_t v, const lb_tensor *t) {
     double a = fabs((double)x[i]) * k;
     int64_t b = a >= BINS ? BINS - 1 : (int64_t)a;
     if (x[i] < 0) s->neg[b]++;
-    else s->pos[b]++;
+    else if (x[i] > 0) s->pos[b]++;
+    else s->zeros++;
   }
   return 0;
 }
@@ -144,7 +146,7 @@ static int observe(void *user, uint32_t v, const lb_tensor *t) {
 
 /* Smallest T (in bins) holding fraction q of |x|. */
 static int percentile_bins(const stat *s, double q) {
-  uint64_t total = 0, acc = 0;
+  uint64_t total = s->zeros, acc = s->zeros;
   for (int i = 0; i < BINS; i++) total += s->pos[i] + s->neg[i];
   for (int i = 0; i < BINS; i++) {
     acc += s->pos[i] + s->neg[i];
@@ -387,17 +389,20 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
   return rc;
 }
 
-/* Bias of node n: scale s_act * s_weight[c], zero point 0 (derived, never taken from a plan). */
+/* Bias (or int32 accumulator output) of node n: scale s_act * s_weight[c], zero point 0
+ * (derived, never taken from a plan). */
 static int bias_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
   const lb_node *n = &g->nodes[p->v[v].bias_of];
   const lb_qval *x = &p->v[n->in[0]], *w = &p->v[n->in[1]];
   int64_t len = lb_value_numel(&g->values[v]);
+  if (p->v[v].role == LB_QROLE_ACC) len = w->n > 1 ? (int64_t)w->n : 1;
   if (!x->n || !w->n) return LB_ERR_INTERNAL;
   float *s = lb_calloc((size_t)(len ? len : 1), sizeof *s);
   if (!s) return LB_ERR_NOMEM;
   for (int64_t c = 0; c < len; c++)
     s[c] = (float)((double)x->scale[0] * (double)w->scale[w->n > 1 ? c : 0]);
-  int rc = lb_qplan_set(p, v, (uint32_t)len, len > 1 ? 0 : -1, s, NULL);
+  int ax = p->v[v].role == LB_QROLE_ACC ? p->v[v].axis : 0;
+  int rc = lb_qplan_set(p, v, (uint32_t)len, len > 1 ? ax : -1, s, NULL);
   lb_free(s);
   return rc;
 }
@@ -408,10 +413,12 @@ int lb_quant_params(const lb_graph *g, lb_qplan *p, lb_diag *diag) {
     const lb_qval *q = &p->v[v];
     if (q->dtype == LB_DTYPE_F32 || q->cls != v) continue;
     if (q->role == LB_QROLE_WEIGHT) rc = weight_params(g, p, v);
-    else if (q->role != LB_QROLE_BIAS) rc = class_params(g, p, v, diag);
+    else if (q->role != LB_QROLE_BIAS && q->role != LB_QROLE_ACC) rc = class_params(g, p, v, diag);
   }
   for (uint32_t v = 0; !rc && v < g->n_values; v++)
-    if (p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_BIAS) rc = bias_params(g, p, v);
+    if (p->v[v].dtype != LB_DTYPE_F32 &&
+        (p->v[v].role == LB_QROLE_BIAS || p->v[v].role == LB_QROLE_ACC))
+      rc = bias_params(g, p, v);
   if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
   if (rc == LB_ERR_INTERNAL) return lb_diag_err(diag, rc, "bias without activation/weight scales");
   return rc;

@@ -200,9 +200,11 @@ static uint32_t get_fq(rz *r, uint32_t v) {
   return r->qv[v] = d;
 }
 
+/* A float reader of v sees it quantized: v comes out of an integer layer as 8 bits (an int32
+ * accumulator output is kept at full precision, as in the integer graph up to fp32 rounding). */
 static int producer_integer(const rz *r, uint32_t v) {
   uint32_t pn = r->g->values[v].producer;
-  return pn != LB_NONE && r->p->l[pn].integer;
+  return pn != LB_NONE && r->p->l[pn].integer && r->p->v[v].role != LB_QROLE_ACC;
 }
 
 /* Input k of node n as the new graph provides it. */
