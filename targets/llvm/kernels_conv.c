@@ -192,9 +192,9 @@ static LLVMValueRef emit_im2col_rows(LLVMModuleRef mod, const lb_kern_cfg *cfg,
   return fn;
 }
 
-/* How a group-1 conv runs: GEMM straight on the input (pointwise), im2col of all pixels then
- * one GEMM, or blocks of mb pixels (im2col block in a quarter of L2, then its GEMM) when B fits
- * in half of L2 so that re-reading it per block is cheap. Blocking took ResNet-18's convs from
+/* How a group-1 conv runs: GEMM straight on the input (pointwise), or blocks of mb pixels:
+ * im2col of the block into scratch (a quarter of L2 when the weights fit in half of L2, else at
+ * least 24 register tiles), then its GEMM. Blocking took ResNet-18's convs from
  * 17.2 to 15.8 ms on Zen 5 (bench_gemm --resnet18); L2/2 blocks were slower, L2/8 the same. */
 typedef struct conv_plan {
   lb_gemm_desc g;
@@ -210,8 +210,11 @@ static void plan_conv(const lb_kern_cfg *cfg, const lb_conv_desc *d, conv_plan *
   lb_kern_gemm_tile(cfg, &mr, &nr);
   int64_t l2 = cfg->cache[1] > 0 ? cfg->cache[1] : 1 << 20;
   c->mb = c->g.m;
-  if (!c->pointwise && c->g.k * c->g.n * 4 <= l2 / 2) {
+  if (!c->pointwise) {
     int64_t mb = l2 / 4 / (c->g.k * 4) / mr * mr;
+    /* Weights beyond L2 are re-read once per block: blocks of at least 24 tiles keep that
+     * below 1/(24*MR) of the FMAs, and the scratch stays bounded for large images. */
+    if (c->g.k * c->g.n * 4 > l2 / 2 && mb < 24 * mr) mb = 24 * mr;
     if (mb >= 4 * mr && mb < c->g.m) c->mb = mb;
   }
   c->nblk = (c->g.m + c->mb - 1) / c->mb;

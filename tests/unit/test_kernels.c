@@ -156,6 +156,7 @@ static const conv_case conv_cases[] = {
     {1, 0, 2, 4, 2, 5, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, LB_ACT_RELU},
     {0, 0, 1, 10, 10, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_RELU},
     {0, 0, 2, 7, 9, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, LB_ACT_CLIP},
+    {0, 0, 1, 13, 13, 3, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_RELU},
     {1, 1, 1, 8, 8, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_RELU},
     {1, 1, 2, 9, 7, 77, 77, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1, LB_ACT_CLIP},
     {1, 1, 1, 10, 10, 5, 5, 5, 5, 1, 1, 2, 2, 4, 4, 4, 4, 0, 0, 0, 1, LB_ACT_NONE},
@@ -542,6 +543,28 @@ START_TEST(bad_descs) {
 }
 END_TEST
 
+/* A VGG-sized layer (224x224, 512 -> 512 channels, 3x3) needs a bounded im2col scratch, not
+ * the 924 MB of a whole-image im2col. */
+START_TEST(conv_scratch_bounded) {
+  lb_kern_cfg cfg;
+  lb_kjit_host_cfg(&cfg);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("vgg", ctx);
+  lb_conv_desc d = {.n = 1, .h = 224, .w = 224, .c_in = 512, .c_out = 512, .kh = 3, .kw = 3,
+                    .sh = 1, .sw = 1, .dh = 1, .dw = 1, .pad_t = 1, .pad_l = 1, .pad_b = 1,
+                    .pad_r = 1, .has_bias = 1, .act = LB_ACT_RELU};
+  lb_diag diag = {0};
+  ck_assert_int_eq(lb_conv_desc_finish(&d, &diag), 0);
+  lb_kern_out out;
+  ck_assert_msg(lb_emit_conv_f32(mod, &cfg, &d, &out, &diag) == 0, "%s", diag.msg);
+  int mr, nr;
+  lb_kern_gemm_tile(&cfg, &mr, &nr);
+  ck_assert_uint_eq(out.scratch_bytes, (size_t)(24 * mr) * 4608 * 4);
+  LLVMDisposeModule(mod);
+  LLVMContextDispose(ctx);
+}
+END_TEST
+
 /* The config read from a bundled spec, and the tile and packing it implies. */
 START_TEST(cfg_from_spec) {
   lb_spec *spec;
@@ -582,6 +605,7 @@ int main(void) {
   tcase_add_test(tp, pack_nk_matches_kn);
   tcase_add_test(tp, bad_descs);
   tcase_add_test(tp, cfg_from_spec);
+  tcase_add_test(tp, conv_scratch_bounded);
   suite_add_tcase(s, tp);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
