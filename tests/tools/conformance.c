@@ -18,7 +18,7 @@
 #include "spec.h"
 #include "target.h"
 
-/* The ONNX op types lowbit imports (the contract in DESIGN's op list). */
+/* The ONNX op types lowbit imports (the project's op list; tools/make_models.py has a copy). */
 static const char *const supported_ops[] = {
     "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Clip",
     "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax", "MaxPool", "AveragePool",
@@ -46,8 +46,9 @@ enum { R_PASS, R_FAIL, R_SKIP, R_NA, R_REFUSED };
 
 /* What executes the imported graph: the interpreter, the interpreter after the fp32 passes
  * (fold_batchnorm, fuse), or the LLVM JIT for the host after those passes. */
-enum { E_INTERP, E_PASSES, E_JIT };
+enum { E_INTERP, E_PASSES, E_JIT, E_COUNT };
 static const char *const engine_names[] = {"interp", "passes", "jit"};
+_Static_assert(sizeof engine_names / sizeof *engine_names == E_COUNT, "one name per engine");
 
 typedef struct {
   char **names;
@@ -528,8 +529,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "-m") == 0 && i + 1 < argc) model_dir = argv[++i];
     else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc) {
       const char *e = argv[++i];
-      for (engine = 0; engine < 3 && strcmp(e, engine_names[engine]) != 0; engine++) continue;
-      if (engine == 3) return usage();
+      for (engine = 0; engine < E_COUNT && strcmp(e, engine_names[engine]) != 0; engine++)
+        continue;
+      if (engine == E_COUNT) return usage();
     }
     else if (argv[i][0] == '-') return usage();
     else if (pos == 0) root = argv[i], pos++;
