@@ -383,6 +383,51 @@ START_TEST(test_layouts) {
 }
 END_TEST
 
+/* Pooling on NHWC data with channels that are not a multiple of the vector width (vector
+ * body plus scalar tail): conv (37 channels) -> max pool -> avg pool -> global avg pool. */
+START_TEST(test_pool_nhwc) {
+  lb_graph *g = lb_graph_new("pools");
+  int64_t xd[4] = {1, 3, 11, 10}, wd[4] = {37, 3, 3, 3}, yd[4] = {1, 37, 11, 10};
+  float w[999];
+  for (int i = 0; i < 999; i++) w[i] = (float)((i * 31) % 17 - 8) / 11.0f;
+  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, 4, xd);
+  uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, 4, wd, w, sizeof w);
+  uint32_t v[4];
+  const char *names[4] = {"conv", "max", "avg", "gap"};
+  for (int i = 0; i < 4; i++) v[i] = lb_graph_add_value(g, names[i], LB_DTYPE_F32, 4, yd);
+  uint32_t cin[2] = {x, wv};
+  uint32_t id = lb_graph_add_node(g, LB_OP_CONV, "conv", cin, 2, &v[0], 1);
+  lb_node *n = &g->nodes[id];
+  n->attr.n_spatial = 2, n->attr.group = 1;
+  for (int k = 0; k < 2; k++) {
+    n->attr.kernel[k] = 3, n->attr.strides[k] = n->attr.dilations[k] = 1;
+    n->attr.pads[k] = n->attr.pads[2 + k] = 1;
+  }
+  id = lb_graph_add_node(g, LB_OP_MAX_POOL, "max", &v[0], 1, &v[1], 1);
+  n = &g->nodes[id];
+  n->attr.n_spatial = 2;
+  for (int k = 0; k < 2; k++) {
+    n->attr.kernel[k] = 3, n->attr.strides[k] = 2, n->attr.dilations[k] = 1;
+    n->attr.pads[k] = n->attr.pads[2 + k] = 1;
+  }
+  id = lb_graph_add_node(g, LB_OP_AVG_POOL, "avg", &v[1], 1, &v[2], 1);
+  n = &g->nodes[id];
+  n->attr.n_spatial = 2, n->attr.count_include_pad = 0;
+  for (int k = 0; k < 2; k++) {
+    n->attr.kernel[k] = 2, n->attr.strides[k] = 1, n->attr.dilations[k] = 1;
+    n->attr.pads[2 + k] = 1;
+  }
+  lb_graph_add_node(g, LB_OP_GLOBAL_AVG_POOL, "gap", &v[2], 1, &v[3], 1);
+  lb_graph_add_input(g, x);
+  lb_graph_add_output(g, v[1]), lb_graph_add_output(g, v[2]), lb_graph_add_output(g, v[3]);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  jit_vs_interp(g, "pools");
+  lb_graph_free(g);
+}
+END_TEST
+
 /* Convolutions off the kernel path (grouped, depthwise with multiplier 2, 1-D, 3-D) and on it
  * (depthwise, strided/dilated), each with bias and a fused clip. */
 START_TEST(test_conv_variants) {
@@ -672,6 +717,7 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_pad_modes);
   tcase_add_test(t, test_layouts);
   tcase_add_test(t, test_conv_variants);
+  tcase_add_test(t, test_pool_nhwc);
   suite_add_tcase(s, t);
   t = tcase_create("aot");
   tcase_set_timeout(t, 600);
