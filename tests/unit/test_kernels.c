@@ -67,7 +67,9 @@ typedef struct gemm_case {
   lb_act act;
 } gemm_case;
 
-static const gemm_case gemm_cases[] = {
+/* Hand-picked edge cases; make_cases() appends N_RANDOM random ones to each list. */
+#define N_RANDOM 24
+static const gemm_case gemm_fixed[] = {
     /* cfg   m    n    k  pa pc bias res act */
     {0, 1, 1, 1, 0, 0, 0, 0, LB_ACT_NONE},
     {0, 1, 16, 7, 0, 0, 1, 0, LB_ACT_RELU},
@@ -96,7 +98,8 @@ static const gemm_case gemm_cases[] = {
     {4, 25, 96, 17, 0, 0, 1, 0, LB_ACT_NONE},
     {4, 50, 31, 64, 0, 0, 0, 1, LB_ACT_RELU},
 };
-#define N_GEMM_CASES ((int)(sizeof gemm_cases / sizeof gemm_cases[0]))
+#define N_GEMM_CASES ((int)(sizeof gemm_fixed / sizeof gemm_fixed[0]) + N_RANDOM)
+static gemm_case gemm_cases[N_GEMM_CASES];
 
 static void case_cfg(int which, lb_kern_cfg *cfg) {
   lb_kjit_host_cfg(cfg);
@@ -141,7 +144,7 @@ typedef struct conv_case {
   lb_act act;
 } conv_case;
 
-static const conv_case conv_cases[] = {
+static const conv_case conv_fixed[] = {
     /* cfg dw  n  h  w  ci co kh kw sh sw dh dw pt pl pb pr xp yp bias res act */
     {1, 0, 1, 8, 8, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_RELU},
     {1, 0, 2, 9, 7, 5, 17, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_NONE},
@@ -164,19 +167,64 @@ static const conv_case conv_cases[] = {
     {2, 1, 1, 7, 7, 19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_RELU},
     {3, 1, 1, 5, 5, 3, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_NONE},
 };
-#define N_CONV_CASES ((int)(sizeof conv_cases / sizeof conv_cases[0]))
+#define N_CONV_CASES ((int)(sizeof conv_fixed / sizeof conv_fixed[0]) + N_RANDOM)
+static conv_case conv_cases[N_CONV_CASES];
 
-static void conv_case_desc(const conv_case *c, lb_conv_desc *d) {
+static void conv_case_desc_raw(const conv_case *c, lb_conv_desc *d) {
   *d = (lb_conv_desc){.n = c->n, .h = c->h, .w = c->w, .c_in = c->ci, .c_out = c->co,
                       .kh = c->kh, .kw = c->kw, .sh = c->sh, .sw = c->sw, .dh = c->dh,
                       .dw = c->dw_, .pad_t = c->pt, .pad_l = c->pl, .pad_b = c->pb,
                       .pad_r = c->pr, .ldx = c->ci + c->xpad, .ldy = c->co + c->ypad,
                       .ldr = c->co + 2, .has_bias = c->bias, .has_res = c->res, .act = c->act,
                       .act_min = -0.3f, .act_max = 0.4f};
+}
+
+static void conv_case_desc(const conv_case *c, lb_conv_desc *d) {
+  conv_case_desc_raw(c, d);
   lb_diag diag = {0};
   ck_assert_msg(lb_conv_desc_finish(d, &diag) == 0, "%s", diag.msg);
 }
 
+
+/* ---- random cases ------------------------------------------------------------------------ */
+
+static uint64_t shape_rng = 0x9e3779b97f4a7c15ull;
+
+static int64_t irand(int64_t lo, int64_t hi) { /* uniform in [lo, hi] */
+  shape_rng = shape_rng * 6364136223846793005ull + 1442695040888963407ull;
+  return lo + (int64_t)((shape_rng >> 33) % (uint64_t)(hi - lo + 1));
+}
+
+static void random_gemm(gemm_case *c) {
+  *c = (gemm_case){(int)irand(0, 4), irand(1, 40), irand(1, 80), irand(1, 150), irand(0, 3),
+                   irand(0, 3), (int)irand(0, 1), (int)irand(0, 1), (lb_act)irand(0, 2)};
+}
+
+/* A random conv whose (dilated) window fits the padded input. */
+static void random_conv(conv_case *c) {
+  lb_diag diag = {0};
+  lb_conv_desc d;
+  do {
+    int dw = (int)irand(0, 1);
+    int64_t ci = irand(1, dw ? 40 : 20);
+    *c = (conv_case){(int)irand(0, 4), dw, irand(1, 2), irand(1, 12), irand(1, 12), ci,
+                     dw ? ci : irand(1, 20), irand(1, 5), irand(1, 5), irand(1, 3), irand(1, 3),
+                     irand(1, 2), irand(1, 2), irand(0, 2), irand(0, 2), irand(0, 2), irand(0, 2),
+                     irand(0, 2), irand(0, 2), (int)irand(0, 1), (int)irand(0, 1),
+                     (lb_act)irand(0, 2)};
+    conv_case_desc_raw(c, &d);
+    lb_diag_clear(&diag);
+  } while (lb_conv_desc_finish(&d, &diag) != 0);
+}
+
+/* Fixed cases first, then the random ones (same seed every run). */
+static void make_cases(void) {
+  int nf = N_GEMM_CASES - N_RANDOM, nc = N_CONV_CASES - N_RANDOM;
+  memcpy(gemm_cases, gemm_fixed, sizeof gemm_fixed);
+  memcpy(conv_cases, conv_fixed, sizeof conv_fixed);
+  for (int i = 0; i < N_RANDOM; i++) random_gemm(&gemm_cases[nf + i]);
+  for (int i = 0; i < N_RANDOM; i++) random_conv(&conv_cases[nc + i]);
+}
 
 typedef void (*kern_fn)(const float *, const float *, const float *, const float *, float *,
                         float *);
@@ -590,6 +638,7 @@ START_TEST(cfg_from_spec) {
 END_TEST
 
 int main(void) {
+  make_cases();
   Suite *s = suite_create("kernels");
   TCase *tk = tcase_create("jit");
   tcase_add_unchecked_fixture(tk, jit_setup, jit_teardown);
