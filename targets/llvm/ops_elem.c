@@ -206,8 +206,8 @@ static int need_f32(lb_lw *L, lb_op_args *a, int n) {
 
 typedef struct ictx {
   const lb_node *n;
-  int sg;          /* signed dtype */
-  int64_t lo, hi;  /* clip bounds in the dtype's range */
+  int sg;         /* signed dtype */
+  int64_t lo, hi; /* clip bounds in the dtype's range */
 } ictx;
 
 /* Division in a type wide enough that only x / 0 and INT64_MIN / -1 need care: both are made
@@ -260,7 +260,9 @@ static int lower_int(lb_lw *L, lb_op_args *a, const lb_view *in, int n_in) {
   for (int i = 1; i < n_in; i++) ok = ok && a->in[i].dt == t;
   if (!ok) return need_f32(L, a, n_in);
   int clip = n->op == LB_OP_CLIP;
-  ictx c = {.n = n, .sg = sg, .lo = saturate(clip ? ceil(n->attr.clip_min) : 0, bits, sg),
+  ictx c = {.n = n,
+            .sg = sg,
+            .lo = saturate(clip ? ceil(n->attr.clip_min) : 0, bits, sg),
             .hi = saturate(clip ? floor(n->attr.clip_max) : INFINITY, bits, sg)};
   lb_emit_map(L, &a->out[0], in, n_in, f_int, &c);
   return 0;

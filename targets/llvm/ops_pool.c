@@ -11,8 +11,8 @@ typedef struct pool {
   const lb_view *in, *out;
   const lb_attrs *at;
   int ns, is_max, lanes;
-  int is_int, sg;  /* 8-bit max pooling: integer max */
-  LLVMTypeRef et;  /* element type */
+  int is_int, sg;                 /* 8-bit max pooling: integer max */
+  LLVMTypeRef et;                 /* element type */
   LLVMValueRef acc, acc_v, acc_s; /* stack slots: the current one, vector, scalar */
   LLVMValueRef ooff, ioff;        /* offsets of (n, c0) and output position */
 } pool;
@@ -27,8 +27,10 @@ static void taps(pool *p, int k, LLVMValueRef *opos, LLVMValueRef ioff) {
     LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(p->et, (unsigned)p->lanes) : p->et;
     LLVMValueRef x = lb_load(L, vt, lb_gep(L, p->et, p->in->base, ioff), 1);
     LLVMValueRef a = lb_load(L, vt, p->acc, 1), xa[2] = {a, x};
-    if (p->is_int) a = lb_intr(L, p->sg ? "llvm.smax" : "llvm.umax", vt, xa, 2);
-    else a = p->is_max ? lb_fmax(L, a, x) : LLVMBuildFAdd(L->b, a, x, "");
+    if (p->is_int)
+      a = lb_intr(L, p->sg ? "llvm.smax" : "llvm.umax", vt, xa, 2);
+    else
+      a = p->is_max ? lb_fmax(L, a, x) : LLVMBuildFAdd(L->b, a, x, "");
     lb_store(L, a, p->acc, 1);
     return;
   }
@@ -76,8 +78,10 @@ static void window(pool *p, LLVMValueRef c, LLVMValueRef *opos, LLVMValueRef oba
                    LLVMValueRef ibase) {
   lb_lw *L = p->L;
   LLVMTypeRef vt = p->lanes > 1 ? LLVMVectorType(p->et, (unsigned)p->lanes) : p->et;
-  if (p->is_int) lb_store(L, lb_ci(L, vt, p->sg ? -128 : 0), p->acc, 1);
-  else lb_store(L, lb_cf(L, vt, p->is_max ? -INFINITY : 0.0), p->acc, 1);
+  if (p->is_int)
+    lb_store(L, lb_ci(L, vt, p->sg ? -128 : 0), p->acc, 1);
+  else
+    lb_store(L, lb_cf(L, vt, p->is_max ? -INFINITY : 0.0), p->acc, 1);
   LLVMValueRef ioff =
       LLVMBuildAdd(L->b, ibase, LLVMBuildMul(L->b, c, lb_c64(L, p->in->st[1]), ""), "");
   taps(p, 0, opos, ioff);
@@ -134,8 +138,8 @@ int lb_lower_pool(lb_lw *L, lb_op_args *a) {
   lb_dtype t = a->in[0].dt;
   int is_int = a->node->op == LB_OP_MAX_POOL && (t == LB_DTYPE_I8 || t == LB_DTYPE_U8);
   if (t != LB_DTYPE_F32 && !is_int)
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "pooling input must be f32 (or 8-bit for max), got %s",
-                       lb_dtype_name(t));
+    return lb_diag_err(L->diag, LB_ERR_INPUT,
+                       "pooling input must be f32 (or 8-bit for max), got %s", lb_dtype_name(t));
   pool p = {.L = L,
             .in = &a->in[0],
             .out = &a->out[0],

@@ -345,7 +345,7 @@ END_TEST
 
 /* conv (kernel path, NHWC out) + residual from an NCHW input, a relu, a transpose (needs NCHW)
  * and a concat of NHWC with NCHW data: every layout conversion the planner makes. */
-START_TEST(test_layouts) {
+static lb_graph *layouts_graph(void) {
   lb_graph *g = lb_graph_new("layouts");
   int64_t xd[4] = {1, 3, 6, 5}, wd[4] = {4, 3, 3, 3}, yd[4] = {1, 4, 6, 5}, pd[4] = {1, 5, 6, 4};
   float w[108], bias[4];
@@ -378,6 +378,11 @@ START_TEST(test_layouts) {
   lb_diag d;
   lb_diag_clear(&d);
   ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+START_TEST(test_layouts) {
+  lb_graph *g = layouts_graph();
   jit_vs_interp(g, "layouts");
   lb_graph_free(g);
 }
@@ -385,7 +390,7 @@ END_TEST
 
 /* Pooling on NHWC data with channels that are not a multiple of the vector width (vector
  * body plus scalar tail): conv (37 channels) -> max pool -> avg pool -> global avg pool. */
-START_TEST(test_pool_nhwc) {
+static lb_graph *pools_graph(void) {
   lb_graph *g = lb_graph_new("pools");
   int64_t xd[4] = {1, 3, 11, 10}, wd[4] = {37, 3, 3, 3}, yd[4] = {1, 37, 11, 10};
   float w[999];
@@ -423,51 +428,64 @@ START_TEST(test_pool_nhwc) {
   lb_diag d;
   lb_diag_clear(&d);
   ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+START_TEST(test_pool_nhwc) {
+  lb_graph *g = pools_graph();
   jit_vs_interp(g, "pools");
   lb_graph_free(g);
 }
 END_TEST
 
+static const struct {
+  int ns;
+  int64_t x[5], w[5], group, stride, dil, pad;
+} conv_cases[] = {
+    {2, {1, 4, 7, 6}, {6, 2, 3, 3}, 2, 1, 1, 1}, {2, {1, 3, 6, 6}, {6, 1, 3, 3}, 3, 2, 1, 1},
+    {1, {2, 3, 9}, {4, 3, 3}, 1, 2, 1, 1},       {3, {1, 2, 4, 4, 4}, {3, 2, 2, 2, 2}, 1, 1, 1, 0},
+    {2, {1, 8, 9, 9}, {8, 1, 3, 3}, 8, 2, 1, 1}, {2, {1, 5, 9, 8}, {7, 5, 3, 3}, 1, 1, 2, 2},
+};
+#define N_CONV_CASES (sizeof conv_cases / sizeof conv_cases[0])
+
+static lb_graph *conv_graph(size_t c) {
+  int rank = conv_cases[c].ns + 2;
+  lb_graph *g = lb_graph_new("conv");
+  int64_t nw = 1, bd[1] = {conv_cases[c].w[0]};
+  for (int d = 0; d < rank; d++) nw *= conv_cases[c].w[d];
+  float *w = malloc((size_t)nw * sizeof *w), b[16];
+  for (int64_t i = 0; i < nw; i++) w[i] = (float)((i * 29) % 13 - 6) / 9.0f;
+  for (int i = 0; i < 16; i++) b[i] = 0.05f * (float)(i - 3);
+  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, rank, conv_cases[c].x);
+  uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, rank, conv_cases[c].w, w, (size_t)nw * 4);
+  uint32_t bv = lb_graph_add_const(g, "b", LB_DTYPE_F32, 1, bd, b, (size_t)bd[0] * 4);
+  uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, rank, conv_cases[c].x);
+  uint32_t in[3] = {x, wv, bv};
+  uint32_t n = lb_graph_add_node(g, LB_OP_CONV, "conv", in, 3, &y, 1);
+  lb_attrs *a = &g->nodes[n].attr;
+  a->n_spatial = conv_cases[c].ns, a->group = conv_cases[c].group;
+  a->act = LB_ACT_CLIP, a->act_min = -0.5f, a->act_max = 0.8f;
+  for (int k = 0; k < conv_cases[c].ns; k++) {
+    a->kernel[k] = conv_cases[c].w[2 + k], a->strides[k] = conv_cases[c].stride;
+    a->dilations[k] = conv_cases[c].dil,
+    a->pads[k] = a->pads[conv_cases[c].ns + k] = conv_cases[c].pad;
+  }
+  lb_graph_add_input(g, x), lb_graph_add_output(g, y);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  free(w);
+  return g;
+}
+
 /* Convolutions off the kernel path (grouped, depthwise with multiplier 2, 1-D, 3-D) and on it
  * (depthwise, strided/dilated), each with bias and a fused clip. */
 START_TEST(test_conv_variants) {
-  static const struct {
-    int ns;
-    int64_t x[5], w[5], group, stride, dil, pad;
-  } cases[] = {
-      {2, {1, 4, 7, 6}, {6, 2, 3, 3}, 2, 1, 1, 1},  {2, {1, 3, 6, 6}, {6, 1, 3, 3}, 3, 2, 1, 1},
-      {1, {2, 3, 9}, {4, 3, 3}, 1, 2, 1, 1},        {3, {1, 2, 4, 4, 4}, {3, 2, 2, 2, 2}, 1, 1, 1, 0},
-      {2, {1, 8, 9, 9}, {8, 1, 3, 3}, 8, 2, 1, 1},  {2, {1, 5, 9, 8}, {7, 5, 3, 3}, 1, 1, 2, 2},
-  };
-  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-    int rank = cases[c].ns + 2;
-    lb_graph *g = lb_graph_new("conv");
-    int64_t nw = 1, bd[1] = {cases[c].w[0]};
-    for (int d = 0; d < rank; d++) nw *= cases[c].w[d];
-    float *w = malloc((size_t)nw * sizeof *w), b[16];
-    for (int64_t i = 0; i < nw; i++) w[i] = (float)((i * 29) % 13 - 6) / 9.0f;
-    for (int i = 0; i < 16; i++) b[i] = 0.05f * (float)(i - 3);
-    uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, rank, cases[c].x);
-    uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, rank, cases[c].w, w, (size_t)nw * 4);
-    uint32_t bv = lb_graph_add_const(g, "b", LB_DTYPE_F32, 1, bd, b, (size_t)bd[0] * 4);
-    uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, rank, cases[c].x);
-    uint32_t in[3] = {x, wv, bv};
-    uint32_t n = lb_graph_add_node(g, LB_OP_CONV, "conv", in, 3, &y, 1);
-    lb_attrs *a = &g->nodes[n].attr;
-    a->n_spatial = cases[c].ns, a->group = cases[c].group;
-    a->act = LB_ACT_CLIP, a->act_min = -0.5f, a->act_max = 0.8f;
-    for (int k = 0; k < cases[c].ns; k++) {
-      a->kernel[k] = cases[c].w[2 + k], a->strides[k] = cases[c].stride;
-      a->dilations[k] = cases[c].dil, a->pads[k] = a->pads[cases[c].ns + k] = cases[c].pad;
-    }
-    lb_graph_add_input(g, x), lb_graph_add_output(g, y);
-    lb_diag d;
-    lb_diag_clear(&d);
-    ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  for (size_t c = 0; c < N_CONV_CASES; c++) {
+    lb_graph *g = conv_graph(c);
     char what[64];
     snprintf(what, sizeof what, "conv case %zu", c);
     jit_vs_interp(g, what);
-    free(w);
     lb_graph_free(g);
   }
 }
@@ -566,8 +584,8 @@ static void check_symbols(const char *obj) {
                         strcmp(sym, "free") && strcmp(sym, "aligned_alloc"),
                     "%s calls %s", obj, sym);
     } else {
-      ck_assert_msg(!strcmp(sym, "m_run") || !strcmp(sym, "m_workspace_size"), "%s exports %s",
-                    obj, sym);
+      ck_assert_msg(!strcmp(sym, "m_run") || !strcmp(sym, "m_workspace_size"), "%s exports %s", obj,
+                    sym);
       defined++;
     }
   }
@@ -575,17 +593,15 @@ static void check_symbols(const char *obj) {
   ck_assert_int_eq(defined, 2);
 }
 
-/* Compiles model for spec, links the harness with cc, runs it (through runner, may be "")
- * on random inputs and compares with the interpreter. */
-static void aot_check(const char *model, lb_spec *spec, const char *cc, const char *runner) {
+/* Compiles g for spec, links the harness with cc, runs it (through runner, may be "") on
+ * random inputs and compares with the interpreter running ref (g before the passes). */
+static void aot_check_graph(const lb_graph *ref, const lb_graph *g, lb_spec *spec, const char *cc,
+                            const char *runner, const char *model) {
   char tmpl[] = "/tmp/lb_aot_XXXXXX", path[512], cmd[4096];
   char *tmp = mkdtemp(tmpl);
   ck_assert_ptr_nonnull(tmp);
-  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, model);
-  lb_graph *ref = load_model(path), *g = load_model(path);
   lb_diag d;
   lb_diag_clear(&d);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
   char obj[600], hdr[600];
   snprintf(obj, sizeof obj, "%s/m.o", tmp);
   snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
@@ -623,8 +639,38 @@ static void aot_check(const char *model, lb_spec *spec, const char *cc, const ch
   for (uint32_t i = 0; i < ref->n_inputs; i++) free(in[i].data);
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
   shell(cmd);
+}
+
+static void aot_check(const char *model, lb_spec *spec, const char *cc, const char *runner) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, model);
+  lb_graph *ref = load_model(path), *g = load_model(path);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  aot_check_graph(ref, g, spec, cc, runner, model);
   lb_graph_free(g), lb_graph_free(ref);
 }
+
+/* The graphs built above (layouts, NHWC pooling, every conv variant) as AOT objects for the
+ * plain NEON spec under qemu -cpu cortex-a72 (no dot product: checks the feature gating too). */
+START_TEST(test_aot_graphs_neon) {
+  lb_spec *spec = load_spec("aarch64-neon");
+  const char *cc = "aarch64-linux-gnu-gcc -static", *qemu = "qemu-aarch64 -cpu cortex-a72";
+  lb_graph *g = layouts_graph();
+  aot_check_graph(g, g, spec, cc, qemu, "layouts");
+  lb_graph_free(g);
+  g = pools_graph();
+  aot_check_graph(g, g, spec, cc, qemu, "pools");
+  lb_graph_free(g);
+  for (size_t c = 0; c < N_CONV_CASES; c++) {
+    g = conv_graph(c);
+    aot_check_graph(g, g, spec, cc, qemu, "conv case");
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
 
 /* Every bundled spec that can run here: natively when the host has its features, AArch64
  * ones under qemu (-cpu cortex-a72 when the spec has neither dotprod nor i8mm, else max). */
@@ -723,6 +769,7 @@ static Suite *codegen_suite(void) {
   tcase_set_timeout(t, 600);
   tcase_add_test(t, test_aot_all_specs);
   tcase_add_test(t, test_aot_failure_leaves_nothing);
+  tcase_add_test(t, test_aot_graphs_neon);
   suite_add_tcase(s, t);
   return s;
 }
