@@ -1,0 +1,749 @@
+/* Lowering of the integer nodes of a realized graph (lb_int_node: conv, gemm, matmul, add,
+ * sub, mul, relu, clip, global_avg_pool with i8/u8 values carrying lb_quant parameters).
+ * MAC ops become packed integer GEMMs (qkernels.h) over activations packed per row block into
+ * the step's scratch; depthwise convs run a direct channel-vector loop. Invariant: every
+ * output element is the interpreter's (interp_int.c): the same int32 accumulator, the same
+ * multipliers (lb_qmul in C at compile time) and lb_requantize's float steps. */
+#include <string.h>
+
+#include "lower.h"
+#include "qkernels.h"
+#include "quant.h"
+
+static float qs(const lb_value *v, int64_t k) { return v->q.n > 1 ? v->q.scale[k] : v->q.scale[0]; }
+static int32_t qz(const lb_value *v, int64_t k) {
+  if (!v->q.zero_point) return 0;
+  return v->q.n > 1 ? v->q.zero_point[k] : v->q.zero_point[0];
+}
+static const lb_value *in_val(const lb_op_args *a, uint32_t i) {
+  return i < a->node->n_in && a->node->in[i] != LB_NONE ? &a->g->values[a->node->in[i]] : NULL;
+}
+static LLVMTypeRef vec(LLVMTypeRef t, int n) { return LLVMVectorType(t, (unsigned)n); }
+static LLVMValueRef ext8(lb_lw *L, LLVMValueRef v, lb_dtype dt, LLVMTypeRef to) {
+  return dt == LB_DTYPE_U8 ? LLVMBuildZExt(L->b, v, to, "") : LLVMBuildSExt(L->b, v, to, "");
+}
+static LLVMValueRef mul64(lb_lw *L, LLVMValueRef a, int64_t c) {
+  return LLVMBuildMul(L->b, a, lb_c64(L, c), "");
+}
+static LLVMValueRef add64(lb_lw *L, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildAdd(L->b, a, b, "");
+}
+
+/* Output range after the node's fused activation (per-tensor output parameters). */
+static void out_bounds(const lb_op_args *a, int32_t *lo, int32_t *hi) {
+  const lb_value *y = &a->g->values[a->node->out[0]];
+  lb_qact_bounds(a->node->attr.act, a->node->attr.act_min, a->node->attr.act_max, y->dtype,
+                 qs(y, 0), qz(y, 0), lo, hi);
+}
+
+/* ---- row maps: row index -> element offset -------------------------------------------- */
+
+typedef struct rowmap {
+  int n; /* outermost first */
+  int64_t ext[LB_MAX_RANK], st[LB_MAX_RANK];
+} rowmap;
+
+static LLVMValueRef rowmap_off(lb_lw *L, const rowmap *m, LLVMValueRef r) {
+  LLVMValueRef off = lb_c64(L, 0);
+  for (int i = m->n - 1; i >= 0; i--) {
+    LLVMValueRef idx = i == 0 ? r : LLVMBuildURem(L->b, r, lb_c64(L, m->ext[i]), "");
+    if (i > 0) r = LLVMBuildUDiv(L->b, r, lb_c64(L, m->ext[i]), "");
+    off = add64(L, off, mul64(L, idx, m->st[i]));
+  }
+  return off;
+}
+
+typedef struct rows2 {
+  rowmap out, res;
+} rows2;
+
+static LLVMValueRef row_off(lb_lw *L, LLVMValueRef r, void *ud, int residual) {
+  rows2 *m = ud;
+  return rowmap_off(L, residual ? &m->res : &m->out, r);
+}
+
+/* ---- activation packing --------------------------------------------------------------- */
+
+typedef struct apack {
+  const lb_qk_shape *s;
+  lb_dtype dt;
+  int32_t zx, c; /* activation zero point; packed value of a real 0 */
+} apack;
+
+static LLVMTypeRef a_elem(lb_lw *L, const apack *p) {
+  return p->s->wide ? LLVMInt16TypeInContext(L->ctx) : L->t_i8;
+}
+
+static LLVMValueRef a_xform(lb_lw *L, const apack *p, LLVMValueRef x) {
+  LLVMTypeRef t = LLVMTypeOf(x);
+  int lanes = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+  if (p->s->wide) {
+    LLVMTypeRef wt = LLVMInt16TypeInContext(L->ctx);
+    if (lanes > 1) wt = vec(wt, lanes);
+    return LLVMBuildSub(L->b, ext8(L, x, p->dt, wt), lb_ci(L, wt, p->zx), "");
+  }
+  int32_t delta = lb_qk_act_pack(p->s, p->dt, 0, p->zx);
+  return delta ? LLVMBuildXor(L->b, x, lb_ci(L, t, 0x80), "") : x;
+}
+
+/* dst[0..count) = packed src[i * stride]. */
+static void copy_run(lb_lw *L, const apack *p, LLVMValueRef dst, LLVMValueRef src, int64_t count,
+                     int64_t stride) {
+  LLVMTypeRef et = a_elem(L, p);
+  int64_t nv = stride == 1 ? count / 16 * 16 : 0;
+  if (nv > 0) {
+    lb_loop lp;
+    lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, nv), 16);
+    LLVMValueRef x = lb_load(L, vec(L->t_i8, 16), lb_gep(L, L->t_i8, src, lp.iv), 1);
+    lb_store(L, a_xform(L, p, x), lb_gep(L, et, dst, lp.iv), 1);
+    lb_loop_end(L, &lp);
+  }
+  if (nv == count) return;
+  lb_loop lp;
+  lb_loop_begin(L, &lp, lb_c64(L, nv), lb_c64(L, count), 1);
+  LLVMValueRef x = lb_load(L, L->t_i8, lb_gep(L, L->t_i8, src, mul64(L, lp.iv, stride)), 1);
+  lb_store(L, a_xform(L, p, x), lb_gep(L, et, dst, lp.iv), 1);
+  lb_loop_end(L, &lp);
+}
+
+static void fill_run(lb_lw *L, const apack *p, LLVMValueRef dst, int64_t count) {
+  if (count <= 0) return;
+  int64_t esz = p->s->wide ? 2 : 1;
+  LLVMValueRef byte = LLVMConstInt(L->t_i8, (uint64_t)(p->s->wide ? 0 : p->c & 0xff), 0);
+  LLVMBuildMemSet(L->b, dst, byte, lb_c64(L, count * esz), 1);
+}
+
+/* ---- kernel choice and constant blobs ----------------------------------------------------- */
+
+static int choose(lb_lw *L, const lb_op_args *a, lb_dtype wdt, int narrow_ok, lb_qk_shape *s) {
+  int kind = lb_spec_opkind_of(a->g, (uint32_t)(a->node - a->g->nodes));
+  const lb_value *x = in_val(a, 0);
+  const lb_spec_combo *c =
+      kind >= 0 ? lb_spec_find(L->spec, (lb_spec_opkind)kind, x->dtype, wdt) : NULL;
+  return lb_qk_choose(L->spec, c ? c->kernel : LB_KERNEL_GENERIC, narrow_ok, s, L->diag);
+}
+
+/* Block of rows packed at once: about 96 KiB of packed A (L2-resident), a multiple of mr. */
+static int64_t block_rows(const lb_qk_shape *s, int64_t Kp, int64_t M) {
+  int64_t esz = s->wide ? 2 : 1, mb = (96 * 1024) / (Kp * esz);
+  mb = mb / s->mr * s->mr;
+  if (mb < s->mr) mb = s->mr;
+  int64_t mcap = (M + s->mr - 1) / s->mr * s->mr;
+  return mb < mcap ? mb : mcap;
+}
+
+typedef struct packed_c {
+  LLVMValueRef b, bias, mult;
+  int64_t Kp, Np;
+} packed_c;
+
+/* Packs G groups of w' (each K x N) and puts B, folded bias and multipliers in globals. */
+static int pack_groups(lb_lw *L, const lb_qk_shape *s, const int16_t *wp, int64_t G, int64_t K,
+                       int64_t N, const int32_t *bias, const float *mult, lb_dtype act,
+                       int32_t zx, packed_c *out) {
+  lb_qpacked pk[1];
+  int64_t Kp = (K + s->kr - 1) / s->kr * s->kr, Np = (N + s->nr - 1) / s->nr * s->nr;
+  size_t esz = s->wide ? 2 : 1, gb = (size_t)(Kp * Np) * esz;
+  char *b = lb_calloc((size_t)G, gb ? gb : 1);
+  int32_t *bb = lb_calloc((size_t)(G * Np), sizeof *bb);
+  float *mm = lb_calloc((size_t)(G * Np), sizeof *mm);
+  int rc = b && bb && mm ? 0 : LB_ERR_NOMEM;
+  for (int64_t g = 0; g < G && !rc; g++) {
+    rc = lb_qpack(s, wp + g * K * N, K, N, bias ? bias + g * N : NULL, act, zx, pk);
+    if (rc) break;
+    memcpy(b + (size_t)g * gb, pk->b, gb);
+    memcpy(bb + g * Np, pk->bias, (size_t)Np * sizeof *bb);
+    memcpy(mm + g * Np, mult + g * N, (size_t)N * sizeof *mm);
+    lb_qpacked_free(pk);
+  }
+  if (!rc) {
+    out->b = lb_const_blob(L, b, G * gb, "qb");
+    out->bias = lb_const_blob(L, bb, (size_t)(G * Np) * sizeof *bb, "qbias");
+    out->mult = lb_const_blob(L, mm, (size_t)(G * Np) * sizeof *mm, "qmul");
+    out->Kp = Kp, out->Np = Np;
+  }
+  lb_free(b), lb_free(bb), lb_free(mm);
+  if (rc) lb_diag_err(L->diag, rc, "out of memory packing integer weights");
+  return rc;
+}
+
+/* ---- conv ------------------------------------------------------------------------------- */
+
+typedef struct cgeo {
+  int64_t N, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw, G, cg, mg;
+  int64_t xs[4], ys[4], rs[4]; /* strides of x, y, residual as [n, c, h, w] */
+} cgeo;
+
+static int64_t or1(int64_t v) { return v > 0 ? v : 1; }
+
+/* 1-D convs are 2-D with H = 1 (stride 0 on the missing dim). */
+static void view4(const lb_view *v, int64_t *st) {
+  if (v->rank == 4) {
+    memcpy(st, v->st, 4 * sizeof *st);
+  } else {
+    st[0] = v->st[0], st[1] = v->st[1], st[2] = 0, st[3] = v->st[2];
+  }
+}
+
+static void conv_geo(const lb_op_args *a, cgeo *g) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  const lb_value *w = in_val(a, 1);
+  const lb_attrs *at = &a->node->attr;
+  int two = x->rank == 4;
+  memset(g, 0, sizeof *g);
+  g->N = x->dims[0], g->C = x->dims[1], g->H = two ? x->dims[2] : 1, g->W = x->dims[x->rank - 1];
+  g->M = y->dims[1], g->OH = two ? y->dims[2] : 1, g->OW = y->dims[y->rank - 1];
+  g->KH = two ? w->dims[2] : 1, g->KW = w->dims[w->rank - 1];
+  g->sh = two ? or1(at->strides[0]) : 1, g->sw = or1(at->strides[two ? 1 : 0]);
+  g->dh = two ? or1(at->dilations[0]) : 1, g->dw = or1(at->dilations[two ? 1 : 0]);
+  g->ph = two ? at->pads[0] : 0, g->pw = at->pads[two ? 1 : 0];
+  g->G = or1(at->group), g->cg = g->C / g->G, g->mg = g->M / g->G;
+  view4(x, g->xs), view4(y, g->ys);
+  if (in_val(a, 3)) view4(&a->in[3], g->rs);
+}
+
+/* Packs rows [row0, row0 + rows) of the im2col matrix of group channels [c0, c0 + cg), K in
+ * (kh, kw, c) order, taps in the padding set to the packed zero. */
+static void pack_conv_rows(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef x,
+                           LLVMValueRef dst, int64_t Kp, LLVMValueRef row0, LLVMValueRef rows,
+                           LLVMValueRef c0) {
+  LLVMTypeRef et = a_elem(L, p);
+  lb_loop lr;
+  lb_loop_begin(L, &lr, lb_c64(L, 0), rows, 1);
+  LLVMValueRef m = add64(L, row0, lr.iv), hw = lb_c64(L, g->OH * g->OW);
+  LLVMValueRef b = LLVMBuildUDiv(L->b, m, hw, ""), rem = LLVMBuildURem(L->b, m, hw, "");
+  LLVMValueRef oh = LLVMBuildUDiv(L->b, rem, lb_c64(L, g->OW), "");
+  LLVMValueRef ow = LLVMBuildURem(L->b, rem, lb_c64(L, g->OW), "");
+  LLVMValueRef drow = lb_gep(L, et, dst, mul64(L, lr.iv, Kp));
+  LLVMValueRef xb = add64(L, mul64(L, b, g->xs[0]), mul64(L, c0, g->xs[1]));
+  lb_loop lh, lw;
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->KH), 1);
+  LLVMValueRef ih = add64(L, mul64(L, oh, g->sh), mul64(L, lh.iv, g->dh));
+  ih = LLVMBuildSub(L->b, ih, lb_c64(L, g->ph), "");
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
+  LLVMValueRef iw = add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw));
+  iw = LLVMBuildSub(L->b, iw, lb_c64(L, g->pw), "");
+  LLVMValueRef tap = add64(L, mul64(L, lh.iv, g->KW), lw.iv);
+  LLVMValueRef d = lb_gep(L, et, drow, mul64(L, tap, g->cg));
+  LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
+                                 LLVMBuildICmp(L->b, LLVMIntULT, iw, lb_c64(L, g->W), ""), "");
+  LLVMBasicBlockRef bb_in = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_in");
+  LLVMBasicBlockRef bb_pad = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_pad");
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_done");
+  LLVMBuildCondBr(L->b, ok, bb_in, bb_pad);
+  LLVMPositionBuilderAtEnd(L->b, bb_in);
+  LLVMValueRef off = add64(L, xb, add64(L, mul64(L, ih, g->xs[2]), mul64(L, iw, g->xs[3])));
+  copy_run(L, p, d, lb_gep(L, L->t_i8, x, off), g->cg, g->xs[1]);
+  LLVMBuildBr(L->b, join);
+  LLVMPositionBuilderAtEnd(L->b, bb_pad);
+  fill_run(L, p, d, g->cg);
+  LLVMBuildBr(L->b, join);
+  LLVMPositionBuilderAtEnd(L->b, join);
+  lb_loop_end(L, &lw);
+  lb_loop_end(L, &lh);
+  int64_t K = g->KH * g->KW * g->cg;
+  fill_run(L, p, lb_gep(L, et, drow, lb_c64(L, K)), Kp - K);
+  lb_loop_end(L, &lr);
+}
+
+/* w'[g][k][n] for k in (kh, kw, c) order, n the output channel within the group. */
+static int16_t *conv_wp(const lb_value *w, const cgeo *g) {
+  int64_t K = g->KH * g->KW * g->cg;
+  int16_t *wp = lb_calloc((size_t)(g->G * K * g->mg), sizeof *wp);
+  if (!wp) return NULL;
+  for (int64_t m = 0; m < g->M; m++) {
+    int64_t gi = m / g->mg, n = m % g->mg;
+    for (int64_t c = 0; c < g->cg; c++)
+      for (int64_t t = 0; t < g->KH * g->KW; t++) {
+        int64_t src = (m * g->cg + c) * g->KH * g->KW + t;
+        int32_t v = w->dtype == LB_DTYPE_U8 ? ((const uint8_t *)w->data)[src]
+                                            : ((const int8_t *)w->data)[src];
+        wp[(gi * K + t * g->cg + c) * g->mg + n] = (int16_t)(v - qz(w, m));
+      }
+  }
+  return wp;
+}
+
+typedef struct qmac {
+  lb_qk_shape s;
+  apack ap;
+  int32_t lo, hi, zy;
+  float mr;
+  int32_t zr;
+} qmac;
+
+static void mac_common(const lb_op_args *a, qmac *q, uint32_t res_in) {
+  const lb_value *x = in_val(a, 0), *y = &a->g->values[a->node->out[0]], *r = in_val(a, res_in);
+  out_bounds(a, &q->lo, &q->hi);
+  q->zy = qz(y, 0);
+  q->mr = r ? lb_qmul(qs(r, 0), 1.0f, qs(y, 0)) : 0.0f;
+  q->zr = r ? qz(r, 0) : 0;
+  q->ap = (apack){&q->s, x->dtype, qz(x, 0), lb_qk_act_zero(&q->s, x->dtype, qz(x, 0))};
+}
+
+static int const_i32(lb_lw *L, const lb_value *b, int64_t n, const int32_t **out) {
+  *out = NULL;
+  if (!b) return 0;
+  if (!b->data || b->dtype != LB_DTYPE_I32 || (lb_value_numel(b) != n && lb_value_numel(b) != 1))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer bias must be an i32 constant of %lld values",
+                       (long long)n);
+  *out = b->data;
+  return 0;
+}
+
+static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int16_t *wp,
+                     const float *mult) {
+  const lb_value *bias = in_val(a, 2);
+  const int32_t *bd;
+  LB_TRY(const_i32(L, bias, g->M, &bd));
+  int64_t K = g->KH * g->KW * g->cg;
+  packed_c pc;
+  LB_TRY(pack_groups(L, &q->s, wp, g->G, K, g->mg, bd, mult, q->ap.dt, q->ap.zx, &pc));
+  int64_t Mrows = g->N * g->OH * g->OW, MB = block_rows(&q->s, pc.Kp, Mrows);
+  int64_t esz = q->s.wide ? 2 : 1;
+  a->scratch_bytes = (size_t)(MB * pc.Kp * esz) + 64;
+  rows2 rm = {{3, {g->N, g->OH, g->OW}, {g->ys[0], g->ys[2], g->ys[3]}},
+              {3, {g->N, g->OH, g->OW}, {g->rs[0], g->rs[2], g->rs[3]}}};
+  lb_loop lg, lm;
+  lb_loop_begin(L, &lg, lb_c64(L, 0), lb_c64(L, g->G), 1);
+  LLVMTypeRef et = q->s.wide ? LLVMInt16TypeInContext(L->ctx) : L->t_i8;
+  LLVMValueRef gnp = mul64(L, lg.iv, pc.Np), gm = mul64(L, lg.iv, g->mg);
+  lb_qgemm_job j = {&q->s, pc.Kp, g->mg, pc.Np,
+                    lb_gep(L, et, pc.b, mul64(L, gnp, pc.Kp)),
+                    lb_gep(L, L->t_i32, pc.bias, gnp), lb_gep(L, L->t_f32, pc.mult, gnp),
+                    q->zy, q->lo, q->hi, a->out[0].dt,
+                    lb_gep(L, lb_lw_type(L, a->out[0].dt), a->out[0].base, mul64(L, gm, g->ys[1])),
+                    g->ys[1],
+                    NULL, g->rs[1], LB_DTYPE_I8, q->zr, q->mr, row_off, &rm};
+  if (in_val(a, 3)) {
+    j.res = lb_gep(L, L->t_i8, a->in[3].base, mul64(L, gm, g->rs[1]));
+    j.res_dt = a->in[3].dt;
+  }
+  lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, Mrows), MB);
+  LLVMValueRef left = LLVMBuildSub(L->b, lb_c64(L, Mrows), lm.iv, "");
+  LLVMValueRef rows = LLVMBuildSelect(
+      L->b, LLVMBuildICmp(L->b, LLVMIntSLT, left, lb_c64(L, MB), ""), left, lb_c64(L, MB), "");
+  pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, lm.iv, rows,
+                 mul64(L, lg.iv, g->cg));
+  lb_qgemm_emit(L, &j, a->scratch, lm.iv, rows);
+  lb_loop_end(L, &lm);
+  /* the last, partial block of rows */
+  if (Mrows % MB) {
+    LLVMValueRef r0 = lb_c64(L, Mrows / MB * MB), rr = lb_c64(L, Mrows % MB);
+    pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, r0, rr,
+                   mul64(L, lg.iv, g->cg));
+    lb_qgemm_emit(L, &j, a->scratch, r0, rr);
+  }
+  lb_loop_end(L, &lg);
+  return 0;
+}
+
+/* ---- depthwise conv: channels in vector lanes (NHWC, one channel per group) --------------- */
+
+typedef struct dwk {
+  const cgeo *g;
+  const qmac *q;
+  LLVMValueRef x, y, r, w, bias, mult, zpage;
+  lb_dtype xdt, rdt, ydt;
+} dwk;
+
+/* Output pixel (b, oh, ow), channels [c, c + lanes). */
+static void dw_pixel(lb_lw *L, const dwk *k, LLVMValueRef b, LLVMValueRef oh, LLVMValueRef ow,
+                     LLVMValueRef c, int lanes) {
+  const cgeo *g = k->g;
+  LLVMTypeRef it = lanes > 1 ? vec(L->t_i32, lanes) : L->t_i32;
+  LLVMTypeRef bt = lanes > 1 ? vec(L->t_i8, lanes) : L->t_i8;
+  LLVMValueRef acc = lb_load(L, it, lb_gep(L, L->t_i32, k->bias, c), 4);
+  LLVMValueRef xb = add64(L, mul64(L, b, g->xs[0]), c);
+  for (int64_t t = 0; t < g->KH * g->KW; t++) {
+    int64_t kh = t / g->KW, kw = t % g->KW;
+    LLVMValueRef ih = add64(L, mul64(L, oh, g->sh), lb_c64(L, kh * g->dh - g->ph));
+    LLVMValueRef iw = add64(L, mul64(L, ow, g->sw), lb_c64(L, kw * g->dw - g->pw));
+    LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
+                                   LLVMBuildICmp(L->b, LLVMIntULT, iw, lb_c64(L, g->W), ""), "");
+    LLVMValueRef off = add64(L, xb, add64(L, mul64(L, ih, g->xs[2]), mul64(L, iw, g->xs[3])));
+    /* a tap in the padding reads lanes copies of the zero point: (zx - zx) adds nothing */
+    LLVMValueRef p = LLVMBuildSelect(L->b, ok, lb_gep(L, L->t_i8, k->x, off), k->zpage, "");
+    LLVMValueRef xv = LLVMBuildSub(L->b, ext8(L, lb_load(L, bt, p, 1), k->xdt, it),
+                                   lb_ci(L, it, k->q->ap.zx), "");
+    LLVMValueRef wv = lb_load(L, it, lb_gep(L, L->t_i32, k->w, add64(L, c, lb_c64(L, t * g->M))), 4);
+    acc = LLVMBuildAdd(L->b, acc, LLVMBuildMul(L->b, xv, wv, ""), "");
+  }
+  LLVMValueRef m = lb_load(L, lanes > 1 ? vec(L->t_f32, lanes) : L->t_f32,
+                           lb_gep(L, L->t_f32, k->mult, c), 4);
+  LLVMValueRef rv = NULL, mr = NULL;
+  LLVMValueRef opix = add64(L, mul64(L, b, g->ys[0]),
+                            add64(L, mul64(L, oh, g->ys[2]), mul64(L, ow, g->ys[3])));
+  if (k->ydt == LB_DTYPE_I32) { /* the raw accumulator, read by an fp32 consumer */
+    lb_store(L, acc, lb_gep(L, L->t_i32, k->y, add64(L, opix, c)), 4);
+    return;
+  }
+  if (k->r) {
+    LLVMValueRef roff = add64(L, mul64(L, b, g->rs[0]),
+                              add64(L, mul64(L, oh, g->rs[2]), mul64(L, ow, g->rs[3])));
+    LLVMValueRef rp = lb_gep(L, L->t_i8, k->r, add64(L, roff, c));
+    rv = LLVMBuildSub(L->b, ext8(L, lb_load(L, bt, rp, 1), k->rdt, it), lb_ci(L, it, k->q->zr), "");
+    mr = lb_cf(L, lanes > 1 ? vec(L->t_f32, lanes) : L->t_f32, k->q->mr);
+  }
+  LLVMValueRef qv = lb_qrequant(L, NULL, acc, m, rv, mr, k->q->zy, k->q->lo, k->q->hi);
+  lb_store(L, LLVMBuildTrunc(L->b, qv, bt, ""), lb_gep(L, L->t_i8, k->y, add64(L, opix, c)), 1);
+}
+
+static int dw_ok(const cgeo *g) {
+  return g->cg == 1 && g->mg == 1 && g->xs[1] == 1 && g->ys[1] == 1 && g->rs[1] <= 1 &&
+         g->KH * g->KW <= 64;
+}
+
+static int conv_dw(lb_lw *L, lb_op_args *a, const cgeo *g, const qmac *q, const int16_t *wp,
+                   const float *mult) {
+  int lanes = lb_spec_vector_bits(L->spec) / 32;
+  if (lanes < 4) lanes = 4;
+  int64_t taps = g->KH * g->KW, C = g->M, Cp = (C + lanes - 1) / lanes * lanes;
+  const int32_t *bd;
+  LB_TRY(const_i32(L, in_val(a, 2), C, &bd));
+  int32_t *w = lb_calloc((size_t)(taps * C + Cp), sizeof *w), *bias = lb_calloc((size_t)Cp, 4);
+  float *mm = lb_calloc((size_t)Cp, sizeof *mm);
+  int8_t zpage[64];
+  int rc = w && bias && mm ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  if (!rc) {
+    for (int64_t t = 0; t < taps; t++) /* wp is [g][k = t][n = 0] */
+      for (int64_t c = 0; c < C; c++) w[t * C + c] = wp[c * taps + t];
+    for (int64_t c = 0; c < C; c++) bias[c] = bd ? bd[lb_value_numel(in_val(a, 2)) == 1 ? 0 : c] : 0;
+    memcpy(mm, mult, (size_t)C * sizeof *mm);
+    memset(zpage, q->ap.zx, sizeof zpage);
+  }
+  dwk k = {.g = g, .q = q, .x = a->in[0].base, .y = a->out[0].base};
+  k.r = in_val(a, 3) ? a->in[3].base : NULL;
+  if (!rc) {
+    k.w = lb_const_blob(L, w, (size_t)(taps * C + Cp) * 4, "qdw");
+    k.bias = lb_const_blob(L, bias, (size_t)Cp * 4, "qbias");
+    k.mult = lb_const_blob(L, mm, (size_t)Cp * 4, "qmul");
+    k.zpage = lb_const_blob(L, zpage, sizeof zpage, "qzero");
+    k.ydt = a->out[0].dt;
+    k.xdt = a->in[0].dt, k.rdt = k.r ? a->in[3].dt : LB_DTYPE_I8;
+  }
+  lb_free(w), lb_free(bias), lb_free(mm);
+  LB_TRY(rc);
+  lb_loop lb, lh, lw, lc;
+  lb_loop_begin(L, &lb, lb_c64(L, 0), lb_c64(L, g->N), 1);
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->OH), 1);
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->OW), 1);
+  int64_t cv = C / lanes * lanes;
+  if (cv > 0) {
+    lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, cv), lanes);
+    dw_pixel(L, &k, lb.iv, lh.iv, lw.iv, lc.iv, lanes);
+    lb_loop_end(L, &lc);
+  }
+  if (cv < C) {
+    lb_loop_begin(L, &lc, lb_c64(L, cv), lb_c64(L, C), 1);
+    dw_pixel(L, &k, lb.iv, lh.iv, lw.iv, lc.iv, 1);
+    lb_loop_end(L, &lc);
+  }
+  lb_loop_end(L, &lw);
+  lb_loop_end(L, &lh);
+  lb_loop_end(L, &lb);
+  return 0;
+}
+
+static int lower_conv(lb_lw *L, lb_op_args *a) {
+  const lb_value *x = in_val(a, 0), *w = in_val(a, 1), *y = &a->g->values[a->node->out[0]];
+  if (a->in[0].rank != 3 && a->in[0].rank != 4)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv supports 1-D and 2-D only");
+  if (!w->data || (w->dtype != LB_DTYPE_I8 && w->dtype != LB_DTYPE_U8))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv needs constant 8-bit weights");
+  cgeo g;
+  conv_geo(a, &g);
+  int16_t *wp = conv_wp(w, &g);
+  float *mult = lb_calloc((size_t)(g.M ? g.M : 1), sizeof *mult);
+  int rc = wp && mult ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t m = 0; !rc && m < g.M; m++) mult[m] = lb_qmul(qs(x, 0), qs(w, m), qs(y, 0));
+  qmac q;
+  int narrow = !rc && lb_qk_fits_s8(wp, g.G * g.KH * g.KW * g.cg * g.mg);
+  if (!rc) rc = choose(L, a, w->dtype, narrow, &q.s);
+  if (!rc) {
+    mac_common(a, &q, 3);
+    rc = dw_ok(&g) ? conv_dw(L, a, &g, &q, wp, mult) : conv_gemm(L, a, &g, &q, wp, mult);
+  }
+  lb_free(wp), lb_free(mult);
+  return rc;
+}
+
+/* ---- gemm and matmul ------------------------------------------------------------------- */
+
+/* Packs rows [row0, row0 + rows) of A (row r at rowmap offset, k stride sk). */
+static void pack_rows(lb_lw *L, const apack *p, const rowmap *am, LLVMValueRef x, int64_t sk,
+                      int64_t K, int64_t Kp, LLVMValueRef dst, LLVMValueRef row0,
+                      LLVMValueRef rows) {
+  LLVMTypeRef et = a_elem(L, p);
+  lb_loop lr;
+  lb_loop_begin(L, &lr, lb_c64(L, 0), rows, 1);
+  LLVMValueRef src = lb_gep(L, L->t_i8, x, rowmap_off(L, am, add64(L, row0, lr.iv)));
+  LLVMValueRef d = lb_gep(L, et, dst, mul64(L, lr.iv, Kp));
+  copy_run(L, p, d, src, K, sk);
+  fill_run(L, p, lb_gep(L, et, d, lb_c64(L, K)), Kp - K);
+  lb_loop_end(L, &lr);
+}
+
+/* Packs a run-time B (k stride sbk, n stride sbn) minus zb as i16 into dst, pc's layout. */
+static void pack_b_runtime(lb_lw *L, const lb_qk_shape *s, const lb_view *B, int64_t sbk,
+                           int64_t sbn, int64_t K, int64_t N, int32_t zb, LLVMValueRef dst,
+                           int64_t Kp, int64_t Np) {
+  LLVMTypeRef i16 = LLVMInt16TypeInContext(L->ctx);
+  LLVMBuildMemSet(L->b, dst, LLVMConstInt(L->t_i8, 0, 0), lb_c64(L, Kp * Np * 2), 1);
+  lb_loop lk, ln;
+  lb_loop_begin(L, &lk, lb_c64(L, 0), lb_c64(L, K), 1);
+  lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, N), 1);
+  LLVMValueRef off = add64(L, mul64(L, lk.iv, sbk), mul64(L, ln.iv, sbn));
+  LLVMValueRef v = ext8(L, lb_load(L, L->t_i8, lb_gep(L, L->t_i8, B->base, off), 1), B->dt, i16);
+  v = LLVMBuildSub(L->b, v, LLVMConstInt(i16, (uint64_t)zb, 1), "");
+  LLVMValueRef pn = LLVMBuildUDiv(L->b, ln.iv, lb_c64(L, s->nr), "");
+  LLVMValueRef jn = LLVMBuildURem(L->b, ln.iv, lb_c64(L, s->nr), "");
+  LLVMValueRef kb = LLVMBuildUDiv(L->b, lk.iv, lb_c64(L, s->kr), "");
+  LLVMValueRef kk = LLVMBuildURem(L->b, lk.iv, lb_c64(L, s->kr), "");
+  LLVMValueRef idx = add64(L, add64(L, mul64(L, pn, Kp * s->nr), mul64(L, kb, s->nr * s->kr)),
+                           add64(L, mul64(L, jn, s->kr), kk));
+  lb_store(L, v, lb_gep(L, i16, dst, idx), 2);
+  lb_loop_end(L, &ln);
+  lb_loop_end(L, &lk);
+}
+
+typedef struct mmgeo {
+  int64_t M, K, N, sak, sbk, sbn;
+  rowmap am;
+  rows2 ym;
+} mmgeo;
+
+static int run_gemm(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const packed_c *pc,
+                    LLVMValueRef bptr, size_t extra) {
+  int64_t MB = block_rows(&q->s, pc->Kp, mg->M), esz = q->s.wide ? 2 : 1;
+  size_t ablk = (size_t)(MB * pc->Kp * esz + 63) / 64 * 64;
+  a->scratch_bytes = ablk + extra;
+  rows2 rm = mg->ym;
+  lb_qgemm_job j = {&q->s, pc->Kp, mg->N, pc->Np, bptr, pc->bias, pc->mult, q->zy, q->lo,
+                    q->hi, a->out[0].dt, a->out[0].base, a->out[0].st[a->out[0].rank - 1],
+                    NULL, 0, LB_DTYPE_I8, q->zr, q->mr, row_off, &rm};
+  if (in_val(a, 3)) {
+    j.res = a->in[3].base, j.res_dt = a->in[3].dt;
+    j.sr_n = a->in[3].st[a->in[3].rank - 1];
+  }
+  lb_loop lm;
+  lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, mg->M), MB);
+  pack_rows(L, &q->ap, &mg->am, a->in[0].base, mg->sak, mg->K, pc->Kp, a->scratch, lm.iv,
+            lb_c64(L, MB));
+  lb_qgemm_emit(L, &j, a->scratch, lm.iv, lb_c64(L, MB));
+  lb_loop_end(L, &lm);
+  if (mg->M % MB) {
+    LLVMValueRef r0 = lb_c64(L, mg->M / MB * MB), rr = lb_c64(L, mg->M % MB);
+    pack_rows(L, &q->ap, &mg->am, a->in[0].base, mg->sak, mg->K, pc->Kp, a->scratch, r0, rr);
+    lb_qgemm_emit(L, &j, a->scratch, r0, rr);
+  }
+  return 0;
+}
+
+/* Row maps over all dims but the last of a view (rows of a matrix, batch dims outermost). */
+static void rows_of(const lb_view *v, rowmap *m, int transposed) {
+  m->n = 0;
+  for (int d = 0; d < v->rank - 2; d++) m->ext[m->n] = v->dims[d], m->st[m->n++] = v->st[d];
+  int rd = transposed ? v->rank - 1 : v->rank - 2;
+  m->ext[m->n] = v->dims[rd], m->st[m->n++] = v->st[rd];
+}
+
+/* Bias, packing (constant weights at compile time, else into scratch at run time) and the
+ * row-block loop of a gemm or matmul. */
+static int gemm_finish(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const int16_t *wp,
+                       const float *mult) {
+  mac_common(a, q, 3);
+  const lb_value *bv = in_val(a, 2);
+  const int32_t *bd;
+  LB_TRY(const_i32(L, bv, mg->N, &bd));
+  int32_t *bias = lb_calloc((size_t)mg->N, sizeof *bias);
+  if (!bias) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t j = 0; bd && j < mg->N; j++) bias[j] = bd[lb_value_numel(bv) == 1 ? 0 : j];
+  packed_c pc;
+  int rc = 0;
+  if (wp) {
+    rc = pack_groups(L, &q->s, wp, 1, mg->K, mg->N, bias, mult, q->ap.dt, q->ap.zx, &pc);
+    lb_free(bias);
+    return rc ? rc : run_gemm(L, a, mg, q, &pc, pc.b, 0);
+  }
+  /* a run-time B: the wide kernel (no compensation), B - zb packed into scratch per run */
+  pc.Kp = (mg->K + q->s.kr - 1) / q->s.kr * q->s.kr;
+  pc.Np = (mg->N + q->s.nr - 1) / q->s.nr * q->s.nr;
+  int32_t *bb = lb_calloc((size_t)pc.Np, sizeof *bb);
+  float *mm = lb_calloc((size_t)pc.Np, sizeof *mm);
+  if (bb && mm) {
+    memcpy(bb, bias, (size_t)mg->N * sizeof *bb);
+    memcpy(mm, mult, (size_t)mg->N * sizeof *mm);
+    pc.bias = lb_const_blob(L, bb, (size_t)pc.Np * 4, "qbias");
+    pc.mult = lb_const_blob(L, mm, (size_t)pc.Np * 4, "qmul");
+  } else {
+    rc = lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  }
+  lb_free(bias), lb_free(bb), lb_free(mm);
+  LB_TRY(rc);
+  int64_t MB = block_rows(&q->s, pc.Kp, mg->M), esz = q->s.wide ? 2 : 1;
+  size_t ablk = (size_t)(MB * pc.Kp * esz + 63) / 64 * 64;
+  LLVMValueRef bptr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)ablk));
+  pack_b_runtime(L, &q->s, &a->in[1], mg->sbk, mg->sbn, mg->K, mg->N, qz(in_val(a, 1), 0), bptr,
+                 pc.Kp, pc.Np);
+  return run_gemm(L, a, mg, q, &pc, bptr, (size_t)(pc.Kp * pc.Np * 2));
+}
+
+static int lower_mm(lb_lw *L, lb_op_args *a) {
+  const lb_node *n = a->node;
+  const lb_value *x = in_val(a, 0), *w = in_val(a, 1), *y = &a->g->values[n->out[0]];
+  const lb_view *A = &a->in[0], *B = &a->in[1];
+  int gemm = n->op == LB_OP_GEMM, ta = gemm && n->attr.trans_a, tb = gemm && n->attr.trans_b;
+  if (gemm && (n->attr.alpha != 1.0f || (in_val(a, 2) && n->attr.beta != 1.0f)))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer gemm needs alpha = beta = 1");
+  if (B->rank != 2 || A->rank < 2)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer matmul needs a rank-2 second operand");
+  mmgeo mg = {0};
+  mg.K = tb ? B->dims[1] : B->dims[0], mg.N = tb ? B->dims[0] : B->dims[1];
+  mg.M = lb_view_numel(A) / (mg.K ? mg.K : 1);
+  mg.sak = A->st[ta ? A->rank - 2 : A->rank - 1];
+  mg.sbk = B->st[tb ? 1 : 0], mg.sbn = B->st[tb ? 0 : 1];
+  rows_of(A, &mg.am, ta);
+  rows_of(&a->out[0], &mg.ym.out, 0);
+  if (in_val(a, 3)) rows_of(&a->in[3], &mg.ym.res, 0);
+  if (mg.M == 0 || mg.N == 0) return 0;
+  float *mult = lb_calloc((size_t)mg.N, sizeof *mult);
+  int16_t *wp = w->data ? lb_calloc((size_t)(mg.K * mg.N > 0 ? mg.K * mg.N : 1), sizeof *wp) : NULL;
+  int rc = mult && (wp || !w->data) ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t j = 0; !rc && j < mg.N; j++) mult[j] = lb_qmul(qs(x, 0), qs(w, j), qs(y, 0));
+  for (int64_t k = 0; wp && k < mg.K; k++)
+    for (int64_t j = 0; j < mg.N; j++) {
+      int64_t i = tb ? j * mg.K + k : k * mg.N + j;
+      int32_t v = w->dtype == LB_DTYPE_U8 ? ((const uint8_t *)w->data)[i] : ((const int8_t *)w->data)[i];
+      wp[k * mg.N + j] = (int16_t)(v - qz(w, j));
+    }
+  qmac q;
+  if (!rc) rc = choose(L, a, w->dtype, wp && lb_qk_fits_s8(wp, mg.K * mg.N), &q.s);
+  if (!rc) rc = gemm_finish(L, a, &mg, &q, wp, mult);
+  lb_free(wp), lb_free(mult);
+  return rc;
+}
+
+/* ---- elementwise ------------------------------------------------------------------------- */
+
+typedef struct qel {
+  lb_op op;
+  lb_dtype ta, tb;
+  int32_t za, zb, zy, lo, hi;
+  float ma, mb, mab;
+} qel;
+
+static LLVMValueRef f_qel(lb_lw *L, LLVMValueRef *x, void *ud) {
+  const qel *e = ud;
+  LLVMTypeRef t = LLVMTypeOf(x[0]);
+  int lanes = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+  LLVMTypeRef it = lanes > 1 ? vec(L->t_i32, lanes) : L->t_i32;
+  LLVMTypeRef ft = lanes > 1 ? vec(L->t_f32, lanes) : L->t_f32;
+  LLVMValueRef av = LLVMBuildSub(L->b, ext8(L, x[0], e->ta, it), lb_ci(L, it, e->za), "");
+  LLVMValueRef q;
+  if (e->op == LB_OP_RELU || e->op == LB_OP_CLIP) {
+    q = lb_qrequant(L, NULL, av, lb_cf(L, ft, e->ma), NULL, NULL, e->zy, e->lo, e->hi);
+  } else {
+    LLVMValueRef bv = LLVMBuildSub(L->b, ext8(L, x[1], e->tb, it), lb_ci(L, it, e->zb), "");
+    if (e->op == LB_OP_MUL)
+      q = lb_qrequant(L, NULL, LLVMBuildMul(L->b, av, bv, ""), lb_cf(L, ft, e->mab), NULL, NULL,
+                      e->zy, e->lo, e->hi);
+    else
+      q = lb_qrequant(L, NULL, av, lb_cf(L, ft, e->ma), bv, lb_cf(L, ft, e->mb), e->zy, e->lo,
+                      e->hi);
+  }
+  return LLVMBuildTrunc(L->b, q, lanes > 1 ? vec(L->t_i8, lanes) : L->t_i8, "");
+}
+
+static int lower_elem(lb_lw *L, lb_op_args *a) {
+  const lb_node *n = a->node;
+  const lb_value *x = in_val(a, 0), *y = &a->g->values[n->out[0]];
+  qel e = {.op = n->op, .ta = x->dtype, .za = qz(x, 0), .zy = qz(y, 0)};
+  lb_view in[2];
+  int unary = n->op == LB_OP_RELU || n->op == LB_OP_CLIP;
+  e.ma = lb_qmul(qs(x, 0), 1.0f, qs(y, 0));
+  if (unary) {
+    lb_qact_bounds(n->op == LB_OP_RELU ? LB_ACT_RELU : LB_ACT_CLIP, n->attr.clip_min,
+                   n->attr.clip_max, y->dtype, qs(y, 0), e.zy, &e.lo, &e.hi);
+  } else {
+    const lb_value *b = in_val(a, 1);
+    if (!b || !b->q.n)
+      return lb_diag_err(L->diag, LB_ERR_INPUT, "input[1] of an integer node is not quantized");
+    e.tb = b->dtype, e.zb = qz(b, 0);
+    e.mb = lb_qmul(qs(b, 0), 1.0f, qs(y, 0));
+    e.mab = lb_qmul(qs(x, 0), qs(b, 0), qs(y, 0));
+    if (n->op == LB_OP_SUB) e.mb = -e.mb;
+    out_bounds(a, &e.lo, &e.hi);
+    in[1] = lb_view_broadcast(&a->in[1], a->out[0].rank, a->out[0].dims);
+  }
+  in[0] = lb_view_broadcast(&a->in[0], a->out[0].rank, a->out[0].dims);
+  lb_emit_map(L, &a->out[0], in, unary ? 1 : 2, f_qel, &e);
+  return 0;
+}
+
+/* ---- global average pool ------------------------------------------------------------------ */
+
+/* acc += x - zx over the spatial dims d.. of x (element offset off). */
+static void gap_sum(lb_lw *L, const lb_view *x, int d, LLVMValueRef off, LLVMValueRef acc,
+                    int32_t zx) {
+  if (d == x->rank) {
+    LLVMValueRef v = ext8(L, lb_load(L, L->t_i8, lb_gep(L, L->t_i8, x->base, off), 1), x->dt,
+                          L->t_i32);
+    v = LLVMBuildSub(L->b, v, lb_c32(L, zx), "");
+    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, acc, 4), v, ""), acc, 4);
+    return;
+  }
+  lb_loop lp;
+  lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, x->dims[d]), 1);
+  gap_sum(L, x, d + 1, add64(L, off, mul64(L, lp.iv, x->st[d])), acc, zx);
+  lb_loop_end(L, &lp);
+}
+
+static int lower_gap(lb_lw *L, lb_op_args *a) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  const lb_value *xv = in_val(a, 0), *yv = &a->g->values[a->node->out[0]];
+  int64_t sz = 1;
+  for (int d = 2; d < x->rank; d++) sz *= x->dims[d];
+  if (x->rank < 3 || sz > (1 << 23))
+    return lb_diag_err(L->diag, LB_ERR_INPUT,
+                       "integer global_avg_pool needs rank >= 3 and at most 2^23 elements");
+  float m = lb_qmul_pool(qs(xv, 0), qs(yv, 0), sz);
+  int32_t lo, hi;
+  lb_qrange(yv->dtype, &lo, &hi);
+  LLVMValueRef acc = lb_alloca(L, L->t_i32, NULL);
+  lb_loop ln, lc;
+  lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, x->dims[0]), 1);
+  lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, x->dims[1]), 1);
+  lb_store(L, lb_c32(L, 0), acc, 4);
+  gap_sum(L, x, 2, add64(L, mul64(L, ln.iv, x->st[0]), mul64(L, lc.iv, x->st[1])), acc, qz(xv, 0));
+  LLVMValueRef q = lb_qrequant(L, NULL, lb_load(L, L->t_i32, acc, 4), lb_cf(L, L->t_f32, m), NULL,
+                               NULL, qz(yv, 0), lo, hi);
+  LLVMValueRef off = add64(L, mul64(L, ln.iv, y->st[0]), mul64(L, lc.iv, y->st[1]));
+  lb_store(L, LLVMBuildTrunc(L->b, q, L->t_i8, ""), lb_gep(L, L->t_i8, y->base, off), 1);
+  lb_loop_end(L, &lc);
+  lb_loop_end(L, &ln);
+  return 0;
+}
+
+/* ---- entry points ------------------------------------------------------------------------ */
+
+int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
+  if (n->op != LB_OP_CONV || g->values[n->in[0]].rank != 4) return 0;
+  return lb_int_node(g, (uint32_t)(n - g->nodes));
+}
+
+int lb_lower_int(lb_lw *L, lb_op_args *a) {
+  for (uint32_t i = 0; i < a->node->n_in && i < 4; i++) {
+    const lb_value *v = in_val(a, i);
+    if (v && (!v->q.n || !v->q.scale))
+      return lb_diag_err(L->diag, LB_ERR_INPUT, "input[%u] of an integer node has no quantization",
+                         i);
+  }
+  switch (a->node->op) {
+  case LB_OP_CONV: return lower_conv(L, a);
+  case LB_OP_GEMM:
+  case LB_OP_MATMUL: return lower_mm(L, a);
+  case LB_OP_GLOBAL_AVG_POOL: return lower_gap(L, a);
+  default: return lower_elem(L, a);
+  }
+}
