@@ -95,8 +95,21 @@ static void qinterp_close(void *state) { lb_graph_free(state); }
 static int open_engine(const run_opts *o, const lb_graph *g, engine *e, lb_diag *d) {
   memset(e, 0, sizeof *e);
   if (lb_qcli_active(&o->q)) {
+    if (strcmp(o->engine, "jit") == 0) { /* the integer graph, JIT-compiled for --spec */
+      lb_spec *s = NULL;
+      lb_graph *ig = NULL;
+      int rc = lb_spec_load(o->spec ? o->spec : "host", &s, d);
+      if (!rc) rc = lb_qcli_build(&o->q, o->model, o->spec, LB_REALIZE_INT, stderr, NULL, NULL,
+                                  &ig, d);
+      if (!rc) rc = lb_jit_compile(ig, s, NULL, (lb_jit **)&e->state, d);
+      lb_graph_free(ig);
+      lb_spec_free(s);
+      e->run = jit_run;
+      e->close = jit_close;
+      return rc;
+    }
     if (strcmp(o->engine, "interp") != 0)
-      return lb_diag_err(d, LB_ERR_INPUT, "--quantize runs on --engine interp only");
+      return lb_diag_err(d, LB_ERR_INPUT, "--quantize runs on --engine interp or jit");
     e->run = qinterp_run;
     e->close = qinterp_close;
     return lb_qcli_build(&o->q, o->model, o->spec, LB_REALIZE_INT, stderr, NULL, NULL,

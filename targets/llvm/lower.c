@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lower.h"
+#include "quant.h"
 
 enum { LOC_WS, LOC_IN, LOC_OUT, LOC_CONST };
 enum { REQ_ANY, REQ_CANON, REQ_NHWC };
@@ -96,7 +97,9 @@ static size_t vbytes(const lb_value *v) { return lb_dtype_bytes(v->dtype, lb_val
 /* What layout op n needs for its input i. */
 static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
   switch (n->op) {
-  case LB_OP_CONV: return lb_conv_wants_nhwc(g, n) && (i == 0 || i == 3) ? REQ_NHWC : REQ_ANY;
+  case LB_OP_CONV:
+    return (lb_conv_wants_nhwc(g, n) || lb_int_conv_nhwc(g, n)) && (i == 0 || i == 3) ? REQ_NHWC
+                                                                                       : REQ_ANY;
   case LB_OP_ADD:
   case LB_OP_SUB:
   case LB_OP_MUL:
@@ -130,7 +133,7 @@ static int out_layout(const plan *p, const lb_node *n) {
   const lb_value *o = &g->values[n->out[0]];
   if (o->rank != 4) return 0;
   switch (n->op) {
-  case LB_OP_CONV: return lb_conv_wants_nhwc(g, n);
+  case LB_OP_CONV: return lb_conv_wants_nhwc(g, n) || lb_int_conv_nhwc(g, n);
   case LB_OP_CONCAT:
     for (uint32_t i = 0; i < n->n_in; i++)
       if (!p->v[n->in[i]].nhwc) return 0;
@@ -409,7 +412,7 @@ static int emit_node_step(lb_lw *L, plan *p, int si, const char *fname) {
                   .out = views + n->n_in,
                   .scratch = LLVMGetParam(fn, (unsigned)s->n_params),
                   .step_name = fname};
-  int rc = lowerers[n->op](L, &a);
+  int rc = (lb_int_node(p->g, s->node) ? lb_lower_int : lowerers[n->op])(L, &a);
   if (rc) {
     lb_diag_prefix(L->diag, "node %u \"%s\" (%s)", s->node, n->name,
                    n->onnx_op ? n->onnx_op : lb_op_get(n->op)->name);

@@ -160,5 +160,9 @@ int lb_lower_reduce(lb_lw *L, lb_op_args *a); /* global_avg_pool, reduce_mean */
 int lb_lower_softmax(lb_lw *L, lb_op_args *a);
 int lb_lower_conv(lb_lw *L, lb_op_args *a);
 int lb_lower_gemm(lb_lw *L, lb_op_args *a); /* gemm, matmul */
+/* Integer nodes of a realized graph (lb_int_node of quant.h), in ops_int.c: every integer op
+ * goes there instead of its fp32 lowering; 4-D integer convs want NHWC. */
+int lb_lower_int(lb_lw *L, lb_op_args *a);
+int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n);
 
 #endif
