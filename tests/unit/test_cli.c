@@ -383,6 +383,11 @@ START_TEST(run_two_outputs) {
   read_npy(tpath("only.npy"), &s);
   ck_assert_float_eq(((float *)s.data)[3], 36.0f);
   lb_free(s.data);
+  /* the second output cannot be written: the first one is removed again */
+  LOWBIT_RUN("run", E2E "/two_io.onnx", "-i", tpath("a.npy"), "-i", tpath("b.npy"), "-o",
+             tpath("first.npy"), "-o", tpath("no-such-dir/second.npy"));
+  expect_error("second.npy");
+  ck_assert(!exists(tpath("first.npy")));
 }
 END_TEST
 
