@@ -9,13 +9,13 @@
 
 static void conv_name(char *buf, size_t cap, const char *op, const lb_kern_cfg *cfg,
                       const lb_conv_desc *d, const char *tile) {
-  lb_kir_name(buf, cap, "lb_f32_f32_%s_%s__%s_n%lldh%lldw%lldc%lldo%lld_k%lldx%lld_s%lldx%lld_d%lldx"
-           "%lld_p%lld_%lld_%lld_%lld_ld%lld_%lld_%lld_b%dr%d", op, tile, lb_kern_isa(cfg),
-           (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c_in,
-           (long long)d->c_out, (long long)d->kh, (long long)d->kw, (long long)d->sh,
-           (long long)d->sw, (long long)d->dh, (long long)d->dw, (long long)d->pad_t,
-           (long long)d->pad_l, (long long)d->pad_b, (long long)d->pad_r, (long long)d->ldx,
-           (long long)d->ldy, (long long)d->ldr, d->has_bias, d->has_res);
+  lb_kir_name(buf, cap, "lb_f32_f32_%s_%s__%s_n%lldh%lldw%lldc%lldo%lld_k%lldx%lld_s%lldx%lld_d"
+              "%lldx%lld_p%lld_%lld_%lld_%lld_ld%lld_%lld_%lld_b%dr%d", op, tile, lb_kern_isa(cfg),
+              (long long)d->n, (long long)d->h, (long long)d->w, (long long)d->c_in,
+              (long long)d->c_out, (long long)d->kh, (long long)d->kw, (long long)d->sh,
+              (long long)d->sw, (long long)d->dh, (long long)d->dw, (long long)d->pad_t,
+              (long long)d->pad_l, (long long)d->pad_b, (long long)d->pad_r, (long long)d->ldx,
+              (long long)d->ldy, (long long)d->ldr, d->has_bias, d->has_res);
   lb_kir_act_suffix(buf, cap, d->act, d->act_min, d->act_max);
 }
 
@@ -305,16 +305,34 @@ typedef struct dw_pix {
   int border;                    /* some taps may be padding: select 0 for them */
 } dw_pix;
 
+/* Accumulators start at the bias (or 0) of channels [c0, c0 + sum(lanes)). */
+static void dw_init(lb_kir *k, const lb_conv_desc *d, LLVMValueRef c0, const int *lanes,
+                    int nvec, LLVMValueRef *acc) {
+  LLVMValueRef bias = lb_kir_gep(k, LLVMGetParam(k->fn, 2), c0);
+  for (int u = 0; u < nvec; u++)
+    acc[u] = d->has_bias ? lb_kir_vload(k, lb_kir_gepc(k, bias, u * k->vw), lanes[u])
+                         : LLVMConstNull(k->vec);
+}
+
+/* Residual, activation and store of one pixel's channel block. */
+static void dw_store(lb_kir *k, const lb_conv_desc *d, LLVMValueRef y, LLVMValueRef res,
+                     LLVMValueRef c0, const int *lanes, int nvec, const LLVMValueRef *acc) {
+  for (int u = 0; u < nvec; u++) {
+    LLVMValueRef v = acc[u];
+    if (d->has_res)
+      v = LLVMBuildFAdd(k->b, v, lb_kir_vload(k, lb_kir_gepc(k, lb_kir_gep(k, res, c0),
+                                                               u * k->vw), lanes[u]), "");
+    v = lb_kir_act(k, v, d->act, d->act_min, d->act_max);
+    lb_kir_vstore(k, v, lb_kir_gepc(k, lb_kir_gep(k, y, c0), u * k->vw), lanes[u]);
+  }
+}
+
 /* One block of channels [c0, c0 + sum(lanes)) for one pixel: all taps, then the epilogue. */
 static void dw_block(lb_kir *k, const lb_conv_desc *d, const dw_pix *px, LLVMValueRef c0,
                      const int *lanes, int nvec) {
   LLVMValueRef X = LLVMGetParam(k->fn, 0), W = LLVMGetParam(k->fn, 1);
-  LLVMValueRef bias = LLVMGetParam(k->fn, 2);
   LLVMValueRef acc[DW_UNROLL], zero = LLVMConstNull(k->vec);
-  for (int u = 0; u < nvec; u++)
-    acc[u] = d->has_bias ? lb_kir_vload(k, lb_kir_gepc(k, lb_kir_gep(k, bias, c0), u * k->vw),
-                                        lanes[u])
-                         : zero;
+  dw_init(k, d, c0, lanes, nvec, acc);
   LLVMValueRef wc = lb_kir_gep(k, W, c0);
   for (int t = 0; t < d->kh * d->kw; t++) {
     LLVMValueRef xp = lb_kir_gep(k, X, LLVMBuildNSWAdd(k->b, px->off[t], c0, ""));
@@ -325,14 +343,73 @@ static void dw_block(lb_kir *k, const lb_conv_desc *d, const dw_pix *px, LLVMVal
       acc[u] = lb_kir_fma(k, x, w, acc[u]);
     }
   }
-  for (int u = 0; u < nvec; u++) {
-    LLVMValueRef v = acc[u];
-    if (d->has_res)
-      v = LLVMBuildFAdd(k->b, v, lb_kir_vload(k, lb_kir_gepc(k, lb_kir_gep(k, px->res, c0),
-                                                               u * k->vw), lanes[u]), "");
-    v = lb_kir_act(k, v, d->act, d->act_min, d->act_max);
-    lb_kir_vstore(k, v, lb_kir_gepc(k, lb_kir_gep(k, px->y, c0), u * k->vw), lanes[u]);
+  dw_store(k, d, px->y, px->res, c0, lanes, nvec, acc);
+}
+
+/* Output pointer of pixel index pix (y: param 4, stride ldy; residual: param 3, stride ldr). */
+static LLVMValueRef dw_out(lb_kir *k, unsigned param, LLVMValueRef pix, int64_t ld) {
+  return lb_kir_gep(k, LLVMGetParam(k->fn, param),
+                    LLVMBuildNSWMul(k->b, pix, lb_kir_i64(k, ld), ""));
+}
+
+/* Kernel row r for the pixel pair: distinct input columns (relative to the first pixel's
+ * window start) loaded once, each weight vector loaded once for both pixels. */
+static void dw_pair_row(lb_kir *k, const lb_conv_desc *d, LLVMValueRef row, LLVMValueRef wp,
+                        int64_t r, const int *lanes, int nvec, LLVMValueRef *acc0,
+                        LLVMValueRef *acc1) {
+  LLVMValueRef xs[2 * 16][DW_UNROLL];
+  int64_t cols[2 * 16];
+  int nc = 0;
+  for (int64_t s = 0; s < 2 * d->kw; s++) {
+    int64_t c = (s % d->kw) * d->dw + (s / d->kw) * d->sw, j = 0;
+    while (j < nc && cols[j] != c) j++;
+    if (j < nc) continue;
+    cols[nc] = c;
+    for (int u = 0; u < nvec; u++)
+      xs[nc][u] = lb_kir_vload(k, lb_kir_gepc(k, row, c * d->ldx + u * k->vw), lanes[u]);
+    nc++;
   }
+  for (int64_t s = 0; s < d->kw; s++) {
+    int j0 = 0, j1 = 0;
+    while (cols[j0] != s * d->dw) j0++;
+    while (cols[j1] != s * d->dw + d->sw) j1++;
+    for (int u = 0; u < nvec; u++) {
+      int64_t woff = (r * d->kw + s) * d->c_in + u * k->vw;
+      LLVMValueRef w = lb_kir_vload(k, lb_kir_gepc(k, wp, woff), lanes[u]);
+      acc0[u] = lb_kir_fma(k, xs[j0][u], w, acc0[u]);
+      acc1[u] = lb_kir_fma(k, xs[j1][u], w, acc1[u]);
+    }
+  }
+}
+
+/* Flat output pixel index of (n, oh, ow). */
+static LLVMValueRef dw_pix_index(lb_kir *k, const lb_conv_desc *d, LLVMValueRef n,
+                                 LLVMValueRef oh, LLVMValueRef ow) {
+  LLVMValueRef r = LLVMBuildNSWMul(k->b, n, lb_kir_i64(k, d->oh), "");
+  r = LLVMBuildNSWAdd(k->b, r, oh, "");
+  return LLVMBuildNSWAdd(k->b, LLVMBuildNSWMul(k->b, r, lb_kir_i64(k, d->ow), ""), ow, "");
+}
+
+/* Two horizontally adjacent interior pixels (ow, ow + 1) of row oh (kw <= 16). */
+static void dw_pair(lb_kir *k, const lb_conv_desc *d, LLVMValueRef n, LLVMValueRef oh,
+                    LLVMValueRef ow, LLVMValueRef c0, const int *lanes, int nvec) {
+  LLVMValueRef X = LLVMGetParam(k->fn, 0), wp = lb_kir_gep(k, LLVMGetParam(k->fn, 1), c0);
+  LLVMValueRef acc0[DW_UNROLL], acc1[DW_UNROLL], ok, yes = LLVMConstInt(k->i1, 1, 0);
+  dw_init(k, d, c0, lanes, nvec, acc0);
+  dw_init(k, d, c0, lanes, nvec, acc1);
+  LLVMValueRef iw0 = in_coord(k, ow, d->sw, d->pad_l, 0, 1, d->w, &ok);
+  for (int64_t r = 0; r < d->kh; r++) {
+    LLVMValueRef ih = in_coord(k, oh, d->sh, d->pad_t, r, d->dh, d->h, &ok);
+    LLVMValueRef off = LLVMBuildNSWAdd(k->b, c0, tap_offset(k, d, n, ih, iw0, yes), "");
+    dw_pair_row(k, d, lb_kir_gep(k, X, off), wp, r, lanes, nvec, acc0, acc1);
+  }
+  LLVMValueRef pix = dw_pix_index(k, d, n, oh, ow);
+  LLVMValueRef pix1 = LLVMBuildNSWAdd(k->b, pix, lb_kir_i64(k, 1), "");
+  LLVMValueRef no = LLVMConstNull(k->ptr);
+  dw_store(k, d, dw_out(k, 4, pix, d->ldy), d->has_res ? dw_out(k, 3, pix, d->ldr) : no, c0,
+           lanes, nvec, acc0);
+  dw_store(k, d, dw_out(k, 4, pix1, d->ldy), d->has_res ? dw_out(k, 3, pix1, d->ldr) : no, c0,
+           lanes, nvec, acc1);
 }
 
 /* Interior pixels (every tap inside the image) skip the per-tap selects; LLVM would otherwise
@@ -356,31 +433,78 @@ static void dw_split(lb_kir *k, const lb_conv_desc *d, dw_pix *px, LLVMValueRef 
   LLVMPositionBuilderAtEnd(k->b, join);
 }
 
-/* Every output pixel for the channel block [c0, c0 + sum(lanes)): the block's weights and the
- * input rows under the window stay in L1 while the pixels slide. */
-static void dw_pixels(lb_kir *k, const lb_conv_desc *d, LLVMValueRef c0, const int *lanes,
-                      int nvec) {
-  pix_loops p;
-  pix_begin(k, d, &p);
+/* Pixels [ow_lo, ow_hi) of row (n, oh), one at a time, padding handled per tap. */
+static void dw_singles(lb_kir *k, const lb_conv_desc *d, LLVMValueRef n, LLVMValueRef oh,
+                       LLVMValueRef ow_lo, LLVMValueRef ow_hi, LLVMValueRef c0, const int *lanes,
+                       int nvec) {
+  lb_kloop l;
+  lb_kloop_begin(k, &l, ow_lo, ow_hi, NULL, 0);
   dw_pix px;
   for (int64_t r = 0; r < d->kh; r++) {
     LLVMValueRef okh, okw;
-    LLVMValueRef ih = in_coord(k, p.oh.iv, d->sh, d->pad_t, r, d->dh, d->h, &okh);
+    LLVMValueRef ih = in_coord(k, oh, d->sh, d->pad_t, r, d->dh, d->h, &okh);
     for (int64_t s = 0; s < d->kw; s++) {
-      LLVMValueRef iw = in_coord(k, p.ow.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
+      LLVMValueRef iw = in_coord(k, l.iv, d->sw, d->pad_l, s, d->dw, d->w, &okw);
       int64_t t = r * d->kw + s;
       px.ok[t] = LLVMBuildAnd(k->b, okh, okw, "");
-      px.off[t] = tap_offset(k, d, p.n.iv, ih, iw, px.ok[t]);
+      px.off[t] = tap_offset(k, d, n, ih, iw, px.ok[t]);
     }
   }
-  px.y = lb_kir_gep(k, LLVMGetParam(k->fn, 4),
-                    LLVMBuildNSWMul(k->b, p.pix, lb_kir_i64(k, d->ldy), ""));
-  px.res = NULL;
-  if (d->has_res)
-    px.res = lb_kir_gep(k, LLVMGetParam(k->fn, 3),
-                        LLVMBuildNSWMul(k->b, p.pix, lb_kir_i64(k, d->ldr), ""));
+  LLVMValueRef pix = dw_pix_index(k, d, n, oh, l.iv);
+  px.y = dw_out(k, 4, pix, d->ldy);
+  px.res = d->has_res ? dw_out(k, 3, pix, d->ldr) : NULL;
   dw_split(k, d, &px, c0, lanes, nvec);
-  pix_end(k, &p);
+  lb_kloop_end(k, &l, lb_kir_i64(k, 1), NULL);
+}
+
+/* First and one-past-last output index whose whole window lies inside [0, size). */
+static void interior(int64_t out, int64_t stride, int64_t pad, int64_t k, int64_t dil,
+                     int64_t size, int64_t *lo, int64_t *hi) {
+  *lo = (pad + stride - 1) / stride;
+  int64_t last = size - 1 + pad - (k - 1) * dil; /* o*stride <= last */
+  *hi = last < 0 ? 0 : last / stride + 1;
+  if (*hi > out) *hi = out;
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* Every output pixel for the channel block [c0, c0 + sum(lanes)): the block's weights and the
+ * input rows under the window stay in L1 while the pixels slide. Rows whose windows are all
+ * inside the image take interior pixels in pairs (dw_pair); the rest go one by one. */
+static void dw_pixels(lb_kir *k, const lb_conv_desc *d, LLVMValueRef c0, const int *lanes,
+                      int nvec) {
+  int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+  interior(d->oh, d->sh, d->pad_t, d->kh, d->dh, d->h, &oh_lo, &oh_hi);
+  interior(d->ow, d->sw, d->pad_l, d->kw, d->dw, d->w, &ow_lo, &ow_hi);
+  int64_t pairs = d->kw <= 16 ? (ow_hi - ow_lo) / 2 : 0, pend = ow_lo + 2 * pairs;
+  lb_kloop ln, lh;
+  lb_kloop_begin(k, &ln, lb_kir_i64(k, 0), lb_kir_i64(k, d->n), NULL, 0);
+  lb_kloop_begin(k, &lh, lb_kir_i64(k, 0), lb_kir_i64(k, d->oh), NULL, 0);
+  LLVMValueRef n = ln.iv, oh = lh.iv, zero = lb_kir_i64(k, 0), all = lb_kir_i64(k, d->ow);
+  if (pairs == 0 || oh_lo >= oh_hi) {
+    dw_singles(k, d, n, oh, zero, all, c0, lanes, nvec);
+  } else {
+    LLVMValueRef in = LLVMBuildAnd(k->b,
+        LLVMBuildICmp(k->b, LLVMIntSGE, oh, lb_kir_i64(k, oh_lo), ""),
+        LLVMBuildICmp(k->b, LLVMIntSLT, oh, lb_kir_i64(k, oh_hi), ""), "");
+    LLVMBasicBlockRef bp = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "pairs");
+    LLVMBasicBlockRef bs = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "singles");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(k->ctx, k->fn, "rowdone");
+    LLVMBuildCondBr(k->b, in, bp, bs);
+    LLVMPositionBuilderAtEnd(k->b, bp);
+    dw_singles(k, d, n, oh, zero, lb_kir_i64(k, ow_lo), c0, lanes, nvec);
+    lb_kloop lp;
+    lb_kloop_begin(k, &lp, lb_kir_i64(k, ow_lo), lb_kir_i64(k, pend), NULL, 0);
+    dw_pair(k, d, n, oh, lp.iv, c0, lanes, nvec);
+    lb_kloop_end(k, &lp, lb_kir_i64(k, 2), NULL);
+    dw_singles(k, d, n, oh, lb_kir_i64(k, pend), all, c0, lanes, nvec);
+    LLVMBuildBr(k->b, join);
+    LLVMPositionBuilderAtEnd(k->b, bs);
+    dw_singles(k, d, n, oh, zero, all, c0, lanes, nvec);
+    LLVMBuildBr(k->b, join);
+    LLVMPositionBuilderAtEnd(k->b, join);
+  }
+  lb_kloop_end(k, &lh, lb_kir_i64(k, 1), NULL);
+  lb_kloop_end(k, &ln, lb_kir_i64(k, 1), NULL);
 }
 
 /* Channel blocks of DW_UNROLL full vectors in a loop, then the rest (the last vector masked).

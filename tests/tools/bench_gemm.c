@@ -5,7 +5,8 @@
  * With --resnet18 it instead compiles ResNet-18's 20 convs + fc (batch 1, 224x224, NHWC) into one
  * module, reports the compile time and times each layer.
  * All times are this thread's CPU time, so other processes sharing the cores do not count.
- * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold] [--resnet18 | MxNxK ...] */
+ * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold]
+ *                   [--resnet18 | MxNxK ...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,7 +146,8 @@ static int resnet18(const lb_kern_cfg *cfg, double hz, lb_diag *diag) {
                           .pad_l = r18[i][5], .pad_b = r18[i][5], .pad_r = r18[i][5],
                           .has_bias = 1, .act = LB_ACT_RELU};
     lb_kern_out out;
-    if ((rc = lb_conv_desc_finish(&d[i], diag)) || (rc = lb_emit_conv_f32(mod, cfg, &d[i], &out, diag)))
+    if ((rc = lb_conv_desc_finish(&d[i], diag)) ||
+        (rc = lb_emit_conv_f32(mod, cfg, &d[i], &out, diag)))
       goto done;
     if (out.scratch_bytes > scratch) scratch = out.scratch_bytes;
     size_t len;
