@@ -310,15 +310,25 @@ static int read_input(const char *path, const lb_graph *g, void *dst, lb_diag *d
 
 typedef struct bench_res {
   double med, min, max, gflops, peak_frac, peak_gflops;
+  double cpu_med; /* median thread CPU time per run */
   double *step_s; /* per-step median seconds (profile) */
 } bench_res;
 
-static void time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t) {
+static double cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Wall time per run in t, and this thread's CPU time in c (what other processes sharing the
+ * cores disturb far less). */
+static void time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t, double *c) {
   lb_run_fn run = lb_jit_run_fn(j);
   for (long i = 0; i < o->warmup; i++) run((const void *const *)b->in, b->out, b->ws);
   for (long i = 0; i < o->iters; i++) {
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     run((const void *const *)b->in, b->out, b->ws);
+    c[i] = cpu_s() - c0;
     t[i] = now_s() - t0;
   }
 }
@@ -352,6 +362,8 @@ static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s,
   int us = r->med < 1e-4; /* tiny models: microseconds */
   printf("latency  median %.3f %s   min %.3f %s   max %.3f %s\n", r->med * (us ? 1e6 : 1e3),
          us ? "us" : "ms", r->min * (us ? 1e6 : 1e3), us ? "us" : "ms", r->max * (us ? 1e6 : 1e3),
+         us ? "us" : "ms");
+  printf("cpu      median %.3f %s of this thread's CPU time per run\n", r->cpu_med * (us ? 1e6 : 1e3),
          us ? "us" : "ms");
   printf("compute  %.3f GFLOP per run, %.1f GFLOP/s = %.1f%% of fp32 peak (%.1f GFLOP/s)\n",
          lb_graph_flops(g) * 1e-9, r->gflops, 100 * r->peak_frac, r->peak_gflops);
@@ -388,9 +400,9 @@ static void print_json(const bench_opts *o, const lb_graph *g, const lb_spec *s,
   printf(
       ", \"threads\": 1, \"iters\": %ld, \"warmup\": %ld, \"median_ms\": %.6f, \"min_ms\": %.6f, "
       "\"max_ms\": %.6f, \"gflop\": %.6f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
-      "\"peak_fraction\": %.5f",
+      "\"peak_fraction\": %.5f, \"cpu_median_ms\": %.6f",
       o->iters, o->warmup, r->med * 1e3, r->min * 1e3, r->max * 1e3, lb_graph_flops(g) * 1e-9,
-      r->gflops, r->peak_gflops, r->peak_frac);
+      r->gflops, r->peak_gflops, r->peak_frac, r->cpu_med * 1e3);
   if (r->step_s) {
     printf(", \"layers\": [");
     for (int i = 0; i < lb_jit_step_count(j); i++) {
@@ -408,14 +420,15 @@ static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, l
                      lb_diag *d) {
   bufs b = {0};
   bench_res r = {0};
-  double *t = calloc((size_t)o->iters, sizeof *t);
+  double *t = calloc(2 * (size_t)o->iters, sizeof *t);
   if (o->profile) r.step_s = calloc((size_t)lb_jit_step_count(j) + 1, sizeof *r.step_s);
   int rc =
       (!t || (o->profile && !r.step_s)) ? LB_ERR_NOMEM : make_bufs(g, lb_jit_workspace_size(j), &b);
   if (rc) lb_diag_err(d, rc, "out of memory");
   if (!rc && o->input) rc = read_input(o->input, g, b.in[0], d);
   if (!rc) {
-    time_runs(o, j, &b, t);
+    time_runs(o, j, &b, t, t + o->iters);
+    r.cpu_med = median(t + o->iters, o->iters);
     r.med = median(t, o->iters);
     r.min = t[0], r.max = t[o->iters - 1];
     r.gflops = lb_graph_flops(g) / r.med * 1e-9;

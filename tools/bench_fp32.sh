@@ -4,7 +4,8 @@
 # tools/make_models.py --large, on the same input, measured in the same run: ROUNDS rounds,
 # each timing lowbit then ONNX Runtime for ITERS iterations; the result is the median of the
 # per-round medians and their ratio (lowbit / ORT; below 1 means lowbit is faster), plus the
-# same ratio for the sum of per-layer median times, which is robust against a loaded machine.
+# same ratio for CPU time per run and for the sum of per-layer median times, which are robust
+# against a loaded machine.
 # Not a test: timings depend on the machine and its load. Environment:
 #   BUILD (default build/), ITERS (30), ROUNDS (3), LB_ORT_DIR (scratch folder for npm).
 set -euo pipefail
@@ -35,23 +36,29 @@ fi
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 field() { sed -n "s/.*\"$1\": *\([0-9.eE+-]*\).*/\1/p"; }
 
-printf '%-13s %10s %10s %7s   %10s %10s %7s\n' model "lowbit ms" "ORT ms" ratio "lowbit Σ" "ORT Σ" ratio
+printf '%-13s %9s %9s %6s  %9s %9s %6s  %9s %9s %6s\n' model "wall ms" ORT ratio "cpu ms" ORT ratio \
+  "Σ ms" ORT ratio
+ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 for model in resnet18 mobilenet_v2; do
   onnx=$large/$model.onnx
-  lb_med=() ort_med=() lb_sum=() ort_sum=()
+  lb_med=() ort_med=() lb_cpu=() ort_cpu=() lb_sum=() ort_sum=()
   for ((r = 0; r < rounds; r++)); do
     out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json)
-    lb_med+=("$(field median_ms <<< "$out")")
+    lb_med+=("$(field median_ms <<< "$out")") lb_cpu+=("$(field cpu_median_ms <<< "$out")")
     out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json --profile)
     lb_sum+=("$(grep -o '"ms": [0-9.]*' <<< "$out" | awk '{ s += $2 } END { print s }')")
     out=$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$onnx" "$large/input.npy" "$iters" 3 profile)
-    ort_med+=("$(field median_ms <<< "$out")") ort_sum+=("$(field layer_sum_ms <<< "$out")")
+    ort_med+=("$(field median_ms <<< "$out")") ort_cpu+=("$(field cpu_median_ms <<< "$out")")
+    ort_sum+=("$(field layer_sum_ms <<< "$out")")
   done
   lm=$(printf '%s\n' "${lb_med[@]}" | median) om=$(printf '%s\n' "${ort_med[@]}" | median)
+  lc=$(printf '%s\n' "${lb_cpu[@]}" | median) oc=$(printf '%s\n' "${ort_cpu[@]}" | median)
   ls=$(printf '%s\n' "${lb_sum[@]}" | median) os=$(printf '%s\n' "${ort_sum[@]}" | median)
-  printf '%-13s %10.3f %10.3f %7.3f   %10.3f %10.3f %7.3f\n' "$model" "$lm" "$om" \
-    "$(awk "BEGIN { print $lm / $om }")" "$ls" "$os" "$(awk "BEGIN { print $ls / $os }")"
+  printf '%-13s %9.3f %9.3f %6s  %9.3f %9.3f %6s  %9.3f %9.3f %6s\n' "$model" "$lm" "$om" \
+    "$(ratio "$lm" "$om")" "$lc" "$oc" "$(ratio "$lc" "$oc")" "$ls" "$os" "$(ratio "$ls" "$os")"
 done
-echo "ratio = lowbit / ONNX Runtime (below 1: lowbit faster); medians of $rounds rounds x $iters iterations, 1 thread."
-echo "Σ = sum over layers of each layer's median time (lowbit bench --profile, ORT's node profiler):"
-echo "much less disturbed than whole-run latency when other processes share the cores."
+echo "ratio = lowbit / ONNX Runtime (below 1: lowbit faster); medians of $rounds rounds x $iters"
+echo "iterations, 1 thread. wall: latency per run (the headline figure). cpu: CPU time per run"
+echo "(thread CPU time for lowbit; process CPU time for ORT, which computes in one worker thread)."
+echo "Σ: sum over layers of each layer's median time (lowbit bench --profile, ORT's node profiler)."
+echo "cpu and Σ are the figures to trust when other processes share the cores (load: $(cut -d' ' -f1-3 /proc/loadavg))."

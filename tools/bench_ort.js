@@ -1,6 +1,7 @@
 // Times an ONNX model in ONNX Runtime (onnxruntime-node) with one intra-op and one inter-op
 // thread on a .npy input: node bench_ort.js MODEL.onnx INPUT.npy ITERS WARMUP [profile]
-// Prints one JSON line {"median_ms", "min_ms", "max_ms"}; with "profile", a second session
+// Prints one JSON line {"median_ms", "min_ms", "max_ms", "cpu_median_ms" (process CPU time per
+// run: ORT computes in a worker thread, the JS thread sleeps)}; with "profile", a second session
 // with ORT's node profiler runs ITERS more times and "layer_sum_ms" (the sum over nodes of
 // each node's median time) is added: a figure that other processes on the machine disturb
 // far less than whole-run latency. Used by tools/bench_fp32.sh, which installs
@@ -66,13 +67,15 @@ async function main() {
   const x = readNpy(input);
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x.data, x.shape) };
   for (let i = 0; i < warmup; i++) await session.run(feeds);
-  const t = [];
+  const t = [], c = [];
   for (let i = 0; i < iters; i++) {
-    const t0 = process.hrtime.bigint();
+    const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
     await session.run(feeds);
+    const dc = process.cpuUsage(c0);
     t.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    c.push((dc.user + dc.system) / 1e3);
   }
-  const res = { median_ms: median(t), min_ms: t[0], max_ms: t[iters - 1] };
+  const res = { median_ms: median(t), min_ms: t[0], max_ms: t[iters - 1], cpu_median_ms: median(c) };
   if (mode === 'profile') res.layer_sum_ms = await layerSum(model, x, iters, warmup);
   console.log(JSON.stringify(res));
 }
