@@ -15,6 +15,8 @@
 
 static int is(const char *a, const char *b) { return strcmp(a, b) == 0; }
 
+static int is_qdq(const lb_qcli *o) { return o->quantize && is(o->quantize, "qdq"); }
+
 int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i) {
   const char *a = argv[*i];
   const char **slot = is(a, "--quantize") ? &o->quantize
@@ -33,8 +35,14 @@ int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i) {
 
 int lb_qcli_check(const lb_qcli *o, const char *cmd) {
   lb_calib_method m;
-  if (o->quantize && !is(o->quantize, "int8") && !is(o->quantize, "none")) {
-    fprintf(stderr, "lowbit %s: --quantize '%s' is not one of int8, none\n", cmd, o->quantize);
+  if (o->quantize && !is(o->quantize, "int8") && !is(o->quantize, "qdq") &&
+      !is(o->quantize, "none")) {
+    fprintf(stderr, "lowbit %s: --quantize '%s' is not one of int8, qdq, none\n", cmd, o->quantize);
+    return 2;
+  }
+  if (o->quantize && is(o->quantize, "qdq") && (o->calib || o->method || o->plan || o->plan_out)) {
+    fprintf(stderr, "lowbit %s: --quantize qdq takes its parameters from the model's "
+                    "QuantizeLinear/DequantizeLinear nodes (no --calib or --plan)\n", cmd);
     return 2;
   }
   if (o->method && lb_calib_method_from_name(o->method, &m) != 0) {
@@ -47,7 +55,7 @@ int lb_qcli_check(const lb_qcli *o, const char *cmd) {
             cmd);
     return 2;
   }
-  if (lb_qcli_active(o) && !o->calib && !o->plan) {
+  if (lb_qcli_active(o) && !is_qdq(o) && !o->calib && !o->plan) {
     fprintf(stderr, "lowbit %s: --quantize int8 needs --calib C.npy (or --plan P.yaml)\n", cmd);
     return 2;
   }
@@ -55,7 +63,7 @@ int lb_qcli_check(const lb_qcli *o, const char *cmd) {
 }
 
 int lb_qcli_active(const lb_qcli *o) {
-  return (o->quantize && is(o->quantize, "int8")) || o->plan;
+  return (o->quantize && (is(o->quantize, "int8") || is(o->quantize, "qdq"))) || o->plan;
 }
 
 /* Reads the calibration set and runs calibration, or fills parameters from the plan alone. */
@@ -94,6 +102,13 @@ int lb_qcli_build(const lb_qcli *o, const char *model, const char *spec, int mod
   *out = NULL;
   int rc = lb_onnx_load(model, &g, d);
   if (!rc) rc = lb_pass_prepare_fp32(g, d);
+  if (!rc && is_qdq(o)) { /* the model's own QDQ parameters: the integer graph directly */
+    rc = lb_quant_qdq_import(g, d);
+    if (rc) lb_diag_prefix(d, "%s", model);
+    if (!rc) *out = g;
+    else lb_graph_free(g);
+    return rc;
+  }
   if (!rc) rc = lb_spec_load(spec ? spec : "host", &s, d);
   if (!rc && !(p = lb_qplan_new(g))) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   if (!rc) rc = annotate(o, g, s, p, d);

@@ -592,8 +592,57 @@ static int lower_quantize(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_
   return lower_qdq(c, in, n_in, l, LB_OP_QUANTIZE);
 }
 
+/* A DequantizeLinear of constants (a QDQ model's weights and biases) is folded here rather than
+ * by the importer, so that the f32 constant keeps the integer tensor's scale and zero point in
+ * its lb_quant: QDQ import (passes/realize.c, qdq_to_int) re-quantizes it exactly. */
+static int fold_dequantize(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_lowering *l) {
+  const lb_value *x = V(in[0]), *s = V(in[1]), *z = n_in > 2 ? V(in[2]) : NULL;
+  int64_t n = lb_value_numel(x), ns = lb_value_numel(s), inner = 1;
+  int ax = ns > 1 ? (int)l->attr.axis : -1;
+  if ((ax >= 0 && x->dims[ax] != ns) || (z && lb_value_numel(z) != ns))
+    return ERR("scale and zero point need %lld values, got %lld and %lld",
+               (long long)(ax >= 0 ? x->dims[ax] : 1), (long long)ns,
+               (long long)(z ? lb_value_numel(z) : ns));
+  for (int i = ax + 1; ax >= 0 && i < x->rank; i++) inner *= x->dims[i];
+  float *y = lb_malloc((size_t)(n ? n : 1) * sizeof *y), *sc = lb_malloc((size_t)ns * sizeof *sc);
+  int32_t *zp = lb_malloc((size_t)ns * sizeof *zp);
+  int rc = !y || !sc || !zp ? lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory") : 0;
+  for (int64_t k = 0; !rc && k < ns; k++) {
+    sc[k] = ((const float *)s->data)[k];
+    zp[k] = !z ? 0 : z->dtype == LB_DTYPE_I8 ? ((const int8_t *)z->data)[k]
+                   : z->dtype == LB_DTYPE_U8 ? ((const uint8_t *)z->data)[k]
+                                             : ((const int32_t *)z->data)[k];
+  }
+  for (int64_t i = 0; !rc && i < n; i++) {
+    int64_t k = ax >= 0 ? (i / inner) % ns : 0;
+    int32_t q = x->dtype == LB_DTYPE_I8 ? ((const int8_t *)x->data)[i]
+                : x->dtype == LB_DTYPE_U8 ? ((const uint8_t *)x->data)[i]
+                                          : ((const int32_t *)x->data)[i];
+    y[i] = ((float)q - (float)zp[k]) * sc[k];
+  }
+  if (!rc) rc = lb_onnx_def_const(c, 0, LB_DTYPE_F32, x->rank, x->dims, y, (size_t)n * sizeof *y);
+  if (!rc) {
+    lb_quant *q = &c->g->values[c->g->n_values - 1].q;
+    q->scale = lb_arena_array(&c->g->arena, (size_t)ns, sizeof *sc);
+    q->zero_point = lb_arena_array(&c->g->arena, (size_t)ns, sizeof *zp);
+    if (!q->scale || !q->zero_point) rc = lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
+    else {
+      memcpy(q->scale, sc, (size_t)ns * sizeof *sc);
+      memcpy(q->zero_point, zp, (size_t)ns * sizeof *zp);
+      q->n = (uint32_t)ns, q->axis = ax;
+    }
+  }
+  lb_free(y), lb_free(sc), lb_free(zp);
+  l->kind = LB_LOWER_DONE;
+  return rc;
+}
+
 static int lower_dequantize(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_lowering *l) {
-  return lower_qdq(c, in, n_in, l, LB_OP_DEQUANTIZE);
+  LB_TRY(lower_qdq(c, in, n_in, l, LB_OP_DEQUANTIZE));
+  for (uint32_t k = 0; k < n_in; k++)
+    if (!V(in[k])->data) return 0;
+  if (V(in[1])->dtype != LB_DTYPE_F32) return 0;
+  return fold_dequantize(c, in, n_in, l);
 }
 
 static int is_graph_output(lb_onnx_ctx *c, const char *name);

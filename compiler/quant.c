@@ -48,6 +48,11 @@ void lb_qrange(lb_dtype t, int32_t *qmin, int32_t *qmax) {
   case LB_DTYPE_U8: *qmin = 0, *qmax = 255; break;
   case LB_DTYPE_I8: *qmin = -128, *qmax = 127; break;
   case LB_DTYPE_I16: *qmin = -32768, *qmax = 32767; break;
+  case LB_DTYPE_I4: *qmin = -8, *qmax = 7; break; /* sub-byte weights (search) */
+  case LB_DTYPE_U4: *qmin = 0, *qmax = 15; break;
+  case LB_DTYPE_I2: *qmin = -2, *qmax = 1; break;
+  case LB_DTYPE_U2: *qmin = 0, *qmax = 3; break;
+  case LB_DTYPE_B1: *qmin = -1, *qmax = 1; break; /* +-1 */
   default: *qmin = INT32_MIN, *qmax = INT32_MAX; break;
   }
 }
@@ -331,10 +336,19 @@ static int read_layer(rd *r, yaml_node_t *item) {
   if (!prec) return rc;
   if (strcmp(prec, "f32") == 0) {
     r->p->l[n].forced_f32 = 1;
-  } else if (!r->p->l[n].integer || strcmp(prec, r->p->l[n].combo) != 0) {
+  } else if (!r->p->l[n].integer) {
     return at_err(r, pn, "layer '%s': precision '%s' is not available (%s)", out, prec,
-                  r->p->l[n].integer ? "the spec combination is not that one"
-                                     : r->p->l[n].why);
+                  r->p->l[n].why);
+  } else if (strcmp(prec, r->p->l[n].combo) != 0) {
+    /* another combination of the layer's op kind (search: sub-byte weights); annotate checks
+     * it against the spec and reports it at this place */
+    char at[600];
+    snprintf(at, sizeof at, "%s:%d:%d", r->path, (int)pn->start_mark.line + 1,
+             (int)pn->start_mark.column + 1);
+    r->p->l[n].want = lb_arena_strdup(&r->p->arena, prec);
+    r->p->l[n].want_at = lb_arena_strdup(&r->p->arena, at);
+    if (!r->p->l[n].want || !r->p->l[n].want_at)
+      return lb_diag_err(r->diag, LB_ERR_NOMEM, "out of memory");
   }
   return 0;
 }
@@ -385,7 +399,8 @@ static int read_tensor(rd *r, yaml_node_t *item) {
   if (v == LB_NONE) return at_err(r, nn, "no tensor named '%s' in the model", name);
   lb_dtype t;
   if (lb_dtype_from_name(dt, &t) != 0 ||
-      !(t == LB_DTYPE_I8 || t == LB_DTYPE_U8 || t == LB_DTYPE_I32 || t == LB_DTYPE_F32))
+      !(t == LB_DTYPE_I8 || t == LB_DTYPE_U8 || t == LB_DTYPE_I32 || t == LB_DTYPE_F32 ||
+        t == LB_DTYPE_I4 || t == LB_DTYPE_I2)) /* (search) i4/i2: sub-byte weights */
     return at_err(r, dn, "dtype '%s' is not one of i8, u8, i32, f32", dt);
   lb_qval *q = &r->p->v[v];
   char at[600];

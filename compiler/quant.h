@@ -28,7 +28,8 @@ int32_t lb_requantize2(int32_t a, float ma, int32_t b, float mb, int32_t zp, int
 float lb_qmul(float s_in, float s_w, float s_out);
 /* m = s_in / (s_out * count) for average pooling over count elements. */
 float lb_qmul_pool(float s_in, float s_out, int64_t count);
-/* Range of an integer dtype (i8: -128..127, u8: 0..255, i32: full). */
+/* Range of an integer dtype (i8: -128..127, u8: 0..255, i32: full; i4 -8..7, u4 0..15,
+ * i2 -2..1, u2 0..3, b1 -1..1 meaning +-1). */
 void lb_qrange(lb_dtype t, int32_t *qmin, int32_t *qmax);
 /* q = saturate(rne(x / s) + z) with the division in fp32 (what QuantizeLinear does). */
 int32_t lb_qquantize(float x, float s, int32_t zp, int32_t qmin, int32_t qmax);
@@ -49,6 +50,48 @@ void lb_qparams(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t
 int lb_int_node(const lb_graph *g, uint32_t id);
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag);
+
+/* ---- sub-byte integers (interp_subbyte.c, engineer "search") --------------------------------
+ * Packed storage as ir.h says: element i at bit (i * bits) % 8 of byte i * bits / 8, low bits
+ * first; i4/i2 two's complement; b1 bit 1 = +1, bit 0 = -1. Sub-byte weights are symmetric
+ * narrow (i4 -7..7, i2 -1..1, zero point 0) with 8-bit activations; binary layers binarize their
+ * 8-bit input (bit 1 where x >= thr, in the input's integer domain) and take b1 weights, and
+ * dot(a, b) = K - 2 * popcount(a xor b). Both accumulate exactly in int32 (plus the int32 bias)
+ * and end in lb_requantize with a per-channel multiplier. These scalar kernels are the
+ * references the backends' sub-byte kernels must match bit for bit. */
+int32_t lb_subbyte_get(lb_dtype t, const void *data, int64_t i);
+/* Packs n values (b1: q > 0 is +1) into lb_dtype_bytes(t, n) bytes at out. */
+void lb_subbyte_pack(lb_dtype t, const int32_t *q, int64_t n, void *out);
+/* k - 2 * popcount(a xor b) over the first k bits of a and b (bit 0 of byte 0 first). */
+int32_t lb_binary_dot(const uint8_t *a, const uint8_t *b, int64_t k);
+
+typedef struct lb_subbyte_dense {
+  int64_t M, K, N;
+  lb_dtype xt, wt, yt; /* x i8/u8; w i4/u4/i2/u2 (or b1 for binary); y i8/u8/i32 */
+  int32_t zx, thr;     /* x zero point (sub-byte weights); binarization threshold (binary) */
+  const int32_t *bias; /* N values or NULL */
+  const float *mul;    /* N requantize multipliers */
+  int32_t zy, lo, hi;
+} lb_subbyte_dense;
+
+/* y[M,N] = requantize(bias + sum_k (x[r,k] - zx) * w[j,k]) with w packed [N,K]. */
+int lb_subbyte_dense_ref(const lb_subbyte_dense *p, const void *x, const void *w, void *y);
+/* y[M,N] = requantize(bias + dot(sign(x[r,:] >= thr), w[j,:])) with w b1 packed [N,K]. */
+int lb_binary_dense_ref(const lb_subbyte_dense *p, const void *x, const void *w, void *y);
+
+typedef struct lb_subbyte_conv {
+  int64_t N, C, H, W, M, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw;
+  lb_dtype xt, wt, yt;
+  int32_t zx, thr;
+  const int32_t *bias;
+  const float *mul; /* M multipliers */
+  int32_t zy, lo, hi;
+} lb_subbyte_conv;
+
+/* 2-D conv, NCHW input, packed OIHW weights, one group. Sub-byte weights: taps in the padding
+ * read the real value 0 (nothing added). b1 weights: the binary dot runs over the in-bounds
+ * taps only. */
+int lb_subbyte_conv_ref(const lb_subbyte_conv *c, const void *x, const void *w, void *y);
 
 /* ---- the plan ------------------------------------------------------------------------------ */
 
@@ -81,6 +124,10 @@ typedef struct lb_qlayer {
   lb_dtype act, weight, out;
   char why[200];     /* why it stays fp32, or how it runs */
   int forced_f32;    /* an edited plan asked for f32 */
+  /* (search) a searched or edited plan asked for this spec combination label (e.g. i8_w4,
+   * sub-byte weights); annotate honours it when the layer is integer, else reports it */
+  const char *want;
+  const char *want_at; /* "FILE:LINE:COL" of that request, or NULL */
 } lb_qlayer;
 
 typedef struct lb_qplan {

@@ -94,13 +94,38 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   return c;
 }
 
+/* (search) The combination a plan asked for by label instead of the 8-bit one: same op kind,
+ * the plan's activation dtype in and out, fp32 requantize, constant weights quantized
+ * symmetrically to i8, i4 or i2 (lowbit's sub-byte weights); NULL if none fits. */
+static const lb_spec_combo *wanted(const lb_graph *g, const lb_spec *s, const lb_qplan *p,
+                                   uint32_t id, const char *label) {
+  const lb_node *n = &g->nodes[id];
+  int kind = lb_spec_opkind_of(g, id);
+  if (kind < 0 || !lb_spec_opkind_has_weight((lb_spec_opkind)kind) || n->n_in < 2 ||
+      !g->values[n->in[1]].data)
+    return NULL;
+  const lb_spec_combo *cs;
+  size_t nc = lb_spec_combos(s, (lb_spec_opkind)kind, &cs);
+  for (size_t i = 0; i < nc; i++) {
+    const lb_spec_combo *c = &cs[i];
+    if (strcmp(c->label, label) != 0) continue;
+    int w = c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2;
+    return c->act == p->act && c->out == p->act && c->requant == LB_REQUANT_FP32 && w &&
+                   (c->weight_scheme & LB_SCHEME_SYMMETRIC)
+               ? c : NULL;
+  }
+  return NULL;
+}
+
 /* Decides node id; the nodes before it are decided. */
 static void decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) {
   const lb_node *n = &g->nodes[id];
   lb_qlayer *l = &p->l[id];
   int forced = l->forced_f32;
+  const char *want = l->want, *want_at = l->want_at;
   memset(l, 0, sizeof *l);
   l->forced_f32 = forced;
+  l->want = want, l->want_at = want_at;
   l->combo = "f32";
   l->act = l->weight = l->out = LB_DTYPE_F32;
   const char *gap = is_layout(n->op) ? NULL : kernel_gap(g, n);
@@ -123,6 +148,8 @@ static void decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id
   } else if (!c->weight_scheme && !some_input_integer(g, p, n)) {
     snprintf(l->why, sizeof l->why, "fp32: inputs are fp32 (alone it would only add quantize)");
   } else {
+    const lb_spec_combo *wc = want && strcmp(want, c->label) != 0 ? wanted(g, s, p, id, want) : NULL;
+    if (wc) c = wc;
     l->integer = 1;
     l->combo = c->label;
     l->act = c->act, l->out = c->out;
@@ -240,6 +267,19 @@ static lb_dtype pick_act(const lb_graph *g, const lb_spec *s) {
   return pick;
 }
 
+/* (search) Every combination a plan asked for by label was honoured. */
+static int check_wants(const lb_graph *g, const lb_qplan *p, lb_diag *diag) {
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    const lb_qlayer *l = &p->l[n];
+    if (!l->want || l->forced_f32 || (l->integer && strcmp(l->combo, l->want) == 0)) continue;
+    return lb_diag_err(diag, LB_ERR_INPUT,
+                       "%s: error: layer '%s': precision '%s' is not available (%s)",
+                       l->want_at ? l->want_at : "plan", g->values[g->nodes[n].out[0]].name,
+                       l->want, l->integer ? "not a weight combination lowbit realizes" : l->why);
+  }
+  return 0;
+}
+
 static int check_file_dtypes(const lb_graph *g, const lb_qplan *p, lb_diag *diag) {
   for (uint32_t v = 0; v < g->n_values; v++) {
     const lb_qval *q = &p->v[v];
@@ -267,5 +307,6 @@ int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag 
   for (uint32_t n = 0; n < g->n_nodes; n++)
     if (p->l[n].integer) mark(g, s, p, n);
   for (uint32_t v = 0; v < g->n_values; v++) p->v[v].cls = find(p, v);
+  LB_TRY(check_wants(g, p, diag));
   return check_file_dtypes(g, p, diag);
 }

@@ -176,7 +176,8 @@ static double mse_of(const stat *s, float lo, float hi, lb_dtype t, int sym) {
 }
 
 /* KL(P || Q) of the |x| histogram clipped at bin T against its quantization to `levels`
- * buckets (TensorRT's entropy calibration); bins empty in P are skipped. */
+ * buckets (TensorRT's entropy calibration); bins empty in P are skipped, empty ones in Q get a
+ * tiny count so that a clipped outlier costs a lot but not infinitely much. */
 static double kl_at(const double *h, int T, int levels) {
   double p[BINS], q[BINS], total = 0;
   for (int i = 0; i < T; i++) p[i] = h[i];
@@ -194,8 +195,8 @@ static double kl_at(const double *h, int T, int levels) {
   for (int i = 0; i < T; i++) qt += q[i];
   for (int i = 0; i < T; i++) {
     if (!(p[i] > 0)) continue;
-    if (!(q[i] > 0)) return INFINITY;
-    kl += p[i] / total * log((p[i] / total) / (q[i] / qt));
+    double qi = q[i] > 0 ? q[i] : 1e-4; /* smoothing: clipped outliers in an empty last bin */
+    kl += p[i] / total * log((p[i] / total) / (qi / qt));
   }
   return kl;
 }

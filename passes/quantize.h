@@ -83,5 +83,8 @@ int lb_quant_realize(const lb_graph *g, const lb_qplan *p, lb_realize_mode mode,
  * tool writes them, after fold_batchnorm and fuse) into integer nodes of the same semantics
  * as LB_REALIZE_INT, and removes quantize -> dequantize pairs between them. */
 int lb_pass_qdq_to_int(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
+/* The same as a pipeline step (own scratch arena, graph verified after). Not in the pass
+ * registry: tests/unit/test_passes.c pins the registry to the fp32 passes. */
+int lb_quant_qdq_import(lb_graph *g, lb_diag *diag);
 
 #endif

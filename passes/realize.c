@@ -57,6 +57,11 @@ static uint32_t add_node(rz *r, lb_op op, const char *name, const uint32_t *in, 
   return id;
 }
 
+/* (search) Storage dtype of a quantized tensor: i4/i2 weights live in i8 containers (values in
+ * their narrow range, so every kernel computes the packed definition bit-exactly) until the
+ * shape rules and kernels take packed sub-byte constants (interp_subbyte.c packs them). */
+static lb_dtype storage(lb_dtype t) { return lb_dtype_bits(t) < 8 ? LB_DTYPE_I8 : t; }
+
 /* Scale and zero-point constants for old value v (rank 0 per tensor, else [n]). */
 static int qconsts(rz *r, uint32_t v, uint32_t *s, uint32_t *z) {
   const lb_qval *q = &r->p->v[v];
@@ -67,15 +72,16 @@ static int qconsts(rz *r, uint32_t v, uint32_t *s, uint32_t *z) {
   *s = lb_graph_add_const(r->ng, uniq(r, name, ":scale", buf, sizeof buf), LB_DTYPE_F32, per,
                           dims, q->scale, q->n * sizeof(float));
   if (*s == LB_NONE) return LB_ERR_NOMEM;
-  size_t es = (size_t)lb_dtype_bits(q->dtype) / 8;
+  lb_dtype st = storage(q->dtype);
+  size_t es = (size_t)lb_dtype_bits(st) / 8;
   unsigned char *zb = lb_malloc(q->n * 4 + 1);
   if (!zb) return LB_ERR_NOMEM;
   for (uint32_t i = 0; i < q->n; i++) {
     int32_t zz = q->zp[i];
-    if (es == 1) zb[i] = (unsigned char)(q->dtype == LB_DTYPE_I8 ? (uint8_t)(int8_t)zz : (uint8_t)zz);
+    if (es == 1) zb[i] = (unsigned char)(st == LB_DTYPE_I8 ? (uint8_t)(int8_t)zz : (uint8_t)zz);
     else memcpy(zb + i * 4, &zz, 4);
   }
-  *z = lb_graph_add_const(r->ng, uniq(r, name, ":zero_point", buf, sizeof buf), q->dtype, per,
+  *z = lb_graph_add_const(r->ng, uniq(r, name, ":zero_point", buf, sizeof buf), st, per,
                           dims, zb, q->n * es);
   lb_free(zb);
   return *z == LB_NONE ? LB_ERR_NOMEM : 0;
@@ -102,7 +108,8 @@ static int32_t *quant_data(rz *r, uint32_t v) {
   int32_t *out = lb_malloc((size_t)(n ? n : 1) * sizeof *out), qmin, qmax;
   if (!out) return NULL;
   lb_qrange(q->dtype, &qmin, &qmax);
-  if (q->role == LB_QROLE_WEIGHT && q->symmetric && q->dtype == LB_DTYPE_I8) qmin = -127;
+  /* narrow symmetric weights: i8 -127..127, (search) i4 -7..7, i2 -1..1 */
+  if (q->role == LB_QROLE_WEIGHT && q->symmetric && qmin < 0) qmin = -qmax;
   const float *x = c->data;
   for (int64_t i = 0; i < n; i++) {
     int64_t k = q->axis >= 0 ? (i / inner) % ch : 0;
@@ -116,17 +123,18 @@ static uint32_t quant_const(rz *r, uint32_t v, const char *suffix) {
   const lb_value *c = &r->g->values[v];
   const lb_qval *q = &r->p->v[v];
   int64_t n = lb_value_numel(c);
-  size_t es = (size_t)lb_dtype_bits(q->dtype) / 8;
+  lb_dtype st = storage(q->dtype);
+  size_t es = (size_t)lb_dtype_bits(st) / 8;
   int32_t *qd = quant_data(r, v);
   unsigned char *buf = lb_malloc((size_t)(n ? n : 1) * es);
   uint32_t id = LB_NONE;
   if (qd && buf) {
     for (int64_t i = 0; i < n; i++) {
-      if (es == 1) buf[i] = q->dtype == LB_DTYPE_I8 ? (unsigned char)(int8_t)qd[i] : (unsigned char)qd[i];
+      if (es == 1) buf[i] = st == LB_DTYPE_I8 ? (unsigned char)(int8_t)qd[i] : (unsigned char)qd[i];
       else memcpy(buf + i * 4, &qd[i], 4);
     }
     char name[256];
-    id = lb_graph_add_const(r->ng, uniq(r, c->name, suffix, name, sizeof name), q->dtype, c->rank,
+    id = lb_graph_add_const(r->ng, uniq(r, c->name, suffix, name, sizeof name), st, c->rank,
                             c->dims, buf, (size_t)n * es);
   }
   lb_free(qd), lb_free(buf);
@@ -310,4 +318,316 @@ int lb_quant_realize(const lb_graph *g, const lb_qplan *p, lb_realize_mode mode,
   }
   *out = r.ng;
   return 0;
+}
+
+/* ---- QDQ import ----------------------------------------------------------------------------
+ * After import and the fp32 passes, a QDQ model reads DQ(int tensor) in every quantized layer
+ * and writes Q(float) after it. The rewrite moves each layer onto the integer tensors: inputs
+ * become the DQs' integer inputs (their parameters copied onto the values), the output becomes
+ * the Q's integer output, and DQ/Q nodes left without readers disappear. A conv/gemm/matmul with
+ * no Q after it keeps its int32 accumulator and a DQ is inserted behind it (as realize does). */
+
+typedef struct qdq_in {
+  uint32_t x, s, z; /* integer value and the DQ's scale and zero-point constants */
+  int axis;
+  int folded; /* x is an f32 constant the importer dequantized (parameters in its lb_quant) */
+} qdq_in;
+
+/* Input value v is DQ(x, s[, z]) with constant s and z, or a dequantized constant: fills *o. */
+static int from_dq(const lb_graph *g, uint32_t v, qdq_in *o) {
+  const lb_value *val = &g->values[v];
+  if (val->data && val->dtype == LB_DTYPE_F32 && val->q.n > 0) {
+    *o = (qdq_in){v, LB_NONE, LB_NONE, val->q.n > 1 ? val->q.axis : -1, 1};
+    return 1;
+  }
+  uint32_t p = g->values[v].producer;
+  if (p == LB_NONE || g->nodes[p].op != LB_OP_DEQUANTIZE) return 0;
+  const lb_node *d = &g->nodes[p];
+  o->x = d->in[0], o->s = d->in[1], o->z = d->n_in > 2 ? d->in[2] : LB_NONE, o->folded = 0;
+  if (!g->values[o->s].data || (o->z != LB_NONE && !g->values[o->z].data)) return 0;
+  int64_t n = lb_value_numel(&g->values[o->s]);
+  o->axis = n > 1 ? (int)(d->attr.axis < 0 ? d->attr.axis + g->values[o->x].rank : d->attr.axis) : -1;
+  return 1;
+}
+
+static int zp_at(const lb_graph *g, uint32_t z, int64_t i) {
+  if (z == LB_NONE) return 0;
+  const lb_value *v = &g->values[z];
+  int64_t k = lb_value_numel(v) > 1 ? i : 0;
+  if (v->dtype == LB_DTYPE_I8) return ((const int8_t *)v->data)[k];
+  if (v->dtype == LB_DTYPE_U8) return ((const uint8_t *)v->data)[k];
+  return ((const int32_t *)v->data)[k];
+}
+
+/* Scale k (or the only one), zero point k and the count of an input's parameters. */
+static float in_s(const lb_graph *g, const qdq_in *a, int64_t k) {
+  if (a->folded) {
+    const lb_quant *q = &g->values[a->x].q;
+    return q->scale[q->n > 1 ? k : 0];
+  }
+  const lb_value *s = &g->values[a->s];
+  return ((const float *)s->data)[lb_value_numel(s) > 1 ? k : 0];
+}
+
+static int32_t in_z(const lb_graph *g, const qdq_in *a, int64_t k) {
+  if (a->folded) {
+    const lb_quant *q = &g->values[a->x].q;
+    return q->zero_point ? q->zero_point[q->n > 1 ? k : 0] : 0;
+  }
+  return zp_at(g, a->z, k);
+}
+
+static int64_t in_n(const lb_graph *g, const qdq_in *a) {
+  return a->folded ? (int64_t)g->values[a->x].q.n : lb_value_numel(&g->values[a->s]);
+}
+
+/* Integer data of input a (a folded constant is re-quantized: exact, since it was computed as
+ * (q - z) * s in fp32), one int32 per element, lb_malloc'd. */
+static int32_t *int_data(const lb_graph *g, const qdq_in *a) {
+  const lb_value *x = &g->values[a->x];
+  int64_t n = lb_value_numel(x), ns = in_n(g, a), inner = 1;
+  for (int i = a->axis + 1; a->axis >= 0 && i < x->rank; i++) inner *= x->dims[i];
+  int32_t *o = lb_malloc((size_t)(n ? n : 1) * sizeof *o);
+  if (!o) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t k = a->axis >= 0 ? (i / inner) % ns : 0;
+    if (!a->folded)
+      o[i] = x->dtype == LB_DTYPE_I8 ? ((const int8_t *)x->data)[i]
+             : x->dtype == LB_DTYPE_U8 ? ((const uint8_t *)x->data)[i] : ((const int32_t *)x->data)[i];
+    else
+      o[i] = lb_qquantize(((const float *)x->data)[i], in_s(g, a, k), in_z(g, a, k), INT32_MIN, INT32_MAX);
+  }
+  return o;
+}
+
+/* Copies the (s, z) constants onto value v's lb_quant (axis -1 per tensor). */
+static int set_vq(lb_graph *g, uint32_t v, uint32_t s, uint32_t z, int axis) {
+  uint32_t n = (uint32_t)lb_value_numel(&g->values[s]);
+  lb_quant *q = &g->values[v].q;
+  float *sc = lb_arena_array(&g->arena, n, sizeof *sc);
+  int32_t *zp = lb_arena_array(&g->arena, n, sizeof *zp);
+  if (!sc || !zp) return LB_ERR_NOMEM;
+  memcpy(sc, g->values[s].data, n * sizeof *sc);
+  for (uint32_t i = 0; i < n; i++) zp[i] = zp_at(g, z, i);
+  q->n = n, q->axis = n > 1 ? axis : -1, q->scale = sc, q->zero_point = zp;
+  return 0;
+}
+
+/* The single reader of value v, if it is a quantize node (and v is no graph output). */
+static uint32_t only_q_reader(const lb_graph *g, const uint32_t *uses, uint32_t v) {
+  if (!lb_pass_single_use(g, uses, v)) return LB_NONE;
+  for (uint32_t m = 0; m < g->n_nodes; m++)
+    for (uint32_t k = 0; k < g->nodes[m].n_in; k++)
+      if (g->nodes[m].in[k] == v)
+        return g->nodes[m].op == LB_OP_QUANTIZE && k == 0 && g->values[g->nodes[m].in[1]].data &&
+                       lb_value_numel(&g->values[g->nodes[m].in[1]]) == 1
+                   ? m : LB_NONE;
+  return LB_NONE;
+}
+
+static int is_mac(lb_op op) { return op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL; }
+
+/* Ops with an integer kernel (interp_int.c); the others (layout, max_pool, concat) copy
+ * integers and need one scale and zero point on both sides. */
+static int int_kernel(lb_op op) {
+  return is_mac(op) || op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL ||
+         op == LB_OP_RELU || op == LB_OP_CLIP || op == LB_OP_GLOBAL_AVG_POOL;
+}
+
+static int qdq_candidate(lb_op op) {
+  switch (op) {
+  case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
+  case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_MAX_POOL: case LB_OP_FLATTEN: case LB_OP_RESHAPE: case LB_OP_TRANSPOSE:
+  case LB_OP_SQUEEZE: case LB_OP_UNSQUEEZE: case LB_OP_IDENTITY: case LB_OP_CONCAT: return 1;
+  default: return 0;
+  }
+}
+
+/* Re-expresses an int32 bias on scale s_x * s_w[c] (ONNX Runtime writes exactly that scale;
+ * anything else is rescaled, rounding half to even); the new constant's id goes to *out. */
+static int fix_bias(lb_graph *g, const qdq_in *b, const qdq_in *x, const qdq_in *w, uint32_t *out) {
+  const lb_value *bv = &g->values[b->x];
+  int64_t n = lb_value_numel(bv);
+  size_t sz = (size_t)(n ? n : 1);
+  int32_t *q = lb_arena_array(&g->arena, sz, sizeof *q), *zp = lb_arena_array(&g->arena, sz, 4);
+  float *sc = lb_arena_array(&g->arena, sz, sizeof *sc);
+  int32_t *raw = int_data(g, b);
+  if (!q || !sc || !zp || !raw) return lb_free(raw), LB_ERR_NOMEM;
+  for (int64_t c = 0; c < n; c++) {
+    sc[c] = (float)((double)in_s(g, x, 0) * (double)in_s(g, w, c));
+    float s = in_s(g, b, c);
+    int32_t v = raw[c] - in_z(g, b, c);
+    q[c] = s == sc[c] ? v : lb_qquantize((float)v * s, sc[c], 0, INT32_MIN, INT32_MAX);
+  }
+  lb_free(raw);
+  char name[256];
+  snprintf(name, sizeof name, "%.200s:int", bv->name);
+  uint32_t id = lb_graph_add_const(g, name, LB_DTYPE_I32, bv->rank, bv->dims, q,
+                                   (size_t)n * sizeof *q);
+  if (id == LB_NONE) return LB_ERR_NOMEM;
+  lb_quant *qq = &g->values[id].q;
+  qq->n = (uint32_t)n, qq->axis = n > 1 ? 0 : -1, qq->scale = sc, qq->zero_point = zp;
+  *out = id;
+  return 0;
+}
+
+/* An integer constant (i8 if every value fits, else u8) for folded weights a. */
+static int unfold(lb_graph *g, const qdq_in *a, uint32_t *out) {
+  const lb_value *x = &g->values[a->x];
+  int64_t n = lb_value_numel(x);
+  int32_t *q = int_data(g, a);
+  int8_t *b = lb_malloc((size_t)(n ? n : 1));
+  int fits = 1, fits_u = 1, rc = 0;
+  if (!q || !b) rc = LB_ERR_NOMEM;
+  for (int64_t i = 0; !rc && i < n; i++)
+    fits &= q[i] >= -128 && q[i] <= 127, fits_u &= q[i] >= 0 && q[i] <= 255;
+  if (!rc && !fits && !fits_u) rc = LB_ERR_INPUT;
+  for (int64_t i = 0; !rc && i < n; i++) b[i] = fits ? (int8_t)q[i] : (int8_t)(uint8_t)q[i];
+  char name[256];
+  snprintf(name, sizeof name, "%.200s:int", x->name);
+  if (!rc && (*out = lb_graph_add_const(g, name, fits ? LB_DTYPE_I8 : LB_DTYPE_U8, x->rank,
+                                        x->dims, b, (size_t)n)) == LB_NONE)
+    rc = LB_ERR_NOMEM;
+  if (!rc) g->values[*out].q = g->values[a->x].q;
+  lb_free(q), lb_free(b);
+  return rc;
+}
+
+static int same_params(const lb_graph *g, const qdq_in *a, uint32_t s, uint32_t z) {
+  return in_s(g, a, 0) == *(const float *)g->values[s].data && in_z(g, a, 0) == zp_at(g, z, 0);
+}
+
+static int int8(lb_dtype t) { return t == LB_DTYPE_I8 || t == LB_DTYPE_U8; }
+
+/* Whether node n reads DQs in a form the integer kernels take; fills in[] (by input index).
+ * q is the quantize reading n's output (LB_NONE: int32 accumulator output). */
+static int qdq_match(const lb_graph *g, uint32_t n, uint32_t q, qdq_in *in) {
+  const lb_node *nd = &g->nodes[n];
+  lb_op op = nd->op;
+  if (!qdq_candidate(op) || nd->n_in > 8) return 0;
+  if (q == LB_NONE && !(is_mac(op) && nd->attr.act == LB_ACT_NONE && !(nd->n_in > 3 && nd->in[3] != LB_NONE)))
+    return 0;
+  lb_dtype t = q != LB_NONE ? g->values[g->nodes[q].out[0]].dtype : LB_DTYPE_COUNT;
+  for (uint32_t k = 0; k < nd->n_in; k++) {
+    if (nd->in[k] == LB_NONE) continue;
+    if (!from_dq(g, nd->in[k], &in[k])) return 0;
+    const lb_value *x = &g->values[in[k].x];
+    int weight = is_mac(op) && k == 1, bias = is_mac(op) && k == 2 && op != LB_OP_MATMUL;
+    if (in[k].folded && !weight && !bias) return 0;
+    if (!in[k].folded && (bias ? x->dtype != LB_DTYPE_I32 || !x->data : !int8(x->dtype))) return 0;
+    if (weight && !x->data) return 0;
+    if (!weight && !bias && (in[k].axis >= 0 || (t != LB_DTYPE_COUNT && x->dtype != t))) return 0;
+    if (q != LB_NONE && !int_kernel(op) &&
+        !same_params(g, &in[k], g->nodes[q].in[1], g->nodes[q].n_in > 2 ? g->nodes[q].in[2] : LB_NONE))
+      return 0;
+  }
+  if (is_mac(op) && op != LB_OP_MATMUL && nd->n_in > 2 && nd->in[2] != LB_NONE &&
+      in_n(g, &in[1]) > 1 && in[1].axis != (op == LB_OP_GEMM ? (nd->attr.trans_b ? 0 : 1) : 0))
+    return 0;
+  return 1;
+}
+
+/* Moves node n's inputs onto the DQs' integer values (bias rescaled if needed). */
+static int rewrite_inputs(lb_graph *g, uint32_t n, const qdq_in *in) {
+  lb_node *nd = &g->nodes[n];
+  for (uint32_t k = 0; k < nd->n_in; k++) {
+    if (nd->in[k] == LB_NONE) continue;
+    if (is_mac(nd->op) && nd->op != LB_OP_MATMUL && k == 2) {
+      uint32_t b;
+      LB_TRY(fix_bias(g, &in[2], &in[0], &in[1], &b));
+      nd->in[2] = b;
+      continue;
+    }
+    if (in[k].folded) {
+      uint32_t w;
+      LB_TRY(unfold(g, &in[k], &w));
+      nd->in[k] = w;
+      continue;
+    }
+    LB_TRY(set_vq(g, in[k].x, in[k].s, in[k].z, in[k].axis));
+    nd->in[k] = in[k].x;
+  }
+  return 0;
+}
+
+/* Moves the last node to position pos, fixing producers of everything after it. */
+static void move_last(lb_graph *g, uint32_t pos) {
+  lb_node last = g->nodes[g->n_nodes - 1];
+  memmove(&g->nodes[pos + 1], &g->nodes[pos], (g->n_nodes - 1 - pos) * sizeof *g->nodes);
+  g->nodes[pos] = last;
+  for (uint32_t n = pos; n < g->n_nodes; n++)
+    for (uint32_t k = 0; k < g->nodes[n].n_out; k++) g->values[g->nodes[n].out[k]].producer = n;
+}
+
+/* MAC node n keeps its int32 accumulator: acc = n(int inputs), y = DQ(acc, s_x*s_w, 0). */
+static int rewrite_acc(lb_graph *g, uint32_t n, const qdq_in *in) {
+  LB_TRY(rewrite_inputs(g, n, in));
+  lb_node *nd = &g->nodes[n];
+  uint32_t y = nd->out[0];
+  const lb_value *yv = &g->values[y];
+  int axis = nd->op == LB_OP_MATMUL ? yv->rank - 1 : 1;
+  int64_t nw = in_n(g, &in[1]), ch = nw > 1 ? yv->dims[axis] : 1;
+  float *sc = lb_arena_array(&g->arena, (size_t)ch, sizeof *sc);
+  int32_t *zp = lb_arena_array(&g->arena, (size_t)ch, sizeof *zp);
+  if (!sc || !zp) return LB_ERR_NOMEM;
+  for (int64_t c = 0; c < ch; c++) sc[c] = (float)((double)in_s(g, &in[0], 0) * (double)in_s(g, &in[1], c));
+  char name[256];
+  int64_t d1[1] = {ch};
+  snprintf(name, sizeof name, "%.200s:acc", yv->name);
+  uint32_t acc = lb_graph_add_value(g, name, LB_DTYPE_I32, yv->rank, g->values[y].dims);
+  snprintf(name, sizeof name, "%.200s:acc_scale", g->values[y].name);
+  uint32_t s = lb_graph_add_const(g, name, LB_DTYPE_F32, ch > 1, d1, sc, (size_t)ch * 4);
+  snprintf(name, sizeof name, "%.200s:acc_zero_point", g->values[y].name);
+  uint32_t z = lb_graph_add_const(g, name, LB_DTYPE_I32, ch > 1, d1, zp, (size_t)ch * 4);
+  if (acc == LB_NONE || s == LB_NONE || z == LB_NONE) return LB_ERR_NOMEM;
+  lb_quant *q = &g->values[acc].q;
+  q->n = (uint32_t)ch, q->axis = ch > 1 ? axis : -1, q->scale = sc, q->zero_point = zp;
+  uint32_t dqin[3] = {acc, s, z};
+  uint32_t dq = lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", dqin, 3, &y, 1);
+  if (dq == LB_NONE) return LB_ERR_NOMEM;
+  g->nodes[dq].attr.axis = axis;
+  g->nodes[n].out[0] = acc;
+  g->values[acc].producer = n;
+  move_last(g, n + 1);
+  return 0;
+}
+
+int lb_pass_qdq_to_int(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag) {
+  uint32_t *uses = lb_pass_count_uses(g, ctx->scratch);
+  unsigned char *dead = lb_calloc(g->n_nodes ? g->n_nodes : 1, 1);
+  qdq_in in[8];
+  int rc = !uses || !dead ? LB_ERR_NOMEM : 0;
+  for (uint32_t n = 0; !rc && n < g->n_nodes; n++) {
+    if (!qdq_candidate(g->nodes[n].op)) continue;
+    uint32_t q = only_q_reader(g, uses, g->nodes[n].out[0]);
+    if (q == LB_NONE || !qdq_match(g, n, q, in)) continue;
+    rc = rewrite_inputs(g, n, in);
+    if (rc) break;
+    uint32_t qs = g->nodes[q].in[1], qz = g->nodes[q].n_in > 2 ? g->nodes[q].in[2] : LB_NONE;
+    lb_pass_take_output(g, n, q); /* leaves q reading nothing */
+    dead[q] = 1;
+    rc = set_vq(g, g->nodes[n].out[0], qs, qz, -1);
+  }
+  if (!rc) rc = lb_pass_remove_nodes(g, dead);
+  lb_free(dead);
+  for (uint32_t n = g->n_nodes; !rc && n-- > 0;)
+    if (is_mac(g->nodes[n].op) && g->values[g->nodes[n].out[0]].dtype == LB_DTYPE_F32 &&
+        qdq_match(g, n, LB_NONE, in))
+      rc = rewrite_acc(g, n, in);
+  if (!rc && lb_graph_compact(g)) rc = LB_ERR_NOMEM;
+  if (!rc) rc = lb_infer_shapes(g, diag);
+  if (rc == LB_ERR_NOMEM) lb_diag_err(diag, rc, "out of memory");
+  return rc;
+}
+
+int lb_quant_qdq_import(lb_graph *g, lb_diag *diag) {
+  lb_arena scratch;
+  lb_arena_init(&scratch);
+  lb_pass_ctx ctx = {&scratch, 1};
+  int rc = lb_pass_qdq_to_int(g, &ctx, diag);
+  if (!rc) rc = lb_graph_verify(g, diag);
+  if (rc) lb_diag_prefix(diag, "qdq_to_int");
+  lb_arena_free(&scratch);
+  return rc;
 }
