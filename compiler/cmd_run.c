@@ -60,6 +60,8 @@ static void usage(FILE *f) {
           "  --print             print the outputs (top-5 classes for score vectors)\n"
           "  --quantize int8     run the integer graph for --spec's int8 combinations (interp);\n"
           "                      prints the per-layer plan on stderr\n"
+          "  --quantize qdq      run a QDQ model's integer graph (its QuantizeLinear and\n"
+          "                      DequantizeLinear parameters, no calibration)\n"
           "  --calib C.npy       calibration samples (axis 0) for --quantize\n"
           "  --calib-method M    max, avg-max (default), percentile, kl or mse\n"
           "  --plan P.yaml       an edited plan (f32 layers, scales, zero points)\n"
