@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "quant.h"
+#include "search.h" /* lb_cmd_search */
 
 static int cmd_version(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -31,6 +32,7 @@ static const struct {
     {"bench",   lb_cmd_bench,    "time a model JIT-compiled for this machine"},
     {"spec", lb_cmd_spec, "check, show or list target specs"},
     {"quantize", lb_cmd_quantize, "calibrate for a spec's int8 and write a QDQ ONNX model"},
+    {"search",  lb_cmd_search,   "search a precision per layer against the spec's cost model"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -1,0 +1,276 @@
+/* `lowbit search MODEL --spec S --calib C.npy [--eval E.npy] [--labels L.npy] -o plan.yaml`:
+ * the int8 plan (annotate + calibrate), then the per-layer precision search (passes/search.c),
+ * the per-layer table and Pareto front on stdout, the plan and an SVG plot. Invariant: nothing
+ * is written unless the whole search succeeded; files are written atomically. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "onnx.h"
+#include "passes.h"
+#include "search.h"
+#include "tensor_io.h"
+
+typedef struct sopts {
+  const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method;
+  lb_search_opts so;
+  int quiet;
+} sopts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: lowbit search MODEL.onnx --spec S --calib C.npy [--labels L.npy] -o PLAN.yaml\n"
+          "\n"
+          "Searches a precision per layer (fp32 and every weight/activation combination the spec\n"
+          "declares: int8, int4, int2, binary) against the spec's cost model, keeping the quality\n"
+          "within --max-drop of fp32: top-1 accuracy with labels, else top-1 agreement with fp32.\n"
+          "Prints the per-layer table and the Pareto front; writes the plan for --plan.\n"
+          "\n"
+          "  --spec S              target spec (bundled name, file, or host; default host)\n"
+          "  --calib C.npy         calibration samples along axis 0 (f32)\n"
+          "  --eval E.npy          evaluation samples (default: the calibration samples)\n"
+          "  --labels L.npy        integer labels of the evaluation samples\n"
+          "  --max-drop X          allowed quality drop in points (default 1)\n"
+          "  --latency-budget MS   modeled latency budget in milliseconds\n"
+          "  --size-budget BYTES   weight memory budget in bytes\n"
+          "  --strategy S          auto (default) or hago-greedy\n"
+          "  --sens-samples N      samples for the sensitivity pass (default 64)\n"
+          "  --calib-method M      max, avg-max (default), percentile, kl or mse\n"
+          "  -o, --output P.yaml   the plan (written atomically)\n"
+          "  --plot F.svg          cost against quality, chosen point marked\n"
+          "  -q, --quiet           print only the chosen point\n"
+          "  -h, --help            print this help\n");
+}
+
+static int is(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+static int num_arg(const char *opt, const char *v, double *out) {
+  char *end;
+  *out = strtod(v, &end);
+  if (end == v || *end || !isfinite(*out) || *out < 0) {
+    fprintf(stderr, "lowbit search: %s '%s' is not a non-negative number\n", opt, v);
+    return 2;
+  }
+  return 0;
+}
+
+static int value_opt(sopts *o, const char *a, const char *v) {
+  double x;
+  const char **slot = is(a, "--spec") ? &o->spec : is(a, "--calib") ? &o->calib
+                      : is(a, "--eval") ? &o->eval : is(a, "--labels") ? &o->labels
+                      : is(a, "-o") || is(a, "--output") ? &o->out : is(a, "--plot") ? &o->plot
+                      : is(a, "--calib-method") ? &o->method : NULL;
+  if (slot) return *slot = v, 0;
+  if (is(a, "--strategy")) {
+    if (lb_strategy_from_name(v, &o->so.strategy) == 0) return 0;
+    fprintf(stderr, "lowbit search: --strategy '%s' is not one of auto, hago-greedy\n", v);
+    return 2;
+  }
+  if (num_arg(a, v, &x)) return 2;
+  if (is(a, "--max-drop")) o->so.max_drop = x;
+  else if (is(a, "--latency-budget")) o->so.latency_budget = x;
+  else if (is(a, "--size-budget")) o->so.size_budget = (int64_t)x;
+  else o->so.sens_samples = (int64_t)x; /* --sens-samples */
+  return 0;
+}
+
+static int takes_value(const char *a) {
+  static const char *const v[] = {"--spec", "--calib", "--eval", "--labels", "-o", "--output",
+                                  "--plot", "--calib-method", "--strategy", "--max-drop",
+                                  "--latency-budget", "--size-budget", "--sens-samples"};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+    if (is(a, v[i])) return 1;
+  return 0;
+}
+
+/* 0: parsed; 1: help printed; 2: usage error printed. */
+static int parse(sopts *o, int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (is(a, "-h") || is(a, "--help")) return usage(stdout), 1;
+    if (is(a, "-q") || is(a, "--quiet")) {
+      o->quiet = 1;
+    } else if (takes_value(a)) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "lowbit search: option '%s' needs an argument\n", a);
+        return 2;
+      }
+      if (value_opt(o, a, argv[++i])) return 2;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "lowbit search: unknown option '%s' (try --help)\n", a);
+      return 2;
+    } else if (o->model) {
+      fprintf(stderr, "lowbit search: unexpected argument '%s'\n", a);
+      return 2;
+    } else {
+      o->model = a;
+    }
+  }
+  lb_calib_method m;
+  if (!o->model) fprintf(stderr, "lowbit search: no model given (try --help)\n");
+  else if (!o->calib) fprintf(stderr, "lowbit search: --calib C.npy is required\n");
+  else if (o->method && lb_calib_method_from_name(o->method, &m) != 0)
+    fprintf(stderr, "lowbit search: --calib-method '%s' is not one of max, avg-max, percentile, kl, mse\n",
+            o->method);
+  else return 0;
+  return 2;
+}
+
+/* ---- the pipeline ------------------------------------------------------------------------- */
+
+typedef struct state {
+  lb_graph *g;
+  lb_spec *spec;
+  lb_qplan *p;
+  lb_tensor calib, eval, labels;
+  lb_search *s;
+  double seconds, setup; /* strategy run; shared setup (fp32 reference, weights) */
+} state;
+
+static void state_free(state *st) {
+  lb_search_free(st->s);
+  lb_qplan_free(st->p);
+  lb_spec_free(st->spec);
+  lb_graph_free(st->g);
+  lb_free(st->calib.data), lb_free(st->eval.data), lb_free(st->labels.data);
+}
+
+static int read_npy(const char *path, lb_tensor *t, lb_diag *d) {
+  int rc = lb_npy_read(path, t, d);
+  if (rc && strncmp(d->msg, path, strlen(path)) != 0) lb_diag_prefix(d, "%s", path);
+  return rc;
+}
+
+static int int8_plan(const sopts *o, state *st, lb_diag *d) {
+  LB_TRY(lb_onnx_load(o->model, &st->g, d));
+  LB_TRY(lb_pass_prepare_fp32(st->g, d));
+  LB_TRY(lb_spec_load(o->spec ? o->spec : "host", &st->spec, d));
+  if (!(st->p = lb_qplan_new(st->g))) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  LB_TRY(lb_quant_annotate(st->g, st->spec, st->p, d));
+  LB_TRY(read_npy(o->calib, &st->calib, d));
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, !o->quiet && isatty(2)};
+  if (o->method) lb_calib_method_from_name(o->method, &co.method);
+  int rc = lb_quant_calibrate(st->g, st->p, &st->calib, &co, d);
+  if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
+  return rc;
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); /* robust on a shared machine */
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int search(const sopts *o, state *st, lb_diag *d) {
+  LB_TRY(int8_plan(o, st, d));
+  if (o->eval) LB_TRY(read_npy(o->eval, &st->eval, d));
+  if (o->labels) LB_TRY(read_npy(o->labels, &st->labels, d));
+  double t0 = now();
+  int rc = lb_search_new(st->g, st->spec, st->p, &st->calib, o->eval ? &st->eval : &st->calib,
+                         o->labels ? &st->labels : NULL, &st->s, d);
+  if (rc && o->labels && strncmp(d->msg, "labels", 6) == 0) lb_diag_prefix(d, "%s", o->labels);
+  double t1 = now();
+  st->setup = t1 - t0;
+  if (!rc) rc = lb_search_run(st->s, &o->so, d);
+  st->seconds = now() - t1;
+  return rc;
+}
+
+/* ---- printing ----------------------------------------------------------------------------- */
+
+static const char *layer_name(const lb_graph *g, uint32_t n) {
+  const lb_node *nd = &g->nodes[n];
+  return nd->name[0] ? nd->name : g->values[nd->out[0]].name;
+}
+
+static void print_layers(const state *st, FILE *f) {
+  const lb_search *s = st->s;
+  const lb_search_point *c = lb_search_chosen(s);
+  double total = c->cycles;
+  fprintf(f, "%-4s %-28s %-10s %10s %7s %9s  %s\n", "#", "layer", "precision", "MACs", "cost%",
+          "weight B", "sensitivity (quality drop, points; rel. noise) per option");
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
+    const lb_search_layer *L = lb_search_layer_at(s, li);
+    const lb_search_opt *op = &L->opt[c->choice[li]];
+    lb_cost cc = lb_cost_node(st->spec, st->g, L->node, op->combo,
+                              op->combo ? op->act : LB_DTYPE_F32,
+                              op->combo ? op->weight : LB_DTYPE_F32, 64.0);
+    fprintf(f, "%-4u %-28.28s %-10s %10lld %6.1f%% %9lld ", L->node, layer_name(st->g, L->node),
+            op->label, (long long)L->macs, 100.0 * lb_cost_total(&cc) / total,
+            (long long)lb_cost_weight_bytes(st->g, L->node, op->combo ? op->weight : LB_DTYPE_F32));
+    for (int k = 0; k < L->n_opt; k++)
+      if (k != L->base) fprintf(f, " %s:%+.1f/%.1e", L->opt[k].label, L->sens[k], L->noise[k]);
+    fputc('\n', f);
+  }
+}
+
+static void print_point(const lb_search *s, const lb_search_point *p, const char *tag, FILE *f) {
+  fprintf(f, "  %-8s %10.0f cycles %9.4f ms %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB\n",
+          tag, p->cycles, lb_search_ms(s, p->cycles), (long long)p->weight_bytes,
+          p->score.quality, p->score.acc, p->score.agree, p->score.sqnr);
+}
+
+static void print_front(const state *st, FILE *f) {
+  const lb_search *s = st->s;
+  fprintf(f, "Pareto front (modeled cost, quality on %lld samples):\n", (long long)lb_search_n_eval(s));
+  uint32_t n = lb_search_n_points(s);
+  /* cheapest first */
+  for (int pass = 0; pass < 1; pass++) {
+    double last = -1;
+    for (;;) {
+      const lb_search_point *nx = NULL;
+      for (uint32_t i = 0; i < n; i++) {
+        const lb_search_point *p = lb_search_point_at(s, i);
+        if (p->pareto && p->cycles > last && (!nx || p->cycles < nx->cycles)) nx = p;
+      }
+      if (!nx) break;
+      last = nx->cycles;
+      print_point(s, nx, nx->chosen ? "chosen" : "", f);
+    }
+  }
+  print_point(s, lb_search_int8(s), "int8", f);
+  print_point(s, lb_search_fp32(s), "fp32", f);
+}
+
+static void print_summary(const sopts *o, const state *st, FILE *f) {
+  const lb_search *s = st->s;
+  const lb_search_point *c = lb_search_chosen(s), *i8 = lb_search_int8(s);
+  fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
+             "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%)\n",
+          lb_strategy_name(o->so.strategy), lb_search_n_evals(s), st->seconds, st->setup,
+          100.0 * c->cycles / i8->cycles, c->cycles, i8->cycles, (long long)c->weight_bytes,
+          (long long)i8->weight_bytes, c->score.quality, lb_search_fp32(s)->score.quality,
+          i8->score.quality);
+}
+
+static int write_outputs(const sopts *o, state *st, lb_diag *d) {
+  if (o->out) {
+    LB_TRY(lb_search_apply(st->s, lb_search_chosen(st->s)->choice, st->p, d));
+    LB_TRY(lb_qplan_save(st->p, st->g, o->out, d));
+  }
+  if (o->plot) LB_TRY(lb_svg_pareto(st->s, o->model, o->plot, d));
+  return 0;
+}
+
+int lb_cmd_search(int argc, char **argv) {
+  sopts o = {.so = {.strategy = LB_STRATEGY_AUTO, .max_drop = 1.0}};
+  int r = parse(&o, argc, argv);
+  if (r) return r == 1 ? 0 : 2;
+  o.so.progress = !o.quiet && isatty(2);
+  state st = {0};
+  lb_diag d;
+  lb_diag_clear(&d);
+  int rc = search(&o, &st, &d);
+  if (!rc) {
+    if (!o.quiet) print_layers(&st, stdout), print_front(&st, stdout);
+    print_summary(&o, &st, stdout);
+    rc = write_outputs(&o, &st, &d);
+  }
+  if (rc) fprintf(stderr, "lowbit search: %s\n", d.msg);
+  state_free(&st);
+  return lb_exit_code(rc);
+}

@@ -1,0 +1,1024 @@
+/* Per-layer precision search: the search space (spec combinations per MAC layer plus fp32), the
+ * simulated-quantization evaluator (the fp32 interpreter on fake-quantized weights and
+ * activations, with the integer kernels' semantics), and the two strategies: auto (sensitivity
+ * of each layer alone -> Lagrangian knapsack over modeled cost and measured noise -> greedy
+ * refinement with real evaluation) and hago-greedy (coordinate descent on quality alone).
+ * Invariant: activation scales are the int8 plan's (8-bit activations everywhere; binary
+ * layers binarize their input internally), so the plan's shared-scale classes always hold. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "search.h"
+
+typedef struct fqw {
+  float *w, *b; /* fake-quantized weight and bias of one option (NULL for fp32: originals) */
+  float *scale; /* per-channel weight scales */
+  uint32_t n_scale;
+} fqw;
+
+struct lb_search {
+  const lb_graph *g;
+  const lb_spec *spec;
+  const lb_qplan *p;
+  const lb_tensor *calib, *x, *labels;
+  uint32_t n_layers, *layer_of; /* layer_of[node]: layer index or LB_NONE */
+  lb_search_layer *layers;
+  fqw *fq;          /* [layer * LB_SEARCH_MAX_OPTS + opt] */
+  float *bin_scale; /* per layer: binary activation magnitude s_b */
+  int32_t *bin_thr; /* per layer: threshold in the input's integer domain */
+  double wbw;       /* weight bandwidth (level of the all-int8 weights) */
+  /* evaluation */
+  int64_t n_eval, out_n, sample_n;
+  lb_tensor *val;        /* per value, one sample */
+  unsigned char *is_fq;  /* value holds fake-quantized data */
+  float *tmp[4];         /* per input slot scratch */
+  int64_t tmp_n;
+  float *ref;            /* fp32 outputs [n_eval * out_n] */
+  int32_t *ref_top;      /* fp32 top-1 */
+  float *work;           /* outputs of one evaluation */
+  unsigned char *integer; /* per node, for the assignment being run */
+  /* snapshot of the base assignment (prefix reuse in the sensitivity pass) */
+  float **snap;          /* [sample * n_values] */
+  int64_t snap_n;
+  /* results */
+  lb_search_point *pts;
+  uint32_t n_pts, cap_pts, chosen, fp32_pt, int8_pt, n_evals;
+  lb_search_eval_fn eval;
+  void *eval_user;
+};
+
+const char *lb_strategy_name(lb_strategy s) {
+  static const char *const names[] = {"auto", "hago-greedy"};
+  _Static_assert(sizeof names / sizeof names[0] == LB_STRATEGY_COUNT, "strategy names");
+  return names[s];
+}
+
+int lb_strategy_from_name(const char *s, lb_strategy *out) {
+  for (int i = 0; i < LB_STRATEGY_COUNT; i++)
+    if (strcmp(s, lb_strategy_name((lb_strategy)i)) == 0) return *out = (lb_strategy)i, 0;
+  return -1;
+}
+
+/* ---- weight quantization (the semantics the sub-byte kernels share) ------------------------ */
+
+static int32_t wmax(lb_dtype t) {
+  switch (t) {
+  case LB_DTYPE_I8: return 127;
+  case LB_DTYPE_I4: return 7;
+  case LB_DTYPE_I2: return 1;
+  default: return 1; /* b1 */
+  }
+}
+
+/* Squared error of quantizing channel values v[] (stride) with scale s to [-qm, qm]. */
+static double chan_err(const float *w, int64_t n, int64_t ch, int64_t inner, int64_t c, float s,
+                       int32_t qm) {
+  double e = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if ((i / inner) % ch != c) continue;
+    double q = nearbyintf(w[i] / s);
+    if (q > qm) q = qm;
+    if (q < -qm) q = -qm;
+    double d = w[i] - q * s;
+    e += d * d;
+  }
+  return e;
+}
+
+/* Scale of channel c: max|w|/qmax for 8 bits; for 4 and 2 bits the clipped max (a fraction of
+ * max|w| in 1/32 steps) with the least squared error; for b1 mean|w|. */
+static float chan_scale(const float *w, int64_t n, int64_t ch, int64_t inner, int64_t c,
+                        lb_dtype t) {
+  double amax = 0, asum = 0;
+  int64_t cnt = 0;
+  for (int64_t i = 0; i < n; i++)
+    if ((i / inner) % ch == c) amax = fmax(amax, fabs(w[i])), asum += fabs(w[i]), cnt++;
+  if (!(amax > 0)) return 1.0f;
+  if (t == LB_DTYPE_B1) return (float)(asum / (double)cnt);
+  int32_t qm = wmax(t);
+  float best = (float)(amax / qm);
+  if (t == LB_DTYPE_I8) return best;
+  double be = chan_err(w, n, ch, inner, c, best, qm);
+  for (int k = 31; k >= 6; k--) {
+    float s = (float)(amax * k / 32.0 / qm);
+    double e = chan_err(w, n, ch, inner, c, s, qm);
+    if (e < be) be = e, best = s;
+  }
+  return best;
+}
+
+void lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
+                             float *scale, int32_t *q) {
+  for (int64_t c = 0; c < ch; c++) scale[c] = chan_scale(w, n, ch, inner, c, t);
+  if (!q) return;
+  int32_t qm = wmax(t);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t c = (i / inner) % ch;
+    if (t == LB_DTYPE_B1) {
+      q[i] = w[i] >= 0.0f ? 1 : -1;
+      continue;
+    }
+    q[i] = lb_qquantize(w[i], scale[c], 0, -qm, qm);
+  }
+}
+
+/* ---- layers and options ------------------------------------------------------------------- */
+
+static int weight_axis(const lb_node *n) {
+  if (n->op == LB_OP_GEMM) return n->attr.trans_b ? 0 : 1;
+  return n->op == LB_OP_MATMUL ? 1 : 0;
+}
+
+static int searchable(const lb_graph *g, const lb_qplan *p, uint32_t n) {
+  const lb_node *nd = &g->nodes[n];
+  if (!p->l[n].integer) return 0;
+  if (nd->op != LB_OP_CONV && nd->op != LB_OP_GEMM && nd->op != LB_OP_MATMUL) return 0;
+  return nd->n_in > 1 && g->values[nd->in[1]].data != NULL;
+}
+
+static int opt_ok(const lb_qplan *p, const lb_spec_combo *c) {
+  if (c->requant != LB_REQUANT_FP32 || c->out != p->act) return 0;
+  if (c->act == LB_DTYPE_B1) return c->weight == LB_DTYPE_B1;
+  if (c->act != p->act) return 0;
+  return c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2;
+}
+
+static void add_opts(lb_search *s, lb_search_layer *L) {
+  const lb_spec_combo *cs;
+  size_t nc = lb_spec_combos(s->spec, L->kind, &cs);
+  L->opt[0] = (lb_search_opt){NULL, LB_DTYPE_F32, LB_DTYPE_F32, "f32"};
+  L->n_opt = 1;
+  L->base = -1;
+  for (size_t i = 0; i < nc && L->n_opt < LB_SEARCH_MAX_OPTS; i++) {
+    if (!opt_ok(s->p, &cs[i])) continue;
+    const lb_spec_combo *best = lb_spec_find(s->spec, L->kind, cs[i].act, cs[i].weight);
+    int dup = 0;
+    for (int k = 1; k < L->n_opt; k++) dup |= L->opt[k].combo == best;
+    if (dup || !best) continue;
+    if (best->weight == s->p->l[L->node].weight && best->act == s->p->act) L->base = L->n_opt;
+    L->opt[L->n_opt++] = (lb_search_opt){best, best->act, best->weight, best->label};
+  }
+}
+
+/* Channel count and inner size of node n's weight along its per-channel axis. */
+static void wgeom(const lb_graph *g, const lb_node *n, int per_channel, int64_t *ch,
+                  int64_t *inner) {
+  const lb_value *w = &g->values[n->in[1]];
+  int ax = weight_axis(n);
+  *ch = per_channel ? w->dims[ax] : 1;
+  *inner = 1;
+  for (int i = per_channel ? ax + 1 : w->rank; i < w->rank; i++) *inner *= w->dims[i];
+  if (!per_channel) *inner = lb_value_numel(w);
+}
+
+static float act_scale(const lb_search *s, uint32_t v) {
+  const lb_qval *q = &s->p->v[v];
+  return q->n ? q->scale[0] : 1.0f;
+}
+
+/* Fake-quantized weights and bias of layer li under option k. */
+static int make_fq(lb_search *s, uint32_t li, int k) {
+  const lb_search_layer *L = &s->layers[li];
+  const lb_node *n = &s->g->nodes[L->node];
+  const lb_search_opt *o = &L->opt[k];
+  fqw *f = &s->fq[li * LB_SEARCH_MAX_OPTS + k];
+  if (!o->combo) return 0;
+  const lb_value *wv = &s->g->values[n->in[1]];
+  int64_t nw = lb_value_numel(wv), ch, inner;
+  wgeom(s->g, n, (o->combo->granularity & LB_GRAN_PER_CHANNEL) != 0, &ch, &inner);
+  f->w = lb_calloc((size_t)nw + 1, sizeof(float));
+  f->scale = lb_calloc((size_t)ch, sizeof(float));
+  int32_t *q = lb_calloc((size_t)nw + 1, sizeof(int32_t));
+  if (!f->w || !f->scale || !q) return lb_free(q), LB_ERR_NOMEM;
+  f->n_scale = (uint32_t)ch;
+  lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q);
+  for (int64_t i = 0; i < nw; i++) f->w[i] = (float)q[i] * f->scale[(i / inner) % ch];
+  int bin = o->act == LB_DTYPE_B1;
+  float sa = bin ? s->bin_scale[li] : act_scale(s, n->in[0]);
+  uint32_t bv = n->n_in > 2 ? n->in[2] : LB_NONE;
+  if (bv != LB_NONE || bin) {
+    int64_t nb = bv != LB_NONE ? lb_value_numel(&s->g->values[bv]) : 0;
+    int64_t oc = wv->dims[weight_axis(n)], nbo = nb > 0 ? nb : oc;
+    f->b = lb_calloc((size_t)nbo, sizeof(float));
+    if (!f->b) return lb_free(q), LB_ERR_NOMEM;
+    int64_t oinner = 1;
+    for (int i = weight_axis(n) + 1; i < wv->rank; i++) oinner *= wv->dims[i];
+    float t_real = bin ? (float)(s->bin_thr[li] - (s->p->v[n->in[0]].n ? s->p->v[n->in[0]].zp[0] : 0)) * act_scale(s, n->in[0]) : 0;
+    for (int64_t j = 0; j < nbo; j++) {
+      float sw = f->scale[ch > 1 ? j % ch : 0];
+      double b = nb > 0 ? ((const float *)s->g->values[bv].data)[nb == 1 ? 0 : j] : 0.0;
+      if (bin) { /* the input's threshold (its DC part) folded into the bias */
+        int64_t csum = 0;
+        for (int64_t i = 0; i < nw; i++)
+          if ((i / oinner) % oc == j) csum += q[i];
+        b += (double)t_real * sw * (double)csum;
+      }
+      double unit = (double)sa * sw;
+      f->b[j] = (float)(nearbyint(b / unit) * unit);
+    }
+  }
+  lb_free(q);
+  return 0;
+}
+
+/* ---- the evaluator ------------------------------------------------------------------------ */
+
+static void fq_act(const lb_search *s, uint32_t v, const float *in, float *out, int64_t n) {
+  const lb_qval *q = &s->p->v[v];
+  int32_t qmin, qmax;
+  lb_qrange(q->dtype, &qmin, &qmax);
+  float sc = q->scale[0];
+  int32_t z = q->zp[0];
+  for (int64_t i = 0; i < n; i++) out[i] = (float)(lb_qquantize(in[i], sc, z, qmin, qmax) - z) * sc;
+}
+
+/* Binary input of layer li: +s_b where the (8-bit) input reaches the threshold, else -s_b. */
+static void binarize(const lb_search *s, uint32_t li, uint32_t v, const float *in, float *out,
+                     int64_t n) {
+  const lb_qval *q = &s->p->v[v];
+  int32_t qmin, qmax;
+  lb_qrange(q->dtype, &qmin, &qmax);
+  float sb = s->bin_scale[li];
+  for (int64_t i = 0; i < n; i++) {
+    int32_t x = lb_qquantize(in[i], q->scale[0], q->zp[0], qmin, qmax);
+    out[i] = x >= s->bin_thr[li] ? sb : -sb;
+  }
+}
+
+/* Which nodes run in integer arithmetic under choice (mirrors annotate's decisions). */
+static void mark_integer(lb_search *s, const unsigned char *choice) {
+  const lb_graph *g = s->g;
+  if (!choice) { /* the fp32 model itself */
+    memset(s->integer, 0, g->n_nodes);
+    return;
+  }
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    uint32_t li = s->layer_of[n];
+    if (li != LB_NONE) {
+      s->integer[n] = s->layers[li].opt[choice[li]].combo != NULL;
+      continue;
+    }
+    int any = 0, kind = lb_spec_opkind_of(g, n);
+    for (uint32_t k = 0; k < g->nodes[n].n_in; k++) {
+      uint32_t v = g->nodes[n].in[k];
+      if (v != LB_NONE && g->values[v].producer != LB_NONE) any |= s->integer[g->values[v].producer];
+    }
+    s->integer[n] = s->p->l[n].integer &&
+                    (any || (kind >= 0 && lb_spec_opkind_has_weight((lb_spec_opkind)kind)));
+  }
+}
+
+static lb_tensor tensor_of(const lb_value *v, void *data) {
+  lb_tensor t = {v->dtype, v->rank, {0}, data};
+  memcpy(t.dims, v->dims, sizeof t.dims);
+  return t;
+}
+
+/* Input k of node n as the simulated integer layer sees it. */
+static lb_tensor node_input(lb_search *s, uint32_t n, uint32_t k, const unsigned char *choice) {
+  const lb_graph *g = s->g;
+  uint32_t v = g->nodes[n].in[k], li = s->layer_of[n];
+  lb_tensor t = s->val[v];
+  if (!s->integer[n] || g->values[v].dtype != LB_DTYPE_F32) return t;
+  if (li != LB_NONE && k >= 1 && k <= 2) {
+    const fqw *f = &s->fq[li * LB_SEARCH_MAX_OPTS + choice[li]];
+    if (k == 1) t.data = f->w;
+    else t.data = f->b;
+    return t;
+  }
+  int64_t ne = lb_value_numel(&g->values[v]);
+  int bin = li != LB_NONE && k == 0 && s->layers[li].opt[choice[li]].act == LB_DTYPE_B1;
+  if (g->values[v].data && s->p->v[v].dtype == LB_DTYPE_F32) return t;
+  if (s->p->v[v].dtype == LB_DTYPE_F32 || !s->p->v[v].n) return t;
+  if (!bin && s->is_fq[v]) return t;
+  float *dst = s->tmp[k < 4 ? k : 3];
+  if (bin) binarize(s, li, v, t.data, dst, ne);
+  else fq_act(s, v, t.data, dst, ne);
+  t.data = dst;
+  return t;
+}
+
+/* Runs nodes [start, n_nodes) on the values in s->val (earlier ones already there). */
+static int run_nodes(lb_search *s, const unsigned char *choice, uint32_t start, lb_diag *d) {
+  const lb_graph *g = s->g;
+  lb_tensor in[64];
+  for (uint32_t n = start; n < g->n_nodes; n++) {
+    const lb_node *nd = &g->nodes[n];
+    for (uint32_t k = 0; k < nd->n_in; k++)
+      in[k] = nd->in[k] == LB_NONE ? (lb_tensor){0} : node_input(s, n, k, choice);
+    uint32_t o = nd->out[0];
+    LB_TRY(lb_eval_node(g, n, in, &s->val[o], d));
+    s->is_fq[o] = 0;
+    if (s->integer[n] && s->p->v[o].dtype != LB_DTYPE_F32 && s->p->v[o].n) {
+      int64_t ne = lb_value_numel(&g->values[o]);
+      fq_act(s, o, s->val[o].data, s->val[o].data, ne);
+      s->is_fq[o] = 1;
+    }
+  }
+  return 0;
+}
+
+static void set_input(lb_search *s, const lb_tensor *x, int64_t i) {
+  uint32_t v = s->g->inputs[0];
+  s->val[v].data = (float *)x->data + i * s->sample_n;
+  s->is_fq[v] = 0;
+}
+
+static void copy_out(lb_search *s, float *out) {
+  memcpy(out, s->val[s->g->outputs[0]].data, (size_t)s->out_n * sizeof(float));
+}
+
+/* The default evaluator: the interpreter on the simulated-quantized graph. */
+static int eval_interp(lb_search *s, void *user, const unsigned char *choice, int64_t n,
+                       float *out, lb_diag *d) {
+  (void)user;
+  mark_integer(s, choice);
+  for (int64_t i = 0; i < n; i++) {
+    set_input(s, s->x, i);
+    LB_TRY(run_nodes(s, choice, 0, d));
+    copy_out(s, out + i * s->out_n);
+  }
+  return 0;
+}
+
+/* ---- scores ------------------------------------------------------------------------------- */
+
+static int32_t top1(const float *y, int64_t n) {
+  int32_t b = 0;
+  for (int64_t i = 1; i < n; i++)
+    if (y[i] > y[b]) b = (int32_t)i;
+  return b;
+}
+
+static int64_t label_at(const lb_tensor *l, int64_t i) {
+  return l->dtype == LB_DTYPE_I64 ? ((const int64_t *)l->data)[i] : ((const int32_t *)l->data)[i];
+}
+
+/* Score of outputs y for samples [0, n). */
+static lb_search_score score(const lb_search *s, const float *y, int64_t n) {
+  lb_search_score r = {0, 0, 0, 0};
+  double sig = 0, noise = 0;
+  int64_t hit = 0, agree = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *yi = y + i * s->out_n, *ri = s->ref + i * s->out_n;
+    int32_t t = top1(yi, s->out_n);
+    agree += t == s->ref_top[i];
+    if (s->labels) hit += t == label_at(s->labels, i);
+    for (int64_t j = 0; j < s->out_n; j++) {
+      double e = (double)yi[j] - ri[j];
+      sig += (double)ri[j] * ri[j], noise += e * e;
+    }
+  }
+  r.acc = n ? 100.0 * (double)hit / (double)n : 0;
+  r.agree = n ? 100.0 * (double)agree / (double)n : 0;
+  r.sqnr = noise > 0 ? fmin(200.0, 10.0 * log10(sig / noise)) : 200.0;
+  r.quality = s->labels ? r.acc : r.agree;
+  return r;
+}
+
+static double rel_noise(const lb_search *s, const float *y, int64_t n) {
+  double sig = 0, noise = 0;
+  for (int64_t i = 0; i < n * s->out_n; i++) {
+    double e = (double)y[i] - s->ref[i];
+    sig += (double)s->ref[i] * s->ref[i], noise += e * e;
+  }
+  return sig > 0 ? noise / sig : noise;
+}
+
+int lb_search_score_of(lb_search *s, const unsigned char *choice, lb_search_score *out,
+                       lb_diag *d) {
+  LB_TRY(s->eval(s, s->eval_user, choice, s->n_eval, s->work, d));
+  s->n_evals++;
+  *out = score(s, s->work, s->n_eval);
+  return 0;
+}
+
+/* ---- cost of an assignment ---------------------------------------------------------------- */
+
+static lb_dtype opt_wdt(const lb_search_opt *o) { return o->combo ? o->weight : LB_DTYPE_F32; }
+
+/* Elements per cycle of a quantize or dequantize: the fp32 activation rate. */
+static double convert_rate(const lb_spec *spec) {
+  const lb_spec_combo *c = lb_spec_find(spec, LB_SPEC_ACTIVATION, LB_DTYPE_F32, LB_DTYPE_F32);
+  double r = c ? lb_spec_combo_rate(c) : 0;
+  return r > 0 ? r : 8.0;
+}
+
+double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
+  const lb_graph *g = s->g;
+  int64_t wb = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++)
+    wb += lb_cost_weight_bytes(g, s->layers[li].node, opt_wdt(&s->layers[li].opt[choice[li]]));
+  double bw, cyc = 0;
+  lb_cost_weight_level(s->spec, wb, &bw);
+  lb_search *m = (lb_search *)s; /* integer[] is scratch */
+  mark_integer(m, choice);
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    uint32_t li = s->layer_of[n];
+    const lb_node *nd = &g->nodes[n];
+    lb_cost c;
+    if (li != LB_NONE) {
+      const lb_search_opt *o = &s->layers[li].opt[choice[li]];
+      c = lb_cost_node(s->spec, g, n, o->combo, o->combo ? o->act : LB_DTYPE_F32, opt_wdt(o), bw);
+    } else {
+      lb_dtype act = m->integer[n] ? s->p->act : LB_DTYPE_F32;
+      c = lb_cost_node(s->spec, g, n, NULL, act, s->p->l[n].integer ? s->p->l[n].weight : LB_DTYPE_F32, bw);
+    }
+    cyc += lb_cost_total(&c);
+    /* quantize / dequantize where an fp32 node reads an integer one or the reverse */
+    for (uint32_t k = 0; k < nd->n_in; k++) {
+      uint32_t v = nd->in[k];
+      if (v == LB_NONE || g->values[v].data) continue;
+      int from = g->values[v].producer != LB_NONE && m->integer[g->values[v].producer];
+      if (from != m->integer[n] && s->p->v[v].dtype != LB_DTYPE_F32)
+        cyc += (double)lb_value_numel(&g->values[v]) / convert_rate(s->spec);
+    }
+  }
+  if (wbytes) *wbytes = wb;
+  return cyc;
+}
+
+double lb_search_ms(const lb_search *s, double cycles) {
+  double ghz = lb_spec_clock_ghz(s->spec);
+  return cycles / ((ghz > 0 ? ghz : 1.0) * 1e6);
+}
+
+/* Cost of layer li alone under option k (weights at the all-int8 level): the knapsack's item. */
+static double layer_cycles(const lb_search *s, uint32_t li, int k) {
+  const lb_search_opt *o = &s->layers[li].opt[k];
+  lb_cost c = lb_cost_node(s->spec, s->g, s->layers[li].node, o->combo,
+                           o->combo ? o->act : LB_DTYPE_F32, opt_wdt(o), s->wbw);
+  return lb_cost_total(&c);
+}
+
+/* ---- building the search ------------------------------------------------------------------ */
+
+static int alloc_values(lb_search *s) {
+  const lb_graph *g = s->g;
+  uint32_t nv = g->n_values ? g->n_values : 1;
+  s->val = lb_calloc(nv, sizeof *s->val);
+  s->is_fq = lb_calloc(nv, 1);
+  s->integer = lb_calloc(g->n_nodes ? g->n_nodes : 1, 1);
+  if (!s->val || !s->is_fq || !s->integer) return LB_ERR_NOMEM;
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    const lb_value *val = &g->values[v];
+    if (val->dtype != LB_DTYPE_F32 && !val->data)
+      return LB_ERR_INPUT; /* reported by the caller */
+    s->val[v] = tensor_of(val, val->data);
+    int64_t ne = lb_value_numel(val);
+    if (ne > s->tmp_n) s->tmp_n = ne;
+    if (val->data || val->is_input) continue;
+    s->val[v].data = lb_calloc((size_t)(ne ? ne : 1), sizeof(float));
+    if (!s->val[v].data) return LB_ERR_NOMEM;
+  }
+  for (int k = 0; k < 4; k++)
+    if (!(s->tmp[k] = lb_calloc((size_t)(s->tmp_n ? s->tmp_n : 1), sizeof(float)))) return LB_ERR_NOMEM;
+  return 0;
+}
+
+static int find_layers(lb_search *s) {
+  const lb_graph *g = s->g;
+  s->layer_of = lb_malloc((g->n_nodes ? g->n_nodes : 1) * sizeof(uint32_t));
+  s->layers = lb_calloc(g->n_nodes ? g->n_nodes : 1, sizeof *s->layers);
+  if (!s->layer_of || !s->layers) return LB_ERR_NOMEM;
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    s->layer_of[n] = LB_NONE;
+    if (!searchable(g, s->p, n)) continue;
+    lb_search_layer *L = &s->layers[s->n_layers];
+    L->node = n;
+    L->kind = (lb_spec_opkind)lb_spec_opkind_of(g, n);
+    add_opts(s, L);
+    if (L->base < 0) continue; /* the int8 plan's combination is not searchable */
+    const lb_node *nd = &g->nodes[n];
+    L->weight_elems = lb_value_numel(&g->values[nd->in[1]]);
+    lb_cost c = lb_cost_node(s->spec, g, n, L->opt[L->base].combo, s->p->act, LB_DTYPE_I8, 1.0);
+    L->macs = (int64_t)llround(c.compute * lb_spec_combo_rate(L->opt[L->base].combo));
+    s->layer_of[n] = s->n_layers++;
+  }
+  return 0;
+}
+
+/* Binary activation thresholds and magnitudes from the calibration set: the threshold is the
+ * mean of the 8-bit input, the magnitude the mean distance to it (least squares for +-s). */
+static int binary_params(lb_search *s, const unsigned char *f32, lb_diag *d) {
+  const lb_graph *g = s->g;
+  double *sum = lb_calloc(s->n_layers + 1, sizeof(double)), *dev = lb_calloc(s->n_layers + 1, sizeof(double));
+  int64_t *cnt = lb_calloc(s->n_layers + 1, sizeof(int64_t));
+  int rc = !sum || !dev || !cnt ? LB_ERR_NOMEM : 0;
+  mark_integer(s, NULL);
+  for (int pass = 0; !rc && pass < 2; pass++)
+    for (int64_t i = 0; !rc && i < s->calib->dims[0]; i++) {
+      set_input(s, s->calib, i);
+      rc = run_nodes(s, f32, 0, d);
+      for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
+        uint32_t v = g->nodes[s->layers[li].node].in[0];
+        const lb_qval *q = &s->p->v[v];
+        int32_t qmin, qmax;
+        lb_qrange(q->dtype, &qmin, &qmax);
+        const float *x = s->val[v].data;
+        int64_t ne = lb_value_numel(&g->values[v]);
+        for (int64_t j = 0; j < ne; j++) {
+          int32_t xq = lb_qquantize(x[j], q->scale[0], q->zp[0], qmin, qmax);
+          if (pass == 0) sum[li] += xq, cnt[li]++;
+          else dev[li] += fabs((double)(xq - s->bin_thr[li]) * q->scale[0]);
+        }
+      }
+      if (pass == 0 && i + 1 == s->calib->dims[0])
+        for (uint32_t li = 0; li < s->n_layers; li++)
+          s->bin_thr[li] = (int32_t)llround(cnt[li] ? sum[li] / (double)cnt[li] : 0);
+    }
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++)
+    s->bin_scale[li] = cnt[li] && dev[li] > 0 ? (float)(dev[li] / (double)cnt[li]) : 1.0f;
+  lb_free(sum), lb_free(dev), lb_free(cnt);
+  return rc;
+}
+
+static int reference(lb_search *s, const unsigned char *f32, lb_diag *d) {
+  s->ref = lb_calloc((size_t)(s->n_eval * s->out_n), sizeof(float));
+  s->work = lb_calloc((size_t)(s->n_eval * s->out_n), sizeof(float));
+  s->ref_top = lb_calloc((size_t)s->n_eval, sizeof(int32_t));
+  if (!s->ref || !s->work || !s->ref_top) return LB_ERR_NOMEM;
+  (void)f32;
+  LB_TRY(eval_interp(s, NULL, NULL, s->n_eval, s->ref, d));
+  for (int64_t i = 0; i < s->n_eval; i++) s->ref_top[i] = top1(s->ref + i * s->out_n, s->out_n);
+  return 0;
+}
+
+static int check_data(const lb_search *s, lb_diag *d) {
+  const lb_graph *g = s->g;
+  if (g->n_inputs != 1 || g->n_outputs < 1)
+    return lb_diag_err(d, LB_ERR_INPUT, "search needs a model with one input, not %u", g->n_inputs);
+  const lb_value *in = &g->values[g->inputs[0]];
+  const lb_tensor *sets[2] = {s->calib, s->x};
+  const char *what[2] = {"calibration", "evaluation"};
+  for (int k = 0; k < 2; k++) {
+    const lb_tensor *t = sets[k];
+    if (t->dtype != LB_DTYPE_F32 || t->rank < 1 || t->dims[0] < 1)
+      return lb_diag_err(d, LB_ERR_INPUT, "%s data: need f32 samples along axis 0", what[k]);
+    if (lb_tensor_numel(t) / t->dims[0] != lb_value_numel(in))
+      return lb_diag_err(d, LB_ERR_INPUT, "%s data: a sample has %lld values, input '%s' has %lld",
+                         what[k], (long long)(lb_tensor_numel(t) / t->dims[0]), in->name,
+                         (long long)lb_value_numel(in));
+  }
+  if (s->labels) {
+    const lb_tensor *l = s->labels;
+    if ((l->dtype != LB_DTYPE_I64 && l->dtype != LB_DTYPE_I32) || lb_tensor_numel(l) != s->x->dims[0])
+      return lb_diag_err(d, LB_ERR_INPUT, "labels: need %lld integers (i64 or i32), got %s with %lld values",
+                         (long long)s->x->dims[0], lb_dtype_name(l->dtype), (long long)lb_tensor_numel(l));
+  }
+  return 0;
+}
+
+static int setup(lb_search *s, lb_diag *d) {
+  LB_TRY(check_data(s, d));
+  int rc = alloc_values(s);
+  if (rc == LB_ERR_INPUT)
+    return lb_diag_err(d, LB_ERR_INPUT, "search needs an fp32 model");
+  LB_TRY(rc);
+  LB_TRY(find_layers(s));
+  const lb_value *out = &s->g->values[s->g->outputs[0]];
+  s->out_n = lb_value_numel(out);
+  s->sample_n = lb_value_numel(&s->g->values[s->g->inputs[0]]);
+  s->n_eval = s->x->dims[0];
+  uint32_t nl = s->n_layers ? s->n_layers : 1;
+  s->fq = lb_calloc((size_t)nl * LB_SEARCH_MAX_OPTS, sizeof *s->fq);
+  s->bin_scale = lb_calloc(nl, sizeof(float));
+  s->bin_thr = lb_calloc(nl, sizeof(int32_t));
+  unsigned char *f32 = lb_calloc(nl, 1);
+  unsigned char *base = lb_calloc(nl, 1);
+  if (!s->fq || !s->bin_scale || !s->bin_thr || !f32 || !base) rc = LB_ERR_NOMEM;
+  if (!rc) rc = binary_params(s, f32, d);
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++)
+    for (int k = 0; !rc && k < s->layers[li].n_opt; k++) rc = make_fq(s, li, k);
+  if (!rc) rc = reference(s, f32, d);
+  for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
+  int64_t wb = 0;
+  if (!rc) lb_search_cycles(s, base, &wb), lb_cost_weight_level(s->spec, wb, &s->wbw);
+  lb_free(f32), lb_free(base);
+  if (rc == LB_ERR_NOMEM) lb_diag_err(d, rc, "out of memory");
+  return rc;
+}
+
+int lb_search_new(const lb_graph *g, const lb_spec *spec, const lb_qplan *p, const lb_tensor *calib,
+                  const lb_tensor *x, const lb_tensor *labels, lb_search **out, lb_diag *d) {
+  *out = NULL;
+  lb_search *s = lb_calloc(1, sizeof *s);
+  if (!s) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  *s = (lb_search){.g = g, .spec = spec, .p = p, .calib = calib, .x = x, .labels = labels};
+  s->eval = eval_interp;
+  s->fp32_pt = s->int8_pt = s->chosen = UINT32_MAX;
+  int rc = setup(s, d);
+  if (rc) {
+    lb_search_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static void free_snap(lb_search *s) {
+  for (int64_t i = 0; s->snap && i < s->snap_n * (int64_t)s->g->n_values; i++) lb_free(s->snap[i]);
+  lb_free(s->snap);
+  s->snap = NULL, s->snap_n = 0;
+}
+
+void lb_search_free(lb_search *s) {
+  if (!s) return;
+  for (uint32_t v = 0; s->val && v < s->g->n_values; v++)
+    if (!s->g->values[v].data && !s->g->values[v].is_input) lb_free(s->val[v].data);
+  for (uint32_t i = 0; s->fq && i < s->n_layers * LB_SEARCH_MAX_OPTS; i++)
+    lb_free(s->fq[i].w), lb_free(s->fq[i].b), lb_free(s->fq[i].scale);
+  for (int k = 0; k < 4; k++) lb_free(s->tmp[k]);
+  for (uint32_t i = 0; i < s->n_pts; i++) lb_free(s->pts[i].choice);
+  free_snap(s);
+  lb_free(s->val), lb_free(s->is_fq), lb_free(s->integer), lb_free(s->layer_of);
+  lb_free(s->layers), lb_free(s->fq), lb_free(s->bin_scale), lb_free(s->bin_thr);
+  lb_free(s->ref), lb_free(s->ref_top), lb_free(s->work), lb_free(s->pts);
+  lb_free(s);
+}
+
+uint32_t lb_search_n_layers(const lb_search *s) { return s->n_layers; }
+const lb_search_layer *lb_search_layer_at(const lb_search *s, uint32_t i) { return &s->layers[i]; }
+int64_t lb_search_out_numel(const lb_search *s) { return s->out_n; }
+int64_t lb_search_n_eval(const lb_search *s) { return s->n_eval; }
+uint32_t lb_search_n_points(const lb_search *s) { return s->n_pts; }
+const lb_search_point *lb_search_point_at(const lb_search *s, uint32_t i) { return &s->pts[i]; }
+uint32_t lb_search_n_evals(const lb_search *s) { return s->n_evals; }
+
+static const lb_search_point *pt_or_null(const lb_search *s, uint32_t i) {
+  return i < s->n_pts ? &s->pts[i] : NULL;
+}
+const lb_search_point *lb_search_chosen(const lb_search *s) { return pt_or_null(s, s->chosen); }
+const lb_search_point *lb_search_fp32(const lb_search *s) { return pt_or_null(s, s->fp32_pt); }
+const lb_search_point *lb_search_int8(const lb_search *s) { return pt_or_null(s, s->int8_pt); }
+
+/* ---- points ------------------------------------------------------------------------------- */
+
+static int add_point(lb_search *s, const unsigned char *choice, const lb_search_score *sc,
+                     uint32_t *idx) {
+  if (s->n_pts == s->cap_pts) {
+    uint32_t cap = s->cap_pts ? 2 * s->cap_pts : 32;
+    lb_search_point *np = lb_realloc(s->pts, cap * sizeof *np);
+    if (!np) return LB_ERR_NOMEM;
+    s->pts = np, s->cap_pts = cap;
+  }
+  lb_search_point *p = &s->pts[s->n_pts];
+  memset(p, 0, sizeof *p);
+  p->choice = lb_malloc(s->n_layers + 1);
+  if (!p->choice) return LB_ERR_NOMEM;
+  memcpy(p->choice, choice, s->n_layers);
+  p->cycles = lb_search_cycles(s, choice, &p->weight_bytes);
+  p->score = *sc;
+  if (idx) *idx = s->n_pts;
+  s->n_pts++;
+  return 0;
+}
+
+/* An evaluated point for choice: reuses an earlier evaluation of the same assignment. */
+static int eval_point(lb_search *s, const unsigned char *choice, uint32_t *idx, lb_diag *d) {
+  for (uint32_t i = 0; i < s->n_pts; i++)
+    if (i != s->fp32_pt && memcmp(s->pts[i].choice, choice, s->n_layers) == 0) return *idx = i, 0;
+  lb_search_score sc;
+  LB_TRY(lb_search_score_of(s, choice, &sc, d));
+  return add_point(s, choice, &sc, idx);
+}
+
+typedef struct goal {
+  double min_quality, max_ms;
+  int64_t max_bytes;
+} goal;
+
+static int feasible(const lb_search *s, const goal *G, uint32_t i) {
+  const lb_search_point *p = &s->pts[i];
+  if (p->score.quality < G->min_quality - 1e-9) return 0;
+  if (G->max_ms > 0 && lb_search_ms(s, p->cycles) > G->max_ms) return 0;
+  return !(G->max_bytes > 0 && p->weight_bytes > G->max_bytes);
+}
+
+/* Cheapest feasible point (ties: higher quality), or UINT32_MAX. */
+static uint32_t best_feasible(const lb_search *s, const goal *G) {
+  uint32_t b = UINT32_MAX;
+  for (uint32_t i = 0; i < s->n_pts; i++) {
+    if (!feasible(s, G, i)) continue;
+    const lb_search_point *p = &s->pts[i];
+    if (b == UINT32_MAX || p->cycles < s->pts[b].cycles ||
+        (p->cycles == s->pts[b].cycles && p->score.quality > s->pts[b].score.quality))
+      b = i;
+  }
+  return b;
+}
+
+static void mark_pareto(lb_search *s) {
+  for (uint32_t i = 0; i < s->n_pts; i++) {
+    lb_search_point *p = &s->pts[i];
+    p->pareto = 1;
+    for (uint32_t j = 0; j < s->n_pts && p->pareto; j++) {
+      const lb_search_point *q = &s->pts[j];
+      if (q->cycles <= p->cycles && q->score.quality >= p->score.quality &&
+          (q->cycles < p->cycles || q->score.quality > p->score.quality))
+        p->pareto = 0;
+    }
+    p->chosen = i == s->chosen;
+  }
+}
+
+static void progress(const lb_search_opts *o, const char *phase, uint32_t done, uint32_t total) {
+  if (!o->progress || total == 0) return;
+  int w = 30, fill = (int)((double)done / total * w);
+  fprintf(stderr, "\r%-12s [", phase);
+  for (int i = 0; i < w; i++) fputc(i < fill ? '#' : ' ', stderr);
+  fprintf(stderr, "] %u/%u", done, total);
+  if (done == total) fputs("\033[K\r", stderr);
+  fflush(stderr);
+}
+
+/* ---- sensitivity (auto, step 1) ------------------------------------------------------------ */
+
+/* Runs the base assignment on samples [0, n) and keeps every value (prefix reuse). */
+static int snapshot(lb_search *s, const unsigned char *base, int64_t n, lb_diag *d) {
+  const lb_graph *g = s->g;
+  free_snap(s);
+  s->snap = lb_calloc((size_t)(n * g->n_values) + 1, sizeof(float *));
+  if (!s->snap) return LB_ERR_NOMEM;
+  s->snap_n = n;
+  mark_integer(s, base);
+  for (int64_t i = 0; i < n; i++) {
+    set_input(s, s->x, i);
+    LB_TRY(run_nodes(s, base, 0, d));
+    memcpy(s->work + i * s->out_n, s->val[g->outputs[0]].data, (size_t)s->out_n * sizeof(float));
+    for (uint32_t v = 0; v < g->n_values; v++) {
+      if (g->values[v].data || g->values[v].is_input) continue;
+      size_t bytes = (size_t)lb_value_numel(&g->values[v]) * sizeof(float);
+      float *c = lb_malloc(bytes ? bytes : 1);
+      if (!c) return LB_ERR_NOMEM;
+      memcpy(c, s->val[v].data, bytes);
+      s->snap[i * g->n_values + v] = c;
+    }
+  }
+  return 0;
+}
+
+/* Runs choice (equal to the snapshot's assignment before node start) on the snapshot's
+ * samples, recomputing from node start only. */
+static int run_from(lb_search *s, const unsigned char *choice, uint32_t start, float *out,
+                    lb_diag *d) {
+  const lb_graph *g = s->g;
+  uint32_t nv = g->n_values;
+  float **own = lb_malloc((nv ? nv : 1) * sizeof *own);
+  unsigned char *fq0 = lb_malloc(nv ? nv : 1);
+  if (!own || !fq0) return lb_free(own), lb_free(fq0), LB_ERR_NOMEM;
+  for (uint32_t v = 0; v < nv; v++) own[v] = s->val[v].data, fq0[v] = s->is_fq[v];
+  mark_integer(s, choice);
+  int rc = 0;
+  for (int64_t i = 0; !rc && i < s->snap_n; i++) {
+    set_input(s, s->x, i);
+    for (uint32_t v = 0; v < nv; v++) {
+      uint32_t pr = g->values[v].producer;
+      if (g->values[v].data || g->values[v].is_input) continue;
+      s->val[v].data = pr < start ? s->snap[i * nv + v] : own[v];
+      s->is_fq[v] = fq0[v];
+    }
+    rc = run_nodes(s, choice, start, d);
+    if (!rc) copy_out(s, out + i * s->out_n);
+  }
+  for (uint32_t v = 0; v < nv; v++) s->val[v].data = own[v];
+  lb_free(own), lb_free(fq0);
+  return rc;
+}
+
+static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *base, lb_diag *d) {
+  int64_t n = o->sens_samples > 0 ? o->sens_samples : 64;
+  if (n > s->n_eval) n = s->n_eval;
+  float *y = lb_calloc((size_t)(n * s->out_n) + 1, sizeof(float));
+  if (!y) return LB_ERR_NOMEM;
+  int rc = snapshot(s, base, n, d);
+  double n0 = rc ? 0 : rel_noise(s, s->work, n);
+  lb_search_score s0 = score(s, s->work, n);
+  uint32_t total = 0, done = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) total += (uint32_t)s->layers[li].n_opt - 2;
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
+    lb_search_layer *L = &s->layers[li];
+    for (int k = 0; !rc && k < L->n_opt; k++) {
+      if (k == L->base || !L->opt[k].combo) { /* fp32 alone: about the int8 noise removed */
+        L->noise[k] = 0, L->sens[k] = 0;
+        continue;
+      }
+      base[li] = (unsigned char)k;
+      rc = run_from(s, base, L->node, y, d);
+      base[li] = (unsigned char)L->base;
+      if (rc) break;
+      L->noise[k] = rel_noise(s, y, n) - n0;
+      L->sens[k] = s0.quality - score(s, y, n).quality;
+      progress(o, "sensitivity", ++done, total);
+    }
+  }
+  free_snap(s);
+  lb_free(y);
+  return rc;
+}
+
+/* ---- Lagrangian knapsack (auto, step 2) ----------------------------------------------------- */
+
+/* Per layer the option minimising cost + lambda * noise. */
+static void relax(const lb_search *s, double lambda, unsigned char *choice) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    double best = INFINITY;
+    for (int k = 0; k < L->n_opt; k++) {
+      double v = layer_cycles(s, li, k) + lambda * L->noise[k];
+      if (v < best - 1e-12) best = v, choice[li] = (unsigned char)k;
+    }
+  }
+}
+
+/* The distinct solutions of the relaxation over a geometric sweep of lambda (cheapest first;
+ * cost grows and noise falls with lambda), then a bisection over them for the cheapest one
+ * that meets the goal: quality falls with the modeled noise, so about log2(count) evaluations
+ * find it. Every evaluated solution is a point of the front. */
+static int knapsack(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag *d) {
+  enum { STEPS = 96 };
+  size_t row = s->n_layers + 1;
+  double scale = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) scale += layer_cycles(s, li, s->layers[li].base);
+  unsigned char *c = lb_calloc((size_t)STEPS * row, 1);
+  if (!c) return LB_ERR_NOMEM;
+  uint32_t nc = 0;
+  for (int j = 0; j < STEPS; j++) {
+    double lambda = scale * pow(10.0, -4.0 + 12.0 * j / (STEPS - 1));
+    unsigned char *cur = c + nc * row;
+    relax(s, lambda, cur);
+    if (nc == 0 || memcmp(cur, cur - row, s->n_layers) != 0) nc++;
+  }
+  /* invariant: candidates above hi are feasible (or hi = nc - 1), below lo infeasible */
+  int64_t lo = 0, hi = (int64_t)nc - 1;
+  int rc = 0;
+  uint32_t step = 0, steps = 1;
+  while ((1u << steps) < nc) steps++;
+  while (!rc && lo < hi) {
+    int64_t mid = (lo + hi) / 2;
+    uint32_t idx;
+    rc = eval_point(s, c + (size_t)mid * row, &idx, d);
+    if (!rc && feasible(s, G, idx)) hi = mid;
+    else lo = mid + 1;
+    progress(o, "knapsack", ++step, steps);
+  }
+  uint32_t idx;
+  if (!rc && nc) rc = eval_point(s, c + (size_t)hi * row, &idx, d);
+  progress(o, "knapsack", steps, steps);
+  lb_free(c);
+  return rc;
+}
+
+/* ---- greedy refinement (auto, step 3) ------------------------------------------------------- */
+
+typedef struct move {
+  uint32_t li;
+  int k;
+  double gain; /* cycles saved per unit of added noise */
+} move;
+
+static int by_gain(const void *a, const void *b) {
+  double x = ((const move *)a)->gain, y = ((const move *)b)->gain;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag *d) {
+  unsigned char *cur = lb_malloc(s->n_layers + 1);
+  move *mv = lb_calloc((size_t)s->n_layers * LB_SEARCH_MAX_OPTS + 1, sizeof *mv);
+  if (!cur || !mv) return lb_free(cur), lb_free(mv), LB_ERR_NOMEM;
+  memcpy(cur, s->pts[s->chosen].choice, s->n_layers);
+  uint32_t nm = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    double c0 = layer_cycles(s, li, cur[li]);
+    for (int k = 0; k < L->n_opt; k++) {
+      double save = c0 - layer_cycles(s, li, k);
+      if (save <= 0) continue;
+      double dn = L->noise[k] - L->noise[cur[li]];
+      mv[nm++] = (move){li, k, save / (dn > 1e-12 ? dn : 1e-12)};
+    }
+  }
+  qsort(mv, nm, sizeof *mv, by_gain);
+  int rc = 0;
+  uint32_t limit = s->n_layers / 2 + 2, tried = 0;
+  for (uint32_t m = 0; !rc && m < nm && tried < limit; m++) {
+    uint32_t li = mv[m].li, idx;
+    if (layer_cycles(s, li, mv[m].k) >= layer_cycles(s, li, cur[li])) continue;
+    unsigned char keep = cur[li];
+    cur[li] = (unsigned char)mv[m].k;
+    rc = eval_point(s, cur, &idx, d);
+    tried++;
+    progress(o, "refine", tried, limit);
+    if (!rc && feasible(s, G, idx) && s->pts[idx].cycles < s->pts[s->chosen].cycles) s->chosen = idx;
+    else cur[li] = keep;
+  }
+  progress(o, "refine", limit, limit);
+  lb_free(cur), lb_free(mv);
+  return rc;
+}
+
+/* ---- hago-greedy ---------------------------------------------------------------------------- */
+
+static int opt_bits(const lb_search_opt *o) {
+  return o->combo ? lb_dtype_bits(o->weight) : 32;
+}
+
+/* HAGO: each layer in order takes the fewest weight bits that keep the quality constraint. */
+static int hago(lb_search *s, const lb_search_opts *o, const goal *G, unsigned char *cur,
+                lb_diag *d) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    for (int bits = 1; bits < opt_bits(&L->opt[cur[li]]); bits++)
+      for (int k = 0; k < L->n_opt; k++) {
+        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits) continue;
+        unsigned char keep = cur[li];
+        uint32_t idx;
+        cur[li] = (unsigned char)k;
+        LB_TRY(eval_point(s, cur, &idx, d));
+        if (feasible(s, G, idx)) {
+          s->chosen = idx;
+          bits = 99;
+          break;
+        }
+        cur[li] = keep;
+      }
+    progress(o, "hago-greedy", li + 1, s->n_layers);
+  }
+  return 0;
+}
+
+/* ---- driver --------------------------------------------------------------------------------- */
+
+static int references(lb_search *s, unsigned char *base, lb_diag *d) {
+  unsigned char *f32 = lb_calloc(s->n_layers + 1, 1);
+  if (!f32) return LB_ERR_NOMEM;
+  lb_search_score sc = score(s, s->ref, s->n_eval);
+  int rc = add_point(s, f32, &sc, &s->fp32_pt);
+  for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
+  if (!rc) rc = eval_point(s, base, &s->int8_pt, d);
+  lb_free(f32);
+  return rc;
+}
+
+int lb_search_run(lb_search *s, const lb_search_opts *o, lb_diag *d) {
+  if (o->eval) s->eval = o->eval, s->eval_user = o->eval_user;
+  unsigned char *base = lb_calloc(s->n_layers + 1, 1);
+  if (!base) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  int rc = references(s, base, d);
+  goal G = {0, o->latency_budget, o->size_budget};
+  if (!rc) G.min_quality = s->pts[s->fp32_pt].score.quality - o->max_drop;
+  if (!rc) s->chosen = feasible(s, &G, s->int8_pt) ? s->int8_pt : s->fp32_pt;
+  if (!rc && o->strategy == LB_STRATEGY_HAGO_GREEDY) {
+    rc = hago(s, o, &G, base, d);
+  } else if (!rc) {
+    rc = sensitivity(s, o, base, d);
+    if (!rc) rc = knapsack(s, o, &G, d);
+    uint32_t b = rc ? UINT32_MAX : best_feasible(s, &G);
+    if (b != UINT32_MAX) s->chosen = b;
+    if (!rc) rc = refine(s, o, &G, d);
+  }
+  if (!rc && !feasible(s, &G, s->chosen)) {
+    uint32_t b = best_feasible(s, &G);
+    if (b != UINT32_MAX) s->chosen = b;
+  }
+  if (!rc) mark_pareto(s);
+  lb_free(base);
+  if (rc == LB_ERR_NOMEM) lb_diag_err(d, rc, "out of memory");
+  return rc;
+}
+
+/* ---- the plan ------------------------------------------------------------------------------ */
+
+/* Weight parameters of the searched layers, marked as given so lb_quant_params keeps them (and
+ * derives the biases from them). */
+static int set_weights(const lb_search *s, const unsigned char *choice, lb_qplan *p) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    const fqw *f = &s->fq[li * LB_SEARCH_MAX_OPTS + choice[li]];
+    uint32_t w = s->g->nodes[L->node].in[1];
+    lb_qval *q = &p->v[w];
+    if (!L->opt[choice[li]].combo || !p->l[L->node].integer || q->dtype == LB_DTYPE_F32) continue;
+    int axis = f->n_scale > 1 ? weight_axis(&s->g->nodes[L->node]) : -1;
+    LB_TRY(lb_qplan_set(p, w, f->n_scale, axis, f->scale, NULL));
+    q->yaml_at = "search", q->file_dtype = q->dtype, q->symmetric = 1;
+  }
+  return 0;
+}
+
+int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p, lb_diag *d) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    const lb_search_opt *o = &L->opt[choice[li]];
+    lb_qlayer *l = &p->l[L->node];
+    l->forced_f32 = o->combo == NULL;
+    l->want = o->combo && choice[li] != L->base ? o->combo->label : NULL;
+    l->want_at = NULL;
+  }
+  LB_TRY(lb_quant_annotate(s->g, s->spec, p, d));
+  int rc = set_weights(s, choice, p);
+  if (rc) return lb_diag_err(d, rc, "out of memory");
+  p->method = "search";
+  return lb_quant_params(s->g, p, d);
+}

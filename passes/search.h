@@ -1,0 +1,150 @@
+/* Per-layer precision search (issue 6): the search space a spec declares for each MAC layer of
+ * a prepared fp32 graph (fp32 plus every weight/activation combination of its op kind), the
+ * modeled cost of a choice (cost.c), the evaluation of a whole assignment by simulated
+ * quantization (search.c, replaceable through lb_search_eval_fn), and the strategies (auto:
+ * sensitivity -> Lagrangian knapsack -> greedy refinement; hago-greedy). Invariant: a choice
+ * vector has one entry per searched layer, indexing that layer's lb_search_layer.opt[]. */
+#ifndef LB_PASSES_SEARCH_H
+#define LB_PASSES_SEARCH_H
+
+#include <stdio.h>
+
+#include "quantize.h"
+
+#define LB_SEARCH_MAX_OPTS 8
+
+/* One precision a layer may take: combo NULL means fp32. */
+typedef struct lb_search_opt {
+  const lb_spec_combo *combo;
+  lb_dtype act, weight; /* F32/F32 for fp32; weight F32 for weightless kinds */
+  const char *label;    /* combo label or "f32" */
+} lb_search_opt;
+
+/* A searched layer: a MAC node (conv, gemm, dense matmul) that the int8 plan runs in integer. */
+typedef struct lb_search_layer {
+  uint32_t node;
+  lb_spec_opkind kind;
+  int n_opt, base; /* base: the all-int8 option (the int8 plan's combination) */
+  lb_search_opt opt[LB_SEARCH_MAX_OPTS];
+  int64_t macs, weight_elems;
+  double sens[LB_SEARCH_MAX_OPTS]; /* objective loss when only this layer takes opt k */
+  double noise[LB_SEARCH_MAX_OPTS]; /* output noise power added (fraction of signal power) */
+} lb_search_layer;
+
+/* ---- cost.c ------------------------------------------------------------------------------- */
+
+/* Modeled cost of one node, in cycles of one core, split by what bounds it. */
+typedef struct lb_cost {
+  double compute; /* MACs / (macs_per_cycle * efficiency) */
+  double epilogue; /* outputs / (elements_per_cycle * efficiency): requantize, elementwise */
+  double memory;  /* weight bytes + activation bytes over the bandwidth of their level */
+} lb_cost;
+
+/* Where the weights of a model of weight_bytes live (1..3 caches, 4 = DRAM) and that level's
+ * bytes per cycle. */
+int lb_cost_weight_level(const lb_spec *s, int64_t weight_bytes, double *bytes_per_cycle);
+/* Cost of node n of g when it runs with combination c (NULL: fp32; for weightless nodes the
+ * spec's combination of its kind with activation dtype act), weights stored as wdt with their
+ * bytes read at wbw bytes per cycle. Nodes the spec does not cover cost their output elements
+ * at the fp32 activation rate. */
+lb_cost lb_cost_node(const lb_spec *s, const lb_graph *g, uint32_t n, const lb_spec_combo *c,
+                     lb_dtype act, lb_dtype wdt, double wbw);
+double lb_cost_total(const lb_cost *c);
+/* Weight bytes of node n stored as wdt (fp32 weights and biases 4 bytes, packed sub-byte). */
+int64_t lb_cost_weight_bytes(const lb_graph *g, uint32_t n, lb_dtype wdt);
+
+/* ---- search.c ----------------------------------------------------------------------------- */
+
+typedef enum { LB_STRATEGY_AUTO = 0, LB_STRATEGY_HAGO_GREEDY, LB_STRATEGY_COUNT } lb_strategy;
+const char *lb_strategy_name(lb_strategy s);
+int lb_strategy_from_name(const char *s, lb_strategy *out); /* 0 on success */
+
+/* How good one assignment is, on the evaluation set. */
+typedef struct lb_search_score {
+  double acc;   /* top-1 accuracy against labels (0 when there are none) */
+  double agree; /* top-1 agreement with fp32 */
+  double sqnr;  /* output SQNR against fp32, dB (capped at 200) */
+  double quality; /* the objective: acc with labels, else agree */
+} lb_search_score;
+
+/* One evaluated assignment. */
+typedef struct lb_search_point {
+  unsigned char *choice; /* per layer */
+  double cycles;         /* modeled, whole model */
+  int64_t weight_bytes;
+  lb_search_score score;
+  int pareto, chosen;
+} lb_search_point;
+
+typedef struct lb_search lb_search;
+
+/* Runs the model under assignment `choice` on samples [0, n) of the evaluation set and writes
+ * the flattened first output of each sample to out (n * lb_search_out_numel floats). The default
+ * is the interpreter on the simulated-quantized graph; a JIT evaluator can replace it. */
+typedef int (*lb_search_eval_fn)(lb_search *s, void *user, const unsigned char *choice,
+                                 int64_t n, float *out, lb_diag *d);
+
+typedef struct lb_search_opts {
+  lb_strategy strategy;
+  double max_drop;       /* allowed quality drop, in points (percent) */
+  double latency_budget; /* ms, modeled; 0: none */
+  int64_t size_budget;   /* weight bytes; 0: none */
+  int64_t sens_samples;  /* samples for the sensitivity pass (0: 64) */
+  int progress;          /* progress bar on stderr */
+  lb_search_eval_fn eval; /* NULL: the interpreter */
+  void *eval_user;
+} lb_search_opts;
+
+/* Builds the search for an annotated and calibrated int8 plan p of the prepared graph g:
+ * layers, options, and the evaluation set x (N samples along axis 0) with optional labels
+ * (N integers, i64 or i32). calib is the calibration set, used for binary activation
+ * thresholds. g, s, p, x, labels must outlive the search. */
+int lb_search_new(const lb_graph *g, const lb_spec *s, const lb_qplan *p, const lb_tensor *calib,
+                  const lb_tensor *x, const lb_tensor *labels, lb_search **out, lb_diag *d);
+void lb_search_free(lb_search *s);
+
+uint32_t lb_search_n_layers(const lb_search *s);
+const lb_search_layer *lb_search_layer_at(const lb_search *s, uint32_t i);
+int64_t lb_search_out_numel(const lb_search *s); /* floats per sample of the first output */
+int64_t lb_search_n_eval(const lb_search *s);
+
+/* Modeled cost (cycles) and weight bytes of an assignment. */
+double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *weight_bytes);
+double lb_search_ms(const lb_search *s, double cycles);
+/* Evaluates an assignment on the whole evaluation set. */
+int lb_search_score_of(lb_search *s, const unsigned char *choice, lb_search_score *out,
+                       lb_diag *d);
+
+/* Runs the strategy. Afterwards the evaluated points (Pareto front marked) and the chosen one
+ * are available below; the fp32 and all-int8 references are points too. */
+int lb_search_run(lb_search *s, const lb_search_opts *o, lb_diag *d);
+uint32_t lb_search_n_points(const lb_search *s);
+const lb_search_point *lb_search_point_at(const lb_search *s, uint32_t i);
+const lb_search_point *lb_search_chosen(const lb_search *s);
+const lb_search_point *lb_search_fp32(const lb_search *s);
+const lb_search_point *lb_search_int8(const lb_search *s);
+uint32_t lb_search_n_evals(const lb_search *s); /* full evaluations run */
+
+/* Writes the chosen assignment into plan p (made for g): f32 layers forced, sub-byte weights
+ * and binary activations with their parameters. */
+int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p, lb_diag *d);
+
+/* ---- the simulated semantics shared with the integer kernels ------------------------------ */
+
+/* Symmetric per-channel weight quantization to dtype t (i8: [-127,127], i4: [-7,7],
+ * i2: [-1,1], b1: sign with scale mean|w|): fills scale[ch] and, when q is not NULL, q[i] in
+ * {-qmax..qmax} (b1: -1 or +1). axis/channels as lb_qval. */
+void lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
+                             float *scale, int32_t *q);
+
+/* ---- svg.c -------------------------------------------------------------------------------- */
+
+/* Draws cost (ms, x) against quality (%, y) of every point, the Pareto front joined, the chosen
+ * point marked; written atomically. */
+int lb_svg_pareto(const lb_search *s, const char *title, const char *path, lb_diag *d);
+
+/* ---- cmd_search.c ------------------------------------------------------------------------- */
+
+int lb_cmd_search(int argc, char **argv);
+
+#endif

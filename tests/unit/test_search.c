@@ -1,0 +1,391 @@
+/* Tests of the precision search (passes/search.c) and the sub-byte integer kernels
+ * (compiler/interp_subbyte.c): packing and binary dot products against hand-computed bytes,
+ * the reference kernels against independent integer arithmetic, weight quantization by hand,
+ * and real searches on the digits models (auto against hago-greedy, the searched plan realized
+ * as an integer graph and run by the interpreter), plus the located errors. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "onnx.h"
+#include "passes.h"
+#include "search.h"
+#include "tensor_io.h"
+
+#define MODELS LB_SOURCE_DIR "/tests/models/"
+
+/* ---- packing -------------------------------------------------------------------------------- */
+
+static const struct {
+  lb_dtype t;
+  int n;
+  int32_t q[10];
+  int nb;
+  uint8_t bytes[3];
+} packs[] = {
+    /* dtype     n  values                            bytes (low bits first) */
+    {LB_DTYPE_I4, 4, {1, -2, 7, -8}, 2, {0xE1, 0x87}},
+    {LB_DTYPE_U4, 3, {15, 0, 9}, 2, {0x0F, 0x09}},
+    {LB_DTYPE_I2, 5, {1, -2, 0, -1, 1}, 2, {0xC9, 0x01}},
+    {LB_DTYPE_U2, 4, {3, 2, 1, 0}, 1, {0x1B}},
+    {LB_DTYPE_B1, 9, {1, -1, -1, 1, 1, 1, -1, 1, 1}, 2, {0xB9, 0x01}},
+};
+
+START_TEST(pack_bytes) {
+  uint8_t out[3] = {0xAA, 0xAA, 0xAA};
+  lb_subbyte_pack(packs[_i].t, packs[_i].q, packs[_i].n, out);
+  ck_assert_int_eq((int)lb_dtype_bytes(packs[_i].t, packs[_i].n), packs[_i].nb);
+  for (int k = 0; k < packs[_i].nb; k++) ck_assert_int_eq(out[k], packs[_i].bytes[k]);
+  for (int k = 0; k < packs[_i].n; k++)
+    ck_assert_int_eq(lb_subbyte_get(packs[_i].t, packs[_i].bytes, k), packs[_i].q[k]);
+}
+END_TEST
+
+START_TEST(binary_dot) {
+  /* a = +1 -1 -1 +1 +1 +1 -1 +1 | +1 -1 ; b = +1 +1 -1 -1 +1 +1 +1 +1 | -1 -1 */
+  uint8_t a[2] = {0xB9, 0x01}, b[2] = {0xF3, 0x00};
+  /* products: +1 -1 +1 -1 +1 +1 -1 +1 | -1 +1 -> first 8: 2, all 10: 2 */
+  ck_assert_int_eq(lb_binary_dot(a, b, 8), 2);
+  ck_assert_int_eq(lb_binary_dot(a, b, 10), 2);
+  ck_assert_int_eq(lb_binary_dot(a, b, 9), 1);
+  ck_assert_int_eq(lb_binary_dot(a, a, 10), 10);
+  ck_assert_int_eq(lb_binary_dot(a, b, 0), 0);
+}
+END_TEST
+
+/* ---- reference kernels against plain integer loops ---------------------------------------- */
+
+static uint64_t rng = 7;
+static int32_t irand(int32_t lo, int32_t hi) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return lo + (int32_t)((rng >> 33) % (uint64_t)(hi - lo + 1));
+}
+
+static const lb_dtype wtypes[] = {LB_DTYPE_I4, LB_DTYPE_I2, LB_DTYPE_U4, LB_DTYPE_B1};
+
+START_TEST(dense_ref) {
+  lb_dtype wt = wtypes[_i];
+  enum { M = 3, K = 13, N = 5 };
+  int8_t x[M * K], y[M * N];
+  int32_t wq[N * K], bias[N], qmin, qmax;
+  float mul[N];
+  uint8_t w[N * K];
+  lb_qrange(wt, &qmin, &qmax);
+  for (int i = 0; i < M * K; i++) x[i] = (int8_t)irand(-128, 127);
+  for (int i = 0; i < N * K; i++) wq[i] = wt == LB_DTYPE_B1 ? (irand(0, 1) ? 1 : -1) : irand(qmin, qmax);
+  for (int j = 0; j < N; j++) bias[j] = irand(-300, 300), mul[j] = 0.01f * (float)(j + 1);
+  lb_subbyte_pack(wt, wq, N * K, w);
+  lb_subbyte_dense p = {M, K, N, LB_DTYPE_I8, wt, LB_DTYPE_I8, 3, -5, bias, mul, -2, -128, 127};
+  int rc = wt == LB_DTYPE_B1 ? lb_binary_dense_ref(&p, x, w, y) : lb_subbyte_dense_ref(&p, x, w, y);
+  ck_assert_int_eq(rc, 0);
+  for (int r = 0; r < M; r++)
+    for (int j = 0; j < N; j++) {
+      int32_t acc = bias[j];
+      for (int k = 0; k < K; k++) {
+        int32_t xv = wt == LB_DTYPE_B1 ? (x[r * K + k] >= -5 ? 1 : -1) : x[r * K + k] - 3;
+        acc += xv * wq[j * K + k];
+      }
+      ck_assert_int_eq(y[r * N + j], lb_requantize(acc, mul[j], -2, -128, 127));
+    }
+}
+END_TEST
+
+START_TEST(conv_ref) {
+  lb_dtype wt = wtypes[_i];
+  enum { C = 3, H = 5, W = 4, M = 2, KH = 3, KW = 3 };
+  lb_subbyte_conv c = {1, C, H, W, M, 3, 2, KH, KW, 2, 2, 1, 1, 1, 1,
+                       LB_DTYPE_U8, wt, LB_DTYPE_U8, 100, 120, NULL, NULL, 7, 7, 255};
+  uint8_t x[C * H * W], y[M * 3 * 2], w[M * C * KH * KW];
+  int32_t wq[M * C * KH * KW], bias[M] = {40, -40}, qmin, qmax;
+  float mul[M] = {0.05f, 0.5f};
+  c.bias = bias, c.mul = mul;
+  lb_qrange(wt, &qmin, &qmax);
+  for (int i = 0; i < C * H * W; i++) x[i] = (uint8_t)irand(0, 255);
+  for (int i = 0; i < M * C * KH * KW; i++)
+    wq[i] = wt == LB_DTYPE_B1 ? (irand(0, 1) ? 1 : -1) : irand(qmin, qmax);
+  lb_subbyte_pack(wt, wq, M * C * KH * KW, w);
+  ck_assert_int_eq(lb_subbyte_conv_ref(&c, x, w, y), 0);
+  for (int m = 0; m < M; m++)
+    for (int oh = 0; oh < 3; oh++)
+      for (int ow = 0; ow < 2; ow++) {
+        int32_t acc = bias[m];
+        for (int ic = 0; ic < C; ic++)
+          for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) {
+              int ih = oh * 2 - 1 + kh, iw = ow * 2 - 1 + kw;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue; /* padding adds nothing */
+              int32_t xv = x[(ic * H + ih) * W + iw];
+              xv = wt == LB_DTYPE_B1 ? (xv >= 120 ? 1 : -1) : xv - 100;
+              acc += xv * wq[((m * C + ic) * KH + kh) * KW + kw];
+            }
+        ck_assert_int_eq(y[(m * 3 + oh) * 2 + ow], lb_requantize(acc, mul[m], 7, 7, 255));
+      }
+}
+END_TEST
+
+START_TEST(weight_quant) {
+  const float w[8] = {0.5f, -1.0f, 0.25f, 0.0f, /* channel 1: */ 0.3f, 0.3f, -0.3f, 0.1f};
+  float s[2];
+  int32_t q[8];
+  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I8, s, q);
+  ck_assert_float_eq_tol(s[0], 1.0f / 127, 1e-9f);
+  ck_assert_int_eq(q[0], 64);
+  ck_assert_int_eq(q[1], -127);
+  ck_assert_int_eq(q[2], 32);
+  ck_assert_int_eq(q[3], 0);
+  ck_assert_int_eq(q[4], 127);
+  ck_assert_int_eq(q[7], 42); /* 0.1 / (0.3/127) = 42.33 */
+  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_B1, s, q);
+  ck_assert_float_eq_tol(s[0], 0.4375f, 1e-7f); /* mean |w| */
+  ck_assert_float_eq_tol(s[1], 0.25f, 1e-7f);
+  ck_assert_int_eq(q[1], -1);
+  ck_assert_int_eq(q[3], 1);
+  ck_assert_int_eq(q[6], -1);
+  /* 2 bits: the clipped scale beats max/1 (which rounds 0.25 and 0.5 to 0 or 1) */
+  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I2, s, q);
+  for (int i = 0; i < 8; i++) ck_assert(q[i] >= -1 && q[i] <= 1);
+  double err = 0, err_max = 0;
+  for (int i = 0; i < 4; i++) {
+    err += pow(w[i] - q[i] * s[0], 2);
+    float qm = nearbyintf(w[i] / 1.0f);
+    err_max += pow(w[i] - qm * 1.0f, 2);
+  }
+  ck_assert(err < err_max);
+}
+END_TEST
+
+/* ---- searches on the digits models -------------------------------------------------------- */
+
+typedef struct run {
+  lb_graph *g;
+  lb_spec *spec;
+  lb_qplan *p;
+  lb_tensor calib, x, y;
+  lb_search *s;
+  double cpu;
+} run;
+
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void prep(run *r, const char *model, const char *calib, const char *x) {
+  lb_diag d = {0};
+  memset(r, 0, sizeof *r);
+  ck_assert_msg(lb_onnx_load(model, &r->g, &d) == 0, "%s", d.msg);
+  ck_assert_int_eq(lb_pass_prepare_fp32(r->g, &d), 0);
+  ck_assert_int_eq(lb_spec_load("x86-64-avx2", &r->spec, &d), 0);
+  r->p = lb_qplan_new(r->g);
+  ck_assert_int_eq(lb_quant_annotate(r->g, r->spec, r->p, &d), 0);
+  ck_assert_int_eq(lb_npy_read(calib, &r->calib, &d), 0);
+  ck_assert_int_eq(lb_npy_read(x, &r->x, &d), 0);
+  ck_assert_int_eq(lb_npy_read(MODELS "digits_test_y.npy", &r->y, &d), 0);
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, 0};
+  ck_assert_msg(lb_quant_calibrate(r->g, r->p, &r->calib, &co, &d) == 0, "%s", d.msg);
+}
+
+static void search(run *r, lb_strategy st) {
+  lb_diag d = {0};
+  ck_assert_msg(lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &r->s, &d) == 0, "%s", d.msg);
+  lb_search_opts o = {.strategy = st, .max_drop = 1.0};
+  double t0 = cpu_now();
+  ck_assert_msg(lb_search_run(r->s, &o, &d) == 0, "%s", d.msg);
+  r->cpu = cpu_now() - t0;
+}
+
+static void unrun(run *r) {
+  lb_search_free(r->s);
+  lb_qplan_free(r->p);
+  lb_spec_free(r->spec);
+  lb_graph_free(r->g);
+  lb_free(r->calib.data), lb_free(r->x.data), lb_free(r->y.data);
+}
+
+/* Top-1 accuracy (percent) of the integer graph of plan p on r's evaluation set. */
+static double realized_accuracy(run *r) {
+  lb_diag d = {0};
+  lb_graph *q;
+  ck_assert_msg(lb_quant_realize(r->g, r->p, LB_REALIZE_INT, &q, &d) == 0, "%s", d.msg);
+  const lb_value *in = &q->values[q->inputs[0]];
+  int64_t per = lb_value_numel(in), hit = 0;
+  for (int64_t i = 0; i < r->x.dims[0]; i++) {
+    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r->x.data + i * per}, out = {0};
+    memcpy(t.dims, in->dims, sizeof t.dims);
+    ck_assert_msg(lb_interp_run(q, &t, &out, &d) == 0, "%s", d.msg);
+    const float *o = out.data;
+    int b = 0;
+    for (int j = 1; j < 10; j++) b = o[j] > o[b] ? j : b;
+    hit += b == ((const int64_t *)r->y.data)[i];
+    lb_free(out.data);
+  }
+  lb_graph_free(q);
+  return 100.0 * (double)hit / (double)r->x.dims[0];
+}
+
+static const struct {
+  const char *model, *calib, *x;
+} digits[] = {
+    {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
+    {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
+    {MODELS "digits_ops.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
+    {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
+};
+
+START_TEST(digits_auto_vs_hago) {
+  run a, h;
+  prep(&a, digits[_i].model, digits[_i].calib, digits[_i].x);
+  prep(&h, digits[_i].model, digits[_i].calib, digits[_i].x);
+  search(&a, LB_STRATEGY_AUTO);
+  search(&h, LB_STRATEGY_HAGO_GREEDY);
+  const lb_search_point *ca = lb_search_chosen(a.s), *ch = lb_search_chosen(h.s);
+  const lb_search_point *fp = lb_search_fp32(a.s), *i8 = lb_search_int8(a.s);
+  fprintf(stderr, "%s: auto %.0f cycles %.2f%% (%u evals, %.2f s), hago %.0f cycles %.2f%% (%u evals, %.2f s), "
+          "int8 %.0f, fp32 %.2f%%\n", digits[_i].model, ca->cycles, ca->score.acc,
+          lb_search_n_evals(a.s), a.cpu, ch->cycles, ch->score.acc, lb_search_n_evals(h.s), h.cpu,
+          i8->cycles, fp->score.acc);
+  /* within one point of fp32, and cheaper than all-int8 by a margin */
+  ck_assert(ca->score.acc >= fp->score.acc - 1.0);
+  ck_assert(ca->cycles <= 0.85 * i8->cycles);
+  ck_assert(ca->weight_bytes < i8->weight_bytes);
+  /* hago's point does not dominate auto's; auto needs fewer evaluations and less time */
+  ck_assert(!(ch->cycles <= ca->cycles && ch->score.acc >= ca->score.acc &&
+              (ch->cycles < ca->cycles || ch->score.acc > ca->score.acc)));
+  ck_assert_uint_lt(lb_search_n_evals(a.s), lb_search_n_evals(h.s));
+  ck_assert(a.cpu < 60.0 && h.cpu < 60.0);
+  /* the plan realized as an integer graph scores what the simulation said (within a point) */
+  lb_diag d = {0};
+  ck_assert_msg(lb_search_apply(a.s, ca->choice, a.p, &d) == 0, "%s", d.msg);
+  double acc = realized_accuracy(&a);
+  ck_assert_msg(fabs(acc - ca->score.acc) <= 1.0, "realized %.2f%% vs simulated %.2f%%", acc,
+                ca->score.acc);
+  unrun(&a), unrun(&h);
+}
+END_TEST
+
+/* The Pareto front: no front point is dominated by any evaluated point, the chosen one is
+ * marked, and the plan written for it loads back through --plan with its sub-byte layers. */
+START_TEST(front_and_plan_file) {
+  run a;
+  prep(&a, digits[0].model, digits[0].calib, digits[0].x);
+  search(&a, LB_STRATEGY_AUTO);
+  uint32_t n = lb_search_n_points(a.s), front = 0, chosen = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    const lb_search_point *p = lb_search_point_at(a.s, i);
+    front += (uint32_t)p->pareto, chosen += (uint32_t)p->chosen;
+    for (uint32_t j = 0; p->pareto && j < n; j++) {
+      const lb_search_point *q = lb_search_point_at(a.s, j);
+      ck_assert(!(q->cycles < p->cycles && q->score.quality > p->score.quality));
+    }
+  }
+  ck_assert_uint_ge(front, 3);
+  ck_assert_uint_eq(chosen, 1);
+  lb_diag d = {0};
+  const lb_search_point *c = lb_search_chosen(a.s);
+  ck_assert_int_eq(lb_search_apply(a.s, c->choice, a.p, &d), 0);
+  int sub = 0;
+  for (uint32_t i = 0; i < lb_search_n_layers(a.s); i++) {
+    const lb_search_layer *L = lb_search_layer_at(a.s, i);
+    sub += L->opt[c->choice[i]].combo && lb_dtype_bits(L->opt[c->choice[i]].weight) < 8;
+  }
+  ck_assert_int_gt(sub, 0);
+  char path[] = "/tmp/lb_search_planXXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  ck_assert_int_eq(lb_qplan_save(a.p, a.g, path, &d), 0);
+  lb_qcli o = {.plan = path};
+  lb_qplan *p2 = NULL;
+  lb_graph *q = NULL;
+  ck_assert_msg(lb_qcli_build(&o, digits[0].model, "x86-64-avx2", LB_REALIZE_INT, NULL, NULL, &p2,
+                              &q, &d) == 0, "%s", d.msg);
+  for (uint32_t v = 0; v < a.g->n_values; v++) ck_assert_int_eq(p2->v[v].dtype, a.p->v[v].dtype);
+  lb_qplan_free(p2), lb_graph_free(q);
+  remove(path);
+  unrun(&a);
+}
+END_TEST
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+START_TEST(bad_labels) {
+  run r;
+  prep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  lb_diag d = {0};
+  r.y.dims[0] = 10; /* 10 labels for 360 samples */
+  ck_assert_int_eq(lb_search_new(r.g, r.spec, r.p, &r.calib, &r.x, &r.y, &r.s, &d), LB_ERR_INPUT);
+  ck_assert_str_eq(d.msg, "labels: need 360 integers (i64 or i32), got i64 with 10 values");
+  lb_diag_clear(&d);
+  lb_tensor one = r.x;
+  one.dims[1] = 2; /* wrong sample shape */
+  ck_assert_int_eq(lb_search_new(r.g, r.spec, r.p, &r.calib, &one, NULL, &r.s, &d), LB_ERR_INPUT);
+  ck_assert_str_eq(d.msg, "evaluation data: a sample has 128 values, input 'input' has 64");
+  unrun(&r);
+}
+END_TEST
+
+START_TEST(bad_plan_precision) {
+  char path[] = "/tmp/lb_search_badXXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  const char *text = "layers:\n  - {output: \"/net/net.2/Relu_output_0\", precision: i8_w3}\n";
+  ck_assert_int_eq((int)write(fd, text, strlen(text)), (int)strlen(text));
+  close(fd);
+  lb_qcli o = {.plan = path};
+  lb_graph *q = NULL;
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_qcli_build(&o, digits[0].model, "x86-64-avx2", LB_REALIZE_INT, NULL, NULL,
+                                 NULL, &q, &d), LB_ERR_INPUT);
+  char want[512];
+  snprintf(want, sizeof want, "%s:2:53: error: layer '/net/net.2/Relu_output_0': precision "
+           "'i8_w3' is not available (not a weight combination lowbit realizes)", path);
+  ck_assert_str_eq(d.msg, want);
+  ck_assert_ptr_null(q);
+  remove(path);
+}
+END_TEST
+
+START_TEST(cli_usage) {
+  char *a1[] = {"search", "m.onnx", NULL};
+  ck_assert_int_eq(lb_cmd_search(2, a1), 2); /* no --calib */
+  char *a2[] = {"search", "m.onnx", "--calib", "c.npy", "--strategy", "random", NULL};
+  ck_assert_int_eq(lb_cmd_search(6, a2), 2);
+  char *a3[] = {"search", "m.onnx", "--calib", "c.npy", "--max-drop", "-1", NULL};
+  ck_assert_int_eq(lb_cmd_search(6, a3), 2);
+  char *a4[] = {"search", "/nonexistent.onnx", "--calib", "c.npy", NULL};
+  ck_assert_int_eq(lb_cmd_search(4, a4), 2);
+}
+END_TEST
+
+Suite *search_suite(void) {
+  Suite *s = suite_create("search");
+  TCase *k = tcase_create("subbyte");
+  tcase_add_loop_test(k, pack_bytes, 0, sizeof packs / sizeof packs[0]);
+  tcase_add_test(k, binary_dot);
+  tcase_add_loop_test(k, dense_ref, 0, 4);
+  tcase_add_loop_test(k, conv_ref, 0, 4);
+  tcase_add_test(k, weight_quant);
+  suite_add_tcase(s, k);
+  TCase *t = tcase_create("digits");
+  tcase_set_timeout(t, 600);
+  tcase_add_loop_test(t, digits_auto_vs_hago, 0, sizeof digits / sizeof digits[0]);
+  tcase_add_test(t, front_and_plan_file);
+  tcase_add_test(t, bad_labels);
+  tcase_add_test(t, bad_plan_precision);
+  tcase_add_test(t, cli_usage);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(search_suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? 1 : 0;
+}
