@@ -238,20 +238,21 @@ static int plan_node(plan *p, uint32_t k, char *taken) {
   return 0;
 }
 
-/* Graph outputs not written directly (layout, inputs, constants, duplicates): copies. */
+/* Copies value id into graph output j in canonical layout (one copy: the copy step converts
+ * from whatever layout the value's buffer has). */
+static int output_copy(plan *p, uint32_t id, uint32_t j, char *taken) {
+  int dst = new_buf(p, LOC_OUT, (int)j, 0, id, vbytes(&p->g->values[id]));
+  if (dst < 0) return LB_ERR_NOMEM;
+  LB_TRY(copy_step(p, p->v[id].buf, dst, id));
+  snprintf(p->s[p->n_s - 1].name, sizeof p->s[0].name, "output_%u", j);
+  taken[j] = 1;
+  return 0;
+}
+
+/* Graph outputs not written directly (graph inputs, constants, duplicates): copies. */
 static int plan_output_copies(plan *p, char *taken) {
-  const lb_graph *g = p->g;
-  for (uint32_t j = 0; j < g->n_outputs; j++) {
-    if (taken[j]) continue;
-    uint32_t id = g->outputs[j];
-    int src;
-    LB_TRY(input_buf(p, id, REQ_CANON, &src));
-    int dst = new_buf(p, LOC_OUT, (int)j, 0, id, vbytes(&g->values[id]));
-    if (dst < 0) return LB_ERR_NOMEM;
-    LB_TRY(copy_step(p, src, dst, id));
-    snprintf(p->s[p->n_s - 1].name, sizeof p->s[0].name, "output_%u", j);
-    taken[j] = 1;
-  }
+  for (uint32_t j = 0; j < p->g->n_outputs; j++)
+    if (!taken[j]) LB_TRY(output_copy(p, p->g->outputs[j], j, taken));
   return 0;
 }
 
@@ -280,12 +281,7 @@ static int plan_graph(plan *p) {
     for (uint32_t o = 0; !rc && o < g->nodes[k].n_out; o++) {
       uint32_t id = g->nodes[k].out[o];
       int j = graph_output_index(g, id, taken);
-      if (j < 0) continue;
-      int dst = new_buf(p, LOC_OUT, j, 0, id, vbytes(&g->values[id]));
-      int src;
-      rc = dst < 0 ? LB_ERR_NOMEM : input_buf(p, id, REQ_CANON, &src);
-      if (!rc) rc = copy_step(p, src, dst, id);
-      if (!rc) taken[j] = 1;
+      if (j >= 0) rc = output_copy(p, id, (uint32_t)j, taken);
     }
   }
   if (!rc) rc = plan_output_copies(p, taken);
