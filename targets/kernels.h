@@ -31,7 +31,7 @@ void lb_kern_cfg_from_spec(const lb_spec *s, lb_kern_cfg *cfg);
 /* LB_ERR_INPUT with a message if the cfg is unusable (vector_bits not 32/128/256/512, ...). */
 int lb_kern_cfg_check(const lb_kern_cfg *cfg, lb_diag *diag);
 /* GEMM register tile: MR rows x NR columns (NR = floats per packed B panel). AVX2 -> 6x16,
- * AVX-512 -> 12x32, NEON (128-bit, 32 regs) -> 6x16, scalar -> 2x4. */
+ * AVX-512 -> 12x32, NEON (128-bit, 32 regs) -> 6x16, scalar (16 regs) -> 2x4. */
 void lb_kern_gemm_tile(const lb_kern_cfg *cfg, int *mr, int *nr);
 const char *lb_kern_isa(const lb_kern_cfg *cfg);
 
