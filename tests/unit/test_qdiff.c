@@ -1,0 +1,415 @@
+/* Differential test of the integer backend: seeded random small fp32 graphs (conv: dense,
+ * grouped, depthwise, strided, dilated, padded; relu, clip, residual add, sub, mul, concat,
+ * max_pool, global_avg_pool, flatten, gemm, matmul) are quantized and realized through the real
+ * passes for a bundled spec, then run by the interpreter and by the JIT (and a subset as AOT
+ * objects on x86 and on AArch64 under qemu); every integer tensor must be bit-identical.
+ * LB_QDIFF_SEED=N picks another seed, LB_QDIFF_CASES=N another count (default 200). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "passes.h"
+#include "quantize.h"
+#include "spec.h"
+#include "target.h"
+#include "tensor_io.h"
+
+static unsigned rng;
+static unsigned rnd(void) {
+  rng = rng * 1664525u + 1013904223u;
+  return rng >> 8;
+}
+static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (unsigned)(hi - lo + 1)); }
+static float frand(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
+
+static lb_spec *load_spec(const char *name) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
+  return s;
+}
+
+/* ---- random fp32 graphs -------------------------------------------------------------------- */
+
+typedef struct gen {
+  lb_graph *g;
+  uint32_t cur;       /* the tensor the chain continues from */
+  uint32_t prev4[16]; /* earlier 4-D tensors (residual and concat partners) */
+  int n_prev;
+  int names;
+  char desc[512];
+} gen;
+
+static void note(gen *s, const char *what) {
+  size_t n = strlen(s->desc);
+  snprintf(s->desc + n, sizeof s->desc - n, "%s%s", n ? " " : "", what);
+}
+
+static uint32_t node(gen *s, lb_op op, const uint32_t *in, uint32_t n_in, const lb_attrs *a) {
+  char name[32];
+  snprintf(name, sizeof name, "v%d", s->names++);
+  uint32_t y = lb_graph_add_value(s->g, name, LB_DTYPE_F32, 0, NULL);
+  uint32_t k = lb_graph_add_node(s->g, op, name, in, n_in, &y, 1);
+  if (a) s->g->nodes[k].attr = *a;
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_node(s->g, k, &d) == 0, "%s: %s", s->desc, d.msg);
+  return y;
+}
+
+static uint32_t fconst(gen *s, int rank, const int64_t *dims, float amp) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= dims[i];
+  float *p = malloc((size_t)n * 4 + 4);
+  for (int64_t i = 0; i < n; i++) p[i] = amp * frand();
+  char name[32];
+  snprintf(name, sizeof name, "c%d", s->names++);
+  uint32_t v = lb_graph_add_const(s->g, name, LB_DTYPE_F32, rank, dims, p, (size_t)n * 4);
+  free(p);
+  return v;
+}
+
+static const lb_value *val(gen *s, uint32_t v) { return &s->g->values[v]; }
+
+static uint32_t conv(gen *s, uint32_t x, int64_t m, int64_t k, int64_t st, int64_t pad,
+                     int64_t dil, int64_t group) {
+  const lb_value *xv = val(s, x);
+  int64_t wd[4] = {m, xv->dims[1] / group, k, k};
+  uint32_t in[3] = {x, fconst(s, 4, wd, 0.5f), fconst(s, 1, &m, 0.2f)};
+  lb_attrs a = {.n_spatial = 2, .group = group};
+  for (int i = 0; i < 2; i++) a.kernel[i] = k, a.strides[i] = st, a.dilations[i] = dil;
+  for (int i = 0; i < 4; i++) a.pads[i] = pad;
+  char w[96];
+  snprintf(w, sizeof w, "conv(m%lld k%lld s%lld p%lld d%lld g%lld)", (long long)m, (long long)k,
+           (long long)st, (long long)pad, (long long)dil, (long long)group);
+  note(s, w);
+  return node(s, LB_OP_CONV, in, 3, &a);
+}
+
+static void remember(gen *s, uint32_t v) {
+  if (val(s, v)->rank == 4 && s->n_prev < 16) s->prev4[s->n_prev++] = v;
+}
+
+/* An earlier 4-D tensor with the shape of v, or LB_NONE. */
+static uint32_t partner(gen *s, uint32_t v) {
+  for (int i = s->n_prev - 1; i >= 0; i--)
+    if (s->prev4[i] != v && !memcmp(val(s, s->prev4[i])->dims, val(s, v)->dims, sizeof val(s, v)->dims))
+      return s->prev4[i];
+  return LB_NONE;
+}
+
+static void step4(gen *s) {
+  const lb_value *x = val(s, s->cur);
+  int64_t C = x->dims[1], H = x->dims[2], W = x->dims[3];
+  int r = (int)(rnd() % 10);
+  if (r < 4) { /* conv of a random kind */
+    int64_t k = pick(1, 3), dil = k > 1 && rnd() % 4 == 0 ? 2 : 1, ext = dil * (k - 1) + 1;
+    int64_t pad = pick(0, k / 2 + 1), st = pick(1, 2);
+    while (ext > H + 2 * pad || ext > W + 2 * pad) pad++;
+    int kind = (int)(rnd() % 4); /* dense, depthwise, grouped */
+    int64_t group = kind == 1 ? C : kind == 2 && C % 2 == 0 ? 2 : 1;
+    int64_t m = kind == 1 ? C : group * pick(1, 6);
+    s->cur = conv(s, s->cur, m, k, st, pad, dil, group);
+  } else if (r == 4) {
+    lb_attrs a = {0};
+    note(s, "relu");
+    s->cur = node(s, LB_OP_RELU, &s->cur, 1, &a);
+  } else if (r == 5) {
+    lb_attrs a = {.clip_min = -0.3f - 0.5f * (float)(rnd() % 2), .clip_max = 0.6f};
+    note(s, "clip");
+    s->cur = node(s, LB_OP_CLIP, &s->cur, 1, &a);
+  } else if (r == 6 && H >= 2 && W >= 2) {
+    lb_attrs a = {.n_spatial = 2};
+    for (int i = 0; i < 2; i++) a.kernel[i] = 2, a.strides[i] = pick(1, 2), a.dilations[i] = 1;
+    note(s, "max_pool");
+    s->cur = node(s, LB_OP_MAX_POOL, &s->cur, 1, &a);
+  } else if (r == 7) { /* residual: conv keeping the shape, then add/sub/mul */
+    uint32_t b = conv(s, s->cur, C, 3, 1, 1, 1, 1);
+    uint32_t in[2] = {s->cur, b};
+    int o = (int)(rnd() % 4);
+    note(s, o == 2 ? "sub" : o == 3 ? "mul" : "add");
+    s->cur = node(s, o == 2 ? LB_OP_SUB : o == 3 ? LB_OP_MUL : LB_OP_ADD, in, 2, NULL);
+  } else if (r == 8) {
+    uint32_t p = partner(s, s->cur);
+    if (p == LB_NONE) return;
+    uint32_t in[2] = {s->cur, p};
+    lb_attrs a = {.axis = 1};
+    int cat = rnd() & 1;
+    note(s, cat ? "concat" : "add(earlier)");
+    s->cur = node(s, cat ? LB_OP_CONCAT : LB_OP_ADD, in, 2, &a);
+  } else {
+    s->cur = conv(s, s->cur, pick(1, 8), 1, 1, 0, 1, 1);
+  }
+  remember(s, s->cur);
+}
+
+/* Flatten/global pool then dense layers. */
+static void head(gen *s) {
+  int r = (int)(rnd() % 3);
+  lb_attrs a = {.axis = 1};
+  if (r == 0) {
+    note(s, "global_avg_pool");
+    s->cur = node(s, LB_OP_GLOBAL_AVG_POOL, &s->cur, 1, NULL);
+  }
+  if (r == 2) return; /* end on the 4-D tensor */
+  note(s, "flatten");
+  s->cur = node(s, LB_OP_FLATTEN, &s->cur, 1, &a);
+  int dense = (int)pick(1, 2);
+  for (int i = 0; i < dense; i++) {
+    int64_t K = val(s, s->cur)->dims[1], N = pick(1, 40);
+    int mm = rnd() & 1;
+    int64_t wd[2] = {mm ? K : N, mm ? N : K};
+    uint32_t in[3] = {s->cur, fconst(s, 2, wd, 0.3f), fconst(s, 1, &N, 0.1f)};
+    lb_attrs ga = {.alpha = 1, .beta = 1, .trans_b = 1};
+    note(s, mm ? "matmul" : "gemm");
+    s->cur = node(s, mm ? LB_OP_MATMUL : LB_OP_GEMM, in, mm ? 2 : 3, mm ? NULL : &ga);
+    if (rnd() & 1) {
+      note(s, "relu");
+      s->cur = node(s, LB_OP_RELU, &s->cur, 1, NULL);
+    }
+  }
+}
+
+static lb_graph *random_graph(char *desc, size_t n) {
+  gen s = {.g = lb_graph_new("qdiff")};
+  int64_t dims[4] = {pick(1, 2), pick(1, 8), pick(3, 12), pick(3, 12)};
+  char w[96];
+  snprintf(w, sizeof w, "x[%lld,%lld,%lld,%lld]", (long long)dims[0], (long long)dims[1],
+           (long long)dims[2], (long long)dims[3]);
+  note(&s, w);
+  uint32_t x = lb_graph_add_value(s.g, "x", LB_DTYPE_F32, 4, dims);
+  ck_assert_int_eq(lb_graph_add_input(s.g, x), 0);
+  s.cur = x;
+  remember(&s, x);
+  int steps = (int)pick(1, 5);
+  for (int i = 0; i < steps; i++) step4(&s);
+  head(&s);
+  ck_assert_int_eq(lb_graph_add_output(s.g, s.cur), 0);
+  snprintf(desc, n, "%s", s.desc);
+  return s.g;
+}
+
+/* ---- quantize through the real passes -------------------------------------------------------- */
+
+static void rand_f32(const lb_value *v, int64_t lead, lb_tensor *t) {
+  *t = (lb_tensor){.dtype = LB_DTYPE_F32, .rank = v->rank + (lead > 0)};
+  if (lead) t->dims[0] = lead;
+  memcpy(t->dims + (lead > 0), v->dims, (size_t)v->rank * sizeof v->dims[0]);
+  int64_t n = lb_tensor_numel(t);
+  float *p = malloc((size_t)n * 4 + 4);
+  for (int64_t i = 0; i < n; i++) p[i] = frand();
+  t->data = p;
+}
+
+/* The integer graph of g for spec, with every integer tensor a graph output (at most
+ * max_out outputs in all, the last ones produced). Returns NULL when nothing was integer. */
+static lb_graph *quantize(lb_graph *g, lb_spec *spec, int max_out, const char *desc) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s: %s", desc, d.msg);
+  if (getenv("LB_QDIFF_PRINT")) lb_graph_print(g, stderr, 0);
+  lb_qplan *p = lb_qplan_new(g);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_msg(lb_quant_annotate(g, spec, p, &d) == 0, "%s: %s", desc, d.msg);
+  lb_tensor calib;
+  rand_f32(&g->values[g->inputs[0]], 6, &calib);
+  lb_calib_opts o = {.method = (lb_calib_method)(rnd() % 2 ? LB_CALIB_MAX : LB_CALIB_AVG_MAX)};
+  ck_assert_msg(lb_quant_calibrate(g, p, &calib, &o, &d) == 0, "%s: %s", desc, d.msg);
+  free(calib.data);
+  lb_graph *q = NULL;
+  ck_assert_msg(lb_quant_realize(g, p, LB_REALIZE_INT, &q, &d) == 0, "%s: %s", desc, d.msg);
+  lb_qplan_free(p);
+  int ints = 0;
+  for (uint32_t k = 0; k < q->n_nodes; k++) ints += lb_int_node(q, k);
+  if (!ints) {
+    lb_graph_free(q);
+    return NULL;
+  }
+  for (uint32_t k = q->n_nodes; k-- > 0 && (int)q->n_outputs < max_out;) {
+    uint32_t v = q->nodes[k].out[0];
+    lb_dtype t = q->values[v].dtype;
+    if ((t == LB_DTYPE_I8 || t == LB_DTYPE_U8 || t == LB_DTYPE_I32) && !q->values[v].is_output)
+      ck_assert_int_eq(lb_graph_add_output(q, v), 0);
+  }
+  return q;
+}
+
+/* Bit-identical for integer outputs; within 1e-5 relative for fp32 ones (fp32 layers after
+ * a dequantize are not part of the integer contract). */
+static void compare(const lb_tensor *got, const lb_tensor *want, const char *what, uint32_t o) {
+  ck_assert_int_eq(got->dtype, want->dtype);
+  int64_t n = lb_tensor_numel(want);
+  if (want->dtype != LB_DTYPE_F32) {
+    size_t nb = lb_dtype_bytes(want->dtype, n);
+    for (size_t i = 0; i < nb; i++)
+      ck_assert_msg(((uint8_t *)got->data)[i] == ((uint8_t *)want->data)[i],
+                    "%s: output %u (%s) byte %zu: got %u, want %u", what, o,
+                    lb_dtype_name(want->dtype), i, ((uint8_t *)got->data)[i],
+                    ((uint8_t *)want->data)[i]);
+    return;
+  }
+  double scale = 1e-3;
+  for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(((float *)want->data)[i]));
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(fabs(((float *)got->data)[i] - ((float *)want->data)[i]) <= 1e-5 * scale,
+                  "%s: output %u element %lld", what, o, (long long)i);
+}
+
+static void free_outs(lb_tensor *t, uint32_t n, int lb) {
+  for (uint32_t i = 0; i < n; i++) lb ? lb_free(t[i].data) : free(t[i].data);
+}
+
+/* ---- JIT ------------------------------------------------------------------------------------ */
+
+static const char *jit_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "x86-64-zen5"};
+enum { N_JIT_SPECS = 3, MAX_OUT = 64 };
+
+static unsigned seed0(void) {
+  const char *e = getenv("LB_QDIFF_SEED");
+  return e ? (unsigned)strtoul(e, NULL, 10) : 20261121u;
+}
+
+START_TEST(test_jit_random_graphs) {
+  const char *e = getenv("LB_QDIFF_CASES");
+  int cases = e ? atoi(e) : 200, runs = 0, integer = 0, skipped = 0;
+  lb_spec *specs[N_JIT_SPECS];
+  int runs_here[N_JIT_SPECS];
+  for (int i = 0; i < N_JIT_SPECS; i++) {
+    specs[i] = load_spec(jit_specs[i]);
+    lb_diag d;
+    lb_diag_clear(&d);
+    runs_here[i] = lb_target_host_check(specs[i], &d) == 0;
+    if (!runs_here[i]) printf("test_qdiff: this host cannot run %s (%s): skipped\n", jit_specs[i], d.msg);
+  }
+  rng = seed0();
+  printf("test_qdiff: seed %u, %d cases\n", rng, cases);
+  for (int c = 0; c < cases; c++) {
+    char desc[512], what[700];
+    lb_graph *g = random_graph(desc, sizeof desc);
+    int si = c % N_JIT_SPECS;
+    snprintf(what, sizeof what, "case %d on %s: %s", c, jit_specs[si], desc);
+    lb_graph *q = quantize(g, specs[si], MAX_OUT, what);
+    lb_graph_free(g);
+    if (!q || !runs_here[si]) {
+      skipped += !runs_here[si];
+      lb_graph_free(q);
+      continue;
+    }
+    integer++;
+    lb_diag d;
+    lb_diag_clear(&d);
+    lb_tensor in, want[MAX_OUT], got[MAX_OUT];
+    rand_f32(&q->values[q->inputs[0]], 0, &in);
+    ck_assert_msg(lb_interp_run(q, &in, want, &d) == 0, "%s: %s", what, d.msg);
+    lb_jit *j = NULL;
+    ck_assert_msg(lb_jit_compile(q, specs[si], NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+    ck_assert_msg(lb_jit_run_tensors(j, q, &in, got, &d) == 0, "%s: %s", what, d.msg);
+    for (uint32_t o = 0; o < q->n_outputs; o++) compare(&got[o], &want[o], what, o);
+    free_outs(got, q->n_outputs, 1), free_outs(want, q->n_outputs, 1);
+    free(in.data);
+    lb_jit_free(j);
+    lb_graph_free(q);
+    runs++;
+  }
+  printf("test_qdiff: %d graphs, %d with integer layers, %d compared bit for bit, %d skipped\n",
+         cases, integer + skipped, runs, skipped);
+  ck_assert_int_ge(integer + skipped, cases * 9 / 10);
+  for (int i = 0; i < N_JIT_SPECS; i++) lb_spec_free(specs[i]);
+}
+END_TEST
+
+/* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------- */
+
+static int shell(const char *cmd) {
+  int rc = system(cmd);
+  if (rc != 0) fprintf(stderr, "test_qdiff: command failed (%d): %s\n", rc, cmd);
+  return rc;
+}
+
+static const struct {
+  const char *spec, *cc, *runner;
+} aot[] = {
+    {"x86-64-avx2", "gcc", ""},
+    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
+    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
+    {"aarch64-i8mm", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
+};
+
+static void aot_case(lb_graph *q, lb_spec *spec, int a, const char *what) {
+  char tmpl[] = "/tmp/lb_qdiff_XXXXXX", obj[600], hdr[600], path[600], cmd[4096];
+  char *tmp = mkdtemp(tmpl);
+  ck_assert_ptr_nonnull(tmp);
+  lb_diag d;
+  lb_diag_clear(&d);
+  snprintf(obj, sizeof obj, "%s/m.o", tmp);
+  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
+  lb_codegen_opts o = {.name = "m"};
+  ck_assert_msg(lb_target_emit(q, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
+  lb_tensor in, want[3], got;
+  rand_f32(&q->values[q->inputs[0]], 0, &in);
+  ck_assert_msg(lb_interp_run(q, &in, want, &d) == 0, "%s: %s", what, d.msg);
+  snprintf(path, sizeof path, "%s/in0.bin", tmp);
+  ck_assert_msg(lb_bin_write(path, &in, &d) == 0, "%s", d.msg);
+  snprintf(cmd, sizeof cmd,
+           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s "
+           "-lm -o %s/h",
+           aot[a].cc, tmp, LB_SOURCE_DIR, obj, tmp);
+  ck_assert_int_eq(shell(cmd), 0);
+  int n = snprintf(cmd, sizeof cmd, "%s %s/h %s", aot[a].runner, tmp, path);
+  for (uint32_t i = 0; i < q->n_outputs; i++)
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
+  ck_assert_int_eq(shell(cmd), 0);
+  for (uint32_t i = 0; i < q->n_outputs; i++) {
+    const lb_value *v = &q->values[q->outputs[i]];
+    snprintf(path, sizeof path, "%s/out%u.bin", tmp, i);
+    ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+    compare(&got, &want[i], what, i);
+    lb_free(got.data);
+  }
+  free_outs(want, q->n_outputs, 1);
+  free(in.data);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  shell(cmd);
+}
+
+START_TEST(test_aot_random_graphs) {
+  lb_spec *spec = load_spec(aot[_i].spec);
+  rng = seed0() + 1000u * (unsigned)(_i + 1);
+  int done = 0;
+  for (int c = 0; done < 5 && c < 40; c++) {
+    char desc[512], what[700];
+    lb_graph *g = random_graph(desc, sizeof desc);
+    snprintf(what, sizeof what, "AOT case %d on %s: %s", c, aot[_i].spec, desc);
+    lb_graph *q = quantize(g, spec, 3, what); /* the harness takes 3 outputs */
+    lb_graph_free(g);
+    if (!q) continue;
+    aot_case(q, spec, _i, what);
+    lb_graph_free(q);
+    done++;
+  }
+  ck_assert_int_eq(done, 5);
+  lb_spec_free(spec);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("qdiff");
+  TCase *t = tcase_create("core");
+  tcase_set_timeout(t, 240);
+  tcase_add_test(t, test_jit_random_graphs);
+  tcase_add_loop_test(t, test_aot_random_graphs, 0, (int)(sizeof aot / sizeof aot[0]));
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
