@@ -185,7 +185,6 @@ static void conv_case_desc(const conv_case *c, lb_conv_desc *d) {
   ck_assert_msg(lb_conv_desc_finish(d, &diag) == 0, "%s", diag.msg);
 }
 
-
 /* ---- random cases ------------------------------------------------------------------------ */
 
 static uint64_t shape_rng = 0x9e3779b97f4a7c15ull;
