@@ -190,7 +190,8 @@ static const char *layer_name(const lb_graph *g, uint32_t n) {
 static void print_layers(const state *st, FILE *f) {
   const lb_search *s = st->s;
   const lb_search_point *c = lb_search_chosen(s);
-  double total = c->cycles;
+  double total = c->cycles, wbw;
+  lb_cost_weight_level(st->spec, c->weight_bytes, &wbw);
   fprintf(f, "%-4s %-28s %-10s %10s %7s %9s  %s\n", "#", "layer", "precision", "MACs", "cost%",
           "weight B", "sensitivity (quality drop, points; rel. noise) per option");
   for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
@@ -198,7 +199,7 @@ static void print_layers(const state *st, FILE *f) {
     const lb_search_opt *op = &L->opt[c->choice[li]];
     lb_cost cc = lb_cost_node(st->spec, st->g, L->node, op->combo,
                               op->combo ? op->act : LB_DTYPE_F32,
-                              op->combo ? op->weight : LB_DTYPE_F32, 64.0);
+                              op->combo ? op->weight : LB_DTYPE_F32, wbw);
     fprintf(f, "%-4u %-28.28s %-10s %10lld %6.1f%% %9lld ", L->node, layer_name(st->g, L->node),
             op->label, (long long)L->macs, 100.0 * lb_cost_total(&cc) / total,
             (long long)lb_cost_weight_bytes(st->g, L->node, op->combo ? op->weight : LB_DTYPE_F32));
@@ -209,35 +210,37 @@ static void print_layers(const state *st, FILE *f) {
 }
 
 static void print_point(const lb_search *s, const lb_search_point *p, const char *tag, FILE *f) {
-  fprintf(f, "  %-8s %10.0f cycles %9.4f ms %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB\n",
-          tag, p->cycles, lb_search_ms(s, p->cycles), (long long)p->weight_bytes,
+  fprintf(f, "  %-8s %10.0f cycles %9.3f us %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB\n",
+          tag, p->cycles, 1000.0 * lb_search_ms(s, p->cycles), (long long)p->weight_bytes,
           p->score.quality, p->score.acc, p->score.agree, p->score.sqnr);
 }
 
+/* The front cheapest first (the references tagged), then the references off the front. */
 static void print_front(const state *st, FILE *f) {
   const lb_search *s = st->s;
-  fprintf(f, "Pareto front (modeled cost, quality on %lld samples):\n", (long long)lb_search_n_eval(s));
-  uint32_t n = lb_search_n_points(s);
-  /* cheapest first */
-  for (int pass = 0; pass < 1; pass++) {
-    double last = -1;
-    for (;;) {
-      const lb_search_point *nx = NULL;
-      for (uint32_t i = 0; i < n; i++) {
-        const lb_search_point *p = lb_search_point_at(s, i);
-        if (p->pareto && p->cycles > last && (!nx || p->cycles < nx->cycles)) nx = p;
-      }
-      if (!nx) break;
-      last = nx->cycles;
-      print_point(s, nx, nx->chosen ? "chosen" : "", f);
+  const lb_search_point *i8 = lb_search_int8(s), *fp = lb_search_fp32(s);
+  fprintf(f, "Pareto front (modeled cost on %s, quality on %lld samples):\n", lb_spec_name(st->spec),
+          (long long)lb_search_n_eval(s));
+  double last = -1;
+  for (;;) {
+    const lb_search_point *nx = NULL;
+    for (uint32_t i = 0; i < lb_search_n_points(s); i++) {
+      const lb_search_point *p = lb_search_point_at(s, i);
+      if (p->pareto && p->cycles > last && (!nx || p->cycles < nx->cycles)) nx = p;
     }
+    if (!nx) break;
+    last = nx->cycles;
+    print_point(s, nx, nx->chosen ? "chosen" : nx == i8 ? "int8" : nx == fp ? "fp32" : "", f);
   }
-  print_point(s, lb_search_int8(s), "int8", f);
-  print_point(s, lb_search_fp32(s), "fp32", f);
+  if (!i8->pareto) print_point(s, i8, "int8", f);
+  if (!fp->pareto) print_point(s, fp, "fp32", f);
 }
 
 static void print_summary(const sopts *o, const state *st, FILE *f) {
   const lb_search *s = st->s;
+  if (!lb_search_goal_met(s))
+    fprintf(stderr, "lowbit search: warning: no evaluated plan meets the quality drop and the "
+                    "budgets; chose the best quality within the budgets (the cheapest plan if none fits them)\n");
   const lb_search_point *c = lb_search_chosen(s), *i8 = lb_search_int8(s);
   fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
              "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%)\n",

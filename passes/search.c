@@ -45,6 +45,7 @@ struct lb_search {
   /* results */
   lb_search_point *pts;
   uint32_t n_pts, cap_pts, chosen, fp32_pt, int8_pt, n_evals;
+  int met; /* the chosen point meets the quality goal and the budgets */
   lb_search_eval_fn eval;
   void *eval_user;
 };
@@ -646,6 +647,7 @@ int64_t lb_search_n_eval(const lb_search *s) { return s->n_eval; }
 uint32_t lb_search_n_points(const lb_search *s) { return s->n_pts; }
 const lb_search_point *lb_search_point_at(const lb_search *s, uint32_t i) { return &s->pts[i]; }
 uint32_t lb_search_n_evals(const lb_search *s) { return s->n_evals; }
+int lb_search_goal_met(const lb_search *s) { return s->met; }
 
 static const lb_search_point *pt_or_null(const lb_search *s, uint32_t i) {
   return i < s->n_pts ? &s->pts[i] : NULL;
@@ -690,8 +692,18 @@ typedef struct goal {
   int64_t max_bytes;
 } goal;
 
+/* Binary layers exist in the simulation and the reference kernels (interp_subbyte.c) but not
+ * yet in realize, so a plan with one could not be compiled: such points stay on the front
+ * (what binary would give) and are never chosen. */
+static int realizable(const lb_search *s, const lb_search_point *p) {
+  for (uint32_t li = 0; li < s->n_layers; li++)
+    if (s->layers[li].opt[p->choice[li]].act == LB_DTYPE_B1) return 0;
+  return 1;
+}
+
 static int feasible(const lb_search *s, const goal *G, uint32_t i) {
   const lb_search_point *p = &s->pts[i];
+  if (!realizable(s, p)) return 0;
   if (p->score.quality < G->min_quality - 1e-9) return 0;
   if (G->max_ms > 0 && lb_search_ms(s, p->cycles) > G->max_ms) return 0;
   return !(G->max_bytes > 0 && p->weight_bytes > G->max_bytes);
@@ -707,6 +719,25 @@ static uint32_t best_feasible(const lb_search *s, const goal *G) {
         (p->cycles == s->pts[b].cycles && p->score.quality > s->pts[b].score.quality))
       b = i;
   }
+  return b;
+}
+
+/* When no point meets the goal: the best quality within the budgets, else the cheapest
+ * realizable point (budgets are hard limits, the quality goal is what gives). */
+static uint32_t fallback(const lb_search *s, const goal *G) {
+  goal budgets = *G;
+  budgets.min_quality = -INFINITY;
+  uint32_t b = UINT32_MAX;
+  for (uint32_t i = 0; i < s->n_pts; i++) {
+    if (!feasible(s, &budgets, i)) continue;
+    const lb_search_point *p = &s->pts[i];
+    if (b == UINT32_MAX || p->score.quality > s->pts[b].score.quality ||
+        (p->score.quality == s->pts[b].score.quality && p->cycles < s->pts[b].cycles))
+      b = i;
+  }
+  if (b != UINT32_MAX) return b;
+  for (uint32_t i = 0; i < s->n_pts; i++)
+    if (realizable(s, &s->pts[i]) && (b == UINT32_MAX || s->pts[i].cycles < s->pts[b].cycles)) b = i;
   return b;
 }
 
@@ -821,53 +852,94 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
 
 /* ---- Lagrangian knapsack (auto, step 2) ----------------------------------------------------- */
 
-/* Per layer the option minimising cost + lambda * noise. */
-static void relax(const lb_search *s, double lambda, unsigned char *choice) {
+/* Per layer the option minimising cost + lambda * noise; cost is cycles, or weight bytes when
+ * bytes is set (for a size budget). */
+static void relax(const lb_search *s, double lambda, int bytes, unsigned char *choice) {
   for (uint32_t li = 0; li < s->n_layers; li++) {
     const lb_search_layer *L = &s->layers[li];
     double best = INFINITY;
     for (int k = 0; k < L->n_opt; k++) {
-      double v = layer_cycles(s, li, k) + lambda * L->noise[k];
+      if (L->opt[k].act == LB_DTYPE_B1) continue; /* not realizable (see realizable) */
+      double c = bytes ? (double)lb_cost_weight_bytes(s->g, L->node, opt_wdt(&L->opt[k]))
+                       : layer_cycles(s, li, k);
+      double v = c + lambda * L->noise[k];
       if (v < best - 1e-12) best = v, choice[li] = (unsigned char)k;
     }
   }
 }
 
-/* The distinct solutions of the relaxation over a geometric sweep of lambda (cheapest first;
- * cost grows and noise falls with lambda), then a bisection over them for the cheapest one
- * that meets the goal: quality falls with the modeled noise, so about log2(count) evaluations
- * find it. Every evaluated solution is a point of the front. */
+static double predicted_noise(const lb_search *s, const unsigned char *choice) {
+  double n = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) n += s->layers[li].noise[choice[li]];
+  return n;
+}
+
+typedef struct cands {
+  unsigned char *c; /* rows of n_layers + 1 */
+  double *noise;
+  uint32_t n, cap;
+  size_t row;
+} cands;
+
+/* Adds the relaxation's solution for lambda unless seen or beyond the budgets. */
+static void add_cand(const lb_search *s, cands *k, const goal *G, double lambda, int bytes) {
+  if (k->n == k->cap) return;
+  unsigned char *cur = k->c + k->n * k->row;
+  relax(s, lambda, bytes, cur);
+  for (uint32_t i = 0; i < k->n; i++)
+    if (memcmp(cur, k->c + i * k->row, s->n_layers) == 0) return;
+  int64_t wb;
+  double cyc = lb_search_cycles(s, cur, &wb);
+  if ((G->max_ms > 0 && lb_search_ms(s, cyc) > G->max_ms) || (G->max_bytes > 0 && wb > G->max_bytes))
+    return;
+  k->noise[k->n++] = predicted_noise(s, cur);
+}
+
+/* The distinct solutions of the relaxation over a geometric sweep of lambda (cost against
+ * measured noise; a second sweep on weight bytes under a size budget), those within the
+ * budgets ordered by predicted noise, then a bisection for the noisiest one that still meets
+ * the quality goal: quality falls with the noise, so about log2(count) evaluations find the
+ * cheap end of the feasible set. Every evaluated solution is a point of the front. */
 static int knapsack(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag *d) {
   enum { STEPS = 96 };
-  size_t row = s->n_layers + 1;
-  double scale = 0;
-  for (uint32_t li = 0; li < s->n_layers; li++) scale += layer_cycles(s, li, s->layers[li].base);
-  unsigned char *c = lb_calloc((size_t)STEPS * row, 1);
-  if (!c) return LB_ERR_NOMEM;
-  uint32_t nc = 0;
-  for (int j = 0; j < STEPS; j++) {
-    double lambda = scale * pow(10.0, -4.0 + 12.0 * j / (STEPS - 1));
-    unsigned char *cur = c + nc * row;
-    relax(s, lambda, cur);
-    if (nc == 0 || memcmp(cur, cur - row, s->n_layers) != 0) nc++;
+  cands k = {lb_calloc((size_t)2 * STEPS * (s->n_layers + 1), 1), lb_calloc(2 * STEPS, sizeof(double)),
+             0, 2 * STEPS, s->n_layers + 1};
+  unsigned char *tmp = lb_malloc(k.row);
+  if (!k.c || !k.noise || !tmp) return lb_free(k.c), lb_free(k.noise), lb_free(tmp), LB_ERR_NOMEM;
+  double scale = 0, bscale = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    scale += layer_cycles(s, li, s->layers[li].base);
+    bscale += (double)lb_cost_weight_bytes(s->g, s->layers[li].node, LB_DTYPE_I8);
   }
-  /* invariant: candidates above hi are feasible (or hi = nc - 1), below lo infeasible */
-  int64_t lo = 0, hi = (int64_t)nc - 1;
+  for (int j = 0; j < STEPS; j++) {
+    double t = pow(10.0, -4.0 + 12.0 * j / (STEPS - 1));
+    add_cand(s, &k, G, scale * t, 0);
+    if (G->max_bytes > 0) add_cand(s, &k, G, bscale * t, 1);
+  }
+  goal none = {-INFINITY, 0, 0};
+  if (k.n == 0) add_cand(s, &k, &none, 0.0, 0); /* budgets out of reach: the cheapest plan */
+  for (uint32_t i = 1; i < k.n; i++) /* insertion sort, noisiest first */
+    for (uint32_t j = i; j > 0 && k.noise[j] > k.noise[j - 1]; j--) {
+      double t = k.noise[j];
+      k.noise[j] = k.noise[j - 1], k.noise[j - 1] = t;
+      memcpy(tmp, k.c + j * k.row, k.row);
+      memcpy(k.c + j * k.row, k.c + (j - 1) * k.row, k.row);
+      memcpy(k.c + (j - 1) * k.row, tmp, k.row);
+    }
+  int64_t lo = 0, hi = (int64_t)k.n - 1;
   int rc = 0;
-  uint32_t step = 0, steps = 1;
-  while ((1u << steps) < nc) steps++;
+  uint32_t step = 0, steps = 1, idx;
+  while ((1u << steps) < k.n) steps++;
   while (!rc && lo < hi) {
     int64_t mid = (lo + hi) / 2;
-    uint32_t idx;
-    rc = eval_point(s, c + (size_t)mid * row, &idx, d);
+    rc = eval_point(s, k.c + (size_t)mid * k.row, &idx, d);
     if (!rc && feasible(s, G, idx)) hi = mid;
     else lo = mid + 1;
     progress(o, "knapsack", ++step, steps);
   }
-  uint32_t idx;
-  if (!rc && nc) rc = eval_point(s, c + (size_t)hi * row, &idx, d);
+  if (!rc && k.n) rc = eval_point(s, k.c + (size_t)hi * k.row, &idx, d);
   progress(o, "knapsack", steps, steps);
-  lb_free(c);
+  lb_free(k.c), lb_free(k.noise), lb_free(tmp);
   return rc;
 }
 
@@ -895,12 +967,18 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
     double c0 = layer_cycles(s, li, cur[li]);
     for (int k = 0; k < L->n_opt; k++) {
       double save = c0 - layer_cycles(s, li, k);
-      if (save <= 0) continue;
+      if (save <= 0 || L->opt[k].act == LB_DTYPE_B1) continue;
       double dn = L->noise[k] - L->noise[cur[li]];
       mv[nm++] = (move){li, k, save / (dn > 1e-12 ? dn : 1e-12)};
     }
   }
   qsort(mv, nm, sizeof *mv, by_gain);
+  /* quality falls with predicted noise: an assignment at least as noisy as one that already
+   * failed the goal is not worth an evaluation */
+  double bad = INFINITY;
+  for (uint32_t i = 0; i < s->n_pts; i++)
+    if (i != s->fp32_pt && !feasible(s, G, i) && realizable(s, &s->pts[i]))
+      bad = fmin(bad, predicted_noise(s, s->pts[i].choice));
   int rc = 0;
   uint32_t limit = s->n_layers / 2 + 2, tried = 0;
   for (uint32_t m = 0; !rc && m < nm && tried < limit; m++) {
@@ -908,11 +986,19 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
     if (layer_cycles(s, li, mv[m].k) >= layer_cycles(s, li, cur[li])) continue;
     unsigned char keep = cur[li];
     cur[li] = (unsigned char)mv[m].k;
+    if (predicted_noise(s, cur) >= bad) {
+      cur[li] = keep;
+      continue;
+    }
     rc = eval_point(s, cur, &idx, d);
     tried++;
     progress(o, "refine", tried, limit);
-    if (!rc && feasible(s, G, idx) && s->pts[idx].cycles < s->pts[s->chosen].cycles) s->chosen = idx;
-    else cur[li] = keep;
+    if (!rc && feasible(s, G, idx) && s->pts[idx].cycles < s->pts[s->chosen].cycles) {
+      s->chosen = idx;
+    } else {
+      if (!rc && !feasible(s, G, idx)) bad = fmin(bad, predicted_noise(s, cur));
+      cur[li] = keep;
+    }
   }
   progress(o, "refine", limit, limit);
   lb_free(cur), lb_free(mv);
@@ -932,7 +1018,8 @@ static int hago(lb_search *s, const lb_search_opts *o, const goal *G, unsigned c
     const lb_search_layer *L = &s->layers[li];
     for (int bits = 1; bits < opt_bits(&L->opt[cur[li]]); bits++)
       for (int k = 0; k < L->n_opt; k++) {
-        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits) continue;
+        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits || L->opt[k].act == LB_DTYPE_B1)
+          continue; /* binary layers are not realizable yet: never chosen by either strategy */
         unsigned char keep = cur[li];
         uint32_t idx;
         cur[li] = (unsigned char)k;
@@ -981,7 +1068,10 @@ int lb_search_run(lb_search *s, const lb_search_opts *o, lb_diag *d) {
   }
   if (!rc && !feasible(s, &G, s->chosen)) {
     uint32_t b = best_feasible(s, &G);
-    if (b != UINT32_MAX) s->chosen = b;
+    s->met = b != UINT32_MAX;
+    s->chosen = s->met ? b : fallback(s, &G);
+  } else {
+    s->met = 1;
   }
   if (!rc) mark_pareto(s);
   lb_free(base);

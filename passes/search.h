@@ -124,6 +124,10 @@ const lb_search_point *lb_search_chosen(const lb_search *s);
 const lb_search_point *lb_search_fp32(const lb_search *s);
 const lb_search_point *lb_search_int8(const lb_search *s);
 uint32_t lb_search_n_evals(const lb_search *s); /* full evaluations run */
+/* The chosen point meets --max-drop and the budgets. When none does, the chosen point is the
+ * best quality within the budgets, else the cheapest one. Points with binary layers are on the
+ * front (simulated) but never chosen: realize has no binary layers yet. */
+int lb_search_goal_met(const lb_search *s);
 
 /* Writes the chosen assignment into plan p (made for g): f32 layers forced, sub-byte weights
  * and binary activations with their parameters. */
