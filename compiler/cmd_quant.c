@@ -3,7 +3,9 @@
  * pipeline import -> fp32 passes -> annotate -> [plan] -> calibrate -> realize, the per-layer
  * report, and the QDQ ONNX writer (qdq_write.c). Invariant: nothing is written unless the
  * whole pipeline succeeded; files are written to a temporary name and renamed. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -66,21 +68,94 @@ int lb_qcli_active(const lb_qcli *o) {
   return (o->quantize && (is(o->quantize, "int8") || is(o->quantize, "qdq"))) || o->plan;
 }
 
+/* ---- streaming .npy samples ---------------------------------------------------------------
+ * Calibration reads sample after sample from the file, so the set never has to fit in memory:
+ * a little-endian f32, C-order .npy (v1-v3) whose axis 0 counts the samples. */
+
+typedef struct npy_stream {
+  FILE *f;
+  const char *path;
+  long off;    /* data offset */
+  int64_t per; /* floats per sample */
+} npy_stream;
+
+/* The value of 'key' in the header dict, or NULL. */
+static const char *npy_key(const char *h, const char *key) {
+  const char *k = strstr(h, key);
+  if (!k) return NULL;
+  k = strchr(k + strlen(key), ':');
+  if (!k) return NULL;
+  for (k++; *k == ' '; k++) {}
+  return k;
+}
+
+static int npy_header(npy_stream *s, char *h, size_t cap, int64_t *n, lb_diag *d) {
+  unsigned char pre[12];
+  if (fread(pre, 1, 10, s->f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] < 1 || pre[6] > 3)
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: not a .npy file", s->path);
+  size_t hl = (size_t)pre[8] | (size_t)pre[9] << 8;
+  if (pre[6] > 1) {
+    if (fread(pre + 10, 1, 2, s->f) != 2) return lb_diag_err(d, LB_ERR_INPUT, "%s: truncated", s->path);
+    hl |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+  }
+  if (hl >= cap || fread(h, 1, hl, s->f) != hl)
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: bad or truncated header", s->path);
+  h[hl] = 0;
+  s->off = (pre[6] > 1 ? 12 : 10) + (long)hl;
+  const char *descr = npy_key(h, "'descr'"), *fo = npy_key(h, "'fortran_order'");
+  const char *shape = npy_key(h, "'shape'");
+  if (!descr || strncmp(descr, "'<f4'", 5) != 0 || !fo || strncmp(fo, "False", 5) != 0 || !shape ||
+      *shape != '(')
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data must be little-endian float32 in "
+                       "C order (dtype <f4)", s->path);
+  int64_t dims[LB_MAX_RANK + 1];
+  int rank = 0;
+  for (const char *c = shape + 1; *c && *c != ')';) {
+    char *e;
+    long long v = strtoll(c, &e, 10);
+    if (e == c) break;
+    if (v < 0 || rank > LB_MAX_RANK) return lb_diag_err(d, LB_ERR_INPUT, "%s: bad shape", s->path);
+    dims[rank++] = v;
+    for (c = e; *c == ',' || *c == ' '; c++) {}
+  }
+  if (rank < 1) return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data needs a sample axis", s->path);
+  *n = dims[0];
+  s->per = 1;
+  for (int i = 1; i < rank; i++) {
+    if (dims[i] && s->per > INT64_MAX / 4 / dims[i])
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: shape too large", s->path);
+    s->per *= dims[i];
+  }
+  return 0;
+}
+
+static int npy_read_sample(void *user, int64_t i, float *dst, lb_diag *d) {
+  npy_stream *s = user;
+  size_t k = (size_t)s->per;
+  if (fseek(s->f, s->off + (long)(i * s->per * 4), SEEK_SET) != 0 || fread(dst, 4, k, s->f) != k)
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: truncated at sample %lld", s->path, (long long)i);
+  return 0;
+}
+
 /* Reads the calibration set and runs calibration, or fills parameters from the plan alone. */
 static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *d) {
   if (!o->calib) {
     p->method = "plan";
     return lb_quant_params(g, p, d);
   }
-  lb_tensor data = {0};
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, isatty(2)};
   if (o->method) lb_calib_method_from_name(o->method, &co.method);
-  int rc = lb_npy_read(o->calib, &data, d);
-  if (!rc) {
-    rc = lb_quant_calibrate(g, p, &data, &co, d);
-    if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
-  }
-  lb_free(data.data);
+  npy_stream s = {fopen(o->calib, "rb"), o->calib, 0, 0};
+  if (!s.f) return lb_diag_err(d, LB_ERR_INPUT, "%s: cannot open: %s", o->calib, strerror(errno));
+  char h[4096];
+  int64_t n = 0;
+  int rc = npy_header(&s, h, sizeof h, &n, d);
+  if (!rc && fseek(s.f, 0, SEEK_END) == 0 && ftell(s.f) != s.off + (long)(n * s.per * 4))
+    rc = lb_diag_err(d, LB_ERR_INPUT, "%s: file size does not match shape", o->calib);
+  lb_calib_source src = {n, s.per, npy_read_sample, &s};
+  if (!rc) rc = lb_quant_calibrate_stream(g, p, &src, &co, d);
+  if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
+  fclose(s.f);
   return rc;
 }
 
@@ -114,8 +189,11 @@ int lb_qcli_build(const lb_qcli *o, const char *model, const char *spec, int mod
   if (!rc) rc = annotate(o, g, s, p, d);
   if (!rc) rc = calibrate(o, g, p, d);
   if (!rc && report) lb_qplan_report(p, g, report);
-  if (!rc && o->plan_out) rc = lb_qplan_save(p, g, o->plan_out, d);
   if (!rc) rc = lb_quant_realize(g, p, (lb_realize_mode)mode, out, d);
+  if (!rc && o->plan_out && (rc = lb_qplan_save(p, g, o->plan_out, d)) != 0) {
+    lb_graph_free(*out);
+    *out = NULL;
+  }
   lb_spec_free(s);
   if (!rc && plan) *plan = p;
   else lb_qplan_free(p);

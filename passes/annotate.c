@@ -118,7 +118,7 @@ static const lb_spec_combo *wanted(const lb_graph *g, const lb_spec *s, const lb
 }
 
 /* Decides node id; the nodes before it are decided. */
-static void decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) {
+static int decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) {
   const lb_node *n = &g->nodes[id];
   lb_qlayer *l = &p->l[id];
   int forced = l->forced_f32;
@@ -135,7 +135,7 @@ static void decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id
   } else if (is_layout(n->op)) {
     if (!some_input_integer(g, p, n)) {
       snprintf(l->why, sizeof l->why, "fp32: its input is fp32");
-      return;
+      return 0;
     }
     l->integer = 1;
     l->combo = lb_dtype_name(p->act);
@@ -151,13 +151,15 @@ static void decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id
     const lb_spec_combo *wc = want && strcmp(want, c->label) != 0 ? wanted(g, s, p, id, want) : NULL;
     if (wc) c = wc;
     l->integer = 1;
-    l->combo = c->label;
+    l->combo = lb_arena_strdup(&p->arena, c->label); /* the plan outlives the spec */
+    if (!l->combo) return LB_ERR_NOMEM;
     l->act = c->act, l->out = c->out;
     l->weight = c->weight_scheme ? c->weight : LB_DTYPE_F32;
     snprintf(l->why, sizeof l->why, "spec %s: %s x %s -> %s, requantize %s", c->label,
              lb_dtype_name(c->act), c->weight_scheme ? lb_dtype_name(c->weight) : "-",
              lb_dtype_name(c->out), lb_requant_name(c->requant));
   }
+  return 0;
 }
 
 /* ---- values and classes ------------------------------------------------------------------- */
@@ -294,7 +296,8 @@ static int check_file_dtypes(const lb_graph *g, const lb_qplan *p, lb_diag *diag
 int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag *diag) {
   if (p->n_values != g->n_values || p->n_nodes != g->n_nodes)
     return lb_diag_err(diag, LB_ERR_INTERNAL, "annotate: the plan was made for another graph");
-  p->spec = lb_spec_name(s);
+  p->spec = lb_arena_strdup(&p->arena, lb_spec_name(s));
+  if (!p->spec) return lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
   p->act = pick_act(g, s);
   for (uint32_t v = 0; v < g->n_values; v++) {
     lb_qval *q = &p->v[v];
@@ -303,7 +306,8 @@ int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag 
     q->symmetric = 0;
     if (!q->yaml_at) q->axis = -1;
   }
-  for (uint32_t n = 0; n < g->n_nodes; n++) decide(g, s, p, n);
+  for (uint32_t n = 0; n < g->n_nodes; n++)
+    if (decide(g, s, p, n)) return lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
   for (uint32_t n = 0; n < g->n_nodes; n++)
     if (p->l[n].integer) mark(g, s, p, n);
   for (uint32_t v = 0; v < g->n_values; v++) p->v[v].cls = find(p, v);

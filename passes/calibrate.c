@@ -252,34 +252,28 @@ static void progress(int on, int64_t i, int64_t n, int pass, int passes) {
   fflush(stderr);
 }
 
-/* Sample i of data as a tensor shaped like g's input. */
-static int sample_view(const lb_graph *g, const lb_tensor *data, int64_t i, lb_tensor *t,
-                       lb_diag *diag) {
-  const lb_value *in = &g->values[g->inputs[0]];
-  *t = tensor_of(in, NULL);
-  int64_t per = lb_value_numel(in), rest = 1;
-  for (int d = 1; d < data->rank; d++) rest *= data->dims[d];
-  if (data->dtype != LB_DTYPE_F32 || data->rank < 1 || rest != per)
-    return lb_diag_err(diag, LB_ERR_INPUT,
-                       "calibration data: expected f32 samples of %lld elements along axis 0 "
-                       "(input \"%s\"), got %s with %lld per sample",
-                       (long long)per, in->name, lb_dtype_name(data->dtype), (long long)rest);
-  t->data = (float *)data->data + i * per;
-  return 0;
-}
-
-static int run_pass(const lb_graph *g, calib *c, const lb_tensor *data, const lb_calib_opts *o,
-                    int passes, lb_diag *diag) {
-  for (int64_t i = 0; i < data->dims[0]; i++) {
-    lb_tensor t;
-    LB_TRY(sample_view(g, data, i, &t, diag));
+static int run_pass(const lb_graph *g, calib *c, const lb_calib_source *src, float *buf,
+                    const lb_calib_opts *o, int passes, lb_diag *diag) {
+  lb_tensor t = tensor_of(&g->values[g->inputs[0]], buf);
+  for (int64_t i = 0; i < src->n; i++) {
+    LB_TRY(src->read(src->user, i, buf, diag));
     int rc = lb_quant_walk(g, &t, observe, c, diag);
     if (rc) {
       lb_diag_prefix(diag, "calibration sample %lld", (long long)i);
       return rc;
     }
-    progress(o->progress, i, data->dims[0], c->pass, passes);
+    progress(o->progress, i, src->n, c->pass, passes);
   }
+  return 0;
+}
+
+/* A calibration source over an in-memory tensor [N, ...]. */
+static int tensor_read(void *user, int64_t i, float *dst, lb_diag *diag) {
+  (void)diag;
+  const lb_tensor *t = user;
+  int64_t per = 1;
+  for (int d = 1; d < t->rank; d++) per *= t->dims[d];
+  memcpy(dst, (const float *)t->data + i * per, (size_t)per * sizeof *dst);
   return 0;
 }
 
@@ -297,28 +291,45 @@ static int start_hist(const lb_graph *g, calib *c) {
 
 int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
                        const lb_calib_opts *o, lb_diag *diag) {
+  int64_t per = 1;
+  for (int d = 1; d < data->rank; d++) per *= data->dims[d];
+  if (data->dtype != LB_DTYPE_F32 || data->rank < 1)
+    return lb_diag_err(diag, LB_ERR_INPUT, "calibration data: expected f32 samples along axis 0, "
+                       "got %s of rank %d", lb_dtype_name(data->dtype), data->rank);
+  lb_calib_source src = {data->dims[0], per, tensor_read, (void *)data};
+  return lb_quant_calibrate_stream(g, p, &src, o, diag);
+}
+
+int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
+                              const lb_calib_opts *o, lb_diag *diag) {
   if (g->n_inputs != 1)
     return lb_diag_err(diag, LB_ERR_INPUT, "calibration needs a model with one input, not %u",
                        g->n_inputs);
-  if (data->rank < 1 || data->dims[0] < 1)
-    return lb_diag_err(diag, LB_ERR_INPUT, "calibration data has no samples");
+  const lb_value *in = &g->values[g->inputs[0]];
+  if (in->dtype != LB_DTYPE_F32 || src->per != lb_value_numel(in))
+    return lb_diag_err(diag, LB_ERR_INPUT,
+                       "calibration data: expected samples of %lld f32 elements (input \"%s\"), "
+                       "got %lld per sample", (long long)lb_value_numel(in), in->name,
+                       (long long)src->per);
+  if (src->n < 1) return lb_diag_err(diag, LB_ERR_INPUT, "calibration data has no samples");
   calib c = {p, lb_calloc(g->n_values ? g->n_values : 1, sizeof(stat)),
              lb_calloc(g->n_values ? g->n_values : 1, 1), 1};
-  int rc = !c.st || !c.watch ? LB_ERR_NOMEM : 0;
+  float *buf = lb_malloc((size_t)(src->per ? src->per : 1) * sizeof *buf);
+  int rc = !c.st || !c.watch || !buf ? LB_ERR_NOMEM : 0;
   for (uint32_t v = 0; !rc && v < g->n_values; v++)
     c.watch[v] = p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_ACT &&
                  !g->values[v].data && !(p->v[v].yaml_at && p->v[v].n);
   int hist = o->method != LB_CALIB_MAX && o->method != LB_CALIB_AVG_MAX, passes = hist ? 2 : 1;
-  if (!rc) rc = run_pass(g, &c, data, o, passes, diag);
+  if (!rc) rc = run_pass(g, &c, src, buf, o, passes, diag);
   if (!rc && hist) rc = start_hist(g, &c);
-  if (!rc && hist) c.pass = 2, rc = run_pass(g, &c, data, o, passes, diag);
+  if (!rc && hist) c.pass = 2, rc = run_pass(g, &c, src, buf, o, passes, diag);
   for (uint32_t v = 0; !rc && v < g->n_values; v++) {
     if (!c.watch[v] || !c.st[v].samples) continue;
     range_of(&c.st[v], &p->v[v], o, &p->v[v].lo, &p->v[v].hi);
     p->v[v].ranged = 1;
   }
   for (uint32_t v = 0; c.st && v < g->n_values; v++) lb_free(c.st[v].pos), lb_free(c.st[v].neg);
-  lb_free(c.st), lb_free(c.watch);
+  lb_free(c.st), lb_free(c.watch), lb_free(buf);
   if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
   p->method = lb_calib_method_name(o->method);
   return rc ? rc : lb_quant_params(g, p, diag);

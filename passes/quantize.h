@@ -52,6 +52,17 @@ typedef struct lb_calib_opts {
  * an edited plan are left alone. Then calls lb_quant_params. */
 int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
                        const lb_calib_opts *o, lb_diag *diag);
+/* Calibration samples read one at a time (so a calibration set never has to fit in memory):
+ * read(user, i, dst) writes sample i (per floats, the model input's element count) into dst. */
+typedef struct lb_calib_source {
+  int64_t n;   /* samples */
+  int64_t per; /* floats per sample */
+  int (*read)(void *user, int64_t i, float *dst, lb_diag *diag);
+  void *user;
+} lb_calib_source;
+/* lb_quant_calibrate over a source; each pass reads the samples in order. */
+int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
+                              const lb_calib_opts *o, lb_diag *diag);
 /* Turns ranges into parameters: one scale/zero point per shared-scale class (union of its
  * ranges), per-channel symmetric weights in [-127, 127], int32 biases with scale
  * s_act * s_weight, constants from their data. Values with plan-given parameters keep them. */
