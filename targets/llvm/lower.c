@@ -99,7 +99,7 @@ static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
   switch (n->op) {
   case LB_OP_CONV:
     return (lb_conv_wants_nhwc(g, n) || lb_int_conv_nhwc(g, n)) && (i == 0 || i == 3) ? REQ_NHWC
-                                                                                       : REQ_ANY;
+                                                                                      : REQ_ANY;
   case LB_OP_ADD:
   case LB_OP_SUB:
   case LB_OP_MUL:

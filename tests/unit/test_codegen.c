@@ -395,7 +395,8 @@ static lb_graph *pools_graph(void) {
   int64_t xd[4] = {1, 3, 11, 10}, wd[4] = {37, 3, 3, 3}, yd[4] = {1, 37, 11, 10};
   float w[999];
   for (int i = 0; i < 999; i++) w[i] = (float)((i * 31) % 17 - 8) / 11.0f;
-  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, 4, xd);
+  /* a name that must be escaped in the generated header's string literal */
+  uint32_t x = lb_graph_add_value(g, "x \"in\"\\\t1", LB_DTYPE_F32, 4, xd);
   uint32_t wv = lb_graph_add_const(g, "w", LB_DTYPE_F32, 4, wd, w, sizeof w);
   uint32_t v[4];
   const char *names[4] = {"conv", "max", "avg", "gap"};
