@@ -13,6 +13,8 @@
 #include "cli.h"
 #include "onnx.h"
 #include "passes.h"
+#include "quant.h"
+#include "quantize.h"
 #include "spec.h"
 #include "target.h"
 #include "tensor_io.h"
@@ -40,11 +42,23 @@ static int load_inputs(const char *model, const char *spec_name, lb_graph **g, l
   return rc;
 }
 
+/* The graph the backend gets: the prepared fp32 graph or, with --quantize int8 / --plan, the
+ * realized integer graph (per-layer report on stderr). */
+static int load_graph(const char *model, const char *spec_name, const lb_qcli *q, lb_graph **g,
+                      lb_spec **s, lb_diag *d) {
+  if (!lb_qcli_active(q)) return load_inputs(model, spec_name, g, s, d);
+  *g = NULL, *s = NULL;
+  int rc = lb_spec_load(spec_name, s, d);
+  if (!rc) rc = lb_qcli_build(q, model, spec_name, LB_REALIZE_INT, stderr, NULL, NULL, g, d);
+  return rc;
+}
+
 /* ---- compile ------------------------------------------------------------------------------ */
 
 typedef struct compile_opts {
-  const char *model, *spec, *out, *name, *emit, *quantize;
+  const char *model, *spec, *out, *name, *emit;
   int profile;
+  lb_qcli q; /* --quantize/--calib/--calib-method/--plan/--plan-out (cmd_quant.c) */
 } compile_opts;
 
 static void compile_usage(FILE *f) {
@@ -60,7 +74,10 @@ static void compile_usage(FILE *f) {
           "  -o, --output OUT  output file (required); the header goes next to it as .h\n"
           "  --name NAME       symbol prefix (a C identifier; default: OUT's file name)\n"
           "  --emit KIND       obj (default), asm (assembly) or llvm (LLVM IR text)\n"
-          "  --quantize none   fp32 code (the only mode of this backend so far)\n"
+          "  --quantize int8   integer code for the spec's int8 combinations (needs --calib)\n"
+          "  --calib C.npy     calibration samples (axis 0) for --quantize\n"
+          "  --calib-method M  max, avg-max (default), percentile, kl or mse\n"
+          "  --plan P.yaml     an edited quantization plan; --plan-out P.yaml writes the plan\n"
           "  --profile         also emit NAME_step(i, ...) to time layers one by one\n"
           "  -h, --help        print this help\n");
 }
@@ -72,13 +89,15 @@ static int compile_args(int argc, char **argv, compile_opts *o) {
                         : is(a, "-o") || is(a, "--output") ? &o->out
                         : is(a, "--name")                  ? &o->name
                         : is(a, "--emit")                  ? &o->emit
-                        : is(a, "--quantize")              ? &o->quantize
                                                            : NULL;
+    int qr;
     if (is(a, "-h") || is(a, "--help")) {
       compile_usage(stdout);
       return -1;
     } else if (slot) {
       if (!(*slot = value_of("compile", argc, argv, &i))) return 2;
+    } else if ((qr = lb_qcli_parse(&o->q, "compile", argc, argv, &i)) != 0) {
+      if (qr == 2) return 2;
     } else if (is(a, "--profile")) {
       o->profile = 1;
     } else if (a[0] == '-' && a[1]) {
@@ -128,13 +147,7 @@ static int compile_check(const compile_opts *o, lb_emit_kind *kind) {
     fprintf(stderr, "lowbit compile: --emit '%s': expected obj, asm or llvm\n", e);
     return 2;
   }
-  if (o->quantize && !is(o->quantize, "none")) {
-    fprintf(stderr,
-            "lowbit compile: --quantize '%s': this build generates fp32 code only (use none)\n",
-            o->quantize);
-    return 2;
-  }
-  return 0;
+  return lb_qcli_check(&o->q, "compile") ? 2 : 0;
 }
 
 int lb_cmd_compile(int argc, char **argv) {
@@ -149,7 +162,7 @@ int lb_cmd_compile(int argc, char **argv) {
   lb_diag_clear(&d);
   lb_graph *g;
   lb_spec *s;
-  rc = load_inputs(o.model, o.spec, &g, &s, &d);
+  rc = load_graph(o.model, o.spec, &o.q, &g, &s, &d);
   if (!rc) {
     lb_codegen_opts co = {.name = o.name ? o.name : name, .profile = o.profile};
     rc = lb_target_emit(g, s, &co, kind, o.out, kind == LB_EMIT_LLVM ? NULL : hdr, &d);
@@ -175,6 +188,7 @@ typedef struct bench_opts {
   const char *model, *spec, *input;
   long iters, warmup, threads;
   int json, profile;
+  lb_qcli q;
 } bench_opts;
 
 static void bench_usage(FILE *f) {
@@ -190,6 +204,8 @@ static void bench_usage(FILE *f) {
              "  --warmup N     untimed iterations first (default 5)\n"
              "  --threads N    worker threads (only 1 so far; the default)\n"
              "  --profile      time every layer (step) and print the slowest\n"
+             "  --quantize int8 --calib C.npy [--calib-method M] [--plan P.yaml]\n"
+             "                 time the integer graph (see lowbit compile --help)\n"
              "  --json         print one JSON object instead of text\n"
              "  -h, --help     print this help\n");
 }
@@ -209,6 +225,7 @@ static int parse_count(const char *opt, const char *v, long lo, long *out) {
 static int bench_args(int argc, char **argv, bench_opts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
+    int qr;
     long *num = is(a, "--iters")     ? &o->iters
                 : is(a, "--warmup")  ? &o->warmup
                 : is(a, "--threads") ? &o->threads
@@ -225,6 +242,8 @@ static int bench_args(int argc, char **argv, bench_opts *o) {
         return 2;
     } else if (is(a, "--json") || is(a, "--profile")) {
       *(is(a, "--json") ? &o->json : &o->profile) = 1;
+    } else if ((qr = lb_qcli_parse(&o->q, "bench", argc, argv, &i)) != 0) {
+      if (qr == 2) return 2;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "lowbit bench: unknown option '%s' (try 'lowbit bench --help')\n", a);
       return 2;
@@ -239,6 +258,7 @@ static int bench_args(int argc, char **argv, bench_opts *o) {
     fprintf(stderr, "lowbit bench: no model given (try 'lowbit bench --help')\n");
     return 2;
   }
+  if (lb_qcli_check(&o->q, "bench")) return 2;
   if (o->threads != 1) {
     fprintf(stderr, "lowbit bench: --threads %ld: only 1 thread is supported so far\n", o->threads);
     return 2;
@@ -454,7 +474,7 @@ int lb_cmd_bench(int argc, char **argv) {
   lb_graph *g;
   lb_spec *s;
   lb_jit *j = NULL;
-  rc = load_inputs(o.model, o.spec ? o.spec : "host", &g, &s, &d);
+  rc = load_graph(o.model, o.spec ? o.spec : "host", &o.q, &g, &s, &d);
   if (!rc) {
     lb_codegen_opts co = {.name = "bench", .profile = o.profile};
     rc = lb_jit_compile(g, s, &co, &j, &d);
