@@ -1,6 +1,7 @@
 /* The strided elementwise engine and the ops built on it: arithmetic with numpy broadcasting
- * and a fused activation, unary activations, batchnorm (as a per-channel affine), concat,
- * constant pad, transpose, reshape-like copies, shape, gather and (de)quantize. Invariant:
+ * and a fused activation (f32, f64, and wrapping integer arithmetic), unary activations,
+ * batchnorm (per-channel parameter views), concat, pad (constant, edge, reflect), transpose,
+ * reshape-like copies, shape, gather and (de)quantize. Invariant:
  * every loop nest walks the output in its physical order, so stores are sequential, and the
  * innermost loop uses <vw x T> vectors whenever all operands are contiguous or splat there. */
 #include <math.h>

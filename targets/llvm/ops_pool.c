@@ -1,5 +1,5 @@
 /* Windowed and reducing ops: max/average pooling (1-3 spatial dims, pads, strides, dilations,
- * ceil mode, count_include_pad), global average pooling and reduce_mean (through the strided
+ * ceil mode, count_include_pad; max also on 8-bit integers), global average pooling and reduce_mean (through the strided
  * engine as an accumulation), and softmax. Invariant: pooling vectorises across channels
  * whenever channels are contiguous (NHWC), the layout convolutions produce. */
 #include <math.h>
