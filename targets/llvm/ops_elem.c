@@ -1,9 +1,10 @@
 /* The strided elementwise engine and the ops built on it: arithmetic with numpy broadcasting
  * and a fused activation (f32, f64, and wrapping integer arithmetic), unary activations,
  * batchnorm (per-channel parameter views), concat, pad (constant, edge, reflect), transpose,
- * reshape-like copies, shape, gather and (de)quantize. Invariant:
- * every loop nest walks the output in its physical order, so stores are sequential, and the
- * innermost loop uses <vw x T> vectors whenever all operands are contiguous or splat there. */
+ * reshape-like copies, shape, gather and (de)quantize. Invariant: a loop nest orders dims by
+ * their largest stride over all operands (so the innermost loop is contiguous in someone),
+ * merges dims contiguous in every operand, and uses <vw x T> vectors innermost whenever the
+ * output is contiguous there and every input is contiguous or splat. */
 #include <math.h>
 #include <string.h>
 
