@@ -1,10 +1,10 @@
 /* The strided elementwise engine and the ops built on it: arithmetic with numpy broadcasting
  * and a fused activation (f32, f64, and wrapping integer arithmetic), unary activations,
  * batchnorm (per-channel parameter views), concat, pad (constant, edge, reflect), transpose,
- * reshape-like copies, shape, gather and (de)quantize. Invariant: a loop nest orders dims by
- * their largest stride over all operands (so the innermost loop is contiguous in someone),
- * merges dims contiguous in every operand, and uses <vw x T> vectors innermost whenever the
- * output is contiguous there and every input is contiguous or splat. */
+ * reshape-like copies, shape, gather and (de)quantize. Invariant: a loop nest walks the
+ * output in its physical order (reduced dims by the input's), merges dims contiguous in every
+ * operand, and uses <vw x T> vectors innermost whenever the output is contiguous there and
+ * every input is contiguous or splat. */
 #include <math.h>
 #include <string.h>
 
@@ -18,22 +18,24 @@ typedef struct nest {
   int64_t st[9][LB_MAX_RANK]; /* [operand][loop dim]; operand 0 is the output */
 } nest;
 
-static int64_t max_stride(const lb_view *out, const lb_view *in, int n_in, int d) {
+/* Loop order key of dim d: the output's stride (stores stay sequential), or for dims the
+ * output does not advance along (reductions) the largest input stride. */
+static int64_t order_key(const lb_view *out, const lb_view *in, int n_in, int d) {
   int64_t m = out->st[d];
-  for (int k = 0; k < n_in; k++)
+  for (int k = 0; k < n_in && m == 0; k++)
     if (in[k].st[d] > m) m = in[k].st[d];
   return m;
 }
 
-/* Orders the output's dims by decreasing largest stride, drops size-1 dims and merges
- * neighbours that are contiguous in every operand. */
+/* Orders the output's dims by decreasing key, drops size-1 dims and merges neighbours that
+ * are contiguous in every operand. */
 static void make_nest(nest *ns, const lb_view *out, const lb_view *in, int n_in) {
   int order[LB_MAX_RANK], n = 0;
   for (int d = 0; d < out->rank; d++)
     if (out->dims[d] != 1) order[n++] = d;
   for (int i = 1; i < n; i++) /* insertion sort, stable */
     for (int j = i; j > 0; j--) {
-      int64_t a = max_stride(out, in, n_in, order[j - 1]), b = max_stride(out, in, n_in, order[j]);
+      int64_t a = order_key(out, in, n_in, order[j - 1]), b = order_key(out, in, n_in, order[j]);
       if (a > b || (a == b && out->st[order[j - 1]] >= out->st[order[j]])) break;
       int t = order[j];
       order[j] = order[j - 1];
