@@ -13,12 +13,13 @@
 #include "onnx.h"
 #include "passes.h"
 #include "search.h"
+#include "target.h"
 #include "tensor_io.h"
 
 typedef struct sopts {
-  const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method;
+  const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method, *engine;
   lb_search_opts so;
-  int quiet;
+  int quiet, measure;
 } sopts;
 
 static void usage(FILE *f) {
@@ -40,6 +41,9 @@ static void usage(FILE *f) {
           "  --strategy S          auto (default) or hago-greedy\n"
           "  --sens-samples N      samples for the sensitivity pass (default 64)\n"
           "  --calib-method M      max, avg-max (default), percentile, kl or mse\n"
+          "  --engine E            evaluate candidates with interp (simulated quantization,\n"
+          "                        default) or jit (the realized integer graph, JIT-compiled)\n"
+          "  --measure             JIT-time every plan of the front on this host (us, thread CPU)\n"
           "  -o, --output P.yaml   the plan (written atomically)\n"
           "  --plot F.svg          cost against quality, chosen point marked\n"
           "  -q, --quiet           print only the chosen point\n"
@@ -63,7 +67,8 @@ static int value_opt(sopts *o, const char *a, const char *v) {
   const char **slot = is(a, "--spec") ? &o->spec : is(a, "--calib") ? &o->calib
                       : is(a, "--eval") ? &o->eval : is(a, "--labels") ? &o->labels
                       : is(a, "-o") || is(a, "--output") ? &o->out : is(a, "--plot") ? &o->plot
-                      : is(a, "--calib-method") ? &o->method : NULL;
+                      : is(a, "--calib-method") ? &o->method : is(a, "--engine") ? &o->engine
+                      : NULL;
   if (slot) return *slot = v, 0;
   if (is(a, "--strategy")) {
     if (lb_strategy_from_name(v, &o->so.strategy) == 0) return 0;
@@ -80,7 +85,7 @@ static int value_opt(sopts *o, const char *a, const char *v) {
 
 static int takes_value(const char *a) {
   static const char *const v[] = {"--spec", "--calib", "--eval", "--labels", "-o", "--output",
-                                  "--plot", "--calib-method", "--strategy", "--max-drop",
+                                  "--plot", "--calib-method", "--strategy", "--max-drop", "--engine",
                                   "--latency-budget", "--size-budget", "--sens-samples"};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
     if (is(a, v[i])) return 1;
@@ -94,6 +99,8 @@ static int parse(sopts *o, int argc, char **argv) {
     if (is(a, "-h") || is(a, "--help")) return usage(stdout), 1;
     if (is(a, "-q") || is(a, "--quiet")) {
       o->quiet = 1;
+    } else if (is(a, "--measure")) {
+      o->measure = 1;
     } else if (takes_value(a)) {
       if (i + 1 >= argc) {
         fprintf(stderr, "lowbit search: option '%s' needs an argument\n", a);
@@ -113,6 +120,8 @@ static int parse(sopts *o, int argc, char **argv) {
   lb_calib_method m;
   if (!o->model) fprintf(stderr, "lowbit search: no model given (try --help)\n");
   else if (!o->calib) fprintf(stderr, "lowbit search: --calib C.npy is required\n");
+  else if (o->engine && !is(o->engine, "interp") && !is(o->engine, "jit"))
+    fprintf(stderr, "lowbit search: --engine '%s' is not one of interp, jit\n", o->engine);
   else if (o->method && lb_calib_method_from_name(o->method, &m) != 0)
     fprintf(stderr, "lowbit search: --calib-method '%s' is not one of max, avg-max, percentile, kl, mse\n",
             o->method);
@@ -128,15 +137,127 @@ typedef struct state {
   lb_qplan *p;
   lb_tensor calib, eval, labels;
   lb_search *s;
+  const lb_tensor *x; /* the evaluation samples */
   double seconds, setup; /* strategy run; shared setup (fp32 reference, weights) */
+  double *us;         /* --measure: JIT microseconds per point (-1: not measured) */
 } state;
 
 static void state_free(state *st) {
+  free(st->us);
   lb_search_free(st->s);
   lb_qplan_free(st->p);
   lb_spec_free(st->spec);
   lb_graph_free(st->g);
   lb_free(st->calib.data), lb_free(st->eval.data), lb_free(st->labels.data);
+}
+
+/* ---- plans of points, the JIT evaluator and --measure (targets/target.h) ------------------- */
+
+/* A fresh plan for an assignment: annotate, the calibrated ranges of the int8 plan, then the
+ * search's choices (lb_search_apply re-annotates and sets the parameters). */
+static int plan_for(const state *st, const unsigned char *choice, lb_qplan **out, lb_diag *d) {
+  lb_qplan *p = lb_qplan_new(st->g);
+  if (!p) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  int rc = lb_quant_annotate(st->g, st->spec, p, d);
+  for (uint32_t v = 0; !rc && v < st->g->n_values; v++)
+    p->v[v].lo = st->p->v[v].lo, p->v[v].hi = st->p->v[v].hi, p->v[v].ranged = st->p->v[v].ranged;
+  if (!rc) rc = lb_search_apply(st->s, choice, p, d);
+  if (rc) lb_qplan_free(p);
+  else *out = p;
+  return rc;
+}
+
+/* The integer graph of an assignment, JIT-compiled for the spec. */
+static int jit_for(const state *st, const unsigned char *choice, lb_graph **q, lb_jit **j,
+                   lb_diag *d) {
+  lb_qplan *p = NULL;
+  *q = NULL, *j = NULL;
+  int rc = plan_for(st, choice, &p, d);
+  if (!rc) rc = lb_quant_realize(st->g, p, LB_REALIZE_INT, q, d);
+  if (!rc) rc = lb_jit_compile(*q, st->spec, NULL, j, d);
+  lb_qplan_free(p);
+  return rc;
+}
+
+/* lb_search_eval_fn: the realized integer graph, JIT-compiled, on the evaluation samples. */
+static int eval_jit(lb_search *s, void *user, const unsigned char *choice, int64_t n, float *out,
+                    lb_diag *d) {
+  const state *st = user;
+  lb_graph *q;
+  lb_jit *j;
+  int rc = jit_for(st, choice, &q, &j, d);
+  const lb_value *in = rc ? NULL : &q->values[q->inputs[0]];
+  int64_t per = in ? lb_value_numel(in) : 0, on = lb_search_out_numel(s);
+  for (int64_t i = 0; !rc && i < n; i++) {
+    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)st->x->data + i * per}, o[8];
+    memcpy(t.dims, in->dims, sizeof t.dims);
+    memset(o, 0, sizeof o);
+    if (q->n_outputs > 8) rc = lb_diag_err(d, LB_ERR_INPUT, "jit evaluation: more than 8 outputs");
+    if (!rc) rc = lb_jit_run_tensors(j, q, &t, o, d);
+    if (!rc) memcpy(out + i * on, o[0].data, (size_t)on * sizeof(float));
+    for (uint32_t k = 0; k < q->n_outputs && k < 8; k++) lb_free(o[k].data);
+  }
+  lb_jit_free(j);
+  lb_graph_free(q);
+  return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double thread_cpu(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Median thread CPU microseconds of one run of the JIT'd graph on the first sample. */
+static int time_jit(const state *st, const lb_graph *g, const lb_jit *j, double *us, lb_diag *d) {
+  enum { WARM = 20, RUNS = 201 };
+  size_t ws = lb_jit_workspace_size(j);
+  void *w = aligned_alloc(64, (ws + 64) / 64 * 64), *outs[8] = {0};
+  const void *ins[1] = {st->x->data};
+  double t[RUNS];
+  int rc = w && g->n_outputs <= 8 && g->n_inputs == 1 ? 0 : LB_ERR_NOMEM;
+  for (uint32_t k = 0; !rc && k < g->n_outputs; k++) {
+    const lb_value *v = &g->values[g->outputs[k]];
+    if (!(outs[k] = calloc(1, lb_dtype_bytes(v->dtype, lb_value_numel(v)) + 1))) rc = LB_ERR_NOMEM;
+  }
+  lb_run_fn run = lb_jit_run_fn(j);
+  for (int i = 0; !rc && i < WARM + RUNS; i++) {
+    double c0 = thread_cpu();
+    if (run(ins, outs, w) != 0) rc = lb_diag_err(d, LB_ERR_INTERNAL, "jit run failed");
+    if (i >= WARM) t[i - WARM] = thread_cpu() - c0;
+  }
+  if (!rc) qsort(t, RUNS, sizeof t[0], cmp_double), *us = 1e6 * t[RUNS / 2];
+  for (uint32_t k = 0; k < 8; k++) free(outs[k]);
+  free(w);
+  if (rc == LB_ERR_NOMEM) lb_diag_err(d, rc, "out of memory");
+  return rc;
+}
+
+/* --measure: the JIT latency of every point on the front and of the references. */
+static int measure(state *st, lb_diag *d) {
+  uint32_t n = lb_search_n_points(st->s);
+  st->us = calloc(n + 1, sizeof *st->us);
+  if (!st->us) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  LB_TRY(lb_target_host_check(st->spec, d));
+  int rc = 0;
+  for (uint32_t i = 0; !rc && i < n; i++) {
+    const lb_search_point *p = lb_search_point_at(st->s, i);
+    st->us[i] = -1;
+    if (!p->pareto && p != lb_search_int8(st->s) && p != lb_search_fp32(st->s)) continue;
+    lb_graph *q = NULL;
+    lb_jit *j = NULL;
+    if (p == lb_search_fp32(st->s)) rc = lb_jit_compile(st->g, st->spec, NULL, &j, d);
+    else rc = jit_for(st, p->choice, &q, &j, d);
+    if (!rc) rc = time_jit(st, q ? q : st->g, j, &st->us[i], d);
+    lb_jit_free(j);
+    lb_graph_free(q);
+  }
+  return rc;
 }
 
 static int read_npy(const char *path, lb_tensor *t, lb_diag *d) {
@@ -169,14 +290,21 @@ static int search(const sopts *o, state *st, lb_diag *d) {
   LB_TRY(int8_plan(o, st, d));
   if (o->eval) LB_TRY(read_npy(o->eval, &st->eval, d));
   if (o->labels) LB_TRY(read_npy(o->labels, &st->labels, d));
+  st->x = o->eval ? &st->eval : &st->calib;
+  lb_search_opts so = o->so;
+  if (o->engine && is(o->engine, "jit")) {
+    LB_TRY(lb_target_host_check(st->spec, d));
+    so.eval = eval_jit, so.eval_user = st;
+  }
   double t0 = now();
-  int rc = lb_search_new(st->g, st->spec, st->p, &st->calib, o->eval ? &st->eval : &st->calib,
+  int rc = lb_search_new(st->g, st->spec, st->p, &st->calib, st->x,
                          o->labels ? &st->labels : NULL, &st->s, d);
   if (rc && o->labels && strncmp(d->msg, "labels", 6) == 0) lb_diag_prefix(d, "%s", o->labels);
   double t1 = now();
   st->setup = t1 - t0;
-  if (!rc) rc = lb_search_run(st->s, &o->so, d);
+  if (!rc) rc = lb_search_run(st->s, &so, d);
   st->seconds = now() - t1;
+  if (!rc && o->measure) rc = measure(st, d);
   return rc;
 }
 
@@ -209,10 +337,13 @@ static void print_layers(const state *st, FILE *f) {
   }
 }
 
-static void print_point(const lb_search *s, const lb_search_point *p, const char *tag, FILE *f) {
-  fprintf(f, "  %-8s %10.0f cycles %9.3f us %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB\n",
+static void print_point(const state *st, const lb_search_point *p, const char *tag, FILE *f) {
+  const lb_search *s = st->s;
+  fprintf(f, "  %-8s %10.0f cycles %9.3f us %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB",
           tag, p->cycles, 1000.0 * lb_search_ms(s, p->cycles), (long long)p->weight_bytes,
           p->score.quality, p->score.acc, p->score.agree, p->score.sqnr);
+  if (st->us) fprintf(f, "  measured %8.2f us", st->us[p - lb_search_point_at(s, 0)]);
+  fputc('\n', f);
 }
 
 /* The front cheapest first (the references tagged), then the references off the front. */
@@ -230,10 +361,10 @@ static void print_front(const state *st, FILE *f) {
     }
     if (!nx) break;
     last = nx->cycles;
-    print_point(s, nx, nx->chosen ? "chosen" : nx == i8 ? "int8" : nx == fp ? "fp32" : "", f);
+    print_point(st, nx, nx->chosen ? "chosen" : nx == i8 ? "int8" : nx == fp ? "fp32" : "", f);
   }
-  if (!i8->pareto) print_point(s, i8, "int8", f);
-  if (!fp->pareto) print_point(s, fp, "fp32", f);
+  if (!i8->pareto) print_point(st, i8, "int8", f);
+  if (!fp->pareto) print_point(st, fp, "fp32", f);
 }
 
 static void print_summary(const sopts *o, const state *st, FILE *f) {

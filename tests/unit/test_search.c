@@ -362,6 +362,39 @@ START_TEST(cli_usage) {
 }
 END_TEST
 
+static int file_starts(const char *path, const char *prefix) {
+  char buf[64] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  return n >= strlen(prefix) && strncmp(buf, prefix, strlen(prefix)) == 0;
+}
+
+/* The command: JIT evaluation and --measure, the plan and the plot written; a bad labels file
+ * is a located error and leaves neither behind. */
+START_TEST(cli_jit_measure_outputs) {
+  char plan[] = "/tmp/lb_search_cliXXXXXX", svg[64];
+  int fd = mkstemp(plan);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  remove(plan);
+  snprintf(svg, sizeof svg, "%s.svg", plan);
+  char *a[] = {"search", MODELS "digits_mlp.onnx", "--spec", "x86-64-avx2", "--calib",
+               MODELS "digits64_calib_x.npy", "--eval", MODELS "digits64_test_x.npy", "--labels",
+               MODELS "digits_test_y.npy", "--engine", "jit", "--measure", "-q", "-o", plan,
+               "--plot", svg, NULL};
+  ck_assert_int_eq(lb_cmd_search(18, a), 0);
+  ck_assert(file_starts(plan, "# lowbit quantization plan"));
+  ck_assert(file_starts(svg, "<svg"));
+  remove(plan), remove(svg);
+  a[9] = MODELS "digits_calib_x.npy"; /* f32 samples, not labels */
+  ck_assert_int_eq(lb_cmd_search(18, a), 2);
+  ck_assert_int_ne(access(plan, F_OK), 0);
+  ck_assert_int_ne(access(svg, F_OK), 0);
+}
+END_TEST
+
 Suite *search_suite(void) {
   Suite *s = suite_create("search");
   TCase *k = tcase_create("subbyte");
@@ -378,6 +411,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, bad_labels);
   tcase_add_test(t, bad_plan_precision);
   tcase_add_test(t, cli_usage);
+  tcase_add_test(t, cli_jit_measure_outputs);
   suite_add_tcase(s, t);
   return s;
 }
