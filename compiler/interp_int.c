@@ -1,5 +1,5 @@
 /* Reference interpreter kernels for quantized integer nodes: conv, gemm, matmul, add, sub, mul,
- * relu, clip and global_avg_pool whose output is an i8/u8 value with quantization parameters
+ * relu, clip, avg_pool and global_avg_pool whose output is an i8/u8 value with quantization parameters
  * (realize builds them). Accumulation is exact int32; every output element goes through
  * lb_requantize/lb_requantize2 (quant.c), so these kernels are the bit-exact oracle for backends.
  * max_pool, concat and the layout ops run unchanged on i8/u8: their inputs and output share
@@ -47,7 +47,8 @@ int lb_int_node(const lb_graph *g, uint32_t id) {
   const lb_node *n = &g->nodes[id];
   switch (n->op) {
   case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
-  case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL: break;
+  case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_AVG_POOL: break;
   default: return 0;
   }
   if (!quantized(g, n->out[0])) return 0;
@@ -267,6 +268,52 @@ static int k_global_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *o
   return 0;
 }
 
+/* Taps a in [0, k) with lo <= s + a*d < hi. */
+static int64_t taps_in(int64_t s, int64_t k, int64_t d, int64_t lo, int64_t hi) {
+  int64_t n = 0;
+  for (int64_t a = 0; a < k; a++) n += s + a * d >= lo && s + a * d < hi;
+  return n;
+}
+
+/* Average pooling (1-D or 2-D): the exact int32 sum of (x - zx) over the taps inside the input,
+ * requantized with m = s_x / (s_y * count). count follows ONNX: with count_include_pad, the taps
+ * inside the explicitly padded input (never the extra positions ceil_mode adds), else the taps
+ * inside the input. */
+static int k_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
+  const lb_graph *G = c->g;
+  const lb_attrs *a = c->a;
+  if (in[0].rank != 3 && in[0].rank != 4)
+    return lb_node_err(G, c->id, c->diag, "integer avg_pool supports 1-D and 2-D only");
+  int two = in[0].rank == 4, r = in[0].rank;
+  int64_t H = two ? in[0].dims[2] : 1, W = in[0].dims[r - 1], OH = two ? out->dims[2] : 1;
+  int64_t OW = out->dims[r - 1], KH = two ? a->kernel[0] : 1, KW = a->kernel[two ? 1 : 0];
+  int64_t sh = two ? a->strides[0] : 1, sw = a->strides[two ? 1 : 0];
+  int64_t dh = two ? a->dilations[0] : 1, dw = a->dilations[two ? 1 : 0];
+  int64_t ns = two ? 2 : 1, ph = two ? a->pads[0] : 0, pw = a->pads[two ? 1 : 0];
+  int64_t peh = two ? a->pads[ns] : 0, pew = a->pads[ns + (two ? 1 : 0)];
+  int64_t planes = in[0].dims[0] * in[0].dims[1];
+  uint32_t ix = c->n->in[0], o = c->n->out[0];
+  float sx = q_scale(G, ix, 0), sy = q_scale(G, o, 0);
+  int32_t zx = q_zp(G, ix, 0), zy = q_zp(G, o, 0), lo, hi;
+  lb_qrange(out->dtype, &lo, &hi);
+  for (int64_t p = 0, i = 0; p < planes; p++)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++, i++) {
+        int64_t y0 = oh * sh - ph, x0 = ow * sw - pw;
+        int32_t acc = 0;
+        for (int64_t kh = 0; kh < KH; kh++)
+          for (int64_t kw = 0; kw < KW; kw++) {
+            int64_t y = y0 + kh * dh, x = x0 + kw * dw;
+            if (y >= 0 && y < H && x >= 0 && x < W) acc += ld8(&in[0], (p * H + y) * W + x) - zx;
+          }
+        int64_t cnt = a->count_include_pad
+                          ? taps_in(y0, KH, dh, -ph, H + peh) * taps_in(x0, KW, dw, -pw, W + pew)
+                          : taps_in(y0, KH, dh, 0, H) * taps_in(x0, KW, dw, 0, W);
+        st8(out, i, lb_requantize(acc, lb_qmul_pool(sx, sy, cnt), zy, lo, hi));
+      }
+  return 0;
+}
+
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag) {
   const lb_node *n = &g->nodes[id];
@@ -280,6 +327,7 @@ int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tens
   case LB_OP_MATMUL: return k_matmul(&c, in, out);
   case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: return k_binary(&c, in, out);
   case LB_OP_RELU: case LB_OP_CLIP: return k_unary(&c, in, out);
+  case LB_OP_AVG_POOL: return k_avg_pool(&c, in, out);
   default: return k_global_avg_pool(&c, in, out);
   }
 }

@@ -46,7 +46,7 @@ void lb_qparams(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t
 /* ---- interpreter (interp_int.c) -------------------------------------------------------------
  * A node is integer when its output and first input are i8/u8 values with quantization
  * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, relu, clip,
- * global_avg_pool); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
+ * avg_pool, global_avg_pool); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
 int lb_int_node(const lb_graph *g, uint32_t id);
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag);

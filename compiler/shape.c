@@ -705,19 +705,20 @@ static int check_size(sctx *c, const char *role, uint32_t k, const shp *s) {
   return 0;
 }
 
-/* Quantized integer forms (compiler/quant.h, interp_int.c): conv/gemm/matmul/global_avg_pool
- * on i8/u8 activations (i8/u8 weights, i32 bias), and add/sub/mul with a fused activation.
+/* Quantized integer forms (compiler/quant.h, interp_int.c): conv/gemm/matmul/avg pools
+ * on i8/u8 activations with quantization parameters (i8/u8 weights, i32 bias), and add/sub/mul with a fused activation.
  * Shapes follow the f32 rule; the output keeps the activation dtype. */
 static int int_rule(sctx *c, rule_fn f) {
   lb_op op = c->n->op;
   lb_dtype t = c->in[0].dtype;
-  int mac = op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL ||
-            op == LB_OP_GLOBAL_AVG_POOL;
+  int pool = op == LB_OP_GLOBAL_AVG_POOL || op == LB_OP_AVG_POOL;
+  int mac = op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL || pool;
   int ew = (op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL) && c->a->act != LB_ACT_NONE;
   if (!(t == LB_DTYPE_I8 || t == LB_DTYPE_U8) || !(mac || ew)) return -1;
+  if (c->g->values[c->n->in[0]].q.n == 0) return -1; /* plain integers: not a quantized form */
   shp in[64];
+  memcpy(in, c->in, sizeof in); /* callers pass 64 slots, absent ones zeroed */
   for (uint32_t k = 0; k < c->n->n_in && k < 64; k++) {
-    in[k] = c->in[k];
     lb_dtype d = in[k].dtype;
     int want32 = k == 2 && op != LB_OP_ADD && op != LB_OP_SUB && op != LB_OP_MUL;
     if (in[k].present && (want32 ? d != LB_DTYPE_I32 : !(d == LB_DTYPE_I8 || d == LB_DTYPE_U8)))
@@ -729,7 +730,7 @@ static int int_rule(sctx *c, rule_fn f) {
   d.in = in;
   lb_dtype preset = c->out[0].dtype; /* an int32 accumulator output stays int32 */
   LB_TRY(f(&d));
-  c->out[0].dtype = preset == LB_DTYPE_I32 && mac && op != LB_OP_GLOBAL_AVG_POOL ? preset : t;
+  c->out[0].dtype = preset == LB_DTYPE_I32 && mac && !pool ? preset : t;
   return 0;
 }
 

@@ -50,6 +50,7 @@ static const char *kernel_gap(const lb_graph *g, const lb_node *n) {
     return g->values[n->in[1]].data ? NULL : "conv with non-constant weights";
   case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP:
   case LB_OP_MAX_POOL: case LB_OP_GLOBAL_AVG_POOL: case LB_OP_CONCAT: return NULL;
+  case LB_OP_AVG_POOL: return n->attr.n_spatial <= 2 ? NULL : "integer avg_pool is 1-D/2-D only";
   default: return "lowbit has no integer kernel for this op";
   }
 }

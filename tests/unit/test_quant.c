@@ -197,6 +197,33 @@ START_TEST(int_gemm_acc_output) {
 }
 END_TEST
 
+/* avg_pool over u8 x (s=0.5) = real [[1,2,3],[4,5,6]], 2x2 windows, stride 1, one column of
+ * end padding: sums 12, 16, 9 over 4, 4 and 2 taps (count_include_pad=0: 3, 4, 4.5 -> q 6, 8,
+ * 9) or over 4 taps each (count_include_pad=1: the last is 2.25 -> 4.5 -> 4, ties to even). */
+START_TEST(int_avg_pool) {
+  for (int incl = 0; incl < 2; incl++) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "graph \"p\" {\n"
+             "  input %%x: u8[1,1,2,3] quant(scale=0.5, zero_point=0)\n"
+             "  %%y: u8[1,1,1,3] quant(scale=0.5, zero_point=0) = avg_pool(%%x) {kernel=[2,2], "
+             "strides=[1,1], dilations=[1,1], pads=[0,0,0,1], ceil_mode=0, count_include_pad=%d}\n"
+             "  output %%y\n"
+             "}\n", incl);
+    lb_graph *g = parse(text);
+    uint8_t x[6] = {2, 4, 6, 8, 10, 12};
+    lb_tensor out;
+    run1(g, x, 6, &out);
+    const uint8_t *y = out.data;
+    ck_assert_int_eq(y[0], 6);
+    ck_assert_int_eq(y[1], 8);
+    ck_assert_int_eq(y[2], incl ? 4 : 9);
+    lb_free(out.data);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 /* ---- annotate ----------------------------------------------------------------------------- */
 
 /* A spec with integer conv2d and concat but no integer add (and no u8 at all). */
@@ -586,6 +613,7 @@ int main(void) {
   tcase_add_test(t, int_conv_per_channel);
   tcase_add_test(t, int_add_broadcast);
   tcase_add_test(t, int_gemm_acc_output);
+  tcase_add_test(t, int_avg_pool);
   tcase_add_test(t, annotate_islands_and_shared_scale);
   tcase_add_test(t, calibration_methods);
   tcase_add_test(t, plan_round_trip);
