@@ -3,7 +3,8 @@
  * sample and checks that each matches torch's outputs to 1e-4 of their range with the same top-1
  * accuracy. resnet18 and mobilenet_v2 in tests/models/large/ (make_models.py --large) are checked
  * the same way when present. The int8 graphs (calibrated on 100 training samples, for two specs
- * and five calibration methods) must stay within 2.5 points of torch's accuracy. */
+ * and five calibration methods) must stay within 2.5 points of torch's accuracy, and the JIT must
+ * reproduce the interpreter's integer results bit for bit where this host runs the spec. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -198,6 +199,62 @@ static void check_model(const model_case *mc, int engine) {
                 engine_names[engine], (long long)r.ok_ours, (long long)r.ok_torch);
 }
 
+/* Every node but dequantize produces integers: then the JIT must match the interpreter bit for
+ * bit (DESIGN: integer graphs are bit-exact across engines). */
+static int all_integer(const lb_graph *g) {
+  for (uint32_t n = 0; n < g->n_nodes; n++)
+    if (g->nodes[n].op != LB_OP_DEQUANTIZE && lb_dtype_is_float(g->values[g->nodes[n].out[0]].dtype))
+      return 0;
+  return 1;
+}
+
+/* The JIT for spec (when this host runs it) against the interpreter on every sample of mc: bit
+ * for bit when qg is all integer. Else its fp32 layers may round differently (fma, order), and a
+ * one-ulp change before a quantize can move a value one step: within 1e-3 of torch's range. */
+static void check_int8_jit(const model_case *mc, const lb_graph *qg, const char *spec,
+                           double range) {
+  lb_spec *s = NULL;
+  lb_jit *j = NULL;
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_spec_load(spec, &s, &d) == 0, "%s: %s", spec, d.msg);
+  int here = lb_target_host_check(s, &d) == 0;
+  int rc = here ? lb_jit_compile(qg, s, NULL, &j, &d) : 0;
+  lb_spec_free(s);
+  ck_assert_msg(rc == 0, "%s int8 %s: jit: %s", mc->model, spec, d.msg);
+  if (!here) return;
+  lb_tensor x;
+  load_npy(mc->x, &x);
+  const lb_value *iv = &qg->values[qg->inputs[0]];
+  int64_t per = lb_value_numel(iv), n = lb_tensor_numel(&x) / per, same = 0;
+  double maxd = 0;
+  for (int64_t i = 0; i < n; i++) {
+    lb_tensor in = {.dtype = LB_DTYPE_F32, .rank = iv->rank, .data = (float *)x.data + i * per};
+    memcpy(in.dims, iv->dims, sizeof in.dims);
+    lb_tensor a = {0}, b = {0};
+    rc = lb_interp_run(qg, &in, &a, &d);
+    if (rc == 0) rc = lb_jit_run_tensors(j, qg, &in, &b, &d);
+    ck_assert_msg(rc == 0, "%s int8 sample %lld: %s", mc->model, (long long)i, d.msg);
+    int64_t k = lb_tensor_numel(&a);
+    same += memcmp(a.data, b.data, (size_t)k * sizeof(float)) == 0;
+    for (int64_t t = 0; t < k; t++)
+      maxd = fmax(maxd, fabs((double)((float *)a.data)[t] - ((float *)b.data)[t]));
+    lb_free(a.data);
+    lb_free(b.data);
+  }
+  int exact = all_integer(qg);
+  printf("%-20s int8 %-15s jit: %lld/%lld samples bit-exact with the interpreter (%s), max diff "
+         "%.3g\n",
+         mc->model, spec, (long long)same, (long long)n, exact ? "required" : "fp32 layers", maxd);
+  fflush(stdout);
+  lb_jit_free(j);
+  lb_free(x.data);
+  if (exact)
+    ck_assert_msg(same == n, "%s int8 %s: jit differs from the interpreter", mc->model, spec);
+  else
+    ck_assert_msg(maxd <= 1e-3 * range, "%s int8 %s: jit differs by %g", mc->model, spec, maxd);
+}
+
 /* The integer graph of mc for spec, calibrated with method (passes/quantize.h's pipeline as the
  * CLI runs it), on the interpreter: at most 9 of 360 (2.5 %) fewer right than torch, and a mean
  * error under 2 % of torch's output range. */
@@ -220,6 +277,7 @@ static void check_int8(const model_case *mc, const char *spec, const char *metho
          mc->model, spec, method, n_int, qg->n_nodes, mean, range, (long long)r.ok_ours,
          (long long)r.n, (long long)r.ok_torch);
   fflush(stdout);
+  check_int8_jit(mc, qg, spec, range);
   lb_graph_free(qg);
   ck_assert_msg(n_int > 0, "%s int8 %s: no integer node", mc->model, spec);
   ck_assert_msg(r.ok_ours + 9 >= r.ok_torch, "%s int8 %s %s: top-1 %lld, torch %lld", mc->model,
