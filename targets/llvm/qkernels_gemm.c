@@ -44,13 +44,20 @@ LLVMValueRef lb_qrequant(lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc, LLVMV
     x = LLVMBuildFAdd(L->b, x, y, "");
   }
   LLVMValueRef flo = lb_cf(L, ft, (float)(lo - zy)), fhi = lb_cf(L, ft, (float)(hi - zy));
-  /* !(x >= lo) -> lo (NaN too), then x > hi -> hi: the order of lb_requantize */
-  x = LLVMBuildSelect(L->b, LLVMBuildFCmp(L->b, LLVMRealOGE, x, flo, ""), x, flo, "");
-  x = LLVMBuildSelect(L->b, LLVMBuildFCmp(L->b, LLVMRealOGT, x, fhi, ""), fhi, x, "");
+  /* lb_requantize: !(x >= lo) -> lo (NaN too), then x > hi -> hi. Written as x > lo ? x : lo
+   * (equal values are the same number) so that x86 selects one vmaxps/vminps each. */
+  x = LLVMBuildSelect(L->b, LLVMBuildFCmp(L->b, LLVMRealOGT, x, flo, ""), x, flo, "");
+  x = LLVMBuildSelect(L->b, LLVMBuildFCmp(L->b, LLVMRealOLT, fhi, x, ""), fhi, x, "");
   LLVMValueRef q;
   if (is_arm(s) && lanes == 4) { /* fcvtns: convert rounding to nearest, ties to even */
     LLVMTypeRef tys[2] = {it, ft};
     q = call2(L, "llvm.aarch64.neon.fcvtns", tys, 2, &x, 1);
+  } else if (s && !is_arm(s) && lanes == 8) { /* vcvtps2dq: MXCSR rounding, nearest-even */
+    q = lb_intr(L, "llvm.x86.avx.cvt.ps2dq.256", NULL, &x, 1);
+  } else if (s && !is_arm(s) && lanes == 16) {
+    LLVMValueRef a[4] = {x, LLVMGetUndef(it), LLVMConstInt(LLVMInt16TypeInContext(L->ctx), 0xffff, 0),
+                         lb_c32(L, 4)}; /* 4: the current (MXCSR) rounding direction */
+    q = lb_intr(L, "llvm.x86.avx512.mask.cvtps2dq.512", NULL, a, 4);
   } else {
     q = LLVMBuildFPToSI(L->b, lb_intr(L, "llvm.nearbyint", ft, &x, 1), it, "");
   }
@@ -66,6 +73,7 @@ typedef struct tile {
   LLVMTypeRef acc_t;  /* <lanes x i32> (smmla: <4 x i32> 2x2 blocks) */
   LLVMValueRef acc[64];
   LLVMValueRef arow[16]; /* pointer to each (clamped) A row */
+  LLVMValueRef mult[16]; /* multiplier vector per output vector of the tile */
 } tile;
 
 /* The B vector type of one k step and its element type. */
@@ -137,11 +145,20 @@ static LLVMValueRef b_operand(lb_lw *L, tile *t, LLVMValueRef bp, int v) {
   return lb_load(L, bt, lb_gep(L, et, bp, lb_c64(L, (int64_t)v * per)), 1);
 }
 
-static void k_loop(lb_lw *L, tile *t, int mr, LLVMValueRef bpanel) {
+/* The folded bias of accumulator vector v (smmla: [b0 b1 b0 b1] of column pair v). */
+static LLVMValueRef acc_init(lb_lw *L, tile *t, LLVMValueRef bias, int v) {
+  if (t->s->kind != LB_QK_SMMLA)
+    return lb_load(L, t->acc_t, lb_gep(L, L->t_i32, bias, lb_c64(L, (int64_t)v * t->s->lanes)), 4);
+  LLVMValueRef b2 = lb_load(L, L->t_i64, lb_gep(L, L->t_i32, bias, lb_c64(L, 2 * (int64_t)v)), 4);
+  return LLVMBuildBitCast(L->b, lb_splat(L, b2, 2), t->acc_t, "");
+}
+
+static void k_loop(lb_lw *L, tile *t, int mr, LLVMValueRef bpanel, LLVMValueRef bias) {
   const lb_qk_shape *s = t->s;
   int nacc = s->kind == LB_QK_SMMLA ? (mr / 2) * t->nv : mr * t->nv;
-  LLVMValueRef slot[64];
-  for (int i = 0; i < nacc; i++) slot[i] = lb_alloca(L, t->acc_t, LLVMConstNull(t->acc_t));
+  LLVMValueRef slot[64], init[16];
+  for (int v = 0; v < t->nv; v++) init[v] = acc_init(L, t, bias, v);
+  for (int i = 0; i < nacc; i++) slot[i] = lb_alloca(L, t->acc_t, init[i % t->nv]);
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, t->j->Kp), s->kr);
   LLVMTypeRef et = s->wide ? i16t(L) : L->t_i8;
@@ -226,14 +243,12 @@ static void epilogue_row(lb_lw *L, tile *t, int r, LLVMValueRef grow, LLVMValueR
   for (int v = 0; v * lanes < ncols; v++) {
     int cnt = ncols - v * lanes < lanes ? ncols - v * lanes : lanes;
     LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * lanes), "");
-    LLVMTypeRef it = vec(L->t_i32, lanes);
-    LLVMValueRef bias = lb_load(L, it, lb_gep(L, L->t_i32, j->bias, n), 4);
-    LLVMValueRef acc = LLVMBuildAdd(L->b, row_acc(L, t, r, v), bias, "");
+    LLVMValueRef acc = row_acc(L, t, r, v); /* the bias is its initial value */
     if (j->out_dt == LB_DTYPE_I32) {
       store_vec(L, j, acc, ooff, n, lanes, cnt);
       continue;
     }
-    LLVMValueRef m = lb_load(L, vec(L->t_f32, lanes), lb_gep(L, L->t_f32, j->mult, n), 4);
+    LLVMValueRef m = t->mult[v];
     LLVMValueRef rv = j->res ? res_vec(L, j, roff, n, lanes, cnt) : NULL;
     LLVMValueRef mr = rv ? lb_cf(L, vec(L->t_f32, lanes), j->mr) : NULL;
     store_vec(L, j, lb_qrequant(L, t->s, acc, m, rv, mr, j->zy, j->lo, j->hi), ooff, n, lanes,
@@ -254,7 +269,10 @@ static void emit_tile(lb_lw *L, tile *t, LLVMValueRef a_pk, LLVMValueRef row0, L
     t->arow[r] = lb_gep(L, et, a_pk, LLVMBuildMul(L->b, ri, lb_c64(L, j->Kp), ""));
   }
   LLVMValueRef bpanel = lb_gep(L, et, j->b, LLVMBuildMul(L->b, n0, lb_c64(L, j->Kp), ""));
-  k_loop(L, t, s->mr, bpanel);
+  k_loop(L, t, s->mr, bpanel, lb_gep(L, L->t_i32, j->bias, n0));
+  for (int v = 0; v * s->lanes < ncols; v++) /* multipliers once per tile, not per row */
+    t->mult[v] = lb_load(L, vec(L->t_f32, s->lanes),
+                         lb_gep(L, L->t_f32, j->mult, LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * s->lanes), "")), 4);
   for (int r = 0; r < s->mr; r++) {
     LLVMValueRef ri = LLVMBuildAdd(L->b, t0, lb_c64(L, r), "");
     LLVMBasicBlockRef join = lb_if_begin(L, LLVMBuildICmp(L->b, LLVMIntSLT, ri, rows, ""));
