@@ -6,7 +6,8 @@ random_state=0, pixels scaled to [0,1]) with fixed seeds on one CPU thread, expo
 ONNX (opset 13, batch 1, static shapes, BatchNormalization kept as its own node) and writes
 PyTorch's outputs on the whole test split next to them.  Re-running gives the same files.
   --large  also makes torchvision resnet18 and mobilenet_v2 (random weights, seed 0, 1x3x224x224)
-           with a fixed random input and torch's outputs into tests/models/large/ (gitignored).
+           with a fixed random input (input.npy), 8 more for calibration (calib.npy) and
+           torch's outputs into tests/models/large/ (gitignored).
            Their BatchNorm statistics are re-estimated on 32 random images first: with the
            default init mobilenet_v2's activations shrink ~10x per stage (logits ~1e-9).
 digits_ops is a fourth, wide model: most of lowbit's ONNX ops as torch exports them.
@@ -245,6 +246,8 @@ def make_large():
     seed_all(0)
     x = torch.randn(1, 3, 224, 224, dtype=torch.float32)
     np.save(os.path.join(out_dir, "input.npy"), x.numpy())
+    seed_all(1)  # a calibration set for the int8 tests: random images like the input
+    np.save(os.path.join(out_dir, "calib.npy"), torch.randn(8, 3, 224, 224).numpy())
     for name in ("resnet18", "mobilenet_v2"):
         seed_all(0)
         model = getattr(torchvision.models, name)(weights=None)

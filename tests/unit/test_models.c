@@ -38,9 +38,10 @@ static const model_case digits[] = {
 #define N_DIGITS ((int)(sizeof digits / sizeof *digits))
 
 static const model_case large[] = {
-    {"large/resnet18", "large/input", NULL, NULL},
-    {"large/mobilenet_v2", "large/input", NULL, NULL},
+    {"large/resnet18", "large/input", NULL, "large/calib"},
+    {"large/mobilenet_v2", "large/input", NULL, "large/calib"},
 };
+#define N_LARGE ((int)(sizeof large / sizeof *large))
 
 /* int8: a spec with u8 activations and one with i8 ones; every calibration method. */
 static const char *const quant_specs[] = {"x86-64-avx2", "aarch64-dotprod"};
@@ -57,6 +58,7 @@ typedef struct {
   int64_t classes;
   double max_err, lo, hi;     /* max |ours - torch|, torch's output range */
   double sum_err;             /* sum of |ours - torch| */
+  double sum_sq_ref, sum_sq_err; /* sums of torch^2 and (ours - torch)^2, for the SQNR */
   int64_t ok_ours, ok_torch; /* correct top-1 (vs labels, or agreeing with torch) */
   double ms_per_sample;
 } result;
@@ -89,6 +91,8 @@ static void score(result *r, const float *got, const float *ref, int64_t label) 
     double e = fabs((double)got[k] - ref[k]);
     if (!(e <= r->max_err)) r->max_err = e; /* NaN propagates into max_err */
     r->sum_err += e;
+    r->sum_sq_err += e * e;
+    r->sum_sq_ref += (double)ref[k] * ref[k];
     if (ref[k] < r->lo) r->lo = ref[k];
     if (ref[k] > r->hi) r->hi = ref[k];
   }
@@ -256,8 +260,10 @@ static void check_int8_jit(const model_case *mc, const lb_graph *qg, const char 
 }
 
 /* The integer graph of mc for spec, calibrated with method (passes/quantize.h's pipeline as the
- * CLI runs it), on the interpreter: at most 9 of 360 (2.5 %) fewer right than torch, and a mean
- * error under 2 % of torch's output range. */
+ * CLI runs it), on the interpreter. Labelled data (digits): at most 9 of 360 (2.5 %) fewer right
+ * than torch and a mean error under 2 % of torch's output range. The random-weight large models
+ * have top-1 margins (1 % of the range for mobilenet_v2) below int8's error, so there the output
+ * must only keep an SQNR above 10 dB (measured: resnet18 ~30, mobilenet_v2 ~13). */
 static void check_int8(const model_case *mc, const char *spec, const char *method) {
   char model[1024], calib[1024];
   snprintf(model, sizeof model, MODELS "%s.onnx", mc->model);
@@ -272,14 +278,19 @@ static void check_int8(const model_case *mc, const char *spec, const char *metho
   for (uint32_t i = 0; i < qg->n_nodes; i++) n_int += lb_int_node(qg, i) != 0;
   result r = run_graph(mc, qg, NULL);
   double range = r.hi - r.lo, mean = r.sum_err / (double)(r.n * r.classes);
+  double sqnr = 10 * log10(r.sum_sq_ref / r.sum_sq_err);
   printf("%-20s int8 %-15s %-10s %u/%u integer nodes  mean|ours-torch| %.3g (range %.3g)  "
-         "top-1 %lld/%lld (torch %lld)\n",
-         mc->model, spec, method, n_int, qg->n_nodes, mean, range, (long long)r.ok_ours,
+         "SQNR %.1f dB  top-1 %lld/%lld (torch %lld)\n",
+         mc->model, spec, method, n_int, qg->n_nodes, mean, range, sqnr, (long long)r.ok_ours,
          (long long)r.n, (long long)r.ok_torch);
   fflush(stdout);
   check_int8_jit(mc, qg, spec, range);
   lb_graph_free(qg);
   ck_assert_msg(n_int > 0, "%s int8 %s: no integer node", mc->model, spec);
+  if (!mc->y) {
+    ck_assert_msg(sqnr > 10, "%s int8 %s %s: SQNR %.1f dB", mc->model, spec, method, sqnr);
+    return;
+  }
   ck_assert_msg(r.ok_ours + 9 >= r.ok_torch, "%s int8 %s %s: top-1 %lld, torch %lld", mc->model,
                 spec, method, (long long)r.ok_ours, (long long)r.ok_torch);
   ck_assert_msg(mean < 0.02 * range, "%s int8 %s %s: mean error %g >= 2%% of range %g",
@@ -306,7 +317,10 @@ START_TEST(test_large) {
     }
     return;
   }
-  check_model(&large[_i / ENGINE_COUNT], _i % ENGINE_COUNT);
+  /* per model: each engine, then int8 for x86-64-avx2 with the default calibration */
+  int k = _i / (ENGINE_COUNT + 1), e = _i % (ENGINE_COUNT + 1);
+  if (e < ENGINE_COUNT) check_model(&large[k], e);
+  else check_int8(&large[k], quant_specs[0], "avg-max");
 }
 END_TEST
 
@@ -339,7 +353,7 @@ static Suite *models_suite(void) {
   tcase_add_test(tc, test_digits_data);
   tcase_add_loop_test(tc, test_digits, 0, N_DIGITS * ENGINE_COUNT);
   tcase_add_loop_test(tc, test_digits_int8, 0, N_DIGITS * N_QSPECS * N_QMETHODS);
-  tcase_add_loop_test(tc, test_large, 0, (int)(sizeof large / sizeof *large) * ENGINE_COUNT);
+  tcase_add_loop_test(tc, test_large, 0, N_LARGE * (ENGINE_COUNT + 1));
   suite_add_tcase(s, tc);
   return s;
 }
