@@ -331,19 +331,21 @@ typedef struct qdq_in {
   uint32_t x, s, z; /* integer value and the DQ's scale and zero-point constants */
   int axis;
   int folded; /* x is an f32 constant the importer dequantized (parameters in its lb_quant) */
+  int plain;  /* x is a plain f32 bias constant (PyTorch exports): quantized to s_x * s_w */
 } qdq_in;
 
 /* Input value v is DQ(x, s[, z]) with constant s and z, or a dequantized constant: fills *o. */
 static int from_dq(const lb_graph *g, uint32_t v, qdq_in *o) {
   const lb_value *val = &g->values[v];
   if (val->data && val->dtype == LB_DTYPE_F32 && val->q.n > 0) {
-    *o = (qdq_in){v, LB_NONE, LB_NONE, val->q.n > 1 ? val->q.axis : -1, 1};
+    *o = (qdq_in){v, LB_NONE, LB_NONE, val->q.n > 1 ? val->q.axis : -1, 1, 0};
     return 1;
   }
   uint32_t p = g->values[v].producer;
   if (p == LB_NONE || g->nodes[p].op != LB_OP_DEQUANTIZE) return 0;
   const lb_node *d = &g->nodes[p];
   o->x = d->in[0], o->s = d->in[1], o->z = d->n_in > 2 ? d->in[2] : LB_NONE, o->folded = 0;
+  o->plain = 0;
   if (!g->values[o->s].data || (o->z != LB_NONE && !g->values[o->z].data)) return 0;
   int64_t n = lb_value_numel(&g->values[o->s]);
   o->axis = n > 1 ? (int)(d->attr.axis < 0 ? d->attr.axis + g->values[o->x].rank : d->attr.axis) : -1;
@@ -454,10 +456,14 @@ static int fix_bias(lb_graph *g, const qdq_in *b, const qdq_in *x, const qdq_in 
   size_t sz = (size_t)(n ? n : 1);
   int32_t *q = lb_arena_array(&g->arena, sz, sizeof *q), *zp = lb_arena_array(&g->arena, sz, 4);
   float *sc = lb_arena_array(&g->arena, sz, sizeof *sc);
-  int32_t *raw = int_data(g, b);
-  if (!q || !sc || !zp || !raw) return lb_free(raw), LB_ERR_NOMEM;
+  int32_t *raw = b->plain ? NULL : int_data(g, b);
+  if (!q || !sc || !zp || (!raw && !b->plain)) return lb_free(raw), LB_ERR_NOMEM;
   for (int64_t c = 0; c < n; c++) {
     sc[c] = (float)((double)in_s(g, x, 0) * (double)in_s(g, w, c));
+    if (b->plain) {
+      q[c] = lb_qquantize(((const float *)bv->data)[c], sc[c], 0, INT32_MIN, INT32_MAX);
+      continue;
+    }
     float s = in_s(g, b, c);
     int32_t v = raw[c] - in_z(g, b, c);
     q[c] = s == sc[c] ? v : lb_qquantize((float)v * s, sc[c], 0, INT32_MIN, INT32_MAX);
@@ -513,9 +519,14 @@ static int qdq_match(const lb_graph *g, uint32_t n, uint32_t q, qdq_in *in) {
   lb_dtype t = q != LB_NONE ? g->values[g->nodes[q].out[0]].dtype : LB_DTYPE_COUNT;
   for (uint32_t k = 0; k < nd->n_in; k++) {
     if (nd->in[k] == LB_NONE) continue;
+    int weight = is_mac(op) && k == 1, bias = is_mac(op) && k == 2 && op != LB_OP_MATMUL;
+    const lb_value *b = &g->values[nd->in[k]];
+    if (bias && b->data && b->dtype == LB_DTYPE_F32 && b->q.n == 0 && b->rank <= 1) {
+      in[k] = (qdq_in){nd->in[k], LB_NONE, LB_NONE, -1, 0, 1};
+      continue;
+    }
     if (!from_dq(g, nd->in[k], &in[k])) return 0;
     const lb_value *x = &g->values[in[k].x];
-    int weight = is_mac(op) && k == 1, bias = is_mac(op) && k == 2 && op != LB_OP_MATMUL;
     if (in[k].folded && !weight && !bias) return 0;
     if (!in[k].folded && (bias ? x->dtype != LB_DTYPE_I32 || !x->data : !int8(x->dtype))) return 0;
     if (weight && !x->data) return 0;
@@ -595,7 +606,53 @@ static int rewrite_acc(lb_graph *g, uint32_t n, const qdq_in *in) {
   return 0;
 }
 
+/* A layout op or max_pool reading DQ(x) without a Q after it (PyTorch exports write
+ * DQ -> Flatten -> Gemm) runs on x instead, and the DQ moves behind it: dequantization
+ * commutes with copies and, its scale being positive, with max. */
+static int is_copy(lb_op op) {
+  return op == LB_OP_FLATTEN || op == LB_OP_RESHAPE || op == LB_OP_TRANSPOSE ||
+         op == LB_OP_SQUEEZE || op == LB_OP_UNSQUEEZE || op == LB_OP_MAX_POOL;
+}
+
+static int read_by_q(const lb_graph *g, uint32_t v) {
+  for (uint32_t m = 0; m < g->n_nodes; m++)
+    if (g->nodes[m].op == LB_OP_QUANTIZE && g->nodes[m].in[0] == v) return 1;
+  return 0;
+}
+
+static int sink_dq(lb_graph *g, uint32_t n, const qdq_in *in) {
+  lb_node *nd = &g->nodes[n];
+  uint32_t y = nd->out[0];
+  const lb_value *xv = &g->values[in->x];
+  char name[256];
+  snprintf(name, sizeof name, "%.200s:int", g->values[y].name);
+  uint32_t yi = lb_graph_add_value(g, name, xv->dtype, g->values[y].rank, g->values[y].dims);
+  if (yi == LB_NONE) return LB_ERR_NOMEM;
+  LB_TRY(set_vq(g, in->x, in->s, in->z, -1));
+  g->values[yi].q = g->values[in->x].q;
+  uint32_t dqin[3] = {yi, in->s, in->z};
+  uint32_t dq = lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", dqin, in->z != LB_NONE ? 3 : 2, &y, 1);
+  if (dq == LB_NONE) return LB_ERR_NOMEM;
+  g->nodes[dq].attr.axis = -1;
+  nd = &g->nodes[n];
+  nd->in[0] = in->x;
+  nd->out[0] = yi;
+  g->values[yi].producer = n;
+  move_last(g, n + 1);
+  return 0;
+}
+
 int lb_pass_qdq_to_int(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag) {
+  qdq_in in0;
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    const lb_node *nd = &g->nodes[n];
+    if (!is_copy(nd->op) || !from_dq(g, nd->in[0], &in0) || in0.folded || in0.axis >= 0 ||
+        !int8(g->values[in0.x].dtype) || read_by_q(g, nd->out[0]))
+      continue;
+    int rc = sink_dq(g, n, &in0);
+    if (rc) return rc == LB_ERR_NOMEM ? lb_diag_err(diag, rc, "out of memory") : rc;
+    n++; /* skip the dequantize just placed behind it */
+  }
   uint32_t *uses = lb_pass_count_uses(g, ctx->scratch);
   unsigned char *dead = lb_calloc(g->n_nodes ? g->n_nodes : 1, 1);
   qdq_in in[8];
