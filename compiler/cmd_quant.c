@@ -1,8 +1,8 @@
 /* `lowbit quantize MODEL --spec S --calib C.npy -o OUT.qdq.onnx` and the quantization options
  * that `lowbit run` shares (--quantize, --calib, --calib-method, --plan, --plan-out): the
  * pipeline import -> fp32 passes -> annotate -> [plan] -> calibrate -> realize, the per-layer
- * report, and the QDQ ONNX writer (qdq_write.c). Invariant: nothing is written unless the
- * whole pipeline succeeded; files are written to a temporary name and renamed. */
+ * report, a streaming .npy sample reader, and the QDQ ONNX writer. Invariant: nothing is
+ * written unless the whole pipeline succeeded; files go to a temporary name and are renamed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "onnx.h"
+#include "onnx.pb-c.h"
 #include "passes.h"
 #include "quantize.h"
 #include "tensor_io.h"
@@ -265,8 +266,6 @@ int lb_cmd_quantize(int argc, char **argv) {
  * Writes an lb_graph (fp32 ops, quantize/dequantize nodes, integer constants) as an opset-13
  * ModelProto. Fused epilogues are written back as separate nodes (residual Add, Relu/Clip),
  * which is the DQ -> op -> Q layout ONNX Runtime fuses. Everything lives in one arena. */
-
-#include "onnx.pb-c.h"
 
 typedef struct wr {
   lb_arena a;

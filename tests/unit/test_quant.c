@@ -556,6 +556,53 @@ START_TEST(qdq_round_trip) {
 }
 END_TEST
 
+/* ---- the command-line pipeline (streaming .npy calibration) -------------------------------- */
+
+typedef struct {
+  const char *calib, *err; /* err NULL: must succeed */
+} cli_case;
+
+START_TEST(cli_pipeline) {
+  static char trunc[] = "/tmp/lb_trunc_XXXXXX.npy";
+  static const cli_case cases[] = {
+      {MODELS "digits_calib_x.npy", NULL},
+      {MODELS "digits_test_y.npy", "calibration data must be little-endian float32"},
+      {MODELS "digits16_calib_x.npy", "expected samples of 64 f32 elements"},
+      {"/nonexistent.npy", "/nonexistent.npy: cannot open"},
+      {trunc, "file size does not match shape"},
+  };
+  int fd = mkstemps(trunc, 4);
+  ck_assert_int_ge(fd, 0);
+  FILE *src = fopen(MODELS "digits_calib_x.npy", "rb");
+  char buf[1000];
+  ck_assert_uint_eq(fread(buf, 1, sizeof buf, src), sizeof buf);
+  ck_assert_int_eq(write(fd, buf, sizeof buf), (ssize_t)sizeof buf);
+  fclose(src), close(fd);
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    lb_qcli o = {.quantize = "int8", .calib = cases[i].calib, .method = "percentile"};
+    lb_graph *q = NULL, *fp = NULL;
+    lb_qplan *p = NULL;
+    lb_diag d = {0};
+    int rc = lb_qcli_build(&o, MODELS "digits_cnn.onnx", "aarch64-neon", LB_REALIZE_INT, NULL, &fp,
+                           &p, &q, &d);
+    if (!cases[i].err) {
+      ck_assert_msg(rc == 0, "%s", d.msg);
+      ck_assert_str_eq(p->method, "percentile");
+      ck_assert_int_eq(p->act, LB_DTYPE_I8); /* aarch64-neon has no u8 combinations */
+      int n_int = 0;
+      for (uint32_t n = 0; n < q->n_nodes; n++) n_int += lb_int_node(q, n);
+      ck_assert_int_eq(n_int, 4); /* three convs and the gemm; max_pool/flatten copy */
+    } else {
+      ck_assert_int_eq(rc, LB_ERR_INPUT);
+      ck_assert_msg(strstr(d.msg, cases[i].err) && !strchr(d.msg, '\n'), "%s", d.msg);
+      ck_assert_ptr_null(q);
+    }
+    lb_graph_free(q), lb_graph_free(fp), lb_qplan_free(p);
+  }
+  unlink(trunc);
+}
+END_TEST
+
 /* ---- golden files: tests/golden/quant/NAME.golden ----------------------------------------- */
 
 /* "# passes:" holds a pass list, "qdq_to_int", or "realize SPEC METHOD": annotate for SPEC, calibrate
@@ -620,6 +667,7 @@ int main(void) {
   tcase_add_loop_test(t, plan_errors, 0, (int)(sizeof plan_errs / sizeof *plan_errs));
   tcase_add_test(t, plan_forced_f32);
   tcase_add_loop_test(t, qdq_round_trip, 0, 3);
+  tcase_add_test(t, cli_pipeline);
   tcase_add_test(t, golden_quant);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
