@@ -197,6 +197,32 @@ START_TEST(int_gemm_acc_output) {
 }
 END_TEST
 
+/* matmul of two activations, mul and sub (per-tensor), against hand-computed values:
+ * a = [2, 4] (s 0.5: real [1, 2]); B = [[4, 0], [8, -4]] (s 0.25: [[1, 0], [2, -1]]);
+ * a x B = [5, -2] -> y (s 0.1) [50, -20]; a * a = [1, 4] -> [10, 40]; a - a = 0 -> z. */
+START_TEST(int_matmul_mul_sub) {
+  static const char *const ops[] = {"matmul(%a, %b)", "mul(%a, %a)", "sub(%a, %a)"};
+  static const int8_t want[3][2] = {{50, -20}, {10, 40}, {3, 3}};
+  for (int i = 0; i < 3; i++) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "graph \"m\" {\n"
+             "  input %%a: i8[1,2] quant(scale=0.5, zero_point=0)\n"
+             "  const %%b: i8[2,2] quant(scale=0.25, zero_point=0) = [4, 0, 8, -4]\n"
+             "  %%y: i8[1,2] quant(scale=0.1, zero_point=%d) = %s\n"
+             "  output %%y\n"
+             "}\n", i == 2 ? 3 : 0, ops[i]);
+    lb_graph *g = parse(text);
+    int8_t a[2] = {2, 4};
+    lb_tensor out;
+    run1(g, a, 2, &out);
+    ck_assert_mem_eq(out.data, want[i], 2);
+    lb_free(out.data);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 /* avg_pool over u8 x (s=0.5) = real [[1,2,3],[4,5,6]], 2x2 windows, stride 1, one column of
  * end padding: sums 12, 16, 9 over 4, 4 and 2 taps (count_include_pad=0: 3, 4, 4.5 -> q 6, 8,
  * 9) or over 4 taps each (count_include_pad=1: the last is 2.25 -> 4.5 -> 4, ties to even). */
@@ -661,6 +687,7 @@ int main(void) {
   tcase_add_test(t, int_add_broadcast);
   tcase_add_test(t, int_gemm_acc_output);
   tcase_add_test(t, int_avg_pool);
+  tcase_add_test(t, int_matmul_mul_sub);
   tcase_add_test(t, annotate_islands_and_shared_scale);
   tcase_add_test(t, calibration_methods);
   tcase_add_test(t, plan_round_trip);
