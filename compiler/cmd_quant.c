@@ -36,8 +36,24 @@ int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i) {
   return 1;
 }
 
+/* --calib-method NAME, or percentile:P with P in (0, 100]. */
+static int parse_method(const char *s, lb_calib_opts *co) {
+  const char *colon = strchr(s, ':');
+  char name[32];
+  if (!colon) return lb_calib_method_from_name(s, &co->method);
+  if ((size_t)(colon - s) >= sizeof name) return -1;
+  memcpy(name, s, (size_t)(colon - s));
+  name[colon - s] = 0;
+  char *end;
+  double p = strtod(colon + 1, &end);
+  if (strcmp(name, "percentile") != 0 || end == colon + 1 || *end || !(p > 0 && p <= 100)) return -1;
+  co->method = LB_CALIB_PERCENTILE;
+  co->percentile = p;
+  return 0;
+}
+
 int lb_qcli_check(const lb_qcli *o, const char *cmd) {
-  lb_calib_method m;
+  lb_calib_opts co;
   if (o->quantize && !is(o->quantize, "int8") && !is(o->quantize, "qdq") &&
       !is(o->quantize, "none")) {
     fprintf(stderr, "lowbit %s: --quantize '%s' is not one of int8, qdq, none\n", cmd, o->quantize);
@@ -48,9 +64,9 @@ int lb_qcli_check(const lb_qcli *o, const char *cmd) {
                     "QuantizeLinear/DequantizeLinear nodes (no --calib or --plan)\n", cmd);
     return 2;
   }
-  if (o->method && lb_calib_method_from_name(o->method, &m) != 0) {
-    fprintf(stderr, "lowbit %s: --calib-method '%s' is not one of max, avg-max, percentile, kl, mse\n",
-            cmd, o->method);
+  if (o->method && parse_method(o->method, &co) != 0) {
+    fprintf(stderr, "lowbit %s: --calib-method '%s' is not one of max, avg-max, percentile[:P], "
+                    "kl, mse\n", cmd, o->method);
     return 2;
   }
   if (!lb_qcli_active(o) && (o->calib || o->method || o->plan_out)) {
@@ -145,7 +161,7 @@ static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *
     return lb_quant_params(g, p, d);
   }
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, isatty(2)};
-  if (o->method) lb_calib_method_from_name(o->method, &co.method);
+  if (o->method) parse_method(o->method, &co);
   npy_stream s = {fopen(o->calib, "rb"), o->calib, 0, 0};
   if (!s.f) return lb_diag_err(d, LB_ERR_INPUT, "%s: cannot open: %s", o->calib, strerror(errno));
   char h[4096];
@@ -215,7 +231,7 @@ static void usage(FILE *f) {
           "\n"
           "  --spec S             target spec (bundled name, file, or host; default host)\n"
           "  --calib C.npy        calibration samples along axis 0 (f32)\n"
-          "  --calib-method M     max, avg-max (default), percentile, kl or mse\n"
+          "  --calib-method M     max, avg-max (default), percentile[:P] (99.99), kl or mse\n"
           "  --plan P.yaml        an edited plan: f32 layers, scales and zero points\n"
           "  --plan-out P.yaml    write the plan\n"
           "  -o, --output FILE    the QDQ model (written atomically)\n"

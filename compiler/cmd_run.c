@@ -63,7 +63,7 @@ static void usage(FILE *f) {
           "  --quantize qdq      run a QDQ model's integer graph (its QuantizeLinear and\n"
           "                      DequantizeLinear parameters, no calibration)\n"
           "  --calib C.npy       calibration samples (axis 0) for --quantize\n"
-          "  --calib-method M    max, avg-max (default), percentile, kl or mse\n"
+          "  --calib-method M    max, avg-max (default), percentile[:P], kl or mse\n"
           "  --plan P.yaml       an edited plan (f32 layers, scales, zero points)\n"
           "  --plan-out P.yaml   write the quantization plan\n"
           "  -h, --help          print this help\n");
