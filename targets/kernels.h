@@ -59,13 +59,16 @@ void lb_pack_dw_w(const float *w, int64_t c, int64_t kh, int64_t kw, float *out)
 
 /* C[M,N] = act(A[M,K] . B[K,N] + bias[N] + res[M,N]). Leading dims in elements (>= the row
  * length). bias/res are used only if has_bias/has_res. res must not overlap C (C is used as
- * the accumulator between K blocks). */
+ * the accumulator between K blocks). B is packed (lb_pack_gemm_b) unless b_rowmajor is set:
+ * then it is a run-time row-major [K][ldb] matrix (e.g. MatMul of two activations). */
 typedef struct lb_gemm_desc {
   int64_t m, n, k;
   int64_t lda, ldc, ldr;
   int has_bias, has_res;
   lb_act act;
   float act_min, act_max; /* LB_ACT_CLIP */
+  int b_rowmajor;         /* 0: Bp packed at compile time; 1: plain B with leading dim ldb */
+  int64_t ldb;
 } lb_gemm_desc;
 
 /* 2-D convolution, NHWC in and out, group 1 (lb_emit_conv_f32) or depthwise with channel
@@ -104,8 +107,8 @@ typedef struct lb_kern_out {
 
 /* void f(const float *A, const float *Bp, const float *bias, const float *res, float *C,
  *        float *scratch)
- * Bp packed by lb_pack_gemm_b. bias/res may be NULL when unused. To split M across threads,
- * emit a GEMM for a smaller M and offset A, res and C by rows. */
+ * Bp packed by lb_pack_gemm_b (or plain B if b_rowmajor). bias/res may be NULL when unused.
+ * To split M across threads, emit a GEMM for a smaller M and offset A, res and C by rows. */
 int lb_emit_gemm_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_gemm_desc *d,
                      lb_kern_out *out, lb_diag *diag);
 
@@ -131,7 +134,7 @@ int lb_emit_dwconv_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_conv_
 
 /* ---- scalar references (kernels_ref.c); B and weights unpacked, double accumulation ----- */
 
-/* b is row-major [K][N] with leading dim n. */
+/* b is row-major [K][N] with leading dim n (ldb when d->b_rowmajor). */
 void lb_ref_gemm_f32(const lb_gemm_desc *d, const float *a, const float *b, const float *bias,
                      const float *res, float *c);
 void lb_ref_im2col_f32(const lb_conv_desc *d, const float *x, float *cols);

@@ -17,10 +17,11 @@ float lb_ref_act(lb_act act, float lo, float hi, float x) {
 
 void lb_ref_gemm_f32(const lb_gemm_desc *d, const float *a, const float *b, const float *bias,
                      const float *res, float *c) {
+  int64_t ldb = d->b_rowmajor ? d->ldb : d->n;
   for (int64_t i = 0; i < d->m; i++) {
     for (int64_t j = 0; j < d->n; j++) {
       double s = 0;
-      for (int64_t k = 0; k < d->k; k++) s += (double)a[i * d->lda + k] * b[k * d->n + j];
+      for (int64_t k = 0; k < d->k; k++) s += (double)a[i * d->lda + k] * b[k * ldb + j];
       float v = (float)s;
       if (d->has_bias) v += bias[j];
       if (d->has_res) v += res[i * d->ldr + j];

@@ -15,7 +15,8 @@ typedef struct gemm_plan {
   int64_t kc, nkb;    /* K block and number of K blocks */
   int64_t mc;         /* M block, a multiple of mr */
   int64_t panels;     /* ceil(N / NR) */
-  int64_t pstride;    /* floats between panels in Bp: K*NR */
+  int64_t pstride;    /* floats between panels of B: K*NR packed, NR row-major */
+  int64_t bk;         /* floats between k rows of B: NR packed, ldb row-major */
   int64_t mfull;      /* rows covered by full tiles */
   int mrem;           /* M % MR */
   int np_main, np_rem; /* panels per microkernel call (full rows, remainder rows) */
@@ -45,7 +46,8 @@ static void make_plan(const lb_kern_cfg *cfg, const lb_gemm_desc *d, gemm_plan *
   p->mc = cache_or(cfg, 1, 1 << 20) / 2 / (p->kc * 4) / p->mr * p->mr;
   if (p->mc < p->mr) p->mc = p->mr;
   p->panels = (d->n + p->nr - 1) / p->nr;
-  p->pstride = d->k * p->nr;
+  p->pstride = d->b_rowmajor ? p->nr : d->k * p->nr;
+  p->bk = d->b_rowmajor ? d->ldb : p->nr;
   p->mrem = (int)(d->m % p->mr);
   p->mfull = d->m - p->mrem;
   /* Remainder rows: below one full tile (M < MR, e.g. GEMV) they take several panels per call so
@@ -133,11 +135,13 @@ static void uk_prefetch_next(lb_kir *k, const gemm_plan *p, LLVMValueRef bp) {
 static void uk_kstep(lb_kir *k, const gemm_plan *p, const uk_cols *c, int mr, LLVMValueRef kk,
                      const LLVMValueRef *in, LLVMValueRef *out) {
   LLVMValueRef A = LLVMGetParam(k->fn, UK_A), B = LLVMGetParam(k->fn, UK_B);
-  LLVMValueRef kb = LLVMBuildNSWMul(k->b, kk, lb_kir_i64(k, p->nr), "");
+  LLVMValueRef kb = LLVMBuildNSWMul(k->b, kk, lb_kir_i64(k, p->bk), "");
   LLVMValueRef bp = lb_kir_gep(k, B, kb), ap = lb_kir_gep(k, A, kk);
   LLVMValueRef bv[64];
-  if (mr == p->mr && p->nr * 4 >= 64) uk_prefetch_next(k, p, bp);
-  for (int t = 0; t < c->n; t++) bv[t] = lb_kir_vload(k, lb_kir_gepc(k, bp, c->boff[t]), k->vw);
+  int packed = !p->d.b_rowmajor; /* packed panels are zero-padded: whole vectors are safe */
+  if (packed && mr == p->mr && p->nr * 4 >= 64) uk_prefetch_next(k, p, bp);
+  for (int t = 0; t < c->n; t++)
+    bv[t] = lb_kir_vload(k, lb_kir_gepc(k, bp, c->boff[t]), packed ? k->vw : c->lanes[t]);
   for (int i = 0; i < mr; i++) {
     LLVMValueRef s = LLVMBuildLoad2(k->b, k->f32, lb_kir_gepc(k, ap, i * p->d.lda), "");
     LLVMValueRef a = lb_kir_splat(k, s);
@@ -350,7 +354,7 @@ static void emit_driver(lb_kir *k, const gemm_plan *p, const uk_set *u) {
   kb.init = LLVMBuildICmp(k->b, LLVMIntEQ, l.iv, lb_kir_i64(k, 0), "");
   kb.fin = LLVMBuildICmp(k->b, LLVMIntSLE, left, lb_kir_i64(k, p->kc), "");
   kb.a = lb_kir_gep(k, A, l.iv);
-  kb.b = lb_kir_gep(k, Bp, LLVMBuildNSWMul(k->b, l.iv, lb_kir_i64(k, p->nr), ""));
+  kb.b = lb_kir_gep(k, Bp, LLVMBuildNSWMul(k->b, l.iv, lb_kir_i64(k, p->bk), ""));
   emit_kblock(k, p, &kb, u);
   lb_kloop_end(k, &l, lb_kir_i64(k, p->kc), NULL);
 }
@@ -363,6 +367,9 @@ static int check_desc(const lb_gemm_desc *d, lb_diag *diag) {
     return lb_diag_err(diag, LB_ERR_INPUT, "gemm: leading dimension smaller than the row "
                        "(lda=%lld K=%lld ldc=%lld ldr=%lld N=%lld)", (long long)d->lda,
                        (long long)d->k, (long long)d->ldc, (long long)d->ldr, (long long)d->n);
+  if (d->b_rowmajor && d->ldb < d->n)
+    return lb_diag_err(diag, LB_ERR_INPUT, "gemm: ldb=%lld smaller than N=%lld",
+                       (long long)d->ldb, (long long)d->n);
   if (d->act == LB_ACT_CLIP && !(d->act_min <= d->act_max))
     return lb_diag_err(diag, LB_ERR_INPUT, "gemm: clip bounds [%g, %g] are empty",
                        (double)d->act_min, (double)d->act_max);
@@ -376,11 +383,15 @@ int lb_emit_gemm_f32(LLVMModuleRef mod, const lb_kern_cfg *cfg, const lb_gemm_de
   gemm_plan p;
   make_plan(cfg, d, &p);
   char name[LB_KERN_NAME_MAX];
-  lb_kir_name(name, sizeof name, "lb_f32_f32_gemm_ukernel_%dx%d__%s_m%lldn%lldk%lld_a%lldc%lldr%lld"
-           "_b%dr%d_kc%lldmc%lld", p.mr, p.nr, lb_kern_isa(cfg), (long long)d->m, (long long)d->n,
-           (long long)d->k, (long long)d->lda, (long long)d->ldc,
-           (long long)(d->has_res ? d->ldr : 0), d->has_bias, d->has_res, (long long)p.kc,
-           (long long)p.mc);
+  lb_kir_name(name, sizeof name, "lb_f32_f32_gemm_ukernel_%dx%d__%s_m%lldn%lldk%lld_a%lldc%lldr"
+              "%lld_b%dr%d_kc%lldmc%lld", p.mr, p.nr, lb_kern_isa(cfg), (long long)d->m,
+              (long long)d->n, (long long)d->k, (long long)d->lda, (long long)d->ldc,
+              (long long)(d->has_res ? d->ldr : 0), d->has_bias, d->has_res, (long long)p.kc,
+              (long long)p.mc);
+  if (d->b_rowmajor) { /* B read as a plain row-major matrix at run time */
+    size_t len = strlen(name);
+    lb_kir_name(name + len, sizeof name - len, "_ldb%lld", (long long)d->ldb);
+  }
   lb_kir_act_suffix(name, sizeof name, d->act, d->act_min, d->act_max);
   out->scratch_bytes = 0;
   lb_kir k;

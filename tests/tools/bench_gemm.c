@@ -5,7 +5,7 @@
  * With --resnet18 it instead compiles ResNet-18's 20 convs + fc (batch 1, 224x224, NHWC) into one
  * module, reports the compile time and times each layer.
  * All times are this thread's CPU time, so other processes sharing the cores do not count.
- * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold]
+ * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold] [--rowmajor-b]
  *                   [--resnet18 | MxNxK ...] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,11 +181,13 @@ done:
 /* With --cold, each run reads its weights from one of enough copies to overflow the caches
  * (128 MB), as a model's weights do at batch 1. */
 static int cold_weights;
+/* With --rowmajor-b, B is not packed: the GEMM reads a plain row-major [K][N] matrix. */
+static int rowmajor_b;
 
 /* Times one GEMM over deterministic operands and prints one table row. */
 static void time_gemm(const lb_kern_cfg *cfg, const lb_gemm_desc *d, gemm_fn f, double hz,
                       double peak) {
-  size_t bsz = lb_pack_gemm_b_size(cfg, d->k, d->n);
+  size_t bsz = rowmajor_b ? (size_t)(d->k * d->n * 4) : lb_pack_gemm_b_size(cfg, d->k, d->n);
   int nb = cold_weights ? (int)((128u << 20) / bsz) + 1 : 1;
   if (nb > 512) nb = 512;
   float *a = aligned_alloc(64, (size_t)(d->m * d->k * 4 + 63) / 64 * 64);
@@ -195,7 +197,10 @@ static void time_gemm(const lb_kern_cfg *cfg, const lb_gemm_desc *d, gemm_fn f, 
   float *c = aligned_alloc(64, (size_t)(d->m * d->n * 4 + 63) / 64 * 64);
   for (int64_t i = 0; i < d->m * d->k; i++) a[i] = (float)(i % 7) * 0.1f;
   for (int64_t i = 0; i < d->k * d->n; i++) b[i] = (float)(i % 5) * 0.1f;
-  for (int i = 0; i < nb; i++) lb_pack_gemm_b(cfg, d->k, d->n, b, 0, bp[i]);
+  for (int i = 0; i < nb; i++) {
+    if (rowmajor_b) memcpy(bp[i], b, bsz);
+    else lb_pack_gemm_b(cfg, d->k, d->n, b, 0, bp[i]);
+  }
   double fmas = (double)d->m * d->n * d->k;
   double best, sec = median_secs(f, a, bp, nb, bias, c, 2 * fmas, &best);
   double fpc = fmas / sec / hz;
@@ -218,7 +223,8 @@ static int run_gemms(const lb_kern_cfg *cfg, int64_t (*shapes)[3], int n_shapes,
   double t0 = now();
   for (int s = 0; s < n_shapes; s++) {
     d[s] = (lb_gemm_desc){.m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2],
-                          .lda = shapes[s][2], .ldc = shapes[s][1], .has_bias = 1};
+                          .lda = shapes[s][2], .ldc = shapes[s][1], .has_bias = 1,
+                          .b_rowmajor = rowmajor_b, .ldb = shapes[s][1]};
     lb_kern_out out;
     if ((rc = lb_emit_gemm_f32(mod, cfg, &d[s], &out, diag))) goto done;
     size_t len;
@@ -262,6 +268,8 @@ int main(int argc, char **argv) {
       cfg.cache[0] = atoll(argv[++i]);
     } else if (!strcmp(argv[i], "--l2") && i + 1 < argc) {
       cfg.cache[1] = atoll(argv[++i]);
+    } else if (!strcmp(argv[i], "--rowmajor-b")) {
+      rowmajor_b = 1;
     } else if (!strcmp(argv[i], "--cold")) {
       cold_weights = 1;
     } else if (!strcmp(argv[i], "--resnet18")) {
@@ -273,7 +281,7 @@ int main(int argc, char **argv) {
       n_shapes++;
     } else {
       fprintf(stderr, "bench_gemm: argument %d '%s': expected --bits B, --l1 B, --l2 B, "
-              "--cold, --resnet18 or MxNxK\n", i, argv[i]);
+              "--cold, --rowmajor-b, --resnet18 or MxNxK\n", i, argv[i]);
       return 2;
     }
   }

@@ -65,38 +65,44 @@ typedef struct gemm_case {
   int64_t m, n, k, pad_a, pad_c;
   int bias, res;
   lb_act act;
+  int64_t ub; /* 0: B packed; u > 0: run-time row-major B with ldb = n + u - 1 */
 } gemm_case;
 
 /* Hand-picked edge cases; make_cases() appends N_RANDOM random ones to each list. */
 #define N_RANDOM 24
 static const gemm_case gemm_fixed[] = {
-    /* cfg   m    n    k  pa pc bias res act */
-    {0, 1, 1, 1, 0, 0, 0, 0, LB_ACT_NONE},
-    {0, 1, 16, 7, 0, 0, 1, 0, LB_ACT_RELU},
-    {0, 1, 100, 65, 3, 1, 1, 1, LB_ACT_CLIP},
-    {0, 2, 40, 31, 0, 0, 0, 1, LB_ACT_NONE},
-    {0, 5, 15, 32, 0, 0, 1, 0, LB_ACT_CLIP},
-    {0, 6, 16, 33, 0, 0, 1, 1, LB_ACT_RELU},
-    {0, 7, 17, 64, 1, 2, 1, 1, LB_ACT_NONE},
-    {0, 13, 33, 100, 0, 0, 0, 0, LB_ACT_RELU},
-    {0, 31, 64, 5, 0, 3, 1, 0, LB_ACT_NONE},
-    {0, 64, 8, 97, 2, 0, 1, 1, LB_ACT_CLIP},
-    {0, 100, 3, 200, 0, 0, 1, 1, LB_ACT_RELU},
-    {0, 67, 49, 129, 5, 7, 1, 1, LB_ACT_NONE},
-    {0, 4, 50, 9, 0, 0, 0, 0, LB_ACT_NONE},
-    {0, 3, 200, 40, 0, 0, 1, 0, LB_ACT_RELU},
-    {1, 1, 1000, 512, 0, 0, 1, 0, LB_ACT_NONE},
-    {1, 49, 70, 600, 0, 0, 1, 1, LB_ACT_RELU},
-    {1, 96, 64, 27, 0, 0, 1, 0, LB_ACT_CLIP},
-    {2, 1, 9, 3, 0, 0, 1, 0, LB_ACT_RELU},
-    {2, 7, 17, 70, 1, 1, 1, 1, LB_ACT_CLIP},
-    {2, 14, 36, 33, 0, 0, 0, 1, LB_ACT_NONE},
-    {3, 3, 5, 9, 0, 0, 1, 1, LB_ACT_RELU},
-    {3, 9, 11, 40, 2, 0, 0, 0, LB_ACT_CLIP},
-    {4, 1, 70, 40, 0, 0, 1, 0, LB_ACT_RELU},
-    {4, 13, 33, 50, 1, 1, 1, 1, LB_ACT_CLIP},
-    {4, 25, 96, 17, 0, 0, 1, 0, LB_ACT_NONE},
-    {4, 50, 31, 64, 0, 0, 0, 1, LB_ACT_RELU},
+    /* cfg   m    n    k  pa pc bias res act ub */
+    {0, 1, 1, 1, 0, 0, 0, 0, LB_ACT_NONE, 0},
+    {0, 1, 16, 7, 0, 0, 1, 0, LB_ACT_RELU, 0},
+    {0, 1, 100, 65, 3, 1, 1, 1, LB_ACT_CLIP, 0},
+    {0, 2, 40, 31, 0, 0, 0, 1, LB_ACT_NONE, 0},
+    {0, 5, 15, 32, 0, 0, 1, 0, LB_ACT_CLIP, 0},
+    {0, 6, 16, 33, 0, 0, 1, 1, LB_ACT_RELU, 0},
+    {0, 7, 17, 64, 1, 2, 1, 1, LB_ACT_NONE, 0},
+    {0, 13, 33, 100, 0, 0, 0, 0, LB_ACT_RELU, 0},
+    {0, 31, 64, 5, 0, 3, 1, 0, LB_ACT_NONE, 0},
+    {0, 64, 8, 97, 2, 0, 1, 1, LB_ACT_CLIP, 0},
+    {0, 100, 3, 200, 0, 0, 1, 1, LB_ACT_RELU, 0},
+    {0, 67, 49, 129, 5, 7, 1, 1, LB_ACT_NONE, 0},
+    {0, 4, 50, 9, 0, 0, 0, 0, LB_ACT_NONE, 0},
+    {0, 3, 200, 40, 0, 0, 1, 0, LB_ACT_RELU, 0},
+    {1, 1, 1000, 512, 0, 0, 1, 0, LB_ACT_NONE, 0},
+    {1, 49, 70, 600, 0, 0, 1, 1, LB_ACT_RELU, 0},
+    {1, 96, 64, 27, 0, 0, 1, 0, LB_ACT_CLIP, 0},
+    {2, 1, 9, 3, 0, 0, 1, 0, LB_ACT_RELU, 0},
+    {2, 7, 17, 70, 1, 1, 1, 1, LB_ACT_CLIP, 0},
+    {2, 14, 36, 33, 0, 0, 0, 1, LB_ACT_NONE, 0},
+    {3, 3, 5, 9, 0, 0, 1, 1, LB_ACT_RELU, 0},
+    {3, 9, 11, 40, 2, 0, 0, 0, LB_ACT_CLIP, 0},
+    {4, 1, 70, 40, 0, 0, 1, 0, LB_ACT_RELU, 0},
+    {4, 13, 33, 50, 1, 1, 1, 1, LB_ACT_CLIP, 0},
+    {4, 25, 96, 17, 0, 0, 1, 0, LB_ACT_NONE, 0},
+    {4, 50, 31, 64, 0, 0, 0, 1, LB_ACT_RELU, 0},
+    {0, 7, 17, 70, 1, 2, 1, 1, LB_ACT_CLIP, 1},
+    {0, 1, 40, 33, 0, 0, 1, 0, LB_ACT_RELU, 4},
+    {1, 30, 45, 300, 0, 0, 0, 1, LB_ACT_NONE, 2},
+    {2, 9, 21, 10, 0, 0, 1, 1, LB_ACT_NONE, 1},
+    {3, 5, 7, 9, 0, 0, 1, 0, LB_ACT_RELU, 3},
 };
 #define N_GEMM_CASES ((int)(sizeof gemm_fixed / sizeof gemm_fixed[0]) + N_RANDOM)
 static gemm_case gemm_cases[N_GEMM_CASES];
@@ -133,6 +139,8 @@ static void gemm_case_desc(const gemm_case *c, lb_gemm_desc *d) {
   d->act = c->act;
   d->act_min = -0.25f;
   d->act_max = 0.5f;
+  d->b_rowmajor = c->ub > 0;
+  d->ldb = c->ub > 0 ? c->n + c->ub - 1 : 0;
 }
 
 /* ---- convolutions ------------------------------------------------------------------------ */
@@ -196,7 +204,8 @@ static int64_t irand(int64_t lo, int64_t hi) { /* uniform in [lo, hi] */
 
 static void random_gemm(gemm_case *c) {
   *c = (gemm_case){(int)irand(0, 4), irand(1, 40), irand(1, 80), irand(1, 150), irand(0, 3),
-                   irand(0, 3), (int)irand(0, 1), (int)irand(0, 1), (lb_act)irand(0, 2)};
+                   irand(0, 3), (int)irand(0, 1), (int)irand(0, 1), (lb_act)irand(0, 2),
+                   irand(0, 3) == 3 ? irand(1, 3) : 0};
 }
 
 /* A random conv whose (dilated) window fits the padded input. */
@@ -253,20 +262,27 @@ static float *sentinel_buf(int64_t n) {
 static void gemm_problem(const gemm_case *c, const lb_kern_cfg *cfg, problem *p) {
   lb_gemm_desc d;
   gemm_case_desc(c, &d);
-  float *b = rand_buf(d.k * d.n);
+  int64_t ldb = d.b_rowmajor ? d.ldb : d.n;
+  float *b = rand_buf(d.k * ldb);
   int64_t n[4] = {d.m * d.lda, 0, d.n, d.m * d.ldr};
   for (int i = 0; i < 4; i++) p->n_in[i] = n[i], p->in[i] = i == 1 ? NULL : rand_buf(n[i]);
-  size_t psz = lb_pack_gemm_b_size(cfg, d.k, d.n);
-  p->n_in[1] = (int64_t)(psz / 4);
-  p->in[1] = malloc(psz);
-  lb_pack_gemm_b(cfg, d.k, d.n, b, 0, p->in[1]);
+  if (d.b_rowmajor) { /* the kernel reads B as it is */
+    p->n_in[1] = d.k * ldb;
+    p->in[1] = malloc((size_t)(d.k * ldb) * 4);
+    memcpy(p->in[1], b, (size_t)(d.k * ldb) * 4);
+  } else {
+    size_t psz = lb_pack_gemm_b_size(cfg, d.k, d.n);
+    p->n_in[1] = (int64_t)(psz / 4);
+    p->in[1] = malloc(psz);
+    lb_pack_gemm_b(cfg, d.k, d.n, b, 0, p->in[1]);
+  }
   p->rows = d.m, p->cols = d.n, p->ld = d.ldc, p->n_out = d.m * d.ldc;
   p->has_bias = d.has_bias, p->has_res = d.has_res, p->scratch = 0;
   p->want = sentinel_buf(p->n_out);
   p->mag = sentinel_buf(p->n_out);
   lb_ref_gemm_f32(&d, p->in[0], b, p->in[2], p->in[3], p->want);
   d.act = LB_ACT_NONE;
-  float *ab = abs_copy(b, d.k * d.n), *aa[4];
+  float *ab = abs_copy(b, d.k * ldb), *aa[4];
   for (int i = 0; i < 4; i++) aa[i] = abs_copy(p->in[i], p->n_in[i]);
   lb_ref_gemm_f32(&d, aa[0], ab, aa[2], aa[3], p->mag);
   for (int i = 0; i < 4; i++) free(aa[i]);
