@@ -594,7 +594,7 @@ static int setup(lb_search *s, lb_diag *d) {
   for (uint32_t li = 0; !rc && li < s->n_layers; li++)
     for (int k = 0; !rc && k < s->layers[li].n_opt; k++) rc = make_fq(s, li, k);
   if (!rc) rc = reference(s, f32, d);
-  for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
   int64_t wb = 0;
   if (!rc) lb_search_cycles(s, base, &wb), lb_cost_weight_level(s->spec, wb, &s->wbw);
   lb_free(f32), lb_free(base);

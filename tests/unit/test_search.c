@@ -362,6 +362,63 @@ START_TEST(cli_usage) {
 }
 END_TEST
 
+/* ---- out of memory ---------------------------------------------------------------------------
+ * The Nth allocation fails, for every N until a whole search (new, run, apply) completes: each
+ * failing run must return LB_ERR_NOMEM cleanly (and leak nothing under ASan). */
+
+static long fail_at, calls;
+
+static void *failing_alloc(void *p, size_t n) {
+  if (n == 0) {
+    free(p);
+    return NULL;
+  }
+  if (++calls == fail_at) return NULL;
+  return p ? realloc(p, n) : malloc(n);
+}
+
+static int search_once(run *r, lb_strategy st) {
+  lb_diag d = {0};
+  lb_search *s = NULL;
+  lb_search_opts o = {.strategy = st, .max_drop = 1.0, .sens_samples = 4};
+  int rc = lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &s, &d);
+  if (!rc) rc = lb_search_run(s, &o, &d);
+  /* apply to a fresh plan with the calibrated ranges (a failed apply leaves its plan half-made) */
+  lb_qplan *p = rc ? NULL : lb_qplan_new(r->g);
+  if (!rc && !p) rc = LB_ERR_NOMEM;
+  if (!rc) rc = lb_quant_annotate(r->g, r->spec, p, &d);
+  for (uint32_t v = 0; !rc && v < r->g->n_values; v++)
+    p->v[v].lo = r->p->v[v].lo, p->v[v].hi = r->p->v[v].hi, p->v[v].ranged = r->p->v[v].ranged;
+  if (!rc) rc = lb_search_apply(s, lb_search_chosen(s)->choice, p, &d);
+  lb_qplan_free(p);
+  lb_search_free(s);
+  return rc;
+}
+
+START_TEST(out_of_memory) {
+  run r;
+  prep(&r, digits[1].model, digits[1].calib, digits[1].x);
+  r.x.dims[0] = r.y.dims[0] = 12; /* a short evaluation set keeps the sweep quick */
+  for (int st = 0; st < LB_STRATEGY_COUNT; st++) {
+    long n = 1;
+    for (;; n++) {
+      calls = 0, fail_at = n;
+      lb_set_allocator(failing_alloc);
+      int rc = search_once(&r, (lb_strategy)st);
+      lb_set_allocator(NULL);
+      if (calls < n) {
+        ck_assert_int_eq(rc, 0);
+        break;
+      }
+      ck_assert_msg(rc == LB_ERR_NOMEM, "%s: allocation %ld failed, rc=%d",
+                    lb_strategy_name((lb_strategy)st), n, rc);
+    }
+    ck_assert_int_gt(n, 50);
+  }
+  unrun(&r);
+}
+END_TEST
+
 static int file_starts(const char *path, const char *prefix) {
   char buf[64] = {0};
   FILE *f = fopen(path, "rb");
@@ -412,6 +469,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, bad_plan_precision);
   tcase_add_test(t, cli_usage);
   tcase_add_test(t, cli_jit_measure_outputs);
+  tcase_add_test(t, out_of_memory);
   suite_add_tcase(s, t);
   return s;
 }
