@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "onnx.h"
@@ -748,6 +749,65 @@ START_TEST(test_aot_failure_leaves_nothing) {
 }
 END_TEST
 
+/* ---- the driver: lowbit compile / bench / run --engine jit --------------------------------- */
+
+/* Runs the built lowbit with args; returns its exit status and the first line it printed
+ * (stdout and stderr together) in out. */
+static int lowbit(const char *args, char *out, size_t cap) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "%s/lowbit %s 2>&1", LB_BINARY_DIR, args);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  out[0] = 0;
+  char line[1024];
+  int first = 1;
+  while (fgets(line, sizeof line, p))
+    if (first) snprintf(out, cap, "%s", line), first = 0;
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(test_cli_compile_bench) {
+  char tmpl[] = "/tmp/lb_cli_XXXXXX", args[2048], out[1024], path[700];
+  char *tmp = mkdtemp(tmpl);
+  const char *mlp = LB_SOURCE_DIR "/tests/models/digits_mlp.onnx";
+  /* compile: object + header named after the output, symbols from --name */
+  snprintf(args, sizeof args, "compile %s --spec x86-64-avx2 -o %s/net.o --name digits", mlp, tmp);
+  ck_assert_msg(lowbit(args, out, sizeof out) == 0, "%s", out);
+  snprintf(path, sizeof path, "%s/net.h", tmp);
+  FILE *h = fopen(path, "r");
+  ck_assert_ptr_nonnull(h);
+  char text[8192];
+  size_t n = fread(text, 1, sizeof text - 1, h);
+  text[n] = 0;
+  fclose(h);
+  ck_assert_ptr_nonnull(strstr(text, "int digits_run(const void *const inputs[]"));
+  ck_assert_ptr_nonnull(strstr(text, "#define digits_INPUT0_SHAPE {1, 64}"));
+  /* --emit llvm, bad --emit, unknown spec, unwritable output: exit 2, one line, no file */
+  snprintf(args, sizeof args, "compile %s --spec host -o %s/net.ll --emit llvm", mlp, tmp);
+  ck_assert_msg(lowbit(args, out, sizeof out) == 0, "%s", out);
+  snprintf(args, sizeof args, "compile %s --spec host -o %s/bad.o --emit exe", mlp, tmp);
+  ck_assert_int_eq(lowbit(args, out, sizeof out), 2);
+  ck_assert_ptr_nonnull(strstr(out, "--emit 'exe'"));
+  snprintf(args, sizeof args, "compile %s --spec nosuch -o %s/bad.o", mlp, tmp);
+  ck_assert_int_eq(lowbit(args, out, sizeof out), 2);
+  snprintf(path, sizeof path, "%s/bad.o", tmp);
+  ck_assert_int_ne(access(path, F_OK), 0);
+  /* bench: JSON with the figures; a foreign spec is refused */
+  snprintf(args, sizeof args, "bench %s --iters 3 --warmup 1 --json --profile", mlp);
+  ck_assert_msg(lowbit(args, out, sizeof out) == 0, "%s", out);
+  ck_assert_ptr_nonnull(strstr(out, "\"median_ms\": "));
+  ck_assert_ptr_nonnull(strstr(out, "\"layers\": [{\"name\": "));
+  snprintf(args, sizeof args, "bench %s --spec aarch64-dotprod", mlp);
+  ck_assert_int_eq(lowbit(args, out, sizeof out), 2);
+  ck_assert_ptr_nonnull(strstr(out, "aarch64"));
+  snprintf(args, sizeof args, "bench %s --threads 4", mlp);
+  ck_assert_int_eq(lowbit(args, out, sizeof out), 2);
+  snprintf(args, sizeof args, "rm -rf %s", tmp);
+  shell(args);
+}
+END_TEST
+
 static Suite *codegen_suite(void) {
   Suite *s = suite_create("codegen");
   TCase *t = tcase_create("memplan");
@@ -771,6 +831,7 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_aot_all_specs);
   tcase_add_test(t, test_aot_failure_leaves_nothing);
   tcase_add_test(t, test_aot_graphs_neon);
+  tcase_add_test(t, test_cli_compile_bench);
   suite_add_tcase(s, t);
   return s;
 }
