@@ -20,7 +20,8 @@ static int is_f32_const(const lb_value *v) { return v && v->data && v->dtype == 
 
 /* ---- convolution ------------------------------------------------------------------------ */
 
-static int conv_kind(const lb_graph *g, const lb_node *n) { /* 0 generic, 1 dense, 2 depthwise */
+/* 0 generic, 1 dense, 2 depthwise, 3 grouped (one dense kernel per group on channel slices) */
+static int conv_kind(const lb_graph *g, const lb_node *n) {
   const lb_value *x = val(g, n, 0), *w = val(g, n, 1), *b = val(g, n, 2);
   if (n->attr.n_spatial != 2 || x->rank != 4 || x->dtype != LB_DTYPE_F32) return 0;
   if (!is_f32_const(w) || (b && !is_f32_const(b))) return 0;
@@ -28,6 +29,8 @@ static int conv_kind(const lb_graph *g, const lb_node *n) { /* 0 generic, 1 dens
   if (r && r->dtype != LB_DTYPE_F32) return 0;
   if (n->attr.group == 1) return 1;
   if (n->attr.group == x->dims[1] && w->dims[0] == x->dims[1] && w->dims[1] == 1) return 2;
+  int64_t G = n->attr.group;
+  if (G > 1 && x->dims[1] % G == 0 && w->dims[0] % G == 0 && w->dims[1] == x->dims[1] / G) return 3;
   return 0;
 }
 
@@ -87,6 +90,39 @@ static int conv_fast(lb_lw *L, lb_op_args *a, int kind) {
                           a->out[0].base, k.scratch_bytes ? a->scratch : NULL};
   if (k.scratch_bytes > a->scratch_bytes) a->scratch_bytes = k.scratch_bytes;
   call6(L, k.fn, args);
+  return 0;
+}
+
+/* p + off floats (p may be NULL: an absent operand stays NULL). */
+static LLVMValueRef offset_f32(lb_lw *L, LLVMValueRef p, int64_t off) {
+  return p && off ? lb_gep(L, L->t_f32, p, lb_c64(L, off)) : p;
+}
+
+/* Grouped conv: one dense kernel (shared by all groups) on channel slices of the NHWC input,
+ * output and residual (pixel strides = the full channel counts), weights packed per group. */
+static int conv_grouped(lb_lw *L, lb_op_args *a) {
+  lb_conv_desc d;
+  conv_desc(a, &d);
+  int64_t G = a->node->attr.group, cin = d.c_in / G, cout = d.c_out / G;
+  d.ldx = d.c_in, d.ldy = d.ldr = d.c_out, d.c_in = cin, d.c_out = cout;
+  LB_TRY(lb_conv_desc_finish(&d, L->diag));
+  lb_kern_out k;
+  LB_TRY(lb_emit_conv_f32(L->mod, &L->kcfg, &d, &k, L->diag));
+  LLVMSetLinkage(k.fn, LLVMInternalLinkage);
+  if (k.scratch_bytes > a->scratch_bytes) a->scratch_bytes = k.scratch_bytes;
+  size_t sz = lb_pack_gemm_b_size(&L->kcfg, d.kh * d.kw * cin, cout);
+  float *packed = sz == SIZE_MAX ? NULL : lb_malloc(sz ? sz : 1);
+  if (!packed) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory packing weights");
+  const float *w = val(a->g, a->node, 1)->data;
+  for (int64_t g = 0; g < G; g++) {
+    lb_pack_conv_w(&L->kcfg, w + g * cout * cin * d.kh * d.kw, cout, cin, d.kh, d.kw, packed);
+    LLVMValueRef args[6] = {
+        offset_f32(L, a->in[0].base, g * cin),   lb_const_blob(L, packed, sz, "w"),
+        offset_f32(L, opt_in(a, 2), g * cout),   offset_f32(L, opt_in(a, 3), g * cout),
+        offset_f32(L, a->out[0].base, g * cout), k.scratch_bytes ? a->scratch : NULL};
+    call6(L, k.fn, args);
+  }
+  lb_free(packed);
   return 0;
 }
 
@@ -186,7 +222,7 @@ static int conv_generic(lb_lw *L, lb_op_args *a) {
 
 int lb_lower_conv(lb_lw *L, lb_op_args *a) {
   int kind = conv_kind(a->g, a->node);
-  return kind ? conv_fast(L, a, kind) : conv_generic(L, a);
+  return kind == 3 ? conv_grouped(L, a) : kind ? conv_fast(L, a, kind) : conv_generic(L, a);
 }
 
 /* ---- gemm and matmul ---------------------------------------------------------------------- */
