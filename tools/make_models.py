@@ -186,17 +186,26 @@ def export(model, shape, path):
     dummy = torch.zeros(shape, dtype=torch.float32)
     # torch warns about constant folding under PRESERVE; it only matters for training mode.
     warnings.filterwarnings("ignore", message=".*constant folding.*")
-    torch.onnx.export(model, (dummy,), path, input_names=["input"], output_names=["output"],
+    tmp = path + ".tmp"
+    torch.onnx.export(model, (dummy,), tmp, input_names=["input"], output_names=["output"],
                       opset_version=OPSET, do_constant_folding=True,
                       training=torch.onnx.TrainingMode.PRESERVE)
     import onnx
-    m = onnx.load(path)
+    m = onnx.load(tmp)
     onnx.checker.check_model(m)
+    os.replace(tmp, path)
     return sorted({n.op_type for n in m.graph.node})
 
 
+def save_npy(path, arr):
+    """Writes a temporary file and renames it: a failed run leaves no partial file."""
+    with open(path + ".tmp", "wb") as f:
+        np.save(f, arr)
+    os.replace(path + ".tmp", path)
+
+
 def save(name, arr):
-    np.save(os.path.join(OUT, name), arr)
+    save_npy(os.path.join(OUT, name), arr)
 
 
 def make_digits():
@@ -245,16 +254,16 @@ def make_large():
     os.makedirs(out_dir, exist_ok=True)
     seed_all(0)
     x = torch.randn(1, 3, 224, 224, dtype=torch.float32)
-    np.save(os.path.join(out_dir, "input.npy"), x.numpy())
+    save_npy(os.path.join(out_dir, "input.npy"), x.numpy())
     seed_all(1)  # a calibration set for the int8 tests: random images like the input
-    np.save(os.path.join(out_dir, "calib.npy"), torch.randn(8, 3, 224, 224).numpy())
+    save_npy(os.path.join(out_dir, "calib.npy"), torch.randn(8, 3, 224, 224).numpy())
     for name in ("resnet18", "mobilenet_v2"):
         seed_all(0)
         model = getattr(torchvision.models, name)(weights=None)
         bn_restat(model)
         with torch.no_grad():
             out = model(x).numpy().astype(np.float32)
-        np.save(os.path.join(out_dir, name + "_torch_out.npy"), out)
+        save_npy(os.path.join(out_dir, name + "_torch_out.npy"), out)
         ops = export(model, (1, 3, 224, 224), os.path.join(out_dir, name + ".onnx"))
         print(f"{name}: top-1 class {int(out.argmax())}, ops {' '.join(ops)}")
 
@@ -280,7 +289,9 @@ def make_legacy():
             up = version_converter.convert_version(m, OPSET)
             up.ir_version = max(up.ir_version, 7)
             onnx.checker.check_model(up)
-            onnx.save(up, os.path.join(dst, test + ".onnx"))
+            path = os.path.join(dst, test + ".onnx")
+            onnx.save(up, path + ".tmp")
+            os.replace(path + ".tmp", path)
             n += 1
         print(f"{suite}: {n} opset<7 models upgraded to opset {OPSET}")
 
