@@ -409,6 +409,73 @@ int lb_weights_packed(const lb_graph *g, const lb_node *n, uint32_t i) {
   return 0;
 }
 
+/* MatMul of two run-time f32 matrices (rank >= 2, canonical): the GEMM kernel reading a plain
+ * row-major B, called once per (broadcast) batch index. */
+static int matmul_rt_ok(const lb_graph *g, const lb_node *n) {
+  const lb_value *A = val(g, n, 0), *B = val(g, n, 1);
+  return n->op == LB_OP_MATMUL && A->dtype == LB_DTYPE_F32 && B->dtype == LB_DTYPE_F32 &&
+         A->rank >= 2 && B->rank >= 2 && !B->data;
+}
+
+typedef struct mm_rt {
+  const lb_view *A, *B, *Y;
+  int nb;                                   /* batch dims of Y */
+  int64_t sa[LB_MAX_RANK], sb[LB_MAX_RANK]; /* A's and B's element stride per batch dim */
+  LLVMValueRef fn;
+} mm_rt;
+
+static void mm_rt_loops(lb_lw *L, lb_op_args *a, mm_rt *m, int d, LLVMValueRef oa, LLVMValueRef ob,
+                        LLVMValueRef oy) {
+  if (d == m->nb) {
+    LLVMValueRef args[6] = {lb_gep(L, L->t_f32, m->A->base, oa),
+                            lb_gep(L, L->t_f32, m->B->base, ob),
+                            NULL,
+                            NULL,
+                            lb_gep(L, L->t_f32, m->Y->base, oy),
+                            a->scratch};
+    call6(L, m->fn, args);
+    return;
+  }
+  lb_loop lp;
+  lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, m->Y->dims[d]), 1);
+  LLVMValueRef i = lp.iv;
+  mm_rt_loops(L, a, m, d + 1,
+              LLVMBuildAdd(L->b, oa, LLVMBuildMul(L->b, i, lb_c64(L, m->sa[d]), ""), ""),
+              LLVMBuildAdd(L->b, ob, LLVMBuildMul(L->b, i, lb_c64(L, m->sb[d]), ""), ""),
+              LLVMBuildAdd(L->b, oy, LLVMBuildMul(L->b, i, lb_c64(L, m->Y->st[d]), ""), ""));
+  lb_loop_end(L, &lp);
+}
+
+static int matmul_rt(lb_lw *L, lb_op_args *a) {
+  const lb_view *A = &a->in[0], *B = &a->in[1], *Y = &a->out[0];
+  mm_rt m = {.A = A, .B = B, .Y = Y, .nb = Y->rank - 2};
+  lb_gemm_desc d = {.m = A->dims[A->rank - 2],
+                    .k = A->dims[A->rank - 1],
+                    .n = B->dims[B->rank - 1],
+                    .act = a->node->attr.act,
+                    .act_min = a->node->attr.act_min,
+                    .act_max = a->node->attr.act_max,
+                    .b_rowmajor = 1};
+  if (B->rank == 2) { /* A's batch dims fold into M: one call */
+    d.m = lb_view_numel(A) / d.k;
+    m.nb = 0;
+  }
+  d.lda = d.k, d.ldc = d.ldr = d.ldb = d.n;
+  for (int i = 0; i < m.nb; i++) { /* right-aligned batch dims; size-1 dims broadcast */
+    int ka = i - (m.nb - (A->rank - 2)), kb = i - (m.nb - (B->rank - 2));
+    m.sa[i] = ka >= 0 && A->dims[ka] > 1 ? A->st[ka] : 0;
+    m.sb[i] = kb >= 0 && B->dims[kb] > 1 ? B->st[kb] : 0;
+  }
+  lb_kern_out k;
+  LB_TRY(lb_emit_gemm_f32(L->mod, &L->kcfg, &d, &k, L->diag));
+  LLVMSetLinkage(k.fn, LLVMInternalLinkage);
+  if (k.scratch_bytes > a->scratch_bytes) a->scratch_bytes = k.scratch_bytes;
+  m.fn = k.fn;
+  mm_rt_loops(L, a, &m, 0, lb_c64(L, 0), lb_c64(L, 0), lb_c64(L, 0));
+  return 0;
+}
+
 int lb_lower_gemm(lb_lw *L, lb_op_args *a) {
-  return gemm_fast_ok(a->g, a->node) ? gemm_fast(L, a) : gemm_generic(L, a);
+  if (gemm_fast_ok(a->g, a->node)) return gemm_fast(L, a);
+  return matmul_rt_ok(a->g, a->node) ? matmul_rt(L, a) : gemm_generic(L, a);
 }

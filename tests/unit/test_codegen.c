@@ -493,6 +493,33 @@ START_TEST(test_conv_variants) {
 }
 END_TEST
 
+/* MatMul of two run-time tensors with batch broadcasting (the GEMM kernel with a row-major
+ * run-time B, once per batch index) and with a 2-D B (batch folded into M). */
+START_TEST(test_matmul_runtime) {
+  static const int64_t shapes[][3][4] = {
+      {{2, 1, 3, 5}, {4, 5, 6}, {2, 4, 3, 6}},
+      {{2, 3, 5}, {5, 7}, {2, 3, 7}},
+      {{3, 1, 37}, {3, 37, 33}, {3, 1, 33}},
+  };
+  static const int ranks[][3] = {{4, 3, 4}, {3, 2, 3}, {3, 3, 3}};
+  for (int c = 0; c < 3; c++) {
+    lb_graph *g = lb_graph_new("mm");
+    uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_F32, ranks[c][0], shapes[c][0]);
+    uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_F32, ranks[c][1], shapes[c][1]);
+    uint32_t z = lb_graph_add_value(g, "z", LB_DTYPE_F32, ranks[c][2], shapes[c][2]);
+    uint32_t in[2] = {x, y};
+    uint32_t n = lb_graph_add_node(g, LB_OP_MATMUL, "mm", in, 2, &z, 1);
+    if (c == 2) g->nodes[n].attr.act = LB_ACT_RELU;
+    lb_graph_add_input(g, x), lb_graph_add_input(g, y), lb_graph_add_output(g, z);
+    lb_diag d;
+    lb_diag_clear(&d);
+    ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+    jit_vs_interp(g, "matmul");
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 START_TEST(test_jit_refuses_foreign_spec) {
   char path[512];
   snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
@@ -825,6 +852,7 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_layouts);
   tcase_add_test(t, test_conv_variants);
   tcase_add_test(t, test_pool_nhwc);
+  tcase_add_test(t, test_matmul_runtime);
   suite_add_tcase(s, t);
   t = tcase_create("aot");
   tcase_set_timeout(t, 600);
