@@ -1,8 +1,9 @@
 /* Convolution, Gemm and MatMul. The fast path hands shape-specialised kernels from kernels.h
- * (GEMM over compile-time packed weights, im2col conv, depthwise conv; NHWC, bias/act/residual
- * fused) to the step; everything else (grouped or 1-D/3-D conv, run-time weights, batched
- * matmul) takes a generic strided scalar path. Invariant: lb_conv_wants_nhwc and the fast
- * path accept exactly the same nodes, so the planner's layouts match what is emitted. */
+ * to the step: GEMM over compile-time packed weights, im2col conv (also per group on channel
+ * slices), depthwise conv (NHWC, bias/act/residual fused), and GEMM on a run-time row-major B
+ * for MatMul of two activations. Everything else (1-D/3-D conv, run-time conv weights,
+ * transposed run-time Gemm) takes a generic strided scalar path. Invariant: lb_conv_wants_nhwc
+ * and the fast path accept exactly the same nodes, so the planner's layouts match the code. */
 #include <string.h>
 
 #include "lower.h"
