@@ -73,47 +73,54 @@ static int32_t wmax(lb_dtype t) {
   }
 }
 
-/* Squared error of quantizing channel values v[] (stride) with scale s to [-qm, qm]. */
-static double chan_err(const float *w, int64_t n, int64_t ch, int64_t inner, int64_t c, float s,
-                       int32_t qm) {
+/* Squared error of quantizing values v[0..n) with scale s to [-qm, qm]. */
+static double chan_err(const float *v, int64_t n, float s, int32_t qm) {
   double e = 0;
   for (int64_t i = 0; i < n; i++) {
-    if ((i / inner) % ch != c) continue;
-    double q = nearbyintf(w[i] / s);
+    double q = nearbyintf(v[i] / s);
     if (q > qm) q = qm;
     if (q < -qm) q = -qm;
-    double d = w[i] - q * s;
+    double d = v[i] - q * s;
     e += d * d;
   }
   return e;
 }
 
-/* Scale of channel c: max|w|/qmax for 8 bits; for 4 and 2 bits the clipped max (a fraction of
- * max|w| in 1/32 steps) with the least squared error; for b1 mean|w|. */
-static float chan_scale(const float *w, int64_t n, int64_t ch, int64_t inner, int64_t c,
-                        lb_dtype t) {
+/* Scale of one channel's values v[0..n): max|w|/qmax for 8 bits; for 4 and 2 bits the clipped
+ * max (a fraction of max|w| in 1/32 steps) with the least squared error; for b1 mean|w|. */
+static float chan_scale(const float *v, int64_t n, lb_dtype t) {
   double amax = 0, asum = 0;
-  int64_t cnt = 0;
-  for (int64_t i = 0; i < n; i++)
-    if ((i / inner) % ch == c) amax = fmax(amax, fabs(w[i])), asum += fabs(w[i]), cnt++;
+  for (int64_t i = 0; i < n; i++) amax = fmax(amax, fabs(v[i])), asum += fabs(v[i]);
   if (!(amax > 0)) return 1.0f;
-  if (t == LB_DTYPE_B1) return (float)(asum / (double)cnt);
+  if (t == LB_DTYPE_B1) return (float)(asum / (double)n);
   int32_t qm = wmax(t);
   float best = (float)(amax / qm);
   if (t == LB_DTYPE_I8) return best;
-  double be = chan_err(w, n, ch, inner, c, best, qm);
+  double be = chan_err(v, n, best, qm);
   for (int k = 31; k >= 6; k--) {
-    float s = (float)(amax * k / 32.0 / qm);
-    double e = chan_err(w, n, ch, inner, c, s, qm);
-    if (e < be) be = e, best = s;
+    float sc = (float)(amax * k / 32.0 / qm);
+    double e = chan_err(v, n, sc, qm);
+    if (e < be) be = e, best = sc;
   }
   return best;
 }
 
-void lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
-                             float *scale, int32_t *q) {
-  for (int64_t c = 0; c < ch; c++) scale[c] = chan_scale(w, n, ch, inner, c, t);
-  if (!q) return;
+/* The values of channel c (element i belongs to channel (i / inner) % ch), gathered into v. */
+static int64_t gather_chan(const float *w, int64_t n, int64_t ch, int64_t inner, int64_t c,
+                           float *v) {
+  int64_t k = 0;
+  for (int64_t o = c * inner; o < n; o += ch * inner)
+    for (int64_t i = 0; i < inner && o + i < n; i++) v[k++] = w[o + i];
+  return k;
+}
+
+int lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
+                            float *scale, int32_t *q) {
+  float *v = lb_malloc((size_t)(n ? n : 1) * sizeof *v);
+  if (!v) return LB_ERR_NOMEM;
+  for (int64_t c = 0; c < ch; c++) scale[c] = chan_scale(v, gather_chan(w, n, ch, inner, c, v), t);
+  lb_free(v);
+  if (!q) return 0;
   int32_t qm = wmax(t);
   for (int64_t i = 0; i < n; i++) {
     int64_t c = (i / inner) % ch;
@@ -123,6 +130,7 @@ void lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inne
     }
     q[i] = lb_qquantize(w[i], scale[c], 0, -qm, qm);
   }
+  return 0;
 }
 
 /* ---- layers and options ------------------------------------------------------------------- */
@@ -194,7 +202,8 @@ static int make_fq(lb_search *s, uint32_t li, int k) {
   int32_t *q = lb_calloc((size_t)nw + 1, sizeof(int32_t));
   if (!f->w || !f->scale || !q) return lb_free(q), LB_ERR_NOMEM;
   f->n_scale = (uint32_t)ch;
-  lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q);
+  if (lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q))
+    return lb_free(q), LB_ERR_NOMEM;
   for (int64_t i = 0; i < nw; i++) f->w[i] = (float)q[i] * f->scale[(i / inner) % ch];
   int bin = o->act == LB_DTYPE_B1;
   float sa = bin ? s->bin_scale[li] : act_scale(s, n->in[0]);

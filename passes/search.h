@@ -138,8 +138,8 @@ int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p
 /* Symmetric per-channel weight quantization to dtype t (i8: [-127,127], i4: [-7,7],
  * i2: [-1,1], b1: sign with scale mean|w|): fills scale[ch] and, when q is not NULL, q[i] in
  * {-qmax..qmax} (b1: -1 or +1). axis/channels as lb_qval. */
-void lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
-                             float *scale, int32_t *q);
+int lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
+                            float *scale, int32_t *q); /* 0 or LB_ERR_NOMEM */
 
 /* ---- svg.c -------------------------------------------------------------------------------- */
 

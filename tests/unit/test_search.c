@@ -131,7 +131,7 @@ START_TEST(weight_quant) {
   const float w[8] = {0.5f, -1.0f, 0.25f, 0.0f, /* channel 1: */ 0.3f, 0.3f, -0.3f, 0.1f};
   float s[2];
   int32_t q[8];
-  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I8, s, q);
+  ck_assert_int_eq(lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I8, s, q), 0);
   ck_assert_float_eq_tol(s[0], 1.0f / 127, 1e-9f);
   ck_assert_int_eq(q[0], 64);
   ck_assert_int_eq(q[1], -127);
@@ -139,14 +139,14 @@ START_TEST(weight_quant) {
   ck_assert_int_eq(q[3], 0);
   ck_assert_int_eq(q[4], 127);
   ck_assert_int_eq(q[7], 42); /* 0.1 / (0.3/127) = 42.33 */
-  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_B1, s, q);
+  ck_assert_int_eq(lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_B1, s, q), 0);
   ck_assert_float_eq_tol(s[0], 0.4375f, 1e-7f); /* mean |w| */
   ck_assert_float_eq_tol(s[1], 0.25f, 1e-7f);
   ck_assert_int_eq(q[1], -1);
   ck_assert_int_eq(q[3], 1);
   ck_assert_int_eq(q[6], -1);
   /* 2 bits: the clipped scale beats max/1 (which rounds 0.25 and 0.5 to 0 or 1) */
-  lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I2, s, q);
+  ck_assert_int_eq(lb_search_quant_weights(w, 8, 2, 4, LB_DTYPE_I2, s, q), 0);
   for (int i = 0; i < 8; i++) ck_assert(q[i] >= -1 && q[i] <= 1);
   double err = 0, err_max = 0;
   for (int i = 0; i < 4; i++) {
@@ -398,7 +398,8 @@ static int search_once(run *r, lb_strategy st) {
 START_TEST(out_of_memory) {
   run r;
   prep(&r, digits[1].model, digits[1].calib, digits[1].x);
-  r.x.dims[0] = r.y.dims[0] = 12; /* a short evaluation set keeps the sweep quick */
+  r.x.dims[0] = r.y.dims[0] = 12; /* short evaluation and calibration sets keep it quick */
+  r.calib.dims[0] = 8;
   for (int st = 0; st < LB_STRATEGY_COUNT; st++) {
     long n = 1;
     for (;; n++) {
