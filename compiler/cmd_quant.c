@@ -154,6 +154,19 @@ static int npy_read_sample(void *user, int64_t i, float *dst, lb_diag *d) {
   return 0;
 }
 
+/* Opens path as a sample source (*s must be closed with fclose(s->f) when s->f is set). */
+static int npy_open(const char *path, npy_stream *s, lb_calib_source *src, lb_diag *d) {
+  *s = (npy_stream){fopen(path, "rb"), path, 0, 0};
+  if (!s->f) return lb_diag_err(d, LB_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+  char h[4096];
+  int64_t n = 0;
+  LB_TRY(npy_header(s, h, sizeof h, &n, d));
+  if (fseek(s->f, 0, SEEK_END) != 0 || ftell(s->f) != s->off + (long)(n * s->per * 4))
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: file size does not match shape", path);
+  *src = (lb_calib_source){n, s->per, npy_read_sample, s};
+  return 0;
+}
+
 /* Reads the calibration set and runs calibration, or fills parameters from the plan alone. */
 static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *d) {
   if (!o->calib) {
@@ -162,17 +175,37 @@ static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *
   }
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, isatty(2)};
   if (o->method) parse_method(o->method, &co);
-  npy_stream s = {fopen(o->calib, "rb"), o->calib, 0, 0};
-  if (!s.f) return lb_diag_err(d, LB_ERR_INPUT, "%s: cannot open: %s", o->calib, strerror(errno));
-  char h[4096];
-  int64_t n = 0;
-  int rc = npy_header(&s, h, sizeof h, &n, d);
-  if (!rc && fseek(s.f, 0, SEEK_END) == 0 && ftell(s.f) != s.off + (long)(n * s.per * 4))
-    rc = lb_diag_err(d, LB_ERR_INPUT, "%s: file size does not match shape", o->calib);
-  lb_calib_source src = {n, s.per, npy_read_sample, &s};
+  npy_stream s;
+  lb_calib_source src;
+  int rc = npy_open(o->calib, &s, &src, d);
   if (!rc) rc = lb_quant_calibrate_stream(g, p, &src, &co, d);
   if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
-  fclose(s.f);
+  if (s.f) fclose(s.f);
+  return rc;
+}
+
+/* Prints the per-layer SQNR of the simulated graph against fp32 over up to 100 samples of
+ * the calibration set (lowbit quantize --sqnr). */
+static int print_sqnr(const lb_qcli *o, const lb_graph *g, const lb_qplan *p, FILE *f,
+                      lb_diag *d) {
+  lb_graph *sim = NULL;
+  double *db = lb_calloc(g->n_nodes ? g->n_nodes : 1, sizeof *db);
+  npy_stream s = {0};
+  lb_calib_source src;
+  int rc = !db ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
+  if (!rc) rc = lb_quant_realize(g, p, LB_REALIZE_SIM, &sim, d);
+  if (!rc) rc = npy_open(o->calib, &s, &src, d);
+  if (!rc) rc = lb_quant_sqnr(g, p, sim, &src, 100, db, d);
+  if (!rc) {
+    fprintf(f, "per-layer SQNR, simulated int8 vs fp32 (%lld calibration samples):\n",
+            (long long)(src.n < 100 ? src.n : 100));
+    for (uint32_t n = 0; n < g->n_nodes; n++)
+      if (db[n] == db[n])
+        fprintf(f, "  %3u %-40.40s %7.1f dB\n", n, g->values[g->nodes[n].out[0]].name, db[n]);
+  }
+  if (s.f) fclose(s.f);
+  lb_graph_free(sim);
+  lb_free(db);
   return rc;
 }
 
@@ -235,6 +268,8 @@ static void usage(FILE *f) {
           "  --plan P.yaml        an edited plan: f32 layers, scales and zero points\n"
           "  --plan-out P.yaml    write the plan\n"
           "  -o, --output FILE    the QDQ model (written atomically)\n"
+          "  --sqnr               print each layer's SQNR, simulated int8 vs fp32, over up to\n"
+          "                       100 calibration samples\n"
           "  -q, --quiet          do not print the plan\n"
           "  -h, --help           print this help\n");
 }
@@ -242,7 +277,7 @@ static void usage(FILE *f) {
 int lb_cmd_quantize(int argc, char **argv) {
   lb_qcli o = {.quantize = "int8"};
   const char *model = NULL, *spec = NULL, *outp = NULL;
-  int quiet = 0;
+  int quiet = 0, sqnr = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int r = lb_qcli_parse(&o, "quantize", argc, argv, &i);
@@ -256,6 +291,7 @@ int lb_cmd_quantize(int argc, char **argv) {
     if (is(a, "--spec")) spec = argv[++i];
     else if (is(a, "-o") || is(a, "--output")) outp = argv[++i];
     else if (is(a, "-q") || is(a, "--quiet")) quiet = 1;
+    else if (is(a, "--sqnr")) sqnr = 1;
     else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "lowbit quantize: unknown option '%s' (try 'lowbit quantize --help')\n", a);
       return 2;
@@ -270,9 +306,17 @@ int lb_cmd_quantize(int argc, char **argv) {
   }
   if (lb_qcli_check(&o, "quantize")) return 2;
   lb_diag d = {0};
-  lb_graph *q = NULL;
-  int rc = lb_qcli_build(&o, model, spec, LB_REALIZE_QDQ, quiet ? NULL : stdout, NULL, NULL, &q, &d);
+  if (sqnr && !o.calib) {
+    fprintf(stderr, "lowbit quantize: --sqnr needs --calib\n");
+    return 2;
+  }
+  lb_graph *q = NULL, *fp = NULL;
+  lb_qplan *p = NULL;
+  int rc = lb_qcli_build(&o, model, spec, LB_REALIZE_QDQ, quiet ? NULL : stdout, &fp, &p, &q, &d);
+  if (!rc && sqnr) rc = print_sqnr(&o, fp, p, stdout, &d);
   if (!rc) rc = lb_qdq_write(q, outp, &d);
+  lb_graph_free(fp);
+  lb_qplan_free(p);
   if (rc) fprintf(stderr, "lowbit: %s\n", d.msg);
   lb_graph_free(q);
   return lb_exit_code(rc);

@@ -335,6 +335,80 @@ int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_sou
   return rc ? rc : lb_quant_params(g, p, diag);
 }
 
+/* ---- per-layer SQNR ------------------------------------------------------------------------ */
+
+typedef struct keep {
+  float **t;                /* per value: a copy of the tensor */
+  const unsigned char *want;
+} keep;
+
+static int keep_value(void *user, uint32_t v, const lb_tensor *t) {
+  keep *k = user;
+  if (!k->want[v] || t->dtype != LB_DTYPE_F32) return 0;
+  size_t n = (size_t)lb_tensor_numel(t);
+  lb_free(k->t[v]);
+  k->t[v] = lb_malloc((n ? n : 1) * sizeof(float));
+  if (!k->t[v]) return LB_ERR_NOMEM;
+  memcpy(k->t[v], t->data, n * sizeof(float));
+  return 0;
+}
+
+/* The value of sim that holds what g's value v becomes: "NAME:fq" (fake-quantized), or NAME. */
+static uint32_t sim_value(const lb_graph *g, const lb_graph *sim, uint32_t v) {
+  char name[512];
+  snprintf(name, sizeof name, "%.500s:fq", g->values[v].name);
+  uint32_t s = lb_graph_find_value(sim, name);
+  return s != LB_NONE ? s : lb_graph_find_value(sim, g->values[v].name);
+}
+
+/* Adds sample i's signal and noise energies per compared value. */
+static int sqnr_sample(const lb_graph *g, const lb_graph *sim, const uint32_t *map, keep *a,
+                       keep *b, const lb_tensor *in, double *sig, double *noise, lb_diag *diag) {
+  LB_TRY(lb_quant_walk(g, in, keep_value, a, diag));
+  LB_TRY(lb_quant_walk(sim, in, keep_value, b, diag));
+  for (uint32_t v = 0; v < g->n_values; v++) {
+    if (!a->want[v] || !a->t[v] || !b->t[map[v]]) continue;
+    for (int64_t e = 0; e < lb_value_numel(&g->values[v]); e++) {
+      double r = a->t[v][e], q = b->t[map[v]][e];
+      sig[v] += r * r, noise[v] += (r - q) * (r - q);
+    }
+  }
+  return 0;
+}
+
+int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
+                  const lb_calib_source *src, int64_t max_samples, double *db, lb_diag *diag) {
+  size_t nv = g->n_values ? g->n_values : 1, ns = sim->n_values ? sim->n_values : 1;
+  unsigned char *want = lb_calloc(nv, 1), *swant = lb_calloc(ns, 1);
+  uint32_t *map = lb_calloc(nv, sizeof *map);
+  double *sig = lb_calloc(nv, sizeof *sig), *noise = lb_calloc(nv, sizeof *noise);
+  float **ta = lb_calloc(nv, sizeof *ta), **tb = lb_calloc(ns, sizeof *tb);
+  float *buf = lb_malloc((size_t)(src->per ? src->per : 1) * sizeof *buf);
+  int rc = !want || !swant || !map || !sig || !noise || !ta || !tb || !buf ? LB_ERR_NOMEM : 0;
+  for (uint32_t n = 0; !rc && n < g->n_nodes; n++) {
+    uint32_t v = g->nodes[n].out[0];
+    db[n] = NAN;
+    if (!p->l[n].integer || p->v[v].role != LB_QROLE_ACT) continue;
+    map[v] = sim_value(g, sim, v);
+    if (map[v] != LB_NONE) want[v] = swant[map[v]] = 1;
+  }
+  keep a = {ta, want}, b = {tb, swant};
+  lb_tensor in = tensor_of(&g->values[g->inputs[0]], buf);
+  for (int64_t i = 0; !rc && i < src->n && i < max_samples; i++) {
+    rc = src->read(src->user, i, buf, diag);
+    if (!rc) rc = sqnr_sample(g, sim, map, &a, &b, &in, sig, noise, diag);
+  }
+  for (uint32_t n = 0; !rc && n < g->n_nodes; n++) {
+    uint32_t v = g->nodes[n].out[0];
+    if (want[v]) db[n] = 10.0 * log10(sig[v] / (noise[v] > 0 ? noise[v] : 1e-30));
+  }
+  for (size_t v = 0; ta && v < nv; v++) lb_free(ta[v]);
+  for (size_t v = 0; tb && v < ns; v++) lb_free(tb[v]);
+  lb_free(want), lb_free(swant), lb_free(map), lb_free(sig), lb_free(noise), lb_free(ta),
+      lb_free(tb), lb_free(buf);
+  return rc == LB_ERR_NOMEM ? lb_diag_err(diag, rc, "out of memory") : rc;
+}
+
 /* ---- parameters ------------------------------------------------------------------------- */
 
 static void const_range(const lb_value *v, float *lo, float *hi) {

@@ -63,6 +63,11 @@ typedef struct lb_calib_source {
 /* lb_quant_calibrate over a source; each pass reads the samples in order. */
 int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
                               const lb_calib_opts *o, lb_diag *diag);
+/* Per-layer SQNR in dB of the simulated graph `sim` (LB_REALIZE_SIM of g and p) against g,
+ * over the first max_samples samples of src: db[n] for every integer layer n of g whose output
+ * is quantized (the value the next layer reads), NAN for the others. */
+int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
+                  const lb_calib_source *src, int64_t max_samples, double *db, lb_diag *diag);
 /* Turns ranges into parameters: one scale/zero point per shared-scale class (union of its
  * ranges), per-channel symmetric weights in [-127, 127], int32 biases with scale
  * s_act * s_weight, constants from their data. Values with plan-given parameters keep them. */
