@@ -112,7 +112,7 @@ static void step4(gen *s) {
     while (ext > H + 2 * pad || ext > W + 2 * pad) pad++;
     int kind = (int)(rnd() % 4); /* dense, depthwise, grouped */
     int64_t group = kind == 1 ? C : kind == 2 && C % 2 == 0 ? 2 : 1;
-    int64_t m = kind == 1 ? C : group * pick(1, 6);
+    int64_t m = kind == 1 ? C : group * pick(1, rnd() % 3 ? 6 : 20);
     s->cur = conv(s, s->cur, m, k, st, pad, dil, group);
   } else if (r == 4) {
     lb_attrs a = {0};
@@ -380,7 +380,7 @@ START_TEST(test_aot_random_graphs) {
   lb_spec *spec = load_spec(aot[_i].spec);
   rng = seed0() + 1000u * (unsigned)(_i + 1);
   int done = 0;
-  for (int c = 0; done < 5 && c < 40; c++) {
+  for (int c = 0; done < 3 && c < 40; c++) {
     char desc[512], what[700];
     lb_graph *g = random_graph(desc, sizeof desc);
     snprintf(what, sizeof what, "AOT case %d on %s: %s", c, aot[_i].spec, desc);
@@ -391,7 +391,7 @@ START_TEST(test_aot_random_graphs) {
     lb_graph_free(q);
     done++;
   }
-  ck_assert_int_eq(done, 5);
+  ck_assert_int_eq(done, 3);
   lb_spec_free(spec);
 }
 END_TEST

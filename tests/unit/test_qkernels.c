@@ -322,6 +322,10 @@ START_TEST(test_jit_blocks) {
       {.op = 3, .act = LB_DTYPE_U8, .out = LB_DTYPE_U8, .n = 2, .c = 37, .h = 15, .w = 17,
        .m = 37, .kh = 3, .kw = 3, .s = 2, .p = 1, .dil = 1, .group = 37, .res = 1},
       {.op = 0, .act = LB_DTYPE_I8, .out = LB_DTYPE_I8, .M = 300, .K = 700, .N = 45},
+      {.op = 3, .act = LB_DTYPE_I8, .out = LB_DTYPE_I8, .n = 1, .c = 48, .h = 9, .w = 11,
+       .m = 48, .kh = 3, .kw = 3, .s = 1, .p = 1, .dil = 2, .group = 48, .act_fn = 2},
+      {.op = 3, .act = LB_DTYPE_U8, .out = LB_DTYPE_I32, .n = 1, .c = 24, .h = 8, .w = 7,
+       .m = 24, .kh = 5, .kw = 5, .s = 2, .p = 2, .dil = 1, .group = 24},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     char what[256];
