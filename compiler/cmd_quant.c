@@ -439,6 +439,17 @@ static int attr_float(wr *w, Onnx__NodeProto *n, const char *name, float v) {
   return 0;
 }
 
+static int attr_str(wr *w, Onnx__NodeProto *n, const char *name, const char *v) {
+  Onnx__AttributeProto *a = lb_arena_alloc(&w->a, sizeof *a);
+  if (!a) return LB_ERR_NOMEM;
+  onnx__attribute_proto__init(a);
+  if (!(a->name = sdup(w, name))) return LB_ERR_NOMEM;
+  a->has_type = 1, a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+  a->has_s = 1, a->s.len = strlen(v), a->s.data = (uint8_t *)sdup(w, v);
+  n->attribute[n->n_attribute++] = a;
+  return a->s.data ? 0 : LB_ERR_NOMEM;
+}
+
 /* A fresh value name for the unfused epilogue. */
 static const char *tmp_name(wr *w, const char *base, const char *what) {
   char buf[300];
@@ -454,13 +465,17 @@ static const char *const_init(wr *w, const char *base, lb_dtype t, int rank, con
   return name;
 }
 
+/* conv: 1 for Conv (group), 0 for MaxPool, -1 for AveragePool (no dilations in opset 13). */
 static int spatial_attrs(wr *w, Onnx__NodeProto *n, const lb_attrs *a, int conv) {
   int ns = a->n_spatial;
   LB_TRY(attr_ints(w, n, "kernel_shape", a->kernel, (size_t)ns));
   LB_TRY(attr_ints(w, n, "strides", a->strides, (size_t)ns));
   LB_TRY(attr_ints(w, n, "pads", a->pads, (size_t)(2 * ns)));
-  LB_TRY(attr_ints(w, n, "dilations", a->dilations, (size_t)ns));
-  if (conv) return attr_int(w, n, "group", a->group);
+  if (conv >= 0) LB_TRY(attr_ints(w, n, "dilations", a->dilations, (size_t)ns));
+  for (int i = 0; conv < 0 && i < ns; i++) /* opset-13 AveragePool has no dilations */
+    if (a->dilations[i] != 1)
+      return lb_diag_err(w->d, LB_ERR_INPUT, "avg_pool with dilations cannot be written to opset 13");
+  if (conv > 0) return attr_int(w, n, "group", a->group);
   return 0;
 }
 
@@ -486,6 +501,10 @@ static const char *onnx_op_of(lb_op op) {
   case LB_OP_CONCAT: return "Concat"; case LB_OP_FLATTEN: return "Flatten";
   case LB_OP_RESHAPE: return "Reshape"; case LB_OP_TRANSPOSE: return "Transpose";
   case LB_OP_IDENTITY: return "Identity"; case LB_OP_CLIP: return "Clip";
+  case LB_OP_PAD: return "Pad"; case LB_OP_GATHER: return "Gather";
+  case LB_OP_REDUCE_MEAN: return "ReduceMean"; case LB_OP_HARD_SIGMOID: return "HardSigmoid";
+  case LB_OP_SQUEEZE: return "Squeeze"; case LB_OP_UNSQUEEZE: return "Unsqueeze";
+  case LB_OP_BATCHNORM: return "BatchNormalization";
   case LB_OP_QUANTIZE: return "QuantizeLinear"; case LB_OP_DEQUANTIZE: return "DequantizeLinear";
   default: return NULL;
   }
@@ -501,13 +520,38 @@ static int op_extras(wr *w, const lb_node *nd, Onnx__NodeProto *n, const char *o
   case LB_OP_AVG_POOL:
     LB_TRY(attr_int(w, n, "ceil_mode", a->ceil_mode));
     LB_TRY(attr_int(w, n, "count_include_pad", a->count_include_pad));
-    return spatial_attrs(w, n, a, 0);
+    return spatial_attrs(w, n, a, -1);
   case LB_OP_GEMM:
     LB_TRY(attr_int(w, n, "transA", a->trans_a));
     LB_TRY(attr_int(w, n, "transB", a->trans_b));
     LB_TRY(attr_float(w, n, "alpha", a->alpha));
     return attr_float(w, n, "beta", a->beta);
   case LB_OP_LEAKY_RELU: return attr_float(w, n, "alpha", a->alpha);
+  case LB_OP_HARD_SIGMOID:
+    LB_TRY(attr_float(w, n, "alpha", a->alpha));
+    return attr_float(w, n, "beta", a->beta);
+  case LB_OP_GATHER: return attr_int(w, n, "axis", a->axis);
+  case LB_OP_BATCHNORM: return attr_float(w, n, "epsilon", a->epsilon);
+  case LB_OP_REDUCE_MEAN:
+    LB_TRY(attr_int(w, n, "keepdims", a->keepdims));
+    return a->n_axes ? attr_ints(w, n, "axes", a->axes, (size_t)a->n_axes) : 0;
+  case LB_OP_SQUEEZE: case LB_OP_UNSQUEEZE: {
+    int64_t d[1] = {a->n_axes};
+    const char *ax = const_init(w, oname, LB_DTYPE_I64, 1, d, a->axes, (size_t)a->n_axes * 8);
+    if (!ax || !(n->input[1] = sdup(w, ax))) return LB_ERR_NOMEM;
+    n->n_input = 2;
+    return 0;
+  }
+  case LB_OP_PAD: {
+    static const char *const modes[] = {"constant", "reflect", "edge"};
+    int64_t d[1] = {2 * (int64_t)w->g->values[nd->in[0]].rank}, none[1] = {0};
+    const char *pads = const_init(w, oname, LB_DTYPE_I64, 1, d, a->pads, (size_t)d[0] * 8);
+    const char *val = const_init(w, oname, LB_DTYPE_F32, 0, none, &a->pad_value, 4);
+    if (!pads || !val || !(n->input[1] = sdup(w, pads)) || !(n->input[2] = sdup(w, val)))
+      return LB_ERR_NOMEM;
+    n->n_input = 3;
+    return attr_str(w, n, "mode", modes[a->pad_mode]);
+  }
   case LB_OP_SOFTMAX: case LB_OP_CONCAT: case LB_OP_FLATTEN: return attr_int(w, n, "axis", a->axis);
   case LB_OP_QUANTIZE: case LB_OP_DEQUANTIZE: return attr_int(w, n, "axis", a->axis);
   case LB_OP_TRANSPOSE: return attr_ints(w, n, "perm", a->axes, (size_t)a->n_axes);
@@ -546,10 +590,12 @@ static int write_node(wr *w, uint32_t id) {
   const char *o1 = res || act ? tmp_name(w, final, "pre") : final;
   size_t nin = n_main;
   while (nin > 0 && !in[nin - 1]) nin--;
-  Onnx__NodeProto *n = o1 ? node_proto(w, op, nd->name, in, nd->op == LB_OP_RESHAPE ||
-                                       nd->op == LB_OP_CLIP ? 3 : nin, o1) : NULL;
+  /* ops whose ONNX form takes attributes as constant inputs get the slots now */
+  int extra = nd->op == LB_OP_RESHAPE || nd->op == LB_OP_CLIP || nd->op == LB_OP_PAD ||
+              nd->op == LB_OP_SQUEEZE || nd->op == LB_OP_UNSQUEEZE;
+  Onnx__NodeProto *n = o1 ? node_proto(w, op, nd->name, in, extra ? 3 : nin, o1) : NULL;
   if (!n) return LB_ERR_NOMEM;
-  if (nd->op == LB_OP_RESHAPE || nd->op == LB_OP_CLIP) n->n_input = 1;
+  if (extra) n->n_input = 1;
   LB_TRY(op_extras(w, nd, n, final));
   const char *o2 = o1;
   if (res) {
