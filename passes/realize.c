@@ -243,7 +243,9 @@ static int realize_node(rz *r, uint32_t n) {
   if (id == LB_NONE) return LB_ERR_NOMEM;
   lb_node *m = &r->ng->nodes[id];
   m->attr = nd->attr;
-  m->onnx_op = nd->onnx_op;
+  /* the source graph may be freed before this one: copy the string into our arena */
+  m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op);
+  if (!m->onnx_op) return LB_ERR_NOMEM;
   if (as_int && nd->op == LB_OP_PAD) {
     const lb_qval *q = &r->p->v[o];
     int32_t qmin, qmax;
