@@ -38,6 +38,7 @@ static void usage(FILE *f) {
           "  --max-drop X          allowed quality drop in points (default 1)\n"
           "  --latency-budget MS   modeled latency budget in milliseconds\n"
           "  --size-budget BYTES   weight memory budget in bytes\n"
+          "  --min-sqnr DB         also keep the output SQNR against fp32 at least DB\n"
           "  --strategy S          auto (default) or hago-greedy\n"
           "  --sens-samples N      samples for the sensitivity pass (default 64)\n"
           "  --calib-method M      max, avg-max (default), percentile, kl or mse\n"
@@ -79,6 +80,7 @@ static int value_opt(sopts *o, const char *a, const char *v) {
   if (is(a, "--max-drop")) o->so.max_drop = x;
   else if (is(a, "--latency-budget")) o->so.latency_budget = x;
   else if (is(a, "--size-budget")) o->so.size_budget = (int64_t)x;
+  else if (is(a, "--min-sqnr")) o->so.min_sqnr = x;
   else o->so.sens_samples = (int64_t)x; /* --sens-samples */
   return 0;
 }
@@ -86,7 +88,8 @@ static int value_opt(sopts *o, const char *a, const char *v) {
 static int takes_value(const char *a) {
   static const char *const v[] = {"--spec", "--calib", "--eval", "--labels", "-o", "--output",
                                   "--plot", "--calib-method", "--strategy", "--max-drop", "--engine",
-                                  "--latency-budget", "--size-budget", "--sens-samples"};
+                                  "--latency-budget", "--size-budget", "--sens-samples",
+                                  "--min-sqnr"};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
     if (is(a, v[i])) return 1;
   return 0;

@@ -699,6 +699,7 @@ static int eval_point(lb_search *s, const unsigned char *choice, uint32_t *idx, 
 typedef struct goal {
   double min_quality, max_ms;
   int64_t max_bytes;
+  double min_sqnr;
 } goal;
 
 /* Binary layers exist in the simulation and the reference kernels (interp_subbyte.c) but not
@@ -714,6 +715,7 @@ static int feasible(const lb_search *s, const goal *G, uint32_t i) {
   const lb_search_point *p = &s->pts[i];
   if (!realizable(s, p)) return 0;
   if (p->score.quality < G->min_quality - 1e-9) return 0;
+  if (G->min_sqnr > 0 && p->score.sqnr < G->min_sqnr) return 0;
   if (G->max_ms > 0 && lb_search_ms(s, p->cycles) > G->max_ms) return 0;
   return !(G->max_bytes > 0 && p->weight_bytes > G->max_bytes);
 }
@@ -735,7 +737,7 @@ static uint32_t best_feasible(const lb_search *s, const goal *G) {
  * realizable point (budgets are hard limits, the quality goal is what gives). */
 static uint32_t fallback(const lb_search *s, const goal *G) {
   goal budgets = *G;
-  budgets.min_quality = -INFINITY;
+  budgets.min_quality = -INFINITY, budgets.min_sqnr = 0;
   uint32_t b = UINT32_MAX;
   for (uint32_t i = 0; i < s->n_pts; i++) {
     if (!feasible(s, &budgets, i)) continue;
@@ -925,7 +927,7 @@ static int knapsack(lb_search *s, const lb_search_opts *o, const goal *G, lb_dia
     add_cand(s, &k, G, scale * t, 0);
     if (G->max_bytes > 0) add_cand(s, &k, G, bscale * t, 1);
   }
-  goal none = {-INFINITY, 0, 0};
+  goal none = {-INFINITY, 0, 0, 0};
   if (k.n == 0) add_cand(s, &k, &none, 0.0, 0); /* budgets out of reach: the cheapest plan */
   for (uint32_t i = 1; i < k.n; i++) /* insertion sort, noisiest first */
     for (uint32_t j = i; j > 0 && k.noise[j] > k.noise[j - 1]; j--) {
@@ -1063,7 +1065,7 @@ int lb_search_run(lb_search *s, const lb_search_opts *o, lb_diag *d) {
   unsigned char *base = lb_calloc(s->n_layers + 1, 1);
   if (!base) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   int rc = references(s, base, d);
-  goal G = {0, o->latency_budget, o->size_budget};
+  goal G = {0, o->latency_budget, o->size_budget, o->min_sqnr};
   if (!rc) G.min_quality = s->pts[s->fp32_pt].score.quality - o->max_drop;
   if (!rc) s->chosen = feasible(s, &G, s->int8_pt) ? s->int8_pt : s->fp32_pt;
   if (!rc && o->strategy == LB_STRATEGY_HAGO_GREEDY) {

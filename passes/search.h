@@ -89,6 +89,7 @@ typedef struct lb_search_opts {
   double max_drop;       /* allowed quality drop, in points (percent) */
   double latency_budget; /* ms, modeled; 0: none */
   int64_t size_budget;   /* weight bytes; 0: none */
+  double min_sqnr;       /* output SQNR against fp32 at least this (dB); 0: none */
   int64_t sens_samples;  /* samples for the sensitivity pass (0: 64) */
   int progress;          /* progress bar on stderr */
   lb_search_eval_fn eval; /* NULL: the interpreter */

@@ -311,6 +311,25 @@ START_TEST(front_and_plan_file) {
 }
 END_TEST
 
+/* Without labels the goal is fidelity: top-1 agreement with fp32, and --min-sqnr. */
+START_TEST(fidelity_goal) {
+  run r;
+  prep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_search_new(r.g, r.spec, r.p, &r.calib, &r.x, NULL, &r.s, &d), 0);
+  lb_search_opts o = {.strategy = LB_STRATEGY_AUTO, .max_drop = 1.0, .min_sqnr = 20.0};
+  ck_assert_msg(lb_search_run(r.s, &o, &d) == 0, "%s", d.msg);
+  const lb_search_point *c = lb_search_chosen(r.s);
+  ck_assert(lb_search_goal_met(r.s));
+  ck_assert(c->score.sqnr >= 20.0);
+  ck_assert(c->score.agree >= 99.0);
+  ck_assert(c->score.quality == c->score.agree && c->score.acc == 0.0);
+  ck_assert(lb_search_fp32(r.s)->score.agree == 100.0);
+  ck_assert(c->cycles < lb_search_int8(r.s)->cycles);
+  unrun(&r);
+}
+END_TEST
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 START_TEST(bad_labels) {
@@ -466,6 +485,7 @@ Suite *search_suite(void) {
   tcase_set_timeout(t, 600);
   tcase_add_loop_test(t, digits_auto_vs_hago, 0, sizeof digits / sizeof digits[0]);
   tcase_add_test(t, front_and_plan_file);
+  tcase_add_test(t, fidelity_goal);
   tcase_add_test(t, bad_labels);
   tcase_add_test(t, bad_plan_precision);
   tcase_add_test(t, cli_usage);
