@@ -484,8 +484,21 @@ static int lower_dropout(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_l
     LB_TRY(lb_onnx_const_scalar(c, in[2], "input[2] (training_mode)", &t));
     if (t != 0) return ERR("training_mode is true; only inference is supported");
   }
-  if (c->np->n_output > 1 && c->np->output[1] && *c->np->output[1])
-    LB_TRY(lb_onnx_poison(c, c->np->output[1]));
+  if (c->np->n_output > 1 && c->np->output[1] && *c->np->output[1]) {
+    /* In inference the mask is all true: a constant, unless it would be too large to hold. */
+    const lb_value *x = lb_onnx_val(c, in[0]);
+    int64_t numel = lb_value_numel(x);
+    if (numel > (int64_t)LB_ONNX_MAX_FOLD_BYTES) {
+      LB_TRY(lb_onnx_poison(c, c->np->output[1]));
+    } else {
+      unsigned char *ones = lb_malloc((size_t)numel);
+      if (!ones) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
+      memset(ones, 1, (size_t)numel);
+      int rc = lb_onnx_def_const(c, 1, LB_DTYPE_BOOL, x->rank, x->dims, ones, (size_t)numel);
+      lb_free(ones);
+      LB_TRY(rc);
+    }
+  }
   return alias_or_identity(c, in, l);
 }
 
