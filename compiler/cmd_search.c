@@ -335,7 +335,8 @@ static void print_layers(const state *st, FILE *f) {
             op->label, (long long)L->macs, 100.0 * lb_cost_total(&cc) / total,
             (long long)lb_cost_weight_bytes(st->g, L->node, op->combo ? op->weight : LB_DTYPE_F32));
     for (int k = 0; k < L->n_opt; k++)
-      if (k != L->base) fprintf(f, " %s:%+.1f/%.1e", L->opt[k].label, L->sens[k], L->noise[k]);
+      if (k != L->base && isinf(L->noise[k])) fprintf(f, " %s:n/a", L->opt[k].label);
+      else if (k != L->base) fprintf(f, " %s:%+.1f/%.1e", L->opt[k].label, L->sens[k], L->noise[k]);
     fputc('\n', f);
   }
 }

@@ -510,38 +510,41 @@ static int find_layers(lb_search *s) {
   return 0;
 }
 
-/* Binary activation thresholds and magnitudes from the calibration set: the threshold is the
- * mean of the 8-bit input, the magnitude the mean distance to it (least squares for +-s). */
+/* Binary activation thresholds and magnitudes from the calibration set, in one pass over it:
+ * a histogram of each layer's 8-bit input gives the threshold (the mean) and the magnitude
+ * (the mean distance to it: least squares for +-s). */
+static void binary_fit(lb_search *s, uint32_t li, const uint64_t *h) {
+  const lb_qval *q = &s->p->v[s->g->nodes[s->layers[li].node].in[0]];
+  int32_t qmin, qmax;
+  lb_qrange(q->dtype, &qmin, &qmax);
+  double sum = 0, n = 0, dev = 0;
+  for (int k = 0; k < 256; k++) sum += (double)h[k] * (qmin + k), n += (double)h[k];
+  s->bin_thr[li] = (int32_t)llround(n > 0 ? sum / n : 0);
+  for (int k = 0; k < 256; k++) dev += (double)h[k] * fabs((double)(qmin + k - s->bin_thr[li]));
+  s->bin_scale[li] = n > 0 && dev > 0 ? (float)(dev / n * q->scale[0]) : 1.0f;
+}
+
 static int binary_params(lb_search *s, const unsigned char *f32, lb_diag *d) {
   const lb_graph *g = s->g;
-  double *sum = lb_calloc(s->n_layers + 1, sizeof(double)), *dev = lb_calloc(s->n_layers + 1, sizeof(double));
-  int64_t *cnt = lb_calloc(s->n_layers + 1, sizeof(int64_t));
-  int rc = !sum || !dev || !cnt ? LB_ERR_NOMEM : 0;
+  uint64_t *hist = lb_calloc((size_t)(s->n_layers + 1) * 256, sizeof(uint64_t));
+  int rc = hist ? 0 : LB_ERR_NOMEM;
   mark_integer(s, NULL);
-  for (int pass = 0; !rc && pass < 2; pass++)
-    for (int64_t i = 0; !rc && i < s->calib->dims[0]; i++) {
-      set_input(s, s->calib, i);
-      rc = run_nodes(s, f32, 0, d);
-      for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
-        uint32_t v = g->nodes[s->layers[li].node].in[0];
-        const lb_qval *q = &s->p->v[v];
-        int32_t qmin, qmax;
-        lb_qrange(q->dtype, &qmin, &qmax);
-        const float *x = s->val[v].data;
-        int64_t ne = lb_value_numel(&g->values[v]);
-        for (int64_t j = 0; j < ne; j++) {
-          int32_t xq = lb_qquantize(x[j], q->scale[0], q->zp[0], qmin, qmax);
-          if (pass == 0) sum[li] += xq, cnt[li]++;
-          else dev[li] += fabs((double)(xq - s->bin_thr[li]) * q->scale[0]);
-        }
-      }
-      if (pass == 0 && i + 1 == s->calib->dims[0])
-        for (uint32_t li = 0; li < s->n_layers; li++)
-          s->bin_thr[li] = (int32_t)llround(cnt[li] ? sum[li] / (double)cnt[li] : 0);
+  for (int64_t i = 0; !rc && i < s->calib->dims[0]; i++) {
+    set_input(s, s->calib, i);
+    rc = run_nodes(s, f32, 0, d);
+    for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
+      uint32_t v = g->nodes[s->layers[li].node].in[0];
+      const lb_qval *q = &s->p->v[v];
+      int32_t qmin, qmax;
+      lb_qrange(q->dtype, &qmin, &qmax);
+      if (qmax - qmin != 255) continue; /* not an 8-bit input: no binary option fits */
+      const float *x = s->val[v].data;
+      for (int64_t j = 0; j < lb_value_numel(&g->values[v]); j++)
+        hist[li * 256 + (uint32_t)(lb_qquantize(x[j], q->scale[0], q->zp[0], qmin, qmax) - qmin)]++;
     }
-  for (uint32_t li = 0; !rc && li < s->n_layers; li++)
-    s->bin_scale[li] = cnt[li] && dev[li] > 0 ? (float)(dev[li] / (double)cnt[li]) : 1.0f;
-  lb_free(sum), lb_free(dev), lb_free(cnt);
+  }
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++) binary_fit(s, li, hist + li * 256);
+  lb_free(hist);
   return rc;
 }
 
@@ -835,7 +838,9 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
   if (n > s->n_eval) n = s->n_eval;
   float *y = lb_calloc((size_t)(n * s->out_n) + 1, sizeof(float));
   if (!y) return LB_ERR_NOMEM;
-  int rc = snapshot(s, base, n, d);
+  /* the interpreter reuses the unchanged prefix of each run; another evaluator runs whole */
+  int ext = s->eval != eval_interp;
+  int rc = ext ? s->eval(s, s->eval_user, base, n, s->work, d) : snapshot(s, base, n, d);
   double n0 = rc ? 0 : rel_noise(s, s->work, n);
   lb_search_score s0 = score(s, s->work, n);
   uint32_t total = 0, done = 0;
@@ -847,8 +852,12 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
         L->noise[k] = 0, L->sens[k] = 0;
         continue;
       }
+      if (ext && L->opt[k].act == LB_DTYPE_B1) { /* only the simulation has binary layers */
+        L->noise[k] = L->sens[k] = INFINITY;
+        continue;
+      }
       base[li] = (unsigned char)k;
-      rc = run_from(s, base, L->node, y, d);
+      rc = ext ? s->eval(s, s->eval_user, base, n, y, d) : run_from(s, base, L->node, y, d);
       base[li] = (unsigned char)L->base;
       if (rc) break;
       L->noise[k] = rel_noise(s, y, n) - n0;
