@@ -188,6 +188,37 @@ static float act_scale(const lb_search *s, uint32_t v) {
 }
 
 /* Fake-quantized weights and bias of layer li under option k. */
+/* Bias of layer li under option k, rounded to the int32 grid of s_act * s_w[c]. Binary layers
+ * fold their input's threshold (its DC part, t * sum of the signs of channel c) into it; a
+ * bias-less binary layer has nowhere to put it and drops it. */
+static int fq_bias(lb_search *s, uint32_t li, int k, const int32_t *q, fqw *f) {
+  const lb_node *n = &s->g->nodes[s->layers[li].node];
+  const lb_value *wv = &s->g->values[n->in[1]];
+  int bin = s->layers[li].opt[k].act == LB_DTYPE_B1;
+  uint32_t bv = n->n_in > 2 ? n->in[2] : LB_NONE;
+  if (bv == LB_NONE) return 0;
+  int64_t nb = lb_value_numel(&s->g->values[bv]), nw = lb_value_numel(wv);
+  int64_t oc = wv->dims[weight_axis(n)], oinner = 1, ch = f->n_scale;
+  for (int i = weight_axis(n) + 1; i < wv->rank; i++) oinner *= wv->dims[i];
+  if (!(f->b = lb_calloc((size_t)nb + 1, sizeof(float)))) return LB_ERR_NOMEM;
+  const lb_qval *xq = &s->p->v[n->in[0]];
+  float sa = bin ? s->bin_scale[li] : act_scale(s, n->in[0]);
+  double t_real = bin ? (double)(s->bin_thr[li] - (xq->n ? xq->zp[0] : 0)) * act_scale(s, n->in[0]) : 0;
+  for (int64_t j = 0; j < nb; j++) {
+    float sw = f->scale[ch > 1 ? j % ch : 0];
+    double b = ((const float *)s->g->values[bv].data)[nb == 1 ? 0 : j];
+    if (bin) {
+      int64_t csum = 0;
+      for (int64_t i = 0; i < nw; i++)
+        if ((i / oinner) % oc == j) csum += q[i];
+      b += t_real * sw * (double)csum;
+    }
+    double unit = (double)sa * sw;
+    f->b[j] = (float)(nearbyint(b / unit) * unit);
+  }
+  return 0;
+}
+
 static int make_fq(lb_search *s, uint32_t li, int k) {
   const lb_search_layer *L = &s->layers[li];
   const lb_node *n = &s->g->nodes[L->node];
@@ -200,37 +231,13 @@ static int make_fq(lb_search *s, uint32_t li, int k) {
   f->w = lb_calloc((size_t)nw + 1, sizeof(float));
   f->scale = lb_calloc((size_t)ch, sizeof(float));
   int32_t *q = lb_calloc((size_t)nw + 1, sizeof(int32_t));
-  if (!f->w || !f->scale || !q) return lb_free(q), LB_ERR_NOMEM;
+  int rc = !f->w || !f->scale || !q ? LB_ERR_NOMEM : 0;
   f->n_scale = (uint32_t)ch;
-  if (lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q))
-    return lb_free(q), LB_ERR_NOMEM;
-  for (int64_t i = 0; i < nw; i++) f->w[i] = (float)q[i] * f->scale[(i / inner) % ch];
-  int bin = o->act == LB_DTYPE_B1;
-  float sa = bin ? s->bin_scale[li] : act_scale(s, n->in[0]);
-  uint32_t bv = n->n_in > 2 ? n->in[2] : LB_NONE;
-  if (bv != LB_NONE || bin) {
-    int64_t nb = bv != LB_NONE ? lb_value_numel(&s->g->values[bv]) : 0;
-    int64_t oc = wv->dims[weight_axis(n)], nbo = nb > 0 ? nb : oc;
-    f->b = lb_calloc((size_t)nbo, sizeof(float));
-    if (!f->b) return lb_free(q), LB_ERR_NOMEM;
-    int64_t oinner = 1;
-    for (int i = weight_axis(n) + 1; i < wv->rank; i++) oinner *= wv->dims[i];
-    float t_real = bin ? (float)(s->bin_thr[li] - (s->p->v[n->in[0]].n ? s->p->v[n->in[0]].zp[0] : 0)) * act_scale(s, n->in[0]) : 0;
-    for (int64_t j = 0; j < nbo; j++) {
-      float sw = f->scale[ch > 1 ? j % ch : 0];
-      double b = nb > 0 ? ((const float *)s->g->values[bv].data)[nb == 1 ? 0 : j] : 0.0;
-      if (bin) { /* the input's threshold (its DC part) folded into the bias */
-        int64_t csum = 0;
-        for (int64_t i = 0; i < nw; i++)
-          if ((i / oinner) % oc == j) csum += q[i];
-        b += (double)t_real * sw * (double)csum;
-      }
-      double unit = (double)sa * sw;
-      f->b[j] = (float)(nearbyint(b / unit) * unit);
-    }
-  }
+  if (!rc) rc = lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q);
+  for (int64_t i = 0; !rc && i < nw; i++) f->w[i] = (float)q[i] * f->scale[(i / inner) % ch];
+  if (!rc) rc = fq_bias(s, li, k, q, f);
   lb_free(q);
-  return 0;
+  return rc;
 }
 
 /* ---- the evaluator ------------------------------------------------------------------------ */
