@@ -2,8 +2,10 @@
 # Precision search benchmark (issue 6): for each digits model, runs `lowbit search` with
 # --strategy auto and hago-greedy on the labelled test set and prints, per run, the chosen
 # point (modeled cycles, share of all-int8, accuracy, weight bytes), the evaluations and the CPU
-# seconds, then the Pareto front of the auto run. Plots and plans go to $OUT (default
-# build-search/bench). Usage: tools/bench_search.sh [BUILD_DIR] [SPEC]
+# seconds, then the Pareto front of the auto run with each plan's JIT latency on this host
+# (--measure: the realized integer graph; sub-byte weights still run in int8 kernels). Plots,
+# plans and full logs go to $OUT (default BUILD_DIR/bench). Usage:
+#   tools/bench_search.sh [BUILD_DIR] [SPEC]
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build-search}
@@ -19,7 +21,7 @@ run() { # model calib test
   for st in auto hago-greedy; do
     log=$OUT/$name.$st.txt
     "$LOWBIT" search "$1" --spec "$SPEC" --calib "$2" --eval "$3" --labels "$M/digits_test_y.npy" \
-      --strategy "$st" -o "$OUT/$name.$st.yaml" --plot "$OUT/$name.$st.svg" > "$log"
+      --strategy "$st" --measure -o "$OUT/$name.$st.yaml" --plot "$OUT/$name.$st.svg" > "$log"
     printf '%-14s %-12s %s\n' "$name" "$st" "$(tail -n 1 "$log" | sed 's/^search [a-z-]*: //')"
   done
   sed -n '/^Pareto front/,/fp32/p' "$OUT/$name.auto.txt"
