@@ -776,6 +776,28 @@ START_TEST(test_aot_failure_leaves_nothing) {
 }
 END_TEST
 
+/* MobileNetV2 (tools/make_models.py --large, when present) as an AArch64 object for the plain
+ * NEON spec under qemu -cpu cortex-a72, against the interpreter: a whole real network through
+ * the 128-bit kernels. */
+START_TEST(test_aot_large_neon) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/tests/models/large/mobilenet_v2.onnx", LB_SOURCE_DIR);
+  if (access(path, R_OK) != 0) {
+    printf("test_aot_large_neon: tests/models/large absent: skipped\n");
+    return;
+  }
+  lb_graph *ref = load_model(path), *g = load_model(path);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  lb_spec *spec = load_spec("aarch64-neon");
+  aot_check_graph(ref, g, spec, "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72",
+                  "mobilenet_v2");
+  lb_spec_free(spec);
+  lb_graph_free(g), lb_graph_free(ref);
+}
+END_TEST
+
 /* ---- the driver: lowbit compile / bench / run --engine jit --------------------------------- */
 
 /* Runs the built lowbit with args; returns its exit status and the first line it printed
@@ -860,6 +882,7 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_aot_failure_leaves_nothing);
   tcase_add_test(t, test_aot_graphs_neon);
   tcase_add_test(t, test_cli_compile_bench);
+  tcase_add_test(t, test_aot_large_neon);
   suite_add_tcase(s, t);
   return s;
 }
