@@ -19,17 +19,25 @@
  * are XORed with 0x80 when the instruction wants the other signedness, weights (w - zw) must
  * fit s8, and bias' = bias - c * sum_k (w - zw) with c the packed activation zero point.
  *   kind       operands    KR  instruction (per k step, per B vector)
- *   pmaddwd    i16 x i16    2  x86 vpmaddwd + vpaddd (exact; vpmaddubsw would saturate)
+ *   pmaddwd    i16 x i16    2  x86 vpmaddwd + vpaddd (exact for any 8-bit operands)
+ *   pmaddubsw  s8 x s7      4  x86 AVX2 sign trick: vpabsb(a) * vpsignb(w, a) by vpmaddubsw,
+ *                              then vpmaddwd by ones; exact (no saturation) because every
+ *                              w' lies in [-127, 127]: |pair| <= 2 * 128 * 127 = 32512
  *   vpdpbusd   u8 x s8      4  x86 AVX-512 VNNI vpdpbusd
  *   smlal      i16 x i16    1  AArch64 smull/smlal (widening multiply-accumulate)
  *   sdot       s8 x s8      4  AArch64 dotprod sdot
- *   smmla      s8 x s8      8  AArch64 i8mm smmla (2x8 by 8x2 blocks) */
+ *   smmla      s8 x s8      8  AArch64 i8mm smmla (2x8 by 8x2 blocks)
+ * AVX2 choice, measured (tools/bench_int8.sh, Zen 5 host, x86-64-avx2 code, CPU ms per run):
+ * ResNet-18 pmaddwd 19.4-20.8 vs pmaddubsw sign trick 21.5-21.6, MobileNetV2 4.3-4.6 vs
+ * 4.8-5.0: the bundled AVX2 spec keeps `kernel: pmaddwd`; a spec naming pmaddubsw gets the
+ * sign-trick kernel (weights in [-127, 127], else pmaddwd). */
 typedef enum {
   LB_QK_PMADDWD = 0,
   LB_QK_VPDPBUSD,
   LB_QK_SMLAL,
   LB_QK_SDOT,
   LB_QK_SMMLA,
+  LB_QK_PMADDUBSW,
   LB_QK_COUNT
 } lb_qk_kind;
 
@@ -47,8 +55,9 @@ typedef struct lb_qk_shape {
 const char *lb_qk_name(lb_qk_kind k); /* ISA token for symbol names */
 
 /* The kernel for a spec combination's strategy on the spec's architecture (x86: triple
- * starting with x86_64, AArch64: aarch64). b_narrow_ok: weights (w - zw) fit s8 and are
- * constant; otherwise the same architecture's wide family is used. LB_ERR_INPUT (diag set)
+ * starting with x86_64, AArch64: aarch64). b_narrow_ok (lb_qk_fits_s8 of constant weights):
+ * 2 when every (w - zw) lies in [-127, 127], 1 when they fit s8, 0 otherwise (run-time or
+ * wide weights): then the same architecture's wide family is used. LB_ERR_INPUT (diag set)
  * when the architecture has no integer kernel. */
 int lb_qk_choose(const lb_spec *s, lb_spec_kernel k, int b_narrow_ok, lb_qk_shape *out,
                  lb_diag *diag);
@@ -67,7 +76,7 @@ typedef struct lb_qpacked {
 int32_t lb_qk_act_zero(const lb_qk_shape *s, lb_dtype act, int32_t zx);
 /* The packed 8-bit activation for x (wide: x - zx). */
 int32_t lb_qk_act_pack(const lb_qk_shape *s, lb_dtype act, int32_t x, int32_t zx);
-/* 1 when every w' fits s8 (narrow kinds can take them). */
+/* 2 when every w' lies in [-127, 127], 1 when they fit s8, else 0 (see lb_qk_choose). */
 int lb_qk_fits_s8(const int16_t *wp, int64_t count);
 /* Packs w' (K x N) with bias (N values or NULL) for activations of dtype act, zero point zx.
  * 0 or LB_ERR_NOMEM; free with lb_qpacked_free. */

@@ -19,6 +19,7 @@ static const qk_row rows[] = {
     {LB_QK_SMLAL, "neon", 4, 4, 1, 1, 1},
     {LB_QK_SDOT, "neondot", 4, 4, 4, 0, 1},
     {LB_QK_SMMLA, "neoni8mm", 4, 4, 8, 0, 1},
+    {LB_QK_PMADDUBSW, "avx2", 4, 2, 4, 0, 1},
 };
 _Static_assert(sizeof rows / sizeof rows[0] == LB_QK_COUNT, "one row per kernel kind");
 
@@ -34,8 +35,10 @@ int lb_qk_choose(const lb_spec *s, lb_spec_kernel k, int b_narrow_ok, lb_qk_shap
   lb_qk_kind kind;
   int vbits = lb_spec_vector_bits(s);
   if (is_arch(s, "x86_64")) {
-    kind = k == LB_KERNEL_VPDPBUSD && b_narrow_ok && vbits >= 256 ? LB_QK_VPDPBUSD : LB_QK_PMADDWD;
-    if (vbits < 256) vbits = 256; /* every x86 spec with int8 combinations has AVX2 */
+    kind = k == LB_KERNEL_VPDPBUSD && b_narrow_ok && vbits >= 256 ? LB_QK_VPDPBUSD
+           : k == LB_KERNEL_PMADDUBSW && b_narrow_ok == 2       ? LB_QK_PMADDUBSW
+                                                                : LB_QK_PMADDWD;
+    if (vbits < 256 || kind == LB_QK_PMADDUBSW) vbits = 256; /* vpsignb has no zmm form */
   } else if (is_arch(s, "aarch64")) {
     kind = !b_narrow_ok ? LB_QK_SMLAL
            : k == LB_KERNEL_SDOT ? LB_QK_SDOT
@@ -75,9 +78,12 @@ int32_t lb_qk_act_pack(const lb_qk_shape *s, lb_dtype act, int32_t x, int32_t zx
 }
 
 int lb_qk_fits_s8(const int16_t *wp, int64_t count) {
-  for (int64_t i = 0; i < count; i++)
+  int r = 2;
+  for (int64_t i = 0; i < count; i++) {
     if (wp[i] < -128 || wp[i] > 127) return 0;
-  return 1;
+    if (wp[i] == -128) r = 1;
+  }
+  return r;
 }
 
 int64_t lb_qpack_index(const lb_qk_shape *s, int64_t Kp, int64_t k, int64_t n) {

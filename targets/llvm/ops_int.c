@@ -561,7 +561,7 @@ static int lower_conv(lb_lw *L, lb_op_args *a) {
   int rc = wp && mult ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
   for (int64_t m = 0; !rc && m < g.M; m++) mult[m] = lb_qmul(qs(x, 0), qs(w, m), qs(y, 0));
   qmac q;
-  int narrow = !rc && lb_qk_fits_s8(wp, g.G * g.KH * g.KW * g.cg * g.mg);
+  int narrow = rc ? 0 : lb_qk_fits_s8(wp, g.G * g.KH * g.KW * g.cg * g.mg);
   if (!rc) rc = choose(L, a, w->dtype, narrow, &q.s);
   if (!rc) {
     mac_common(a, &q, 3);
@@ -721,7 +721,7 @@ static int lower_mm(lb_lw *L, lb_op_args *a) {
       wp[k * mg.N + j] = (int16_t)(v - qz(w, j));
     }
   qmac q;
-  if (!rc) rc = choose(L, a, w->dtype, wp && lb_qk_fits_s8(wp, mg.K * mg.N), &q.s);
+  if (!rc) rc = choose(L, a, w->dtype, wp ? lb_qk_fits_s8(wp, mg.K * mg.N) : 0, &q.s);
   if (!rc) rc = gemm_finish(L, a, &mg, &q, wp, mult);
   lb_free(wp), lb_free(mult);
   return rc;

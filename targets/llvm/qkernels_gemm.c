@@ -114,6 +114,15 @@ static LLVMValueRef dot(lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc, LLVMVa
     const char *n = s->lanes == 16 ? "llvm.x86.avx512.pmaddw.d.512" : "llvm.x86.avx2.pmadd.wd";
     return LLVMBuildAdd(L->b, acc, lb_intr(L, n, NULL, x, 2), "");
   }
+  case LB_QK_PMADDUBSW: { /* |a| * sign(w, a): u8 x s7 pairs never saturate the i16 sums */
+    LLVMTypeRef bt = LLVMTypeOf(b), i1 = LLVMInt1TypeInContext(L->ctx);
+    LLVMValueRef ab[2] = {a, LLVMConstInt(i1, 0, 0)}, sb[2] = {b, a};
+    LLVMValueRef x[2] = {lb_intr(L, "llvm.abs", bt, ab, 2),
+                         lb_intr(L, "llvm.x86.avx2.psign.b", NULL, sb, 2)};
+    LLVMValueRef p16 = lb_intr(L, "llvm.x86.avx2.pmadd.ub.sw", NULL, x, 2);
+    LLVMValueRef w[2] = {p16, lb_ci(L, LLVMTypeOf(p16), 1)};
+    return LLVMBuildAdd(L->b, acc, lb_intr(L, "llvm.x86.avx2.pmadd.wd", NULL, w, 2), "");
+  }
   case LB_QK_VPDPBUSD: {
     LLVMValueRef x[3] = {acc, a, LLVMBuildBitCast(L->b, b, LLVMTypeOf(acc), "")};
     const char *n =
