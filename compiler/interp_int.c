@@ -1,5 +1,5 @@
 /* Reference interpreter kernels for quantized integer nodes: conv, gemm, matmul, add, sub, mul,
- * relu, clip, avg_pool and global_avg_pool whose output is an i8/u8 value with quantization parameters
+ * relu, clip, avg_pool, global_avg_pool and table activations (lb_qlut) whose output is an i8/u8 value with quantization parameters
  * (realize builds them). Accumulation is exact int32; every output element goes through
  * lb_requantize/lb_requantize2 (quant.c), so these kernels are the bit-exact oracle for backends.
  * max_pool, concat and the layout ops run unchanged on i8/u8: their inputs and output share
@@ -48,7 +48,8 @@ int lb_int_node(const lb_graph *g, uint32_t id) {
   switch (n->op) {
   case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
   case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
-  case LB_OP_AVG_POOL: break;
+  case LB_OP_AVG_POOL: case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH:
+  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: break;
   default: return 0;
   }
   if (!quantized(g, n->out[0])) return 0;
@@ -268,6 +269,20 @@ static int k_global_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *o
   return 0;
 }
 
+/* Table activations (lb_qlut): one lookup per element. */
+static int k_lut(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
+  const lb_graph *G = c->g;
+  uint32_t ix = c->n->in[0], o = c->n->out[0];
+  int32_t table[256], qmin, qmax;
+  lb_qrange(in[0].dtype, &qmin, &qmax);
+  if (lb_qlut(c->n->op, c->a, in[0].dtype, q_scale(G, ix, 0), q_zp(G, ix, 0), out->dtype,
+              q_scale(G, o, 0), q_zp(G, o, 0), table) != 0)
+    return lb_node_err(G, c->id, c->diag, "no integer table for this op");
+  int64_t total = lb_tensor_numel(out);
+  for (int64_t i = 0; i < total; i++) st8(out, i, table[ld8(&in[0], i) - qmin]);
+  return 0;
+}
+
 /* Taps a in [0, k) with lo <= s + a*d < hi. */
 static int64_t taps_in(int64_t s, int64_t k, int64_t d, int64_t lo, int64_t hi) {
   int64_t n = 0;
@@ -328,6 +343,8 @@ int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tens
   case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: return k_binary(&c, in, out);
   case LB_OP_RELU: case LB_OP_CLIP: return k_unary(&c, in, out);
   case LB_OP_AVG_POOL: return k_avg_pool(&c, in, out);
+  case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH: case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH: return k_lut(&c, in, out);
   default: return k_global_avg_pool(&c, in, out);
   }
 }

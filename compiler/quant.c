@@ -101,6 +101,38 @@ void lb_qparams(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t
   *zp = z < qmin ? qmin : z > qmax ? qmax : (int32_t)z;
 }
 
+/* f(v) in fp32, written as the reference interpreter's f32 kernels write it. */
+static float act_f32(lb_op op, const lb_attrs *a, float v) {
+  switch (op) {
+  case LB_OP_LEAKY_RELU: return v < 0.0f ? a->alpha * v : v;
+  case LB_OP_SIGMOID: return 1.0f / (1.0f + expf(-v));
+  case LB_OP_TANH: return tanhf(v);
+  case LB_OP_HARD_SIGMOID: {
+    float w = a->alpha * v + a->beta;
+    return w < 0.0f ? 0.0f : (w > 1.0f ? 1.0f : w);
+  }
+  default: { /* hard_swish */
+    float w = v * (1.0f / 6.0f) + 0.5f;
+    return v * (w < 0.0f ? 0.0f : (w > 1.0f ? 1.0f : w));
+  }
+  }
+}
+
+int lb_qlut(lb_op op, const lb_attrs *a, lb_dtype tin, float sin, int32_t zin, lb_dtype tout,
+            float sout, int32_t zout, int32_t table[256]) {
+  if (op != LB_OP_LEAKY_RELU && op != LB_OP_SIGMOID && op != LB_OP_TANH &&
+      op != LB_OP_HARD_SIGMOID && op != LB_OP_HARD_SWISH)
+    return -1;
+  int32_t imin, imax, omin, omax;
+  lb_qrange(tin, &imin, &imax);
+  lb_qrange(tout, &omin, &omax);
+  for (int32_t q = imin; q <= imax && q - imin < 256; q++) {
+    float x = ((float)q - (float)zin) * sin; /* what DequantizeLinear computes */
+    table[q - imin] = lb_qquantize(act_f32(op, a, x), sout, zout, omin, omax);
+  }
+  return 0;
+}
+
 /* ---- the plan ---------------------------------------------------------------------------- */
 
 lb_qplan *lb_qplan_new(const lb_graph *g) {

@@ -43,10 +43,17 @@ void lb_qact_bounds(int act, float act_min, float act_max, lb_dtype t, float s, 
  * z = saturate(rne(qmin - lo/s)). An empty range gives s = 1. */
 void lb_qparams(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t *zp);
 
+/* The 256-entry table of a nonlinear activation between 8-bit tensors (leaky_relu, sigmoid,
+ * tanh, hard_sigmoid, hard_swish): table[q - qmin(tin)] = lb_qquantize(f((q - zin) * sin), sout,
+ * zout) with f evaluated in fp32 as the reference interpreter does. Backends embed the table
+ * computed by this function (on the compiling machine). Returns 0, or -1 for another op. */
+int lb_qlut(lb_op op, const lb_attrs *a, lb_dtype tin, float sin, int32_t zin, lb_dtype tout,
+            float sout, int32_t zout, int32_t table[256]);
+
 /* ---- interpreter (interp_int.c) -------------------------------------------------------------
  * A node is integer when its output and first input are i8/u8 values with quantization
  * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, relu, clip,
- * avg_pool, global_avg_pool); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
+ * avg_pool, global_avg_pool, and the table activations of lb_qlut); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
 int lb_int_node(const lb_graph *g, uint32_t id);
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag);

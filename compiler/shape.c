@@ -714,6 +714,9 @@ static int int_rule(sctx *c, rule_fn f) {
   int pool = op == LB_OP_GLOBAL_AVG_POOL || op == LB_OP_AVG_POOL;
   int mac = op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL || pool;
   int ew = (op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL) && c->a->act != LB_ACT_NONE;
+  int table = op == LB_OP_LEAKY_RELU || op == LB_OP_SIGMOID || op == LB_OP_TANH ||
+              op == LB_OP_HARD_SIGMOID || op == LB_OP_HARD_SWISH; /* any 8-bit out */
+  ew |= table;
   if (!(t == LB_DTYPE_I8 || t == LB_DTYPE_U8) || !(mac || ew)) return -1;
   if (c->g->values[c->n->in[0]].q.n == 0) return -1; /* plain integers: not a quantized form */
   shp in[64];
@@ -731,6 +734,7 @@ static int int_rule(sctx *c, rule_fn f) {
   lb_dtype preset = c->out[0].dtype; /* an int32 accumulator output stays int32 */
   LB_TRY(f(&d));
   c->out[0].dtype = preset == LB_DTYPE_I32 && mac && !pool ? preset : t;
+  if (table && (preset == LB_DTYPE_I8 || preset == LB_DTYPE_U8)) c->out[0].dtype = preset;
   return 0;
 }
 

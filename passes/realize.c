@@ -436,14 +436,16 @@ static int is_mac(lb_op op) { return op == LB_OP_CONV || op == LB_OP_GEMM || op 
 static int int_kernel(lb_op op) {
   return is_mac(op) || op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL ||
          op == LB_OP_RELU || op == LB_OP_CLIP || op == LB_OP_GLOBAL_AVG_POOL ||
-         op == LB_OP_AVG_POOL;
+         op == LB_OP_AVG_POOL || op == LB_OP_LEAKY_RELU || op == LB_OP_SIGMOID ||
+         op == LB_OP_TANH || op == LB_OP_HARD_SIGMOID || op == LB_OP_HARD_SWISH;
 }
 
 static int qdq_candidate(lb_op op) {
   switch (op) {
   case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
   case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
-  case LB_OP_MAX_POOL: case LB_OP_AVG_POOL: case LB_OP_FLATTEN: case LB_OP_RESHAPE:
+  case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH: case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH: case LB_OP_MAX_POOL: case LB_OP_AVG_POOL: case LB_OP_FLATTEN: case LB_OP_RESHAPE:
   case LB_OP_TRANSPOSE:
   case LB_OP_SQUEEZE: case LB_OP_UNSQUEEZE: case LB_OP_IDENTITY: case LB_OP_CONCAT: return 1;
   default: return 0;

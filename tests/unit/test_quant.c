@@ -223,6 +223,47 @@ START_TEST(int_matmul_mul_sub) {
 }
 END_TEST
 
+/* Table activations: sigmoid from i8 (s 0.1) to u8 (s 1/256): 0 -> 0.5 -> 128,
+ * 20 -> sigmoid(2) = 0.8808 -> 225.5 -> 225 (225.48), -128 -> ~0 -> 0, 127 -> ~1 -> 255; and the
+ * table equals quantize(f(dequantize(q))) for every q, for each table op. */
+START_TEST(int_table_activations) {
+  lb_graph *g = parse(
+      "graph \"s\" {\n"
+      "  input %x: i8[4] quant(scale=0.1, zero_point=0)\n"
+      "  %y: u8[4] quant(scale=0.00390625, zero_point=0) = sigmoid(%x)\n"
+      "  output %y\n"
+      "}\n");
+  int8_t x[4] = {0, 20, -128, 127};
+  lb_tensor out;
+  run1(g, x, 4, &out);
+  const uint8_t want[4] = {128, 225, 0, 255};
+  ck_assert_mem_eq(out.data, want, 4);
+  lb_free(out.data);
+  lb_graph_free(g);
+  static const lb_op ops[] = {LB_OP_LEAKY_RELU, LB_OP_SIGMOID, LB_OP_TANH, LB_OP_HARD_SIGMOID,
+                              LB_OP_HARD_SWISH};
+  lb_attrs a = {0};
+  a.alpha = 0.2f, a.beta = 0.5f;
+  for (int k = 0; k < 5; k++) {
+    int32_t t[256];
+    ck_assert_int_eq(lb_qlut(ops[k], &a, LB_DTYPE_I8, 0.05f, 3, LB_DTYPE_I8, 0.01f, -5, t), 0);
+    for (int q = -128; q < 128; q++) {
+      double v = ((float)q - 3.0f) * 0.05f, f;
+      switch (ops[k]) {
+      case LB_OP_LEAKY_RELU: f = v < 0 ? 0.2 * v : v; break;
+      case LB_OP_SIGMOID: f = 1 / (1 + exp(-v)); break;
+      case LB_OP_TANH: f = tanh(v); break;
+      case LB_OP_HARD_SIGMOID: f = fmin(1, fmax(0, 0.2 * v + 0.5)); break;
+      default: f = v * fmin(1, fmax(0, v / 6 + 0.5)); break;
+      }
+      double want_q = fmin(127, fmax(-128, rint(f / 0.01) - 5));
+      ck_assert_msg(fabs(t[q + 128] - want_q) <= 1, "op %d q %d: %d vs %g", k, q, t[q + 128], want_q);
+    }
+  }
+  ck_assert_int_eq(lb_qlut(LB_OP_RELU, &a, LB_DTYPE_I8, 1, 0, LB_DTYPE_I8, 1, 0, (int32_t[256]){0}), -1);
+}
+END_TEST
+
 /* avg_pool over u8 x (s=0.5) = real [[1,2,3],[4,5,6]], 2x2 windows, stride 1, one column of
  * end padding: sums 12, 16, 9 over 4, 4 and 2 taps (count_include_pad=0: 3, 4, 4.5 -> q 6, 8,
  * 9) or over 4 taps each (count_include_pad=1: the last is 2.25 -> 4.5 -> 4, ties to even). */
@@ -691,6 +732,7 @@ int main(void) {
   tcase_add_test(t, int_gemm_acc_output);
   tcase_add_test(t, int_avg_pool);
   tcase_add_test(t, int_matmul_mul_sub);
+  tcase_add_test(t, int_table_activations);
   tcase_add_test(t, annotate_islands_and_shared_scale);
   tcase_add_test(t, calibration_methods);
   tcase_add_test(t, plan_round_trip);
