@@ -53,7 +53,8 @@ int lb_qlut(lb_op op, const lb_attrs *a, lb_dtype tin, float sin, int32_t zin, l
 /* ---- interpreter (interp_int.c) -------------------------------------------------------------
  * A node is integer when its output and first input are i8/u8 values with quantization
  * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, relu, clip,
- * avg_pool, global_avg_pool, and the table activations of lb_qlut); lb_eval_node then runs lb_int_eval instead of the f32 kernel. */
+ * avg_pool, global_avg_pool, and the table activations of lb_qlut); lb_eval_node then runs
+ * lb_int_eval instead of the f32 kernel. */
 int lb_int_node(const lb_graph *g, uint32_t id);
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag);
