@@ -8,6 +8,7 @@
 
 #include "lower.h"
 #include "qkernels.h"
+#include "subkernels.h"
 #include "quant.h"
 
 static float qs(const lb_value *v, int64_t k) { return v->q.n > 1 ? v->q.scale[k] : v->q.scale[0]; }
@@ -123,9 +124,9 @@ static int choose(lb_lw *L, const lb_op_args *a, lb_dtype wdt, int narrow_ok, lb
   return lb_qk_choose(L->spec, c ? c->kernel : LB_KERNEL_GENERIC, narrow_ok, s, L->diag);
 }
 
-/* Block of rows packed at once: about 96 KiB of packed A (L2-resident), a multiple of mr. */
+/* Block of rows packed at once: about 256 KiB of packed A (L2-resident), a multiple of mr. */
 static int64_t block_rows(const lb_qk_shape *s, int64_t Kp, int64_t M) {
-  int64_t esz = s->wide ? 2 : 1, mb = (96 * 1024) / (Kp * esz);
+  int64_t esz = s->wide ? 2 : 1, mb = (256 * 1024) / (Kp * esz);
   mb = mb / s->mr * s->mr;
   if (mb < s->mr) mb = s->mr;
   int64_t mcap = (M + s->mr - 1) / s->mr * s->mr;
@@ -135,6 +136,7 @@ static int64_t block_rows(const lb_qk_shape *s, int64_t Kp, int64_t M) {
 typedef struct packed_c {
   LLVMValueRef b, bias, mult;
   int64_t Kp, Np;
+  lb_subw sub; /* (kern4) b compressed to i4/i2 fields when the weights fit; bits 0: int8 */
 } packed_c;
 
 /* Packs G groups of w' (each K x N) and puts B, folded bias and multipliers in globals. */
@@ -157,7 +159,8 @@ static int pack_groups(lb_lw *L, const lb_qk_shape *s, const int16_t *wp, int64_
     lb_qpacked_free(pk);
   }
   if (!rc) {
-    out->b = lb_const_blob(L, b, G * gb, "qb");
+    rc = lb_subw_try(L, s, b, G, Kp, Np, &out->sub, &out->b); /* (kern4) sub-byte weights */
+    if (!rc && !out->sub.bits) out->b = lb_const_blob(L, b, G * gb, "qb");
     out->bias = lb_const_blob(L, bb, (size_t)(G * Np) * sizeof *bb, "qbias");
     out->mult = lb_const_blob(L, mm, (size_t)(G * Np) * sizeof *mm, "qmul");
     out->Kp = Kp, out->Np = Np;
@@ -302,6 +305,7 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
   int64_t Mrows = g->N * g->OH * g->OW, MB = block_rows(&q->s, pc.Kp, Mrows);
   int64_t esz = q->s.wide ? 2 : 1;
   a->scratch_bytes = (size_t)(MB * pc.Kp * esz) + 64;
+  LLVMValueRef sbuf = lb_subw_place(L, &pc.sub, &q->s, pc.Kp, a->scratch, &a->scratch_bytes);
   rows2 rm = {{3, {g->N, g->OH, g->OW}, {g->ys[0], g->ys[2], g->ys[3]}},
               {3, {g->N, g->OH, g->OW}, {g->rs[0], g->rs[2], g->rs[3]}}};
   lb_loop lg, lm;
@@ -319,20 +323,21 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
     j.res = lb_gep(L, L->t_i8, a->in[3].base, mul64(L, gm, g->rs[1]));
     j.res_dt = a->in[3].dt;
   }
+  if (pc.sub.bits) j.b = lb_subw_group(L, &pc.sub, pc.b, lg.iv);
   lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, Mrows), MB);
   LLVMValueRef left = LLVMBuildSub(L->b, lb_c64(L, Mrows), lm.iv, "");
   LLVMValueRef rows = LLVMBuildSelect(
       L->b, LLVMBuildICmp(L->b, LLVMIntSLT, left, lb_c64(L, MB), ""), left, lb_c64(L, MB), "");
   pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, lm.iv, rows,
                  mul64(L, lg.iv, g->cg));
-  lb_qgemm_emit(L, &j, a->scratch, lm.iv, rows);
+  lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, lm.iv, rows);
   lb_loop_end(L, &lm);
   /* the last, partial block of rows */
   if (Mrows % MB) {
     LLVMValueRef r0 = lb_c64(L, Mrows / MB * MB), rr = lb_c64(L, Mrows % MB);
     pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, r0, rr,
                    mul64(L, lg.iv, g->cg));
-    lb_qgemm_emit(L, &j, a->scratch, r0, rr);
+    lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, r0, rr);
   }
   lb_loop_end(L, &lg);
   return 0;
@@ -621,6 +626,7 @@ static int run_gemm(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const pac
   int64_t MB = block_rows(&q->s, pc->Kp, mg->M), esz = q->s.wide ? 2 : 1;
   size_t ablk = (size_t)(MB * pc->Kp * esz + 63) / 64 * 64;
   a->scratch_bytes = ablk + extra;
+  LLVMValueRef sbuf = lb_subw_place(L, &pc->sub, &q->s, pc->Kp, a->scratch, &a->scratch_bytes);
   rows2 rm = mg->ym;
   lb_qgemm_job j = {&q->s, pc->Kp, mg->N, pc->Np, bptr, pc->bias, pc->mult, q->zy, q->lo,
                     q->hi, a->out[0].dt, a->out[0].base, a->out[0].st[a->out[0].rank - 1],
@@ -633,12 +639,12 @@ static int run_gemm(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const pac
   lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, mg->M), MB);
   pack_rows(L, &q->ap, &mg->am, a->in[0].base, mg->sak, mg->K, pc->Kp, a->scratch, lm.iv,
             lb_c64(L, MB));
-  lb_qgemm_emit(L, &j, a->scratch, lm.iv, lb_c64(L, MB));
+  lb_subw_gemm(L, &j, &pc->sub, sbuf, a->scratch, lm.iv, lb_c64(L, MB));
   lb_loop_end(L, &lm);
   if (mg->M % MB) {
     LLVMValueRef r0 = lb_c64(L, mg->M / MB * MB), rr = lb_c64(L, mg->M % MB);
     pack_rows(L, &q->ap, &mg->am, a->in[0].base, mg->sak, mg->K, pc->Kp, a->scratch, r0, rr);
-    lb_qgemm_emit(L, &j, a->scratch, r0, rr);
+    lb_subw_gemm(L, &j, &pc->sub, sbuf, a->scratch, r0, rr);
   }
   return 0;
 }
@@ -662,7 +668,7 @@ static int gemm_finish(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const 
   int32_t *bias = lb_calloc((size_t)mg->N, sizeof *bias);
   if (!bias) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
   for (int64_t j = 0; bd && j < mg->N; j++) bias[j] = bd[lb_value_numel(bv) == 1 ? 0 : j];
-  packed_c pc;
+  packed_c pc = {0};
   int rc = 0;
   if (wp) {
     rc = pack_groups(L, &q->s, wp, 1, mg->K, mg->N, bias, mult, q->ap.dt, q->ap.zx, &pc);
@@ -784,6 +790,43 @@ static int lower_elem(lb_lw *L, lb_op_args *a) {
   return 0;
 }
 
+/* ---- table activations (lb_qlut) -------------------------------------------------------- */
+
+typedef struct qlut {
+  LLVMValueRef table; /* 256 output bytes, indexed by x - qmin */
+  int flip;           /* i8 input: x - qmin == x ^ 0x80 */
+} qlut;
+
+static LLVMValueRef lut1(lb_lw *L, const qlut *t, LLVMValueRef x) {
+  if (t->flip) x = LLVMBuildXor(L->b, x, LLVMConstInt(L->t_i8, 0x80, 0), "");
+  LLVMValueRef idx = LLVMBuildZExt(L->b, x, L->t_i64, "");
+  return lb_load(L, L->t_i8, lb_gep(L, L->t_i8, t->table, idx), 1);
+}
+
+static LLVMValueRef f_lut(lb_lw *L, LLVMValueRef *x, void *ud) {
+  LLVMTypeRef ty = LLVMTypeOf(x[0]);
+  if (LLVMGetTypeKind(ty) != LLVMVectorTypeKind) return lut1(L, ud, x[0]);
+  LLVMValueRef v = LLVMGetUndef(ty); /* no byte gather: one lookup per lane */
+  for (unsigned i = 0; i < LLVMGetVectorSize(ty); i++)
+    v = LLVMBuildInsertElement(
+        L->b, v, lut1(L, ud, LLVMBuildExtractElement(L->b, x[0], lb_c32(L, (int32_t)i), "")),
+        lb_c32(L, (int32_t)i), "");
+  return v;
+}
+
+static int lower_lut(lb_lw *L, lb_op_args *a) {
+  const lb_value *x = in_val(a, 0), *y = &a->g->values[a->node->out[0]];
+  int32_t table[256];
+  uint8_t bytes[256];
+  if (lb_qlut(a->node->op, &a->node->attr, x->dtype, qs(x, 0), qz(x, 0), y->dtype, qs(y, 0),
+              qz(y, 0), table) != 0)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "no integer table for this op");
+  for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)table[i];
+  qlut t = {lb_const_blob(L, bytes, sizeof bytes, "qlut"), x->dtype == LB_DTYPE_I8};
+  lb_emit_map(L, &a->out[0], &a->in[0], 1, f_lut, &t);
+  return 0;
+}
+
 /* ---- global average pool ------------------------------------------------------------------ */
 
 /* acc += x - zx over the spatial dims d.. of x (element offset off). */
@@ -828,6 +871,92 @@ static int lower_gap(lb_lw *L, lb_op_args *a) {
   return 0;
 }
 
+/* ---- average pool ------------------------------------------------------------------------ */
+
+/* Taps a in [0, k) with lo <= st + a*d < hi (interp_int.c's count rule). */
+static int64_t taps_in(int64_t st, int64_t k, int64_t d, int64_t lo, int64_t hi) {
+  int64_t n = 0;
+  for (int64_t a = 0; a < k; a++) n += st + a * d >= lo && st + a * d < hi;
+  return n;
+}
+
+typedef struct apool {
+  int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
+  int64_t xs[4], ys[4];
+} apool;
+
+/* acc += x - zx over the taps of output (oh, ow) that lie inside the input. */
+static void pool_taps(lb_lw *L, const apool *p, const lb_view *x, LLVMValueRef base,
+                      LLVMValueRef oh, LLVMValueRef ow, LLVMValueRef acc, int32_t zx) {
+  lb_loop lh, lw;
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, p->KH), 1);
+  LLVMValueRef y = add64(L, mul64(L, oh, p->sh), mul64(L, lh.iv, p->dh));
+  y = LLVMBuildSub(L->b, y, lb_c64(L, p->ph), "");
+  LLVMBasicBlockRef jy = lb_if_begin(L, LLVMBuildICmp(L->b, LLVMIntULT, y, lb_c64(L, p->H), ""));
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, p->KW), 1);
+  LLVMValueRef xx = add64(L, mul64(L, ow, p->sw), mul64(L, lw.iv, p->dw));
+  xx = LLVMBuildSub(L->b, xx, lb_c64(L, p->pw), "");
+  LLVMBasicBlockRef jx = lb_if_begin(L, LLVMBuildICmp(L->b, LLVMIntULT, xx, lb_c64(L, p->W), ""));
+  LLVMValueRef off = add64(L, base, add64(L, mul64(L, y, p->xs[2]), mul64(L, xx, p->xs[3])));
+  LLVMValueRef v = ext8(L, lb_load(L, L->t_i8, lb_gep(L, L->t_i8, x->base, off), 1), x->dt, L->t_i32);
+  v = LLVMBuildSub(L->b, v, lb_c32(L, zx), "");
+  lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, acc, 4), v, ""), acc, 4);
+  lb_if_end(L, jx);
+  lb_loop_end(L, &lw);
+  lb_if_end(L, jy);
+  lb_loop_end(L, &lh);
+}
+
+static int lower_avg_pool(lb_lw *L, lb_op_args *a) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  const lb_value *xv = in_val(a, 0), *yv = &a->g->values[a->node->out[0]];
+  const lb_attrs *at = &a->node->attr;
+  if (x->rank != 3 && x->rank != 4)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer avg_pool supports 1-D and 2-D only");
+  int two = x->rank == 4, r = x->rank;
+  apool p = {two ? x->dims[2] : 1, x->dims[r - 1], two ? y->dims[2] : 1, y->dims[r - 1],
+             two ? at->kernel[0] : 1, at->kernel[two ? 1 : 0], two ? at->strides[0] : 1,
+             at->strides[two ? 1 : 0], two ? at->dilations[0] : 1, at->dilations[two ? 1 : 0],
+             two ? at->pads[0] : 0, at->pads[two ? 1 : 0], {0}, {0}};
+  int64_t ns = two ? 2 : 1, peh = two ? at->pads[ns] : 0, pew = at->pads[ns + (two ? 1 : 0)];
+  view4(x, p.xs), view4(y, p.ys);
+  /* multipliers per output position, in C: lb_qmul_pool with the ONNX tap count */
+  float *mt = lb_calloc((size_t)(p.OH * p.OW + 1), sizeof *mt);
+  if (!mt) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t oh = 0; oh < p.OH; oh++)
+    for (int64_t ow = 0; ow < p.OW; ow++) {
+      int64_t y0 = oh * p.sh - p.ph, x0 = ow * p.sw - p.pw;
+      int64_t cnt = at->count_include_pad
+                        ? taps_in(y0, p.KH, p.dh, -p.ph, p.H + peh) *
+                              taps_in(x0, p.KW, p.dw, -p.pw, p.W + pew)
+                        : taps_in(y0, p.KH, p.dh, 0, p.H) * taps_in(x0, p.KW, p.dw, 0, p.W);
+      mt[oh * p.OW + ow] = lb_qmul_pool(qs(xv, 0), qs(yv, 0), cnt);
+    }
+  LLVMValueRef mg = lb_const_blob(L, mt, (size_t)(p.OH * p.OW + 1) * sizeof *mt, "qpool");
+  lb_free(mt);
+  int32_t lo, hi;
+  lb_qrange(yv->dtype, &lo, &hi);
+  LLVMValueRef acc = lb_alloca(L, L->t_i32, NULL);
+  lb_loop ln, lc, lh, lw;
+  lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, x->dims[0]), 1);
+  lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, x->dims[1]), 1);
+  LLVMValueRef xb = add64(L, mul64(L, ln.iv, p.xs[0]), mul64(L, lc.iv, p.xs[1]));
+  LLVMValueRef yb = add64(L, mul64(L, ln.iv, p.ys[0]), mul64(L, lc.iv, p.ys[1]));
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, p.OH), 1);
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, p.OW), 1);
+  lb_store(L, lb_c32(L, 0), acc, 4);
+  pool_taps(L, &p, x, xb, lh.iv, lw.iv, acc, qz(xv, 0));
+  LLVMValueRef m = lb_load(L, L->t_f32, lb_gep(L, L->t_f32, mg, add64(L, mul64(L, lh.iv, p.OW), lw.iv)), 4);
+  LLVMValueRef q = lb_qrequant(L, NULL, lb_load(L, L->t_i32, acc, 4), m, NULL, NULL, qz(yv, 0), lo, hi);
+  LLVMValueRef off = add64(L, yb, add64(L, mul64(L, lh.iv, p.ys[2]), mul64(L, lw.iv, p.ys[3])));
+  lb_store(L, LLVMBuildTrunc(L->b, q, L->t_i8, ""), lb_gep(L, L->t_i8, y->base, off), 1);
+  lb_loop_end(L, &lw);
+  lb_loop_end(L, &lh);
+  lb_loop_end(L, &lc);
+  lb_loop_end(L, &ln);
+  return 0;
+}
+
 /* ---- entry points ------------------------------------------------------------------------ */
 
 int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
@@ -847,6 +976,12 @@ int lb_lower_int(lb_lw *L, lb_op_args *a) {
   case LB_OP_GEMM:
   case LB_OP_MATMUL: return lower_mm(L, a);
   case LB_OP_GLOBAL_AVG_POOL: return lower_gap(L, a);
+  case LB_OP_AVG_POOL: return lower_avg_pool(L, a);
+  case LB_OP_LEAKY_RELU:
+  case LB_OP_SIGMOID:
+  case LB_OP_TANH:
+  case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH: return lower_lut(L, a);
   default: return lower_elem(L, a);
   }
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "onnx.h"
 #include "passes.h"
 #include "quantize.h"
 #include "spec.h"
@@ -124,9 +125,15 @@ static void step4(gen *s) {
     s->cur = node(s, LB_OP_CLIP, &s->cur, 1, &a);
   } else if (r == 6 && H >= 2 && W >= 2) {
     lb_attrs a = {.n_spatial = 2};
-    for (int i = 0; i < 2; i++) a.kernel[i] = 2, a.strides[i] = pick(1, 2), a.dilations[i] = 1;
-    note(s, "max_pool");
-    s->cur = node(s, LB_OP_MAX_POOL, &s->cur, 1, &a);
+    int avg = rnd() & 1;
+    for (int i = 0; i < 2; i++) a.kernel[i] = pick(2, 3), a.strides[i] = pick(1, 2), a.dilations[i] = 1;
+    if (avg) /* padded average pools, with and without the padding in the count */
+      for (int i = 0; i < 4; i++) a.pads[i] = pick(0, 1);
+    while (a.kernel[0] > H + a.pads[0] + a.pads[2]) a.kernel[0]--;
+    while (a.kernel[1] > W + a.pads[1] + a.pads[3]) a.kernel[1]--;
+    a.count_include_pad = (int)(rnd() & 1);
+    note(s, avg ? "avg_pool" : "max_pool");
+    s->cur = node(s, avg ? LB_OP_AVG_POOL : LB_OP_MAX_POOL, &s->cur, 1, &a);
   } else if (r == 7) { /* residual: conv keeping the shape, then add/sub/mul */
     uint32_t b = conv(s, s->cur, C, 3, 1, 1, 1, 1);
     uint32_t in[2] = {s->cur, b};
@@ -207,7 +214,8 @@ static void rand_f32(const lb_value *v, int64_t lead, lb_tensor *t) {
 
 /* The integer graph of g for spec, with every integer tensor a graph output (at most
  * max_out outputs in all, the last ones produced). Returns NULL when nothing was integer. */
-static lb_graph *quantize(lb_graph *g, lb_spec *spec, int max_out, const char *desc) {
+static lb_graph *quantize_with(lb_graph *g, lb_spec *spec, int max_out, const char *desc,
+                               const lb_tensor *calib_data) {
   lb_diag d;
   lb_diag_clear(&d);
   ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s: %s", desc, d.msg);
@@ -216,10 +224,13 @@ static lb_graph *quantize(lb_graph *g, lb_spec *spec, int max_out, const char *d
   ck_assert_ptr_nonnull(p);
   ck_assert_msg(lb_quant_annotate(g, spec, p, &d) == 0, "%s: %s", desc, d.msg);
   lb_tensor calib;
-  rand_f32(&g->values[g->inputs[0]], 6, &calib);
+  if (calib_data)
+    calib = *calib_data;
+  else
+    rand_f32(&g->values[g->inputs[0]], 6, &calib);
   lb_calib_opts o = {.method = (lb_calib_method)(rnd() % 2 ? LB_CALIB_MAX : LB_CALIB_AVG_MAX)};
   ck_assert_msg(lb_quant_calibrate(g, p, &calib, &o, &d) == 0, "%s: %s", desc, d.msg);
-  free(calib.data);
+  if (!calib_data) free(calib.data);
   lb_graph *q = NULL;
   ck_assert_msg(lb_quant_realize(g, p, LB_REALIZE_INT, &q, &d) == 0, "%s: %s", desc, d.msg);
   lb_qplan_free(p);
@@ -236,6 +247,10 @@ static lb_graph *quantize(lb_graph *g, lb_spec *spec, int max_out, const char *d
       ck_assert_int_eq(lb_graph_add_output(q, v), 0);
   }
   return q;
+}
+
+static lb_graph *quantize(lb_graph *g, lb_spec *spec, int max_out, const char *desc) {
+  return quantize_with(g, spec, max_out, desc, NULL);
 }
 
 /* Bit-identical for integer outputs; within 1e-5 relative for fp32 ones (fp32 layers after
@@ -396,12 +411,78 @@ START_TEST(test_aot_random_graphs) {
 }
 END_TEST
 
+/* ---- the test models on every bundled spec ------------------------------------------------ */
+
+static const struct {
+  const char *model, *calib;
+} models[] = {
+    {"digits_cnn", "digits_calib_x"},
+    {"digits_mlp", "digits64_calib_x"},
+    {"digits_resnet", "digits16_calib_x"},
+    {"digits_ops", "digits_calib_x"},
+};
+
+/* One model through the real passes for one spec, then JIT (x86, when this host runs the
+ * spec) or AOT under qemu (AArch64: -cpu cortex-a72 for the plain NEON spec, else max). */
+static void model_on_spec(const char *model, const lb_tensor *calib, const char *spec_name) {
+  char path[600], what[700];
+  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, model);
+  snprintf(what, sizeof what, "%s on %s", model, spec_name);
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *spec = load_spec(spec_name);
+  lb_graph *g = NULL;
+  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
+  int arm = !strncmp(lb_spec_llvm_triple(spec), "aarch64", 7);
+  lb_graph *q = quantize_with(g, spec, arm ? 3 : MAX_OUT, what, calib);
+  lb_graph_free(g);
+  ck_assert_msg(q != NULL, "%s: no integer layer", what);
+  if (arm) {
+    int a = strstr(spec_name, "neon") ? 1 : 2; /* cortex-a72 or max */
+    aot_case(q, spec, a, what);
+  } else if (lb_target_host_check(spec, &d) == 0) {
+    lb_tensor in, want[MAX_OUT], got[MAX_OUT];
+    rand_f32(&q->values[q->inputs[0]], 0, &in);
+    ck_assert_msg(lb_interp_run(q, &in, want, &d) == 0, "%s: %s", what, d.msg);
+    lb_jit *j = NULL;
+    ck_assert_msg(lb_jit_compile(q, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+    ck_assert_msg(lb_jit_run_tensors(j, q, &in, got, &d) == 0, "%s: %s", what, d.msg);
+    for (uint32_t o = 0; o < q->n_outputs; o++) compare(&got[o], &want[o], what, o);
+    free_outs(got, q->n_outputs, 1), free_outs(want, q->n_outputs, 1);
+    free(in.data);
+    lb_jit_free(j);
+  } else {
+    printf("test_qdiff: this host cannot run %s: %s skipped\n", spec_name, model);
+  }
+  lb_graph_free(q);
+  lb_spec_free(spec);
+}
+
+START_TEST(test_models_every_spec) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/tests/models/%s.npy", LB_SOURCE_DIR, models[_i].calib);
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_tensor calib;
+  ck_assert_msg(lb_npy_read(path, &calib, &d) == 0, "%s", d.msg);
+  calib.dims[0] = calib.dims[0] < 24 ? calib.dims[0] : 24; /* a prefix is plenty */
+  char **names;
+  int n = lb_spec_list_names(&names, &d);
+  ck_assert_msg(n > 0, "%s", d.msg);
+  rng = seed0();
+  for (int i = 0; i < n; i++) model_on_spec(models[_i].model, &calib, names[i]);
+  lb_spec_names_free(names, n);
+  lb_free(calib.data);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("qdiff");
   TCase *t = tcase_create("core");
   tcase_set_timeout(t, 240);
   tcase_add_test(t, test_jit_random_graphs);
   tcase_add_loop_test(t, test_aot_random_graphs, 0, (int)(sizeof aot / sizeof aot[0]));
+  tcase_add_loop_test(t, test_models_every_spec, 0, (int)(sizeof models / sizeof models[0]));
   suite_add_tcase(s, t);
   return s;
 }

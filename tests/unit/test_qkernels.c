@@ -352,6 +352,41 @@ START_TEST(test_jit_blocks) {
 }
 END_TEST
 
+/* Table activations, integer average pools (padded, count with and without the padding):
+ * JIT against the interpreter on every input byte. */
+START_TEST(test_jit_lut_and_pool) {
+  lb_spec *spec = load_spec("x86-64-avx2");
+  if (!host_runs(spec)) {
+    lb_spec_free(spec);
+    return;
+  }
+  static const lb_op ops[] = {LB_OP_LEAKY_RELU, LB_OP_SIGMOID, LB_OP_TANH, LB_OP_HARD_SIGMOID,
+                              LB_OP_HARD_SWISH, LB_OP_AVG_POOL, LB_OP_AVG_POOL};
+  rng = 4242;
+  for (size_t i = 0; i < 2 * sizeof ops / sizeof ops[0]; i++) {
+    lb_op op = ops[i / 2];
+    lb_dtype t = i % 2 ? LB_DTYPE_U8 : LB_DTYPE_I8;
+    lb_graph *g = lb_graph_new("q");
+    int64_t xd[4] = {2, 5, 16, 16}, yd[4] = {2, 5, 16, 16};
+    lb_attrs at = {.alpha = 0.1f, .beta = 0.5f, .n_spatial = 2};
+    if (op == LB_OP_AVG_POOL) {
+      for (int k = 0; k < 2; k++) at.kernel[k] = 3, at.strides[k] = 2, at.dilations[k] = 1;
+      for (int k = 0; k < 4; k++) at.pads[k] = 1;
+      at.count_include_pad = (int)(i / 2) % 2;
+      yd[2] = yd[3] = 8;
+    }
+    uint32_t x = act_value(g, "x", t, 4, xd);
+    ck_assert_int_eq(lb_graph_add_input(g, x), 0);
+    uint32_t y = act_value(g, "y", t, 4, yd);
+    qcase c = {0};
+    finish(g, op, &x, 1, y, &c, &at);
+    jit_vs_interp(g, spec, lb_op_get(op)->name);
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
 /* ---- the instructions each spec asks for, in the emitted assembly -------------------------- */
 
 static char *emit_asm(lb_graph *g, lb_spec *spec) {
@@ -433,6 +468,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(t, test_pack_ref, 0, LB_QK_COUNT);
   tcase_add_loop_test(t, test_jit_random_nodes, 0, 3);
   tcase_add_loop_test(t, test_jit_blocks, 0, 3);
+  tcase_add_test(t, test_jit_lut_and_pool);
   tcase_add_loop_test(t, test_asm, 0, (int)(sizeof asm_cases / sizeof asm_cases[0]));
   tcase_add_test(t, test_asm_wide_fallback);
   suite_add_tcase(s, t);
