@@ -60,6 +60,30 @@ void lb_subgemm_emit(struct lb_lw *L, const lb_qgemm_job *j, const lb_subpacked 
                      LLVMValueRef bsub, LLVMValueRef panel_buf, LLVMValueRef a_pk,
                      LLVMValueRef row0, LLVMValueRef rows);
 
+/* The sub-byte form of one layer's packed weights, for ops_int.c: bits 0 = the layer stays on
+ * the int8 kernel. Realized graphs keep i4/i2 weights in i8 containers with values in the
+ * narrow range, so the form is chosen from the packed values themselves: lossless by
+ * construction, whatever the plan said. LB_SUBBYTE=0 in the environment keeps every layer on
+ * int8 (for benchmarks of the same weights on both kernels). */
+typedef struct lb_subw {
+  int bits;
+  lb_subpacked geom; /* sizes of one group (geom.b == NULL) */
+  int64_t group_bytes;
+} lb_subw;
+/* Compresses G packed groups (each Kp x Np elements of s's type, one after another at b) into
+ * one constant blob *blob when every element fits 4 or 2 bits; else w->bits = 0. */
+int lb_subw_try(struct lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp,
+                int64_t Np, lb_subw *w, LLVMValueRef *blob);
+/* Compressed panels of group g (i64 value) in the blob. */
+LLVMValueRef lb_subw_group(struct lb_lw *L, const lb_subw *w, LLVMValueRef blob, LLVMValueRef g);
+/* Reserves the panel buffer at the end of the step's scratch (64-byte aligned) and returns it;
+ * NULL when w->bits is 0. */
+LLVMValueRef lb_subw_place(struct lb_lw *L, const lb_subw *w, const lb_qk_shape *s, int64_t Kp,
+                           LLVMValueRef scratch, size_t *scratch_bytes);
+/* lb_qgemm_emit, or lb_subgemm_emit on j->b's compressed panels when w->bits. */
+void lb_subw_gemm(struct lb_lw *L, const lb_qgemm_job *j, const lb_subw *w, LLVMValueRef buf,
+                  LLVMValueRef a_pk, LLVMValueRef row0, LLVMValueRef rows);
+
 /* A binary dense layer y[M,N] = requantize(bias + dot(sign(x >= thr), w)) as an emitted
  * function void name(const x8 *x, void *y, void *scratch): scratch holds M * words * 8 bytes
  * of binarized rows (lb_bgemm_scratch). Weights, bias and multipliers are constants. */

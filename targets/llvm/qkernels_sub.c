@@ -4,6 +4,7 @@
  * one vector compare into a mask, XOR with 8 weight columns at once, llvm.ctpop: vpopcntq with
  * AVX512-VPOPCNTDQ, a vpshufb nibble lookup on AVX2, cnt + uaddlp on NEON). Invariant: both
  * compute the interpreter's int32 accumulators exactly and end in lb_qrequant. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "lower.h"
@@ -212,4 +213,67 @@ int lb_bdense_emit(lb_lw *L, const lb_bdense *d, const char *name) {
   if (d->N % BN) bblock(L, &k, lb_c64(L, full), (int)(d->N % BN));
   LLVMBuildRetVoid(L->b);
   return 0;
+}
+
+/* ---- the hook ops_int.c calls ----------------------------------------------------------- */
+
+static int sub_enabled(void) {
+  const char *e = getenv("LB_SUBBYTE");
+  return !(e && !strcmp(e, "0"));
+}
+
+/* The widest of 2 and 4 bits needed over all groups (0: some element needs 8). */
+static int groups_bits(const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp, int64_t Np) {
+  size_t esz = s->wide ? 2 : 1;
+  int bits = 2;
+  for (int64_t g = 0; g < G && bits; g++) {
+    lb_qpacked p = {0, 0, Kp, Np, (char *)b + (size_t)(g * Kp * Np) * esz, 0, NULL};
+    int gb = lb_sub_bits_for(s, &p);
+    bits = gb == 0 ? 0 : gb > bits ? gb : bits;
+  }
+  return bits;
+}
+
+int lb_subw_try(lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp,
+                int64_t Np, lb_subw *w, LLVMValueRef *blob) {
+  memset(w, 0, sizeof *w);
+  int bits = sub_enabled() && Kp * Np > 0 ? groups_bits(s, b, G, Kp, Np) : 0;
+  if (!bits) return 0;
+  size_t esz = s->wide ? 2 : 1;
+  uint8_t *all = NULL;
+  for (int64_t g = 0; g < G; g++) {
+    lb_qpacked p = {0, 0, Kp, Np, (char *)b + (size_t)(g * Kp * Np) * esz, 0, NULL};
+    lb_subpacked sp;
+    if (lb_subpack(s, &p, bits, &sp)) return lb_free(all), LB_ERR_NOMEM;
+    if (!all) all = lb_malloc((size_t)G * sp.b_bytes + 1);
+    if (!all) return lb_subpacked_free(&sp), LB_ERR_NOMEM;
+    memcpy(all + (size_t)g * sp.b_bytes, sp.b, sp.b_bytes);
+    w->geom = sp, w->geom.b = NULL, w->group_bytes = (int64_t)sp.b_bytes;
+    lb_subpacked_free(&sp);
+  }
+  w->bits = bits;
+  *blob = lb_const_blob(L, all, (size_t)(G * w->group_bytes), bits == 4 ? "qb_i4" : "qb_i2");
+  lb_free(all);
+  return 0;
+}
+
+LLVMValueRef lb_subw_group(lb_lw *L, const lb_subw *w, LLVMValueRef blob, LLVMValueRef g) {
+  return lb_gep(L, L->t_i8, blob, mul64(L, g, w->group_bytes));
+}
+
+LLVMValueRef lb_subw_place(lb_lw *L, const lb_subw *w, const lb_qk_shape *s, int64_t Kp,
+                           LLVMValueRef scratch, size_t *scratch_bytes) {
+  if (!w->bits) return NULL;
+  size_t at = (*scratch_bytes + 63) / 64 * 64;
+  *scratch_bytes = at + lb_subgemm_scratch(s, Kp);
+  return lb_gep(L, L->t_i8, scratch, lb_c64(L, (int64_t)at));
+}
+
+void lb_subw_gemm(lb_lw *L, const lb_qgemm_job *j, const lb_subw *w, LLVMValueRef buf,
+                  LLVMValueRef a_pk, LLVMValueRef row0, LLVMValueRef rows) {
+  if (!w->bits) {
+    lb_qgemm_emit(L, j, a_pk, row0, rows);
+    return;
+  }
+  lb_subgemm_emit(L, j, &w->geom, j->b, buf, a_pk, row0, rows);
 }
