@@ -51,9 +51,8 @@ static const char *kernel_gap(const lb_graph *g, const lb_node *n) {
   case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP:
   case LB_OP_MAX_POOL: case LB_OP_GLOBAL_AVG_POOL: case LB_OP_CONCAT: return NULL;
   case LB_OP_AVG_POOL: return n->attr.n_spatial <= 2 ? NULL : "integer avg_pool is 1-D/2-D only";
-  /* leaky_relu, sigmoid, tanh, hard_sigmoid, hard_swish have integer table kernels in the
-   * interpreter (lb_qlut) and QDQ import maps them, but annotate keeps them fp32 until the LLVM
-   * backend lowers the tables too (else --engine jit would refuse the integer graph). */
+  case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH: case LB_OP_HARD_SIGMOID:
+  case LB_OP_HARD_SWISH: return NULL; /* 256-entry tables (lb_qlut) */
   default: return "lowbit has no integer kernel for this op";
   }
 }

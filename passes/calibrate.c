@@ -206,7 +206,10 @@ static int kl_bins(const stat *s, int levels) {
   for (int i = 0; i < BINS; i++) h[i] = (double)(s->pos[i] + s->neg[i]);
   int best = BINS;
   double best_kl = INFINITY;
-  for (int T = levels; T <= BINS; T += 8) {
+  /* never clip the bulk: data far from 0 (a sigmoid's output) leaves the low bins empty, where
+   * KL of a histogram squeezed into its last bin is meaningless */
+  int lo = percentile_bins(s, 0.99);
+  for (int T = lo > levels ? lo : levels; T <= BINS; T += 8) {
     double kl = kl_at(h, T, levels);
     if (kl < best_kl) best_kl = kl, best = T;
   }
@@ -237,7 +240,9 @@ static void range_of(const stat *s, const lb_qval *q, const lb_calib_opts *o, fl
     }
   }
   float th = (float)(s->amax * T / BINS);
+  if (th < *hi && th < -*lo && s->mn > 0) return; /* would clip everything: keep min..max */
   *lo = fmaxf(*lo, -th), *hi = fminf(*hi, th);
+  if (*hi < *lo) *hi = *lo;
 }
 
 /* ---- the driver --------------------------------------------------------------------------- */
