@@ -210,21 +210,35 @@ static const void *typed_field(const Onnx__TensorProto *t, lb_dtype dt, size_t *
   }
 }
 
-static int decode_data(const Onnx__TensorProto *t, lb_dtype dt, int64_t numel, size_t nbytes,
-                       void *dst, lb_diag *diag) {
+/* Checks that the storage field holds exactly numel elements (nbytes of raw data). Done before
+ * the destination is allocated, so a tiny file cannot make us allocate gigabytes. */
+static int check_count(const Onnx__TensorProto *t, lb_dtype dt, int64_t numel, size_t nbytes,
+                       lb_diag *diag) {
   if (t->has_raw_data) {
     if (t->raw_data.len != nbytes)
       return lb_diag_err(diag, LB_ERR_INPUT, "raw_data has %zu bytes, expected %zu",
                          t->raw_data.len, nbytes);
+    return 0;
+  }
+  size_t count;
+  const char *field;
+  typed_field(t, dt, &count, &field);
+  if (count != (uint64_t)numel)
+    return lb_diag_err(diag, LB_ERR_INPUT, "%s has %zu elements, expected %lld%s", field, count,
+                       (long long)numel, count == 0 ? " (tensor has no data)" : "");
+  return 0;
+}
+
+/* Copies the (already counted) data into dst. */
+static int decode_data(const Onnx__TensorProto *t, lb_dtype dt, int64_t numel, size_t nbytes,
+                       void *dst, lb_diag *diag) {
+  if (t->has_raw_data) {
     if (nbytes) memcpy(dst, t->raw_data.data, nbytes);
     return 0;
   }
   size_t count;
   const char *field;
   const void *src = typed_field(t, dt, &count, &field);
-  if (count != (uint64_t)numel)
-    return lb_diag_err(diag, LB_ERR_INPUT, "%s has %zu elements, expected %lld%s", field, count,
-                       (long long)numel, count == 0 ? " (tensor has no data)" : "");
   if (dt == LB_DTYPE_I8 || dt == LB_DTYPE_U8 || dt == LB_DTYPE_I16 || dt == LB_DTYPE_BOOL)
     return narrow_ints(src, numel, dt, dst, diag);
   if (nbytes) memcpy(dst, src, nbytes);
@@ -261,6 +275,7 @@ int lb_onnx_decode_tensor(const Onnx__TensorProto *t, lb_tensor *out, size_t *nb
   if (numel < 0 || nb > LB_ONNX_MAX_BYTES)
     return lb_diag_err(diag, LB_ERR_INPUT, "tensor too large (limit %llu bytes)",
                        (unsigned long long)LB_ONNX_MAX_BYTES);
+  LB_TRY(check_count(t, out->dtype, numel, nb, diag));
   out->data = lb_malloc(nb);
   if (!out->data) return lb_diag_err(diag, LB_ERR_NOMEM, "out of memory (%zu bytes)", nb);
   int rc = decode_data(t, out->dtype, numel, nb, out->data, diag);
