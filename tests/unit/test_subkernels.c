@@ -288,6 +288,44 @@ START_TEST(test_binary_jit) {
 }
 END_TEST
 
+/* The popcount each target gets from llvm.ctpop: vpshufb nibble lookup (AVX2), vpopcntq
+ * (Zen 5: AVX512-VPOPCNTDQ), cnt (NEON). */
+static const struct {
+  const char *spec, *want;
+} pop_asm[] = {{"x86-64-avx2", "vpshufb"}, {"x86-64-zen5", "vpopcntq"}, {"aarch64-neon", "cnt"}};
+
+START_TEST(test_binary_asm) {
+  lb_spec *spec = load_spec(pop_asm[_i].spec);
+  uint8_t w[40 * 200 / 8];
+  int32_t bias[40];
+  float mul[40];
+  for (size_t i = 0; i < sizeof w; i++) w[i] = (uint8_t)rnd();
+  for (int i = 0; i < 40; i++) bias[i] = i, mul[i] = 0.1f;
+  lb_bdense bd = {3, 200, 40, LB_DTYPE_U8, LB_DTYPE_U8, 128, w, bias, mul, 0, 0, 255};
+  lb_lw L;
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_lw_init(&L, NULL, spec, "bin", &d) == 0, "%s", d.msg);
+  ck_assert_int_eq(lb_bdense_emit(&L, &bd, "t_bin"), 0);
+  ck_assert_msg(lb_lw_optimize(&L) == 0, "%s", d.msg);
+  char path[] = "/tmp/lb_sub_asm_XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  ck_assert_msg(lb_lw_write(&L, LB_EMIT_ASM, path) == 0, "%s", d.msg);
+  lb_lw_dispose(&L);
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  char line[512];
+  int found = 0;
+  while (!found && fgets(line, sizeof line, f)) found = strstr(line, pop_asm[_i].want) != NULL;
+  fclose(f);
+  unlink(path);
+  ck_assert_msg(found, "%s: no %s in the binary kernel", pop_asm[_i].spec, pop_asm[_i].want);
+  lb_spec_free(spec);
+}
+END_TEST
+
 /* ---- whole integer nodes through the backend (ops_int.c dispatches to the sub-byte GEMM) --- */
 
 typedef struct ncase {
@@ -533,6 +571,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, test_roundtrip, 0, LB_QK_COUNT);
   tcase_add_loop_test(tc, test_gemm_jit, 0, 3);
   tcase_add_test(tc, test_binary_jit);
+  tcase_add_loop_test(tc, test_binary_asm, 0, 3);
   tcase_add_loop_test(tc, test_nodes_jit, 0, 3);
   tcase_add_loop_test(tc, test_nodes_aot, 0, 4);
   suite_add_tcase(s, tc);
