@@ -7,8 +7,11 @@
 #   - latency (lowbit bench, CPU ms) of all-int8, of the mixed plan on the sub-byte kernels,
 #     and of the same mixed plan with LB_SUBBYTE=0 (same weights on the int8 kernel): the last
 #     ratio is the sub-byte kernels' throughput relative to the int8 kernel on the same shapes.
+# With ARM=1, each mixed plan is also compiled for aarch64-dotprod and aarch64-i8mm (qemu
+# -cpu max) and aarch64-neon (qemu -cpu cortex-a72, where the spec has the plan's combinations)
+# and its AOT output on the first evaluation sample compared byte for byte with the interpreter.
 # Not a test: timings depend on the machine and its load. Environment: BUILD (build/),
-# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3).
+# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3), ARM (0).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build}
@@ -30,6 +33,24 @@ cpu_ms() { # model calib [bench options...]: median over rounds of the CPU media
     "$lowbit" bench "$m" --spec "$spec" --calib "$c" --iters "$iters" --warmup 20 --json "$@" 2> /dev/null |
       field cpu_median_ms
   done | median
+}
+
+# AOT AArch64 objects of the plan under qemu against the interpreter, first sample only.
+arm_check() {
+  local name=$1 onnx=$2 plan=$3 calib=$4 eval=$5 s cpu
+  /usr/bin/python3 -c 'import sys, numpy as np; x = np.load(sys.argv[1])[:1]; np.save(sys.argv[2], x); x.tofile(sys.argv[3])' \
+    "$eval" "$work/one.npy" "$work/one.bin"
+  "$lowbit" run "$onnx" --spec "$spec" --plan "$plan" --calib "$calib" -i "$work/one.npy" -o "$work/ref.bin" > /dev/null 2>&1
+  for s in aarch64-dotprod:max aarch64-i8mm:max aarch64-neon:cortex-a72; do
+    cpu=${s#*:} s=${s%%:*}
+    if ! "$lowbit" compile "$onnx" --spec "$s" --plan "$plan" --calib "$calib" -o "$work/a.o" > /dev/null 2>&1; then
+      echo "  $s: the plan's combinations are not all in this spec"; continue
+    fi
+    aarch64-linux-gnu-gcc -static -O1 -std=c11 -I"$work" -DLB_HEADER='"a.h"' -DLB_PREFIX=a \
+      "$root/tests/aot/harness.c" "$work/a.o" -lm -o "$work/h"
+    qemu-aarch64 -cpu "$cpu" "$work/h" "$work/one.bin" "$work/aot.bin"
+    echo "  $s (qemu -cpu $cpu): AOT $(cmp -s "$work/aot.bin" "$work/ref.bin" && echo == || echo '!=') interpreter, .rodata $(rodata "$work/a.o") B"
+  done
 }
 
 printf '%-14s %9s %9s %9s %9s %7s  %9s %9s %9s %7s %7s %s\n' model "obj i8" "obj mix" "wt i8" \
@@ -59,4 +80,5 @@ for name in digits_mlp digits_cnn digits_resnet; do
     "$(stat -c %s "$work/i8.o")" "$(stat -c %s "$work/mix.o")" "$wi8" "$wmix" "${bits:-none}" \
     "$t8" "$tm" "$tm8" "$(awk "BEGIN { print $tm / $t8 }")" "$(awk "BEGIN { print $tm / $tm8 }")" "$same"
   sed -n 's/^search auto: /  search: /p' "$work/$name.search"
+  [ "${ARM:-0}" = 1 ] && arm_check "$name" "$onnx" "$plan" "$calib" "$eval"
 done

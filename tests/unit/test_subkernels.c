@@ -209,7 +209,7 @@ static int host_runs(int kind) {
   switch (kind) {
   case LB_QK_PMADDWD: case LB_QK_PMADDUBSW: return __builtin_cpu_supports("avx2");
   case LB_QK_VPDPBUSD: return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  default: return 0; /* AArch64 kernels: AOT under qemu (tools/bench_subbyte.sh --arm) */
+  default: return 0; /* AArch64 kernels: AOT under qemu in test_nodes_aot */
   }
 }
 
