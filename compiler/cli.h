@@ -10,6 +10,8 @@ int lb_cmd_run(int argc, char **argv);
 int lb_cmd_compile(int argc, char **argv);
 int lb_cmd_bench(int argc, char **argv);
 int lb_cmd_spec(int argc, char **argv);
+/* `lowbit spec calibrate ...` (cmd_spec_calibrate.c); argv starts after "calibrate". */
+int lb_cmd_spec_calibrate(int argc, char **argv);
 
 /* Maps a library status to an exit status. */
 static inline int lb_exit_code(int status) {

@@ -1,6 +1,6 @@
 /* `lowbit spec`: check (validate files, exit 0/2), show (a spec with extends resolved, as
- * YAML) and list (bundled specs, one line each). Errors print the located message, then the
- * source line with a caret. Nothing here knows any target by name. */
+ * YAML), list (bundled specs, one line each) and calibrate (cmd_spec_calibrate.c). Errors
+ * print the located message, then the source line with a caret. Nothing here knows any target by name. */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +11,8 @@ static void usage(FILE *f) {
   fprintf(f, "usage: lowbit spec check SPEC...   validate spec files (exit 0 ok, 2 errors)\n"
              "       lowbit spec show SPEC       print SPEC with extends resolved, as YAML\n"
              "       lowbit spec list            bundled specs, one line each\n"
+             "       lowbit spec calibrate SPEC -o OUT.yaml [--model M.onnx ...]\n"
+             "                                   SPEC with conv/dense efficiencies measured here\n"
              "SPEC is a bundled name, a path to a .yaml file, or 'host' (this machine).\n"
              "How to write one: specs/README.md\n");
 }
@@ -99,6 +101,7 @@ int lb_cmd_spec(int argc, char **argv) {
   if (strcmp(argv[1], "check") == 0) return check(argc - 2, argv + 2);
   if (strcmp(argv[1], "show") == 0) return show(argc - 2, argv + 2);
   if (strcmp(argv[1], "list") == 0 && argc == 2) return list();
+  if (strcmp(argv[1], "calibrate") == 0) return lb_cmd_spec_calibrate(argc - 2, argv + 2);
   fprintf(stderr, "lowbit spec: unknown subcommand or arguments '%s' (try 'lowbit spec --help')\n",
           argv[1]);
   return 2;

@@ -105,6 +105,13 @@ size_t lb_spec_combos(const lb_spec *s, lb_spec_opkind k, const lb_spec_combo **
   return s->n_combos[k];
 }
 
+int lb_spec_set_efficiency(lb_spec *s, lb_spec_opkind k, const char *label, double eff) {
+  if ((unsigned)k >= LB_SPEC_OPKIND_COUNT || !(eff > 0 && eff <= 1)) return -1;
+  for (size_t i = 0; i < s->n_combos[k]; i++)
+    if (strcmp(s->combos[k][i].label, label) == 0) return s->combos[k][i].efficiency = eff, 0;
+  return -1;
+}
+
 double lb_spec_combo_rate(const lb_spec_combo *c) {
   return (c->macs_per_cycle > 0 ? c->macs_per_cycle : c->elements_per_cycle) * c->efficiency;
 }

@@ -139,6 +139,10 @@ const lb_spec_combo *lb_spec_find(const lb_spec *s, lb_spec_opkind k, lb_dtype a
                                   lb_dtype weight);
 /* Sustained rate of a combination: macs_per_cycle (or elements_per_cycle) x efficiency. */
 double lb_spec_combo_rate(const lb_spec_combo *c);
+/* Replaces the efficiency of combination `label` of kind k (lowbit spec calibrate); eff must be
+ * in (0, 1]. Returns 0, or -1 when there is no such combination or eff is out of range. The
+ * one mutator of a loaded spec: call it before the spec is shared. */
+int lb_spec_set_efficiency(lb_spec *s, lb_spec_opkind k, const char *label, double eff);
 /* Peak MACs per cycle of the best dense combination with 8-bit activations and i8 weights
  * (0 if the spec has none). */
 double lb_spec_int8_peak_macs(const lb_spec *s);
