@@ -362,7 +362,7 @@ static int read_combo_dtypes(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo 
 static int read_combo_quant(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo *c,
                             lb_diag *d) {
   const lb_ynode *v;
-  int w = lb_spec_opkind_has_weight(k), e;
+  int w = lb_spec_opkind_has_weight(k), e = 0;
   if (lb_dtype_is_float(c->act)) {
     for (size_t i = 0; i < N_OF(quant_keys); i++)
       if ((v = lb_yaml_get(n, quant_keys[i])))
