@@ -316,7 +316,7 @@ static int read_dtype(const lb_ynode *n, const char *what, lb_dtype *out, lb_dia
     names[t] = t == LB_DTYPE_F64 || t == LB_DTYPE_I64 || t == LB_DTYPE_BOOL
                    ? NULL
                    : lb_dtype_name((lb_dtype)t);
-  int v;
+  int v = 0;
   LB_TRY(read_enum(n, what, names, LB_DTYPE_COUNT, &v, d));
   *out = (lb_dtype)v;
   return 0;
