@@ -144,6 +144,7 @@ static void gconv_taps(lb_lw *L, gconv *c, int k, LLVMValueRef xo, LLVMValueRef 
     lb_store(L, s, c->acc, 4);
     return;
   }
+  LB_ASSERT(k < LB_MAX_SPATIAL); /* ns <= 3; also tells gcc the arrays stay in bounds */
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, c->w->dims[2 + k]), 1);
   LLVMValueRef ih =

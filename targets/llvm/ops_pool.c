@@ -123,6 +123,7 @@ static void positions(pool *p, int k, LLVMValueRef *opos, LLVMValueRef obase, LL
     channels(p, opos, obase, ibase);
     return;
   }
+  LB_ASSERT(k < LB_MAX_SPATIAL); /* ns <= 3; also tells gcc the arrays stay in bounds */
   lb_lw *L = p->L;
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, p->out->dims[2 + k]), 1);
