@@ -2,7 +2,8 @@
  * with its scalar _ref (kernels_ref.c) over shape sweeps that hit the tile and block edges, at the
  * host's vector width, at 128 bits (NEON-like) and at 32 bits (scalar); the same cases are then
  * compiled for AArch64 (NEON) and run under qemu-aarch64. Tolerance: 1e-5 relative to the sum of
- * |terms| of each output, which bounds fp32 rounding of any summation order. */
+ * |terms| of each output, which bounds fp32 rounding of any summation order. LB_TEST_QUICK: the
+ * fixed cases and the first 6 random ones of each kind. */
 #include <check.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include "kernels.h"
+
+#include "../quick.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -358,6 +361,12 @@ static char *emit_case(LLVMModuleRef mod, int i, const lb_kern_cfg *cfg, size_t 
   return strdup(LLVMGetValueName2(out.fn, &len));
 }
 
+/* Case i of the combined list is left out of a quick run (a random case past the 6th). */
+static int case_skipped(int i) {
+  int r = i < N_GEMM_CASES ? i - (N_GEMM_CASES - N_RANDOM) : i - (N_CASES - N_RANDOM);
+  return r >= 6 && lb_test_quick();
+}
+
 static int case_cfg_id(int i) {
   return i < N_GEMM_CASES ? gemm_cases[i].cfg : conv_cases[i - N_GEMM_CASES].cfg;
 }
@@ -373,12 +382,16 @@ static void jit_setup(void) {
   lb_diag diag = {0};
   ck_assert_int_eq(lb_kjit_new(&jit, &mod, &diag), 0);
   char *names[N_CASES + N_CONV_CASES];
+  int idx[N_CASES + N_CONV_CASES], n = 0; /* idx: case i, or N_CASES + i for conv i's im2col */
   for (int i = 0; i < N_CASES; i++) {
+    if (case_skipped(i)) continue;
     lb_kern_cfg cfg;
     case_cfg(case_cfg_id(i), &cfg);
-    names[i] = emit_case(mod, i, &cfg, &case_scratch[i]);
+    idx[n] = i;
+    names[n++] = emit_case(mod, i, &cfg, &case_scratch[i]);
   }
   for (int i = 0; i < N_CONV_CASES; i++) {
+    if (case_skipped(N_GEMM_CASES + i)) continue;
     lb_kern_cfg cfg;
     lb_conv_desc d;
     lb_kern_out im;
@@ -386,14 +399,17 @@ static void jit_setup(void) {
     conv_case_desc(&conv_cases[i], &d);
     ck_assert_msg(lb_emit_im2col_f32(mod, &cfg, &d, &im, &diag) == 0, "%s", diag.msg);
     size_t len;
-    names[N_CASES + i] = strdup(LLVMGetValueName2(im.fn, &len));
+    idx[n] = N_CASES + i;
+    names[n++] = strdup(LLVMGetValueName2(im.fn, &len));
   }
   void *fns[N_CASES + N_CONV_CASES];
-  ck_assert_msg(lb_kjit_finish(jit, (const char *const *)names, fns, N_CASES + N_CONV_CASES,
-                               &diag) == 0, "%s", diag.msg);
-  for (int i = 0; i < N_CASES + N_CONV_CASES; i++) free(names[i]);
-  memcpy(case_fns, fns, sizeof case_fns);
-  memcpy(im2col_fns, fns + N_CASES, sizeof im2col_fns);
+  ck_assert_msg(lb_kjit_finish(jit, (const char *const *)names, fns, n, &diag) == 0, "%s",
+                diag.msg);
+  for (int k = 0; k < n; k++) {
+    free(names[k]);
+    if (idx[k] < N_CASES) case_fns[idx[k]] = fns[k];
+    else im2col_fns[idx[k] - N_CASES] = fns[k];
+  }
 }
 
 static void jit_teardown(void) {
@@ -402,6 +418,7 @@ static void jit_teardown(void) {
 }
 
 START_TEST(kernel_vs_ref) {
+  if (case_skipped(_i)) return;
   lb_kern_cfg cfg;
   case_cfg(case_cfg_id(_i), &cfg);
   problem p;
@@ -417,6 +434,7 @@ START_TEST(kernel_vs_ref) {
 END_TEST
 
 START_TEST(im2col_vs_ref) {
+  if (case_skipped(N_GEMM_CASES + _i)) return;
   lb_conv_desc d;
   conv_case_desc(&conv_cases[_i], &d);
   int64_t nx = d.n * d.h * d.w * d.ldx, nc = d.n * d.oh * d.ow * d.kh * d.kw * d.c_in;
@@ -469,17 +487,17 @@ static void a64_object(LLVMModuleRef mod, const char *path) {
 
 /* A static AArch64 driver: for each case reads in_I.bin (the four inputs back to back), calls the
  * kernel on a sentinel-filled output and writes out_I.bin. */
-static void a64_driver(const char *path, char *const *names, problem *p) {
+static void a64_driver(const char *path, char *const *names, problem *p, int n) {
   FILE *f = fopen(path, "w");
   ck_assert_ptr_nonnull(f);
   fprintf(f, "#include <stdio.h>\n#include <stdlib.h>\ntypedef void (*kf)(const float *, const "
              "float *, const float *, const float *, float *, float *);\n");
-  for (int i = 0; i < N_CASES; i++)
+  for (int i = 0; i < n; i++)
     fprintf(f, "void %s(const float *, const float *, const float *, const float *, float *, "
                "float *);\n", names[i]);
   fprintf(f, "static struct { kf f; long n[4], out; unsigned long scratch; int bias, res; } "
              "t[] = {\n");
-  for (int i = 0; i < N_CASES; i++)
+  for (int i = 0; i < n; i++)
     fprintf(f, "{%s, {%lld, %lld, %lld, %lld}, %lld, %zu, %d, %d},\n", names[i],
             (long long)p[i].n_in[0], (long long)p[i].n_in[1], (long long)p[i].n_in[2],
             (long long)p[i].n_in[3], (long long)p[i].n_out, p[i].scratch, p[i].has_bias,
@@ -495,7 +513,7 @@ static void a64_driver(const char *path, char *const *names, problem *p) {
              "    t[i].f(in[0], in[1], t[i].bias ? in[2] : 0, t[i].res ? in[3] : 0, o, s);\n"
              "    snprintf(fn, sizeof fn, \"%%s/out_%%d.bin\", v[1], i);\n"
              "    f = fopen(fn, \"wb\");\n    if (!f || fwrite(o, 4, t[i].out, f) != "
-             "(size_t)t[i].out) return 3;\n    fclose(f);\n  }\n  return 0;\n}\n", N_CASES);
+             "(size_t)t[i].out) return 3;\n    fclose(f);\n  }\n  return 0;\n}\n", n);
   fclose(f);
 }
 
@@ -524,30 +542,34 @@ START_TEST(aarch64_qemu) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("a64", ctx);
   char *names[N_CASES];
-  static problem p[N_CASES];
+  static problem p[N_CASES]; /* entry k is case idx[k]; quick runs leave cases out */
+  int idx[N_CASES], n = 0;
   for (int i = 0; i < N_CASES; i++) {
+    if (case_skipped(i)) continue;
     lb_kern_cfg cfg;
     size_t scratch;
     a64_cfg(i, &cfg);
-    names[i] = emit_case(mod, i, &cfg, &scratch);
-    case_problem(i, &cfg, scratch, &p[i]);
-    snprintf(path, sizeof path, "%s/in_%d.bin", dir, i);
-    write_file(path, p[i].in, p[i].n_in, 4);
+    idx[n] = i;
+    names[n] = emit_case(mod, i, &cfg, &scratch);
+    case_problem(i, &cfg, scratch, &p[n]);
+    snprintf(path, sizeof path, "%s/in_%d.bin", dir, n);
+    write_file(path, p[n].in, p[n].n_in, 4);
+    n++;
   }
   snprintf(path, sizeof path, "%s/k.o", dir);
   a64_object(mod, path);
   LLVMDisposeModule(mod);
   LLVMContextDispose(ctx);
   snprintf(path, sizeof path, "%s/drv.c", dir);
-  a64_driver(path, names, p);
+  a64_driver(path, names, p, n);
   snprintf(cmd, sizeof cmd, "aarch64-linux-gnu-gcc -O1 -static -o %s/drv %s/drv.c %s/k.o && "
            "qemu-aarch64 -cpu cortex-a53 %s/drv %s", dir, dir, dir, dir, dir);
   ck_assert_msg(system(cmd) == 0, "cross build or qemu run failed: %s", cmd);
-  for (int i = 0; i < N_CASES; i++) {
+  for (int i = 0; i < n; i++) {
     snprintf(path, sizeof path, "%s/out_%d.bin", dir, i);
     float *got = read_file(path, p[i].n_out);
     char what[300];
-    snprintf(what, sizeof what, "aarch64 case %d (%s)", i, names[i]);
+    snprintf(what, sizeof what, "aarch64 case %d (%s)", idx[i], names[i]);
     check_close(got, p[i].want, p[i].mag, p[i].rows, p[i].cols, p[i].ld, p[i].n_out, what);
     free(got), free(names[i]);
     problem_free(&p[i]);

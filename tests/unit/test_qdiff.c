@@ -3,7 +3,8 @@
  * max_pool, global_avg_pool, flatten, gemm, matmul) are quantized and realized through the real
  * passes for a bundled spec, then run by the interpreter and by the JIT (and a subset as AOT
  * objects on x86 and on AArch64 under qemu); every integer tensor must be bit-identical.
- * LB_QDIFF_SEED=N picks another seed, LB_QDIFF_CASES=N another count (default 200). */
+ * LB_QDIFF_SEED=N picks another seed, LB_QDIFF_CASES=N another count (default 200; 40, one
+ * AOT graph per target and each model on a share of the specs under LB_TEST_QUICK). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include "spec.h"
 #include "target.h"
 #include "tensor_io.h"
+
+#include "../quick.h"
 
 static unsigned rng;
 static unsigned rnd(void) {
@@ -290,7 +293,7 @@ static unsigned seed0(void) {
 
 START_TEST(test_jit_random_graphs) {
   const char *e = getenv("LB_QDIFF_CASES");
-  int cases = e ? atoi(e) : 200, runs = 0, integer = 0, skipped = 0;
+  int cases = e ? atoi(e) : lb_test_count(200, 40), runs = 0, integer = 0, skipped = 0;
   lb_spec *specs[N_JIT_SPECS];
   int runs_here[N_JIT_SPECS];
   for (int i = 0; i < N_JIT_SPECS; i++) {
@@ -394,8 +397,8 @@ static void aot_case(lb_graph *q, lb_spec *spec, int a, const char *what) {
 START_TEST(test_aot_random_graphs) {
   lb_spec *spec = load_spec(aot[_i].spec);
   rng = seed0() + 1000u * (unsigned)(_i + 1);
-  int done = 0;
-  for (int c = 0; done < 2 && c < 40; c++) {
+  int done = 0, want = lb_test_count(2, 1);
+  for (int c = 0; done < want && c < 40; c++) {
     char desc[512], what[700];
     lb_graph *g = random_graph(desc, sizeof desc);
     snprintf(what, sizeof what, "AOT case %d on %s: %s", c, aot[_i].spec, desc);
@@ -406,7 +409,7 @@ START_TEST(test_aot_random_graphs) {
     lb_graph_free(q);
     done++;
   }
-  ck_assert_int_eq(done, 2);
+  ck_assert_int_eq(done, want);
   lb_spec_free(spec);
 }
 END_TEST
@@ -470,7 +473,10 @@ START_TEST(test_models_every_spec) {
   int n = lb_spec_list_names(&names, &d);
   ck_assert_msg(n > 0, "%s", d.msg);
   rng = seed0();
-  for (int i = 0; i < n; i++) model_on_spec(models[_i].model, &calib, names[i]);
+  /* quick: spec i for model i mod 4 only, so every spec still runs some model */
+  int n_models = (int)(sizeof models / sizeof models[0]);
+  for (int i = 0; i < n; i++)
+    if (!lb_test_quick() || i % n_models == _i) model_on_spec(models[_i].model, &calib, names[i]);
   lb_spec_names_free(names, n);
   lb_free(calib.data);
 }

@@ -3,7 +3,8 @@
  * and run-time B, conv: dense, grouped, depthwise, 1-D, strided, dilated, residual, i32
  * accumulator output; i8 and u8 activations, zero and non-zero weight zero points) compiled
  * for each spec and compared bit for bit with the interpreter: JIT for what this host runs,
- * assembly inspection for the instruction each spec names (vpdpbusd without AVX-512 hosts). */
+ * assembly inspection for the instruction each spec names (vpdpbusd without AVX-512 hosts).
+ * LB_TEST_QUICK: 16 random nodes per spec instead of 48 (two of each kind's 8-case cycle). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #include "quant.h"
 #include "spec.h"
 #include "target.h"
+
+#include "../quick.h"
 
 static unsigned rng = 12345;
 static unsigned rnd(void) {
@@ -311,7 +314,7 @@ START_TEST(test_jit_random_nodes) {
     return;
   }
   rng = 777 + (unsigned)_i;
-  for (int t = 0; t < 48; t++) {
+  for (int t = 0, n = lb_test_count(48, 16); t < n; t++) {
     qcase c = random_case(t % 4 == 3 || t % 8 == 1 ? 3 : t % 4);
     char what[256];
     describe(&c, what, sizeof what);

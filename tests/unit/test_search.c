@@ -2,7 +2,8 @@
  * (compiler/interp_subbyte.c): packing and binary dot products against hand-computed bytes,
  * the reference kernels against independent integer arithmetic, weight quantization by hand,
  * and real searches on the digits models (auto against hago-greedy, the searched plan realized
- * as an integer graph and run by the interpreter), plus the located errors. */
+ * as an integer graph and run by the interpreter), plus the located errors. LB_TEST_QUICK: the
+ * auto-vs-hago comparison on the first two models only. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include "passes.h"
 #include "search.h"
 #include "tensor_io.h"
+
+#include "../quick.h"
 
 #define MODELS LB_SOURCE_DIR "/tests/models/"
 
@@ -238,6 +241,7 @@ static const struct {
 };
 
 START_TEST(digits_auto_vs_hago) {
+  if (lb_test_quick() && _i >= 2) return;
   run a, h;
   prep(&a, digits[_i].model, digits[_i].calib, digits[_i].x);
   prep(&h, digits[_i].model, digits[_i].calib, digits[_i].x);
