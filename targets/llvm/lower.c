@@ -94,12 +94,9 @@ static void use(plan *p, int b) {
 
 static size_t vbytes(const lb_value *v) { return lb_dtype_bytes(v->dtype, lb_value_numel(v)); }
 
-/* What layout op n needs for its input i. */
-static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
-  switch (n->op) {
-  case LB_OP_CONV:
-    return (lb_conv_wants_nhwc(g, n) || lb_int_conv_nhwc(g, n)) && (i == 0 || i == 3) ? REQ_NHWC
-                                                                                      : REQ_ANY;
+/* Ops that work on any 4-D layout and keep their input's layout (elementwise, pooling, pad). */
+static int layout_follows_input(lb_op op) {
+  switch (op) {
   case LB_OP_ADD:
   case LB_OP_SUB:
   case LB_OP_MUL:
@@ -115,9 +112,20 @@ static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
   case LB_OP_AVG_POOL:
   case LB_OP_GLOBAL_AVG_POOL:
   case LB_OP_BATCHNORM:
-  case LB_OP_CONCAT:
   case LB_OP_PAD:
-  case LB_OP_IDENTITY:
+  case LB_OP_IDENTITY: return 1;
+  default: return 0;
+  }
+}
+
+/* What layout op n needs for its input i. */
+static int requirement(const lb_graph *g, const lb_node *n, uint32_t i) {
+  if (layout_follows_input(n->op)) return REQ_ANY;
+  switch (n->op) {
+  case LB_OP_CONV:
+    return (lb_conv_wants_nhwc(g, n) || lb_int_conv_nhwc(g, n)) && (i == 0 || i == 3) ? REQ_NHWC
+                                                                                      : REQ_ANY;
+  case LB_OP_CONCAT:
   case LB_OP_SHAPE:
   case LB_OP_TRANSPOSE:
   case LB_OP_REDUCE_MEAN:
@@ -138,33 +146,17 @@ static int out_layout(const plan *p, const lb_node *n) {
     for (uint32_t i = 0; i < n->n_in; i++)
       if (!p->v[n->in[i]].nhwc) return 0;
     return 1;
-  case LB_OP_ADD:
-  case LB_OP_SUB:
-  case LB_OP_MUL:
-  case LB_OP_DIV:
-  case LB_OP_RELU:
-  case LB_OP_LEAKY_RELU:
-  case LB_OP_CLIP:
-  case LB_OP_SIGMOID:
-  case LB_OP_TANH:
-  case LB_OP_HARD_SIGMOID:
-  case LB_OP_HARD_SWISH:
-  case LB_OP_MAX_POOL:
-  case LB_OP_AVG_POOL:
-  case LB_OP_GLOBAL_AVG_POOL:
-  case LB_OP_BATCHNORM:
-  case LB_OP_PAD:
-  case LB_OP_IDENTITY:
-    for (uint32_t i = 0; i < n->n_in && i < 2; i++) {
-      const lb_value *x = &g->values[n->in[i]];
-      if (x->rank == 4 && !x->data &&
-          (n->op == LB_OP_GLOBAL_AVG_POOL || n->op == LB_OP_MAX_POOL || n->op == LB_OP_AVG_POOL ||
-           n->op == LB_OP_PAD || !memcmp(x->dims, o->dims, sizeof o->dims)))
-        return p->v[n->in[i]].nhwc;
-    }
-    return 0;
-  default: return 0;
+  default: break;
   }
+  if (!layout_follows_input(n->op)) return 0;
+  for (uint32_t i = 0; i < n->n_in && i < 2; i++) {
+    const lb_value *x = &g->values[n->in[i]];
+    if (x->rank == 4 && !x->data &&
+        (n->op == LB_OP_GLOBAL_AVG_POOL || n->op == LB_OP_MAX_POOL || n->op == LB_OP_AVG_POOL ||
+         n->op == LB_OP_PAD || !memcmp(x->dims, o->dims, sizeof o->dims)))
+      return p->v[n->in[i]].nhwc;
+  }
+  return 0;
 }
 
 static int copy_step(plan *p, int src, int dst, uint32_t value) {
