@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "spec.h"
 #include "spec_int.h"
+#include "../silence.h"
 
 static lb_spec *load_ok(const char *name) {
   lb_spec *s = NULL;
@@ -507,20 +508,7 @@ END_TEST
 static int run_cmd(const char *a, const char *b, const char *c) {
   char *argv[] = {"spec", (char *)a, (char *)b, (char *)c, NULL};
   int argc = c ? 4 : b ? 3 : a ? 2 : 1;
-  /* keep the test log readable: the command's output goes to /dev/null, then fds come back */
-  fflush(stdout);
-  fflush(stderr);
-  int out = dup(1), err = dup(2), null = open("/dev/null", O_WRONLY);
-  ck_assert(out >= 0 && err >= 0 && null >= 0);
-  dup2(null, 1);
-  dup2(null, 2);
-  int rc = lb_cmd_spec(argc, argv);
-  fflush(stdout);
-  fflush(stderr);
-  dup2(out, 1);
-  dup2(err, 2);
-  close(out), close(err), close(null);
-  return rc;
+  return lb_test_silenced(lb_cmd_spec, argc, argv);
 }
 
 START_TEST(cli_exit_codes) {

@@ -10,25 +10,11 @@
 
 #include "cli.h"
 #include "spec.h"
+#include "../silence.h"
 
 static const char *model = LB_SOURCE_DIR "/tests/models/digits_cnn.onnx";
 
-/* lb_cmd_spec with the output silenced (the test log stays readable). */
-static int run_spec(int argc, char **argv) {
-  fflush(stdout);
-  fflush(stderr);
-  int out = dup(1), err = dup(2), null = open("/dev/null", O_WRONLY);
-  ck_assert(out >= 0 && err >= 0 && null >= 0);
-  dup2(null, 1);
-  dup2(null, 2);
-  int rc = lb_cmd_spec(argc, argv);
-  fflush(stdout);
-  fflush(stderr);
-  dup2(out, 1);
-  dup2(err, 2);
-  close(out), close(err), close(null);
-  return rc;
-}
+static int run_spec(int argc, char **argv) { return lb_test_silenced(lb_cmd_spec, argc, argv); }
 
 static void tmp_path(char *buf, size_t n, const char *tag) {
   snprintf(buf, n, "%s/speccal_%s_%ld.yaml", LB_BINARY_DIR, tag, (long)getpid());
