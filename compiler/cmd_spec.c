@@ -1,6 +1,8 @@
 /* `lowbit spec`: check (validate files, exit 0/2), show (a spec with extends resolved, as
  * YAML), list (bundled specs, one line each) and calibrate (cmd_spec_calibrate.c). Errors
- * print the located message, then the source line with a caret. Nothing here knows any target by name. */
+ * print the located message, then the source line with a caret; check warns (one located line,
+ * exit status unchanged) about combinations lowbit accepts but does not implement. Nothing
+ * here knows any target by name. */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +17,20 @@ static void usage(FILE *f) {
              "                                   SPEC with conv/dense efficiencies measured here\n"
              "SPEC is a bundled name, a path to a .yaml file, or 'host' (this machine).\n"
              "How to write one: specs/README.md\n");
+}
+
+/* One located warning per combination whose requantize method lowbit does not implement
+ * (annotate leaves layers that would use it fp32, with that reason in the plan report). */
+static void warn_requant(const lb_spec *s) {
+  for (int k = 0; k < LB_SPEC_OPKIND_COUNT; k++) {
+    const lb_spec_combo *c;
+    size_t n = lb_spec_combos(s, (lb_spec_opkind)k, &c);
+    for (size_t j = 0; j < n; j++)
+      if (c[j].requant == LB_REQUANT_FIXED_POINT || c[j].requant == LB_REQUANT_SHIFT)
+        fprintf(stderr, "%s:%d: warning: ops.%s.%s: requantize %s is not implemented (lowbit "
+                "implements fp32); layers that would use it stay fp32\n", c[j].file, c[j].line,
+                lb_spec_opkind_name((lb_spec_opkind)k), c[j].label, lb_requant_name(c[j].requant));
+  }
 }
 
 static int check(int argc, char **argv) {
@@ -33,6 +49,7 @@ static int check(int argc, char **argv) {
       if (lb_exit_code(rc) > status) status = lb_exit_code(rc);
       continue;
     }
+    warn_requant(s);
     printf("%s: ok (%s, %s)\n", argv[i], lb_spec_name(s), lb_spec_llvm_triple(s));
     lb_spec_free(s);
   }
