@@ -33,6 +33,14 @@ int lb_qcli_parse(lb_qcli *o, const char *cmd, int argc, char **argv, int *i) {
     return 2;
   }
   *slot = argv[++*i];
+  if (slot == &o->calib) {
+    if (o->n_calibs == LB_QCLI_MAX_CALIB) {
+      fprintf(stderr, "lowbit %s: more than %d --calib options\n", cmd, LB_QCLI_MAX_CALIB);
+      return 2;
+    }
+    o->calib = o->n_calibs ? o->calibs[0] : o->calib;
+    o->calibs[o->n_calibs++] = argv[*i];
+  }
   return 1;
 }
 
@@ -86,14 +94,14 @@ int lb_qcli_active(const lb_qcli *o) {
 }
 
 /* ---- streaming .npy samples ---------------------------------------------------------------
- * Calibration reads sample after sample from the file, so the set never has to fit in memory:
- * a little-endian f32, C-order .npy (v1-v3) whose axis 0 counts the samples. */
+ * Calibration reads sample after sample from the files, so the set never has to fit in memory:
+ * one little-endian, C-order .npy (v1-v3) per graph input whose axis 0 counts the samples. */
 
 typedef struct npy_stream {
   FILE *f;
   const char *path;
-  long off;    /* data offset */
-  int64_t per; /* floats per sample */
+  long off;     /* data offset */
+  size_t bytes; /* per sample */
 } npy_stream;
 
 /* The value of 'key' in the header dict, or NULL. */
@@ -106,7 +114,41 @@ static const char *npy_key(const char *h, const char *key) {
   return k;
 }
 
-static int npy_header(npy_stream *s, char *h, size_t cap, int64_t *n, lb_diag *d) {
+/* The dtype of a .npy descr ('<f4', ...) at d, or LB_DTYPE_COUNT. */
+static lb_dtype npy_dtype(const char *d) {
+  static const struct { const char *descr; lb_dtype t; } tab[] = {
+      {"'<f4'", LB_DTYPE_F32}, {"'<f8'", LB_DTYPE_F64}, {"'<i8'", LB_DTYPE_I64},
+      {"'<i4'", LB_DTYPE_I32}, {"'<i2'", LB_DTYPE_I16}, {"'|i1'", LB_DTYPE_I8},
+      {"'|u1'", LB_DTYPE_U8},  {"'|b1'", LB_DTYPE_BOOL}};
+  for (size_t i = 0; d && i < sizeof tab / sizeof *tab; i++)
+    if (strncmp(d, tab[i].descr, 5) == 0) return tab[i].t;
+  return LB_DTYPE_COUNT;
+}
+
+/* Parses "(N, d1, ...)" into the sample count and one sample's shape. */
+static int npy_shape(npy_stream *s, const char *shape, lb_calib_input *in, lb_diag *d) {
+  int64_t dims[LB_MAX_RANK + 1];
+  int rank = 0;
+  for (const char *c = shape + 1; *c && *c != ')';) {
+    char *e;
+    long long v = strtoll(c, &e, 10);
+    if (e == c) break;
+    if (v < 0 || rank > LB_MAX_RANK) return lb_diag_err(d, LB_ERR_INPUT, "%s: bad shape", s->path);
+    dims[rank++] = v;
+    for (c = e; *c == ',' || *c == ' '; c++) {}
+  }
+  if (rank < 1) return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data needs a sample axis", s->path);
+  in->n = dims[0], in->rank = rank - 1, in->per = 1;
+  for (int i = 1; i < rank; i++) {
+    if (dims[i] && in->per > INT64_MAX / 8 / dims[i])
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: shape too large", s->path);
+    in->dims[i - 1] = dims[i], in->per *= dims[i];
+  }
+  s->bytes = lb_dtype_bytes(in->dtype, in->per);
+  return 0;
+}
+
+static int npy_header(npy_stream *s, char *h, size_t cap, lb_calib_input *in, lb_diag *d) {
   unsigned char pre[12];
   if (fread(pre, 1, 10, s->f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] < 1 || pre[6] > 3)
     return lb_diag_err(d, LB_ERR_INPUT, "%s: not a .npy file", s->path);
@@ -119,52 +161,132 @@ static int npy_header(npy_stream *s, char *h, size_t cap, int64_t *n, lb_diag *d
     return lb_diag_err(d, LB_ERR_INPUT, "%s: bad or truncated header", s->path);
   h[hl] = 0;
   s->off = (pre[6] > 1 ? 12 : 10) + (long)hl;
-  const char *descr = npy_key(h, "'descr'"), *fo = npy_key(h, "'fortran_order'");
-  const char *shape = npy_key(h, "'shape'");
-  if (!descr || strncmp(descr, "'<f4'", 5) != 0 || !fo || strncmp(fo, "False", 5) != 0 || !shape ||
-      *shape != '(')
-    return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data must be little-endian float32 in "
-                       "C order (dtype <f4)", s->path);
-  int64_t dims[LB_MAX_RANK + 1];
-  int rank = 0;
-  for (const char *c = shape + 1; *c && *c != ')';) {
-    char *e;
-    long long v = strtoll(c, &e, 10);
-    if (e == c) break;
-    if (v < 0 || rank > LB_MAX_RANK) return lb_diag_err(d, LB_ERR_INPUT, "%s: bad shape", s->path);
-    dims[rank++] = v;
-    for (c = e; *c == ',' || *c == ' '; c++) {}
-  }
-  if (rank < 1) return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data needs a sample axis", s->path);
-  *n = dims[0];
-  s->per = 1;
-  for (int i = 1; i < rank; i++) {
-    if (dims[i] && s->per > INT64_MAX / 4 / dims[i])
-      return lb_diag_err(d, LB_ERR_INPUT, "%s: shape too large", s->path);
-    s->per *= dims[i];
-  }
-  return 0;
+  const char *fo = npy_key(h, "'fortran_order'"), *shape = npy_key(h, "'shape'");
+  in->dtype = npy_dtype(npy_key(h, "'descr'"));
+  if (in->dtype == LB_DTYPE_COUNT || !fo || strncmp(fo, "False", 5) != 0 || !shape || *shape != '(')
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: calibration data must be a little-endian, C-order "
+                       "array of f32, f64, i64, i32, i16, i8, u8 or bool", s->path);
+  return npy_shape(s, shape, in, d);
 }
 
-static int npy_read_sample(void *user, int64_t i, float *dst, lb_diag *d) {
+static int npy_read_sample(void *user, int64_t i, void *dst, lb_diag *d) {
   npy_stream *s = user;
-  size_t k = (size_t)s->per;
-  if (fseek(s->f, s->off + (long)(i * s->per * 4), SEEK_SET) != 0 || fread(dst, 4, k, s->f) != k)
+  if (fseek(s->f, s->off + (long)((size_t)i * s->bytes), SEEK_SET) != 0 ||
+      fread(dst, 1, s->bytes, s->f) != s->bytes)
     return lb_diag_err(d, LB_ERR_INPUT, "%s: truncated at sample %lld", s->path, (long long)i);
   return 0;
 }
 
 /* Opens path as a sample source (*s must be closed with fclose(s->f) when s->f is set). */
-static int npy_open(const char *path, npy_stream *s, lb_calib_source *src, lb_diag *d) {
+static int npy_open(const char *path, npy_stream *s, lb_calib_input *src, lb_diag *d) {
   *s = (npy_stream){fopen(path, "rb"), path, 0, 0};
+  *src = (lb_calib_input){.what = path, .read = npy_read_sample, .user = s};
   if (!s->f) return lb_diag_err(d, LB_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
   char h[4096];
-  int64_t n = 0;
-  LB_TRY(npy_header(s, h, sizeof h, &n, d));
-  if (fseek(s->f, 0, SEEK_END) != 0 || ftell(s->f) != s->off + (long)(n * s->per * 4))
+  LB_TRY(npy_header(s, h, sizeof h, src, d));
+  if (fseek(s->f, 0, SEEK_END) != 0 || ftell(s->f) != s->off + (long)((size_t)src->n * s->bytes))
     return lb_diag_err(d, LB_ERR_INPUT, "%s: file size does not match shape", path);
-  *src = (lb_calib_source){n, s->per, npy_read_sample, s};
   return 0;
+}
+
+/* ---- --calib: one file per graph input ---------------------------------------------------
+ * Each --calib value is a comma list; its items are FILE (given in graph input order) or
+ * NAME=FILE (NAME a graph input; a path with '=' and no '/' before it reads as NAME=FILE,
+ * write ./a=b.npy). Every input gets exactly one file, all named or all in order. */
+
+typedef struct calib_set {
+  uint32_t n;          /* = graph inputs */
+  npy_stream s[LB_QCLI_MAX_CALIB];
+  lb_calib_input in[LB_QCLI_MAX_CALIB];
+  char text[4096];     /* the items, NUL-separated */
+} calib_set;
+
+static void calib_close(calib_set *c) {
+  for (uint32_t k = 0; k < c->n; k++)
+    if (c->s[k].f) fclose(c->s[k].f);
+}
+
+/* Splits the --calib values into items (pointers into c->text). */
+static int calib_items(const lb_qcli *o, calib_set *c, char **item, int *n, lb_diag *d) {
+  const char *const *v = o->n_calibs ? o->calibs : &o->calib;
+  int nv = o->n_calibs ? o->n_calibs : 1;
+  size_t used = 0;
+  *n = 0;
+  for (int i = 0; i < nv; i++) {
+    size_t len = strlen(v[i]);
+    if (used + len + 1 > sizeof c->text)
+      return lb_diag_err(d, LB_ERR_INPUT, "--calib: the file list is too long");
+    char *t = memcpy(c->text + used, v[i], len + 1);
+    used += len + 1;
+    for (char *tok = strtok(t, ","); tok; tok = strtok(NULL, ",")) {
+      if (*n == LB_QCLI_MAX_CALIB)
+        return lb_diag_err(d, LB_ERR_INPUT, "--calib: more than %d files", LB_QCLI_MAX_CALIB);
+      item[(*n)++] = tok;
+    }
+  }
+  if (!*n) return lb_diag_err(d, LB_ERR_INPUT, "--calib: no file given");
+  return 0;
+}
+
+/* Graph input index of item's NAME= prefix (*file: the rest), -1 if it is a plain file,
+ * -2 (diag set) for an unknown name. */
+static int item_input(const lb_graph *g, char *item, const char **file, lb_diag *d) {
+  char *eq = strchr(item, '=');
+  *file = item;
+  if (!eq || memchr(item, '/', (size_t)(eq - item))) return -1;
+  *eq = 0, *file = eq + 1;
+  for (uint32_t k = 0; k < g->n_inputs; k++)
+    if (strcmp(g->values[g->inputs[k]].name, item) == 0) return (int)k;
+  char names[256] = "";
+  for (uint32_t k = 0; k < g->n_inputs; k++)
+    snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", k ? ", " : "",
+             g->values[g->inputs[k]].name);
+  lb_diag_err(d, LB_ERR_INPUT, "--calib %s=%s: the model has no input '%s' (its inputs: %s)",
+              item, *file, item, names);
+  return -2;
+}
+
+/* Which file goes to which graph input: path[k] for input k. */
+static int calib_assign(const lb_qcli *o, const lb_graph *g, calib_set *c, const char **path,
+                        lb_diag *d) {
+  char *item[LB_QCLI_MAX_CALIB];
+  int n, named = 0;
+  LB_TRY(calib_items(o, c, item, &n, d));
+  for (int i = 0; i < n; i++) {
+    const char *file;
+    int k = item_input(g, item[i], &file, d);
+    if (k == -2) return LB_ERR_INPUT;
+    if (i == 0) named = k >= 0;
+    else if ((k >= 0) != named)
+      return lb_diag_err(d, LB_ERR_INPUT, "--calib: give every file as NAME=FILE or none of them");
+    if (k >= 0 && path[k])
+      return lb_diag_err(d, LB_ERR_INPUT, "--calib: two files for input '%s'", g->values[g->inputs[k]].name);
+    if (k < 0 && i < (int)g->n_inputs) k = i;
+    if (k >= 0) path[k] = file;
+  }
+  if (!named && n != (int)g->n_inputs)
+    return lb_diag_err(d, LB_ERR_INPUT, "--calib: the model has %u input%s, got %d file%s (one per "
+                       "input, in input order, or NAME=FILE)", g->n_inputs,
+                       g->n_inputs == 1 ? "" : "s", n, n == 1 ? "" : "s");
+  for (uint32_t k = 0; k < g->n_inputs; k++)
+    if (!path[k])
+      return lb_diag_err(d, LB_ERR_INPUT, "--calib: no file for input '%s'", g->values[g->inputs[k]].name);
+  return 0;
+}
+
+/* Opens one sample file per graph input (c->n set on return, also on error). */
+static int calib_open(const lb_qcli *o, const lb_graph *g, calib_set *c, lb_diag *d) {
+  c->n = 0;
+  if (g->n_inputs > LB_QCLI_MAX_CALIB)
+    return lb_diag_err(d, LB_ERR_INPUT, "--calib: the model has %u inputs (at most %d)",
+                       g->n_inputs, LB_QCLI_MAX_CALIB);
+  const char *path[LB_QCLI_MAX_CALIB] = {0};
+  LB_TRY(calib_assign(o, g, c, path, d));
+  for (uint32_t k = 0; k < g->n_inputs; k++) {
+    c->n = k + 1;
+    LB_TRY(npy_open(path[k], &c->s[k], &c->in[k], d));
+  }
+  return lb_calib_check(g, c->in, d);
 }
 
 /* Reads the calibration set and runs calibration, or fills parameters from the plan alone. */
@@ -175,12 +297,12 @@ static int calibrate(const lb_qcli *o, const lb_graph *g, lb_qplan *p, lb_diag *
   }
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, isatty(2)};
   if (o->method) parse_method(o->method, &co);
-  npy_stream s;
-  lb_calib_source src;
-  int rc = npy_open(o->calib, &s, &src, d);
-  if (!rc) rc = lb_quant_calibrate_stream(g, p, &src, &co, d);
-  if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
-  if (s.f) fclose(s.f);
+  calib_set *c = lb_malloc(sizeof *c);
+  if (!c) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  int rc = calib_open(o, g, c, d);
+  if (!rc) rc = lb_quant_calibrate_inputs(g, p, c->in, &co, d);
+  calib_close(c);
+  lb_free(c);
   return rc;
 }
 
@@ -190,20 +312,21 @@ static int print_sqnr(const lb_qcli *o, const lb_graph *g, const lb_qplan *p, FI
                       lb_diag *d) {
   lb_graph *sim = NULL;
   double *db = lb_calloc(g->n_nodes ? g->n_nodes : 1, sizeof *db);
-  npy_stream s = {0};
-  lb_calib_source src;
-  int rc = !db ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
+  calib_set *c = lb_malloc(sizeof *c);
+  int rc = !db || !c ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
+  if (c) c->n = 0;
   if (!rc) rc = lb_quant_realize(g, p, LB_REALIZE_SIM, &sim, d);
-  if (!rc) rc = npy_open(o->calib, &s, &src, d);
-  if (!rc) rc = lb_quant_sqnr(g, p, sim, &src, 100, db, d);
+  if (!rc) rc = calib_open(o, g, c, d);
+  if (!rc) rc = lb_quant_sqnr_inputs(g, p, sim, c->in, 100, db, d);
   if (!rc) {
     fprintf(f, "per-layer SQNR, simulated int8 vs fp32 (%lld calibration samples):\n",
-            (long long)(src.n < 100 ? src.n : 100));
+            (long long)(c->in[0].n < 100 ? c->in[0].n : 100));
     for (uint32_t n = 0; n < g->n_nodes; n++)
       if (db[n] == db[n])
         fprintf(f, "  %3u %-40.40s %7.1f dB\n", n, g->values[g->nodes[n].out[0]].name, db[n]);
   }
-  if (s.f) fclose(s.f);
+  if (c) calib_close(c);
+  lb_free(c);
   lb_graph_free(sim);
   lb_free(db);
   return rc;

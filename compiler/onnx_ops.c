@@ -660,6 +660,85 @@ static int lower_dequantize(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, l
 
 static int is_graph_output(lb_onnx_ctx *c, const char *name);
 
+/* Cast, as QDQ models and their users write it: scales stored as double, int32 bias paths,
+ * u8/i8/i32 image inputs. A constant is converted here (float -> int truncates toward zero and
+ * saturates, int -> narrower int wraps, as numpy does); a cast to the same dtype is an alias;
+ * a run-time u8/i8/i32 -> float cast becomes DequantizeLinear(x, 1.0), which computes exactly
+ * Cast's (float)x. Other run-time casts are refused (no IR op for them). */
+static double cast_get(const lb_value *x, int64_t i) {
+  switch (x->dtype) {
+  case LB_DTYPE_F32: return ((const float *)x->data)[i];
+  case LB_DTYPE_F64: return ((const double *)x->data)[i];
+  case LB_DTYPE_I64: return (double)((const int64_t *)x->data)[i];
+  case LB_DTYPE_I32: return ((const int32_t *)x->data)[i];
+  case LB_DTYPE_I16: return ((const int16_t *)x->data)[i];
+  case LB_DTYPE_I8: return ((const int8_t *)x->data)[i];
+  case LB_DTYPE_U8: case LB_DTYPE_BOOL: return ((const uint8_t *)x->data)[i];
+  default: return 0;
+  }
+}
+
+static int64_t cast_int(const lb_value *x, int64_t i) {
+  if (x->dtype == LB_DTYPE_I64) return ((const int64_t *)x->data)[i];
+  double v = trunc(cast_get(x, i));
+  return v != v ? 0 : v >= 9.2e18 ? INT64_MAX : v <= -9.2e18 ? INT64_MIN : (int64_t)v;
+}
+
+static void cast_put(lb_dtype t, void *y, int64_t i, const lb_value *x) {
+  uint64_t u = (uint64_t)cast_int(x, i);
+  switch (t) {
+  case LB_DTYPE_F32: ((float *)y)[i] = (float)cast_get(x, i); break;
+  case LB_DTYPE_F64: ((double *)y)[i] = cast_get(x, i); break;
+  case LB_DTYPE_I64: ((int64_t *)y)[i] = (int64_t)u; break;
+  case LB_DTYPE_I32: ((int32_t *)y)[i] = (int32_t)(uint32_t)u; break;
+  case LB_DTYPE_I16: ((int16_t *)y)[i] = (int16_t)(uint16_t)u; break;
+  case LB_DTYPE_I8: ((int8_t *)y)[i] = (int8_t)(uint8_t)u; break;
+  case LB_DTYPE_U8: ((uint8_t *)y)[i] = (uint8_t)u; break;
+  case LB_DTYPE_BOOL: ((uint8_t *)y)[i] = cast_get(x, i) != 0; break;
+  default: break;
+  }
+}
+
+static int cast_const(lb_onnx_ctx *c, const lb_value *x, lb_dtype t, lb_lowering *l) {
+  int64_t n = lb_value_numel(x);
+  size_t bytes = lb_dtype_bytes(t, n);
+  void *y = lb_malloc(bytes ? bytes : 1);
+  if (!y) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++) cast_put(t, y, i, x);
+  int rc = lb_onnx_def_const(c, 0, t, x->rank, x->dims, y, bytes);
+  lb_free(y);
+  l->kind = LB_LOWER_DONE;
+  return rc;
+}
+
+static int lower_cast(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb_lowering *l) {
+  (void)n_in;
+  const Onnx__AttributeProto *a;
+  lb_dtype t;
+  LB_TRY(get_attr(c, "to", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, &a));
+  if (!a) return ERR("attribute \"to\" is required");
+  if (a->i < INT32_MIN || a->i > INT32_MAX || lb_onnx_dtype((int32_t)a->i, &t, c->diag)) {
+    lb_diag_prefix(c->diag, "attribute \"to\"");
+    return LB_ERR_INPUT;
+  }
+  const lb_value *x = V(in[0]);
+  if (x->dtype == t) return alias_or_identity(c, in, l);
+  if (x->data) return cast_const(c, x, t, l);
+  if (t != LB_DTYPE_F32 ||
+      (x->dtype != LB_DTYPE_U8 && x->dtype != LB_DTYPE_I8 && x->dtype != LB_DTYPE_I32))
+    return ERR("Cast of a run-time %s tensor to %s is not supported (only uint8, int8 and int32 "
+               "to float)", lb_dtype_name(x->dtype), lb_dtype_name(t));
+  char name[256];
+  float one = 1.0f;
+  snprintf(name, sizeof name, "%.200s:cast_scale", c->np->output[0] ? c->np->output[0] : "");
+  uint32_t s = lb_graph_add_const(c->g, name, LB_DTYPE_F32, 0, NULL, &one, sizeof one);
+  if (s == LB_NONE) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
+  l->op = LB_OP_DEQUANTIZE;
+  l->in[1] = s, l->n_in = 2;
+  l->attr.axis = -1;
+  return 0;
+}
+
 static int alias_or_identity(lb_onnx_ctx *c, const uint32_t *in, lb_lowering *l) {
   if (is_graph_output(c, c->np->output[0])) {
     l->op = LB_OP_IDENTITY;
@@ -727,6 +806,7 @@ static const lb_onnx_op op_table[] = {
     {"ReduceMean", 1, 2, 1, "axes keepdims noop_with_empty_axes", lower_reducemean},
     {"QuantizeLinear", 2, 3, 1, "axis block_size output_dtype saturate", lower_quantize},
     {"DequantizeLinear", 2, 3, 1, "axis block_size", lower_dequantize},
+    {"Cast", 1, 1, 1, "saturate to", lower_cast},
 };
 
 const lb_onnx_op *lb_onnx_find_op(const char *op_type) {

@@ -101,6 +101,19 @@ typedef struct lb_subbyte_conv {
  * taps only. */
 int lb_subbyte_conv_ref(const lb_subbyte_conv *c, const void *x, const void *w, void *y);
 
+/* Binary layers in a realized graph (engineer "bin"): a conv (1-D/2-D, one group) or gemm node
+ * whose input[1] is a b1 constant (conv: OIHW, gemm: [N,K] with trans_b = 1, packed as above).
+ * Its 8-bit input[0] keeps its own parameters; the weight's lb_quant holds, per output channel
+ * c, scale[c] = s_b * s_w[c] (the real value of one unit of the binary dot) and zero_point[c]
+ * = the binarization threshold t in input[0]'s integer domain (the same for every channel).
+ * acc[c] = bias[c] + sum over the in-bounds taps of sign(x >= t) * w (a tap in the padding
+ * contributes 0, exactly as a real 0 does in the 8-bit conv), then, as every MAC node, y =
+ * lb_requantize(acc, lb_qmul(1, scale[c], s_y), ...) (lb_requantize2 with a residual input[3])
+ * or the raw acc for an i32 output. */
+int lb_binary_node(const lb_graph *g, uint32_t id);
+int lb_binary_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
+                   lb_tensor *out, lb_diag *diag);
+
 /* ---- the plan ------------------------------------------------------------------------------ */
 
 /* ACC: the int32 accumulator output of a conv/gemm/matmul read only by fp32 layers or the
@@ -136,6 +149,11 @@ typedef struct lb_qlayer {
    * sub-byte weights); annotate honours it when the layer is integer, else reports it */
   const char *want;
   const char *want_at; /* "FILE:LINE:COL" of that request, or NULL */
+  /* (bin) a layer with binary activations (combo act b1): the binarization threshold in the
+   * integer domain of its 8-bit input and the magnitude s_b of the binary activation (real
+   * value +-s_b); bin_scale 0 = not set. Set by the search, kept by annotate. */
+  int32_t bin_thr;
+  float bin_scale;
 } lb_qlayer;
 
 typedef struct lb_qplan {
@@ -169,9 +187,14 @@ int lb_qplan_load(lb_qplan *p, const lb_graph *g, const char *path, lb_diag *dia
 
 /* ---- the command line (cmd_quant.c) --------------------------------------------------------
  * Options shared by `lowbit run` and `lowbit quantize`. */
+#define LB_QCLI_MAX_CALIB 16
 typedef struct lb_qcli {
   const char *quantize; /* --quantize int8|none */
-  const char *calib;    /* --calib C.npy */
+  const char *calib;    /* --calib: the first value (NULL: none) */
+  /* every --calib value (repeatable); each is a comma list of FILE (in graph input order) or
+   * NAME=FILE items, one .npy per graph input. n_calibs 0 with calib set: calib alone. */
+  const char *calibs[LB_QCLI_MAX_CALIB];
+  int n_calibs;
   const char *method;   /* --calib-method */
   const char *plan;     /* --plan P.yaml (an edited plan) */
   const char *plan_out; /* --plan-out P.yaml */

@@ -257,29 +257,155 @@ static void progress(int on, int64_t i, int64_t n, int pass, int passes) {
   fflush(stderr);
 }
 
-static int run_pass(const lb_graph *g, calib *c, const lb_calib_source *src, float *buf,
-                    const lb_calib_opts *o, int passes, lb_diag *diag) {
-  lb_tensor t = tensor_of(&g->values[g->inputs[0]], buf);
-  for (int64_t i = 0; i < src->n; i++) {
-    LB_TRY(src->read(src->user, i, buf, diag));
-    int rc = lb_quant_walk(g, &t, observe, c, diag);
-    if (rc) {
-      lb_diag_prefix(diag, "calibration sample %lld", (long long)i);
-      return rc;
-    }
-    progress(o->progress, i, src->n, c->pass, passes);
+/* ---- samples: one source per graph input ------------------------------------------------ */
+
+typedef struct feed {
+  const lb_calib_input *src;
+  uint32_t n;
+  lb_tensor *t; /* per graph input, the current sample */
+} feed;
+
+static void feed_close(feed *f) {
+  for (uint32_t k = 0; f->t && k < f->n; k++) lb_free(f->t[k].data);
+  lb_free(f->t);
+  f->t = NULL;
+}
+
+static int feed_open(const lb_graph *g, const lb_calib_input *src, feed *f) {
+  *f = (feed){src, g->n_inputs, lb_calloc(g->n_inputs ? g->n_inputs : 1, sizeof(lb_tensor))};
+  if (!f->t) return LB_ERR_NOMEM;
+  for (uint32_t k = 0; k < f->n; k++) {
+    const lb_value *in = &g->values[g->inputs[k]];
+    f->t[k] = tensor_of(in, lb_malloc(lb_dtype_bytes(in->dtype, lb_value_numel(in)) + 1));
+    if (!f->t[k].data) return feed_close(f), LB_ERR_NOMEM;
   }
   return 0;
 }
 
-/* A calibration source over an in-memory tensor [N, ...]. */
-static int tensor_read(void *user, int64_t i, float *dst, lb_diag *diag) {
+static int feed_read(feed *f, int64_t i, lb_diag *diag) {
+  for (uint32_t k = 0; k < f->n; k++) LB_TRY(f->src[k].read(f->src[k].user, i, f->t[k].data, diag));
+  return 0;
+}
+
+/* "[a,b,c]" with an optional leading "N," into buf. */
+static const char *fmt_dims(char *buf, size_t cap, const char *lead, int rank, const int64_t *d) {
+  size_t n = (size_t)snprintf(buf, cap, "[%s%s", lead, lead[0] && rank ? "," : "");
+  for (int i = 0; i < rank && n < cap; i++)
+    n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? "," : "", (long long)d[i]);
+  if (n < cap) snprintf(buf + n, cap - n, "]");
+  return buf;
+}
+
+/* Whether one sample of s has input in's shape (its leading 1 dropped or kept). */
+static int sample_fits(const lb_value *in, const lb_calib_input *s) {
+  if (s->rank < 0) return s->per == lb_value_numel(in);
+  int drop = s->rank == in->rank - 1 && in->rank > 0 && in->dims[0] == 1;
+  if (s->rank != in->rank && !drop) return 0;
+  for (int i = 0; i < s->rank; i++)
+    if (s->dims[i] != in->dims[i + drop]) return 0;
+  return s->per == lb_value_numel(in);
+}
+
+static int shape_err(const lb_value *in, const lb_calib_input *s, lb_diag *diag) {
+  char want[160], alt[160], got[160];
+  int64_t one_more[LB_MAX_RANK + 1] = {1};
+  memcpy(one_more + 1, in->dims, (size_t)in->rank * sizeof *in->dims);
+  int drop = in->rank > 0 && in->dims[0] == 1;
+  fmt_dims(want, sizeof want, "N", in->rank - drop, in->dims + drop);
+  fmt_dims(alt, sizeof alt, "N", in->rank + 1 - drop, drop ? in->dims : one_more);
+  if (s->rank >= 0) {
+    int64_t d[LB_MAX_RANK + 1] = {s->n};
+    memcpy(d + 1, s->dims, (size_t)s->rank * sizeof *s->dims);
+    fmt_dims(got, sizeof got, "", s->rank + 1, d);
+  } else {
+    snprintf(got, sizeof got, "%lld elements per sample", (long long)s->per);
+  }
+  return lb_diag_err(diag, LB_ERR_INPUT, "%s: input '%s' (%s): expected %s samples shaped %s "
+                     "(or %s), got %s %s", s->what ? s->what : "calibration data", in->name,
+                     lb_dtype_name(in->dtype), lb_dtype_name(in->dtype), want, alt,
+                     lb_dtype_name(s->dtype), got);
+}
+
+int lb_calib_check(const lb_graph *g, const lb_calib_input *src, lb_diag *diag) {
+  for (uint32_t k = 0; k < g->n_inputs; k++) {
+    const lb_value *in = &g->values[g->inputs[k]];
+    const lb_calib_input *s = &src[k];
+    const char *what = s->what ? s->what : "calibration data";
+    if (s->dtype != in->dtype || !sample_fits(in, s)) return shape_err(in, s, diag);
+    if (s->n < 1) return lb_diag_err(diag, LB_ERR_INPUT, "%s: no samples (input '%s')", what, in->name);
+    if (s->n != src[0].n)
+      return lb_diag_err(diag, LB_ERR_INPUT, "%s: %lld samples for input '%s', but %s has %lld for "
+                         "'%s' (every input needs the same samples)", what, (long long)s->n,
+                         in->name, src[0].what ? src[0].what : "the first", (long long)src[0].n,
+                         g->values[g->inputs[0]].name);
+  }
+  return 0;
+}
+
+static int run_pass(const lb_graph *g, calib *c, feed *f, const lb_calib_opts *o, int passes,
+                    lb_diag *diag) {
+  int64_t n = f->src[0].n;
+  for (int64_t i = 0; i < n; i++) {
+    LB_TRY(feed_read(f, i, diag));
+    int rc = lb_quant_walk(g, f->t, observe, c, diag);
+    if (rc) {
+      lb_diag_prefix(diag, "calibration sample %lld", (long long)i);
+      return rc;
+    }
+    progress(o->progress, i, n, c->pass, passes);
+  }
+  return 0;
+}
+
+/* A source over an in-memory tensor [N, ...] of any dtype. */
+static int tensor_read(void *user, int64_t i, void *dst, lb_diag *diag) {
   (void)diag;
   const lb_tensor *t = user;
-  int64_t per = 1;
-  for (int d = 1; d < t->rank; d++) per *= t->dims[d];
-  memcpy(dst, (const float *)t->data + i * per, (size_t)per * sizeof *dst);
+  size_t per = lb_dtype_bytes(t->dtype, lb_tensor_numel(t) / (t->dims[0] ? t->dims[0] : 1));
+  memcpy(dst, (const char *)t->data + (size_t)i * per, per);
   return 0;
+}
+
+lb_calib_input lb_calib_input_tensor(const lb_tensor *t, const char *what) {
+  lb_calib_input s = {what, t->dtype, t->rank - 1, {0}, t->rank ? t->dims[0] : 0, 1, tensor_read,
+                      (void *)t};
+  for (int d = 1; d < t->rank; d++) s.dims[d - 1] = t->dims[d], s.per *= t->dims[d];
+  return s;
+}
+
+/* The f32 sample reader of an lb_calib_source as an lb_calib_input (shape unknown: only the
+ * element count is checked). */
+static int source_read(void *user, int64_t i, void *dst, lb_diag *diag) {
+  const lb_calib_source *s = user;
+  return s->read(s->user, i, dst, diag);
+}
+
+static lb_calib_input from_source(const lb_calib_source *s) {
+  return (lb_calib_input){NULL, LB_DTYPE_F32, -1, {0}, s->n, s->per, source_read, (void *)s};
+}
+
+static int one_input(const lb_graph *g, lb_diag *diag) {
+  if (g->n_inputs == 1) return 0;
+  return lb_diag_err(diag, LB_ERR_INPUT, "calibration data is one tensor but the model has %u "
+                     "inputs (give one per input)", g->n_inputs);
+}
+
+int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
+                       const lb_calib_opts *o, lb_diag *diag) {
+  LB_TRY(one_input(g, diag));
+  if (data->rank < 1)
+    return lb_diag_err(diag, LB_ERR_INPUT, "calibration data: expected samples along axis 0, "
+                       "got a scalar");
+  lb_calib_input src = lb_calib_input_tensor(data, NULL);
+  src.rank = -1; /* as before multi-input calibration: any sample shape of the right size */
+  return lb_quant_calibrate_inputs(g, p, &src, o, diag);
+}
+
+int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
+                              const lb_calib_opts *o, lb_diag *diag) {
+  LB_TRY(one_input(g, diag));
+  lb_calib_input in = from_source(src);
+  return lb_quant_calibrate_inputs(g, p, &in, o, diag);
 }
 
 static int start_hist(const lb_graph *g, calib *c) {
@@ -294,47 +420,28 @@ static int start_hist(const lb_graph *g, calib *c) {
   return 0;
 }
 
-int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
-                       const lb_calib_opts *o, lb_diag *diag) {
-  int64_t per = 1;
-  for (int d = 1; d < data->rank; d++) per *= data->dims[d];
-  if (data->dtype != LB_DTYPE_F32 || data->rank < 1)
-    return lb_diag_err(diag, LB_ERR_INPUT, "calibration data: expected f32 samples along axis 0, "
-                       "got %s of rank %d", lb_dtype_name(data->dtype), data->rank);
-  lb_calib_source src = {data->dims[0], per, tensor_read, (void *)data};
-  return lb_quant_calibrate_stream(g, p, &src, o, diag);
-}
-
-int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
+int lb_quant_calibrate_inputs(const lb_graph *g, lb_qplan *p, const lb_calib_input *src,
                               const lb_calib_opts *o, lb_diag *diag) {
-  if (g->n_inputs != 1)
-    return lb_diag_err(diag, LB_ERR_INPUT, "calibration needs a model with one input, not %u",
-                       g->n_inputs);
-  const lb_value *in = &g->values[g->inputs[0]];
-  if (in->dtype != LB_DTYPE_F32 || src->per != lb_value_numel(in))
-    return lb_diag_err(diag, LB_ERR_INPUT,
-                       "calibration data: expected samples of %lld f32 elements (input \"%s\"), "
-                       "got %lld per sample", (long long)lb_value_numel(in), in->name,
-                       (long long)src->per);
-  if (src->n < 1) return lb_diag_err(diag, LB_ERR_INPUT, "calibration data has no samples");
+  LB_TRY(lb_calib_check(g, src, diag));
   calib c = {p, lb_calloc(g->n_values ? g->n_values : 1, sizeof(stat)),
              lb_calloc(g->n_values ? g->n_values : 1, 1), 1};
-  float *buf = lb_malloc((size_t)(src->per ? src->per : 1) * sizeof *buf);
-  int rc = !c.st || !c.watch || !buf ? LB_ERR_NOMEM : 0;
+  feed f = {0};
+  int rc = !c.st || !c.watch || feed_open(g, src, &f) ? LB_ERR_NOMEM : 0;
   for (uint32_t v = 0; !rc && v < g->n_values; v++)
     c.watch[v] = p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_ACT &&
                  !g->values[v].data && !(p->v[v].yaml_at && p->v[v].n);
   int hist = o->method != LB_CALIB_MAX && o->method != LB_CALIB_AVG_MAX, passes = hist ? 2 : 1;
-  if (!rc) rc = run_pass(g, &c, src, buf, o, passes, diag);
+  if (!rc) rc = run_pass(g, &c, &f, o, passes, diag);
   if (!rc && hist) rc = start_hist(g, &c);
-  if (!rc && hist) c.pass = 2, rc = run_pass(g, &c, src, buf, o, passes, diag);
+  if (!rc && hist) c.pass = 2, rc = run_pass(g, &c, &f, o, passes, diag);
   for (uint32_t v = 0; !rc && v < g->n_values; v++) {
     if (!c.watch[v] || !c.st[v].samples) continue;
     range_of(&c.st[v], &p->v[v], o, &p->v[v].lo, &p->v[v].hi);
     p->v[v].ranged = 1;
   }
   for (uint32_t v = 0; c.st && v < g->n_values; v++) lb_free(c.st[v].pos), lb_free(c.st[v].neg);
-  lb_free(c.st), lb_free(c.watch), lb_free(buf);
+  lb_free(c.st), lb_free(c.watch);
+  feed_close(&f);
   if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
   p->method = lb_calib_method_name(o->method);
   return rc ? rc : lb_quant_params(g, p, diag);
@@ -381,15 +488,18 @@ static int sqnr_sample(const lb_graph *g, const lb_graph *sim, const uint32_t *m
   return 0;
 }
 
-int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
-                  const lb_calib_source *src, int64_t max_samples, double *db, lb_diag *diag) {
+int lb_quant_sqnr_inputs(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
+                         const lb_calib_input *src, int64_t max_samples, double *db,
+                         lb_diag *diag) {
+  LB_TRY(lb_calib_check(g, src, diag));
   size_t nv = g->n_values ? g->n_values : 1, ns = sim->n_values ? sim->n_values : 1;
   unsigned char *want = lb_calloc(nv, 1), *swant = lb_calloc(ns, 1);
   uint32_t *map = lb_calloc(nv, sizeof *map);
   double *sig = lb_calloc(nv, sizeof *sig), *noise = lb_calloc(nv, sizeof *noise);
   float **ta = lb_calloc(nv, sizeof *ta), **tb = lb_calloc(ns, sizeof *tb);
-  float *buf = lb_malloc((size_t)(src->per ? src->per : 1) * sizeof *buf);
-  int rc = !want || !swant || !map || !sig || !noise || !ta || !tb || !buf ? LB_ERR_NOMEM : 0;
+  feed f = {0};
+  int rc = !want || !swant || !map || !sig || !noise || !ta || !tb || feed_open(g, src, &f)
+               ? LB_ERR_NOMEM : 0;
   for (uint32_t n = 0; !rc && n < g->n_nodes; n++) {
     uint32_t v = g->nodes[n].out[0];
     db[n] = NAN;
@@ -398,10 +508,9 @@ int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
     if (map[v] != LB_NONE) want[v] = swant[map[v]] = 1;
   }
   keep a = {ta, want}, b = {tb, swant};
-  lb_tensor in = tensor_of(&g->values[g->inputs[0]], buf);
-  for (int64_t i = 0; !rc && i < src->n && i < max_samples; i++) {
-    rc = src->read(src->user, i, buf, diag);
-    if (!rc) rc = sqnr_sample(g, sim, map, &a, &b, &in, sig, noise, diag);
+  for (int64_t i = 0; !rc && i < src[0].n && i < max_samples; i++) {
+    rc = feed_read(&f, i, diag);
+    if (!rc) rc = sqnr_sample(g, sim, map, &a, &b, f.t, sig, noise, diag);
   }
   for (uint32_t n = 0; !rc && n < g->n_nodes; n++) {
     uint32_t v = g->nodes[n].out[0];
@@ -410,8 +519,16 @@ int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
   for (size_t v = 0; ta && v < nv; v++) lb_free(ta[v]);
   for (size_t v = 0; tb && v < ns; v++) lb_free(tb[v]);
   lb_free(want), lb_free(swant), lb_free(map), lb_free(sig), lb_free(noise), lb_free(ta),
-      lb_free(tb), lb_free(buf);
+      lb_free(tb);
+  feed_close(&f);
   return rc == LB_ERR_NOMEM ? lb_diag_err(diag, rc, "out of memory") : rc;
+}
+
+int lb_quant_sqnr(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
+                  const lb_calib_source *src, int64_t max_samples, double *db, lb_diag *diag) {
+  LB_TRY(one_input(g, diag));
+  lb_calib_input in = from_source(src);
+  return lb_quant_sqnr_inputs(g, p, sim, &in, max_samples, db, diag);
 }
 
 /* ---- parameters ------------------------------------------------------------------------- */

@@ -46,8 +46,8 @@ typedef struct lb_calib_opts {
   int progress;      /* draw a progress bar on stderr (callers pass isatty(2)) */
 } lb_calib_opts;
 
-/* Runs the N samples of data (axis 0; each sample must have the shape of g's single input
- * with its leading 1 dropped or kept) through g and records the range of every quantized
+/* Runs the N samples of data (axis 0; each sample must have the dtype and element count of
+ * g's single input) through g and records the range of every quantized
  * activation. Memory is O(values x bins), independent of N. Values whose parameters came from
  * an edited plan are left alone. Then calls lb_quant_params. */
 int lb_quant_calibrate(const lb_graph *g, lb_qplan *p, const lb_tensor *data,
@@ -63,6 +63,31 @@ typedef struct lb_calib_source {
 /* lb_quant_calibrate over a source; each pass reads the samples in order. */
 int lb_quant_calibrate_stream(const lb_graph *g, lb_qplan *p, const lb_calib_source *src,
                               const lb_calib_opts *o, lb_diag *diag);
+/* The calibration samples of one graph input, of the input's dtype, read one at a time (for
+ * models with several inputs, token ids, masks): lb_quant_calibrate_inputs takes one per graph
+ * input, in input order. Non-f32 inputs are fed as they are; only f32 values get ranges. */
+typedef struct lb_calib_input {
+  const char *what; /* the file, for messages (NULL: "calibration data") */
+  lb_dtype dtype;   /* element type of the samples */
+  int rank;         /* rank of one sample (without the sample axis); -1: only `per` is known */
+  int64_t dims[LB_MAX_RANK];
+  int64_t n, per;   /* samples; elements per sample */
+  int (*read)(void *user, int64_t i, void *dst, lb_diag *diag); /* sample i into dst */
+  void *user;
+} lb_calib_input;
+/* A source over an in-memory tensor [N, ...] (not copied: it must outlive the source). */
+lb_calib_input lb_calib_input_tensor(const lb_tensor *t, const char *what);
+/* Checks sources against g's inputs: dtype equal, one sample shaped like the input with its
+ * leading 1 dropped or kept, the same sample count N >= 1 everywhere. One-line errors name the
+ * file and the input. */
+int lb_calib_check(const lb_graph *g, const lb_calib_input *src, lb_diag *diag);
+/* lb_quant_calibrate over g->n_inputs sources (memory: one sample per input). */
+int lb_quant_calibrate_inputs(const lb_graph *g, lb_qplan *p, const lb_calib_input *src,
+                              const lb_calib_opts *o, lb_diag *diag);
+/* lb_quant_sqnr over g->n_inputs sources. */
+int lb_quant_sqnr_inputs(const lb_graph *g, const lb_qplan *p, const lb_graph *sim,
+                         const lb_calib_input *src, int64_t max_samples, double *db,
+                         lb_diag *diag);
 /* Per-layer SQNR in dB of the simulated graph `sim` (LB_REALIZE_SIM of g and p) against g,
  * over the first max_samples samples of src: db[n] for every integer layer n of g whose output
  * is quantized (the value the next layer reads), NAN for the others. */

@@ -330,7 +330,7 @@ def bad_models():
 SUPPORTED = ("Conv Gemm MatMul Add Sub Mul Div Relu LeakyRelu Clip Sigmoid Tanh HardSigmoid "
              "HardSwish Softmax MaxPool AveragePool GlobalAveragePool BatchNormalization Concat "
              "Flatten Reshape Transpose Squeeze Unsqueeze Pad Gather Identity Dropout Constant "
-             "Shape ReduceMean QuantizeLinear DequantizeLinear")
+             "Shape ReduceMean QuantizeLinear DequantizeLinear Cast")
 # Written by shape inference (compiler/shape.c); the importer keeps its text after the node path.
 CONV_CHANNELS = ('graph.node[0] "conv1" (Conv): input[1]: weight has 2 input channels x 1 '
                  'groups, but input[0] has 3 channels')

@@ -636,8 +636,10 @@ START_TEST(cli_pipeline) {
   static char trunc[] = "/tmp/lb_trunc_XXXXXX.npy";
   static const cli_case cases[] = {
       {MODELS "digits_calib_x.npy", NULL},
-      {MODELS "digits_test_y.npy", "calibration data must be little-endian float32"},
-      {MODELS "digits16_calib_x.npy", "expected samples of 64 f32 elements"},
+      {MODELS "digits_test_y.npy", "digits_test_y.npy: input 'input' (f32): expected f32 samples "
+                                   "shaped [N,1,8,8] (or [N,1,1,8,8]), got i64 [360]"},
+      {MODELS "digits16_calib_x.npy", "input 'input' (f32): expected f32 samples shaped [N,1,8,8] "
+                                      "(or [N,1,1,8,8]), got f32 [100,1,16,16]"},
       {"/nonexistent.npy", "/nonexistent.npy: cannot open"},
       {trunc, "file size does not match shape"},
   };
