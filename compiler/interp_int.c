@@ -333,6 +333,7 @@ int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tens
                 lb_tensor *out, lb_diag *diag) {
   const lb_node *n = &g->nodes[id];
   lb_kctx c = {g, id, n, a, diag};
+  if (lb_binary_node(g, id)) return lb_binary_eval(g, id, a, in, out, diag);
   for (uint32_t k = 0; k < n->n_in && k < 4; k++)
     if (n->in[k] != LB_NONE && !quantized(g, n->in[k]))
       return lb_node_err(g, id, diag, "input[%u] of an integer node has no quantization", k);

@@ -6,6 +6,7 @@
  * lb_requantize, so the backends' sub-byte kernels are checked bit-exactly against these. */
 #include <string.h>
 
+#include "interp_impl.h"
 #include "quant.h"
 
 int32_t lb_subbyte_get(lb_dtype t, const void *data, int64_t i) {
@@ -162,4 +163,117 @@ int lb_subbyte_conv_ref(const lb_subbyte_conv *c, const void *x, const void *w, 
         }
   lb_free(xb), lb_free(wb);
   return 0;
+}
+
+/* ---- binary nodes of a realized graph (quant.h: lb_binary_node) --------------------------- */
+
+int lb_binary_node(const lb_graph *g, uint32_t id) {
+  const lb_node *n = &g->nodes[id];
+  if ((n->op != LB_OP_CONV && n->op != LB_OP_GEMM) || n->n_in < 2 || n->in[1] == LB_NONE) return 0;
+  const lb_value *w = &g->values[n->in[1]];
+  return w->dtype == LB_DTYPE_B1 && w->data && w->q.n > 0 && w->q.zero_point;
+}
+
+/* Everything one output element of a binary node needs besides its dot product. */
+typedef struct bnode {
+  const lb_tensor *x, *w, *res;
+  int32_t thr, zy, zr, lo, hi;
+  float sy, mr;
+  const lb_quant *wq;
+  const int32_t *bias;
+  int64_t nbias;
+} bnode;
+
+static int32_t bsign(const bnode *b, int64_t xi, int64_t wi) {
+  int sx = ld_act(b->x->dtype, b->x->data, xi) >= b->thr;
+  int sw = (((const uint8_t *)b->w->data)[wi / 8] >> (wi % 8)) & 1;
+  return sx == sw ? 1 : -1;
+}
+
+/* Bias, then requantize (or the raw accumulator for an i32 output) into element o, channel c. */
+static void bfinish(const bnode *b, lb_tensor *out, int64_t o, int64_t c, int32_t dot) {
+  int32_t acc = dot + (b->bias ? b->bias[b->nbias == 1 ? 0 : c] : 0);
+  if (out->dtype == LB_DTYPE_I32) {
+    ((int32_t *)out->data)[o] = acc;
+    return;
+  }
+  float m = lb_qmul(1.0f, b->wq->scale[b->wq->n > 1 ? c : 0], b->sy);
+  int32_t q = b->res ? lb_requantize2(acc, m, ld_act(b->res->dtype, b->res->data, o) - b->zr,
+                                      b->mr, b->zy, b->lo, b->hi)
+                     : lb_requantize(acc, m, b->zy, b->lo, b->hi);
+  st_act(out->dtype, out->data, o, q);
+}
+
+/* dot over the in-bounds taps of output (n, m, oh, ow); NCHW x, OIHW w (1-D: H = KH = 1). */
+static int32_t bconv_dot(const bnode *b, const int64_t *d, int64_t n, int64_t m, int64_t oh,
+                         int64_t ow) {
+  enum { C, H, W, KH, KW, SH, SW, PH, PW, DH, DW };
+  int32_t acc = 0;
+  for (int64_t ic = 0; ic < d[C]; ic++)
+    for (int64_t kh = 0; kh < d[KH]; kh++) {
+      int64_t ih = oh * d[SH] - d[PH] + kh * d[DH];
+      if (ih < 0 || ih >= d[H]) continue;
+      for (int64_t kw = 0; kw < d[KW]; kw++) {
+        int64_t iw = ow * d[SW] - d[PW] + kw * d[DW];
+        if (iw < 0 || iw >= d[W]) continue;
+        acc += bsign(b, ((n * d[C] + ic) * d[H] + ih) * d[W] + iw,
+                     ((m * d[C] + ic) * d[KH] + kh) * d[KW] + kw);
+      }
+    }
+  return acc;
+}
+
+static int bconv(const lb_graph *g, uint32_t id, const lb_attrs *a, const bnode *b, lb_tensor *out,
+                 lb_diag *diag) {
+  const lb_tensor *x = b->x, *w = b->w;
+  int two = x->rank == 4;
+  if ((x->rank != 3 && x->rank != 4) || a->group != 1)
+    return lb_node_err(g, id, diag, "binary conv supports 1-D and 2-D convs of one group only");
+  int64_t d[11] = {x->dims[1], two ? x->dims[2] : 1, x->dims[x->rank - 1], two ? w->dims[2] : 1,
+                   w->dims[w->rank - 1], two ? a->strides[0] : 1, a->strides[two], two ? a->pads[0] : 0,
+                   a->pads[two], two ? a->dilations[0] : 1, a->dilations[two]};
+  int64_t N = x->dims[0], M = out->dims[1], OH = two ? out->dims[2] : 1, OW = out->dims[out->rank - 1];
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++)
+          bfinish(b, out, ((n * M + m) * OH + oh) * OW + ow, m, bconv_dot(b, d, n, m, oh, ow));
+  return 0;
+}
+
+/* y[r, j] over x [M, K] (or [K, M] with trans_a) and w [N, K]. */
+static int bgemm(const lb_graph *g, uint32_t id, const lb_attrs *a, const bnode *b, lb_tensor *out,
+                 lb_diag *diag) {
+  if (!a->trans_b || a->alpha != 1.0f || (b->bias && a->beta != 1.0f))
+    return lb_node_err(g, id, diag, "binary gemm needs trans_b = 1 and alpha = beta = 1");
+  int64_t M = out->dims[0], N = out->dims[1], K = b->w->dims[1];
+  int64_t sr = a->trans_a ? 1 : K, sk = a->trans_a ? M : 1;
+  for (int64_t r = 0; r < M; r++)
+    for (int64_t j = 0; j < N; j++) {
+      int32_t dot = 0;
+      for (int64_t k = 0; k < K; k++) dot += bsign(b, r * sr + k * sk, j * K + k);
+      bfinish(b, out, r * N + j, j, dot);
+    }
+  return 0;
+}
+
+int lb_binary_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
+                   lb_tensor *out, lb_diag *diag) {
+  const lb_node *n = &g->nodes[id];
+  const lb_value *yv = &g->values[n->out[0]], *wv = &g->values[n->in[1]];
+  int has_b = n->n_in > 2 && n->in[2] != LB_NONE, has_r = n->n_in > 3 && n->in[3] != LB_NONE;
+  if (has_b && in[2].dtype != LB_DTYPE_I32)
+    return lb_node_err(g, id, diag, "input[2]: a binary layer needs an i32 bias");
+  bnode b = {&in[0], &in[1], has_r ? &in[3] : NULL, wv->q.zero_point[0], 0, 0, 0, 0,
+             0, 0, &wv->q, has_b ? in[2].data : NULL, has_b ? lb_tensor_numel(&in[2]) : 0};
+  if (yv->q.n) {
+    b.sy = yv->q.scale[0], b.zy = yv->q.zero_point ? yv->q.zero_point[0] : 0;
+    if (out->dtype != LB_DTYPE_I32)
+      lb_qact_bounds(a->act, a->act_min, a->act_max, out->dtype, b.sy, b.zy, &b.lo, &b.hi);
+  }
+  if (has_r) {
+    const lb_quant *rq = &g->values[n->in[3]].q;
+    b.mr = lb_qmul(rq->scale[0], 1.0f, b.sy), b.zr = rq->zero_point ? rq->zero_point[0] : 0;
+  }
+  return n->op == LB_OP_CONV ? bconv(g, id, a, &b, out, diag) : bgemm(g, id, a, &b, out, diag);
 }

@@ -724,7 +724,10 @@ static int int_rule(sctx *c, rule_fn f) {
   for (uint32_t k = 0; k < c->n->n_in && k < 64; k++) {
     lb_dtype d = in[k].dtype;
     int want32 = k == 2 && op != LB_OP_ADD && op != LB_OP_SUB && op != LB_OP_MUL;
-    if (in[k].present && (want32 ? d != LB_DTYPE_I32 : !(d == LB_DTYPE_I8 || d == LB_DTYPE_U8)))
+    /* binary layers (quant.h lb_binary_node): packed b1 weights of a conv or gemm */
+    int b1 = k == 1 && d == LB_DTYPE_B1 && (op == LB_OP_CONV || op == LB_OP_GEMM);
+    if (in[k].present && !b1 &&
+        (want32 ? d != LB_DTYPE_I32 : !(d == LB_DTYPE_I8 || d == LB_DTYPE_U8)))
       return -1; /* not an integer form: the f32 rule reports the dtype */
     in[k].dtype = LB_DTYPE_F32;
     in[k].data = NULL;

@@ -97,6 +97,17 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   return c;
 }
 
+/* (bin) Whether node id can be a binary layer (quant.h lb_binary_node): a conv of one group
+ * (1-D or 2-D) or a gemm, with the plan's threshold and magnitude set; the spec row's output
+ * must be the plan's activation dtype (checked by the caller). */
+static int binary_ok(const lb_graph *g, const lb_qplan *p, uint32_t id) {
+  const lb_node *n = &g->nodes[id];
+  if (!(p->l[id].bin_scale > 0)) return 0;
+  if (n->op == LB_OP_GEMM) return 1;
+  int r = g->values[n->in[0]].rank;
+  return n->op == LB_OP_CONV && n->attr.group <= 1 && (r == 3 || r == 4);
+}
+
 /* (search) The combination a plan asked for by label instead of the 8-bit one: same op kind,
  * the plan's activation dtype in and out, fp32 requantize, constant weights quantized
  * symmetrically to i8, i4 or i2 (lowbit's sub-byte weights); NULL if none fits. */
@@ -113,6 +124,8 @@ static const lb_spec_combo *wanted(const lb_graph *g, const lb_spec *s, const lb
     const lb_spec_combo *c = &cs[i];
     if (strcmp(c->label, label) != 0) continue;
     int w = c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2;
+    if (c->act == LB_DTYPE_B1 && c->weight == LB_DTYPE_B1)
+      return c->out == p->act && c->requant == LB_REQUANT_FP32 && binary_ok(g, p, id) ? c : NULL;
     return c->act == p->act && c->out == p->act && c->requant == LB_REQUANT_FP32 && w &&
                    (c->weight_scheme & LB_SCHEME_SYMMETRIC)
                ? c : NULL;
@@ -126,9 +139,12 @@ static int decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id)
   lb_qlayer *l = &p->l[id];
   int forced = l->forced_f32;
   const char *want = l->want, *want_at = l->want_at;
+  int32_t bin_thr = l->bin_thr;
+  float bin_scale = l->bin_scale;
   memset(l, 0, sizeof *l);
   l->forced_f32 = forced;
   l->want = want, l->want_at = want_at;
+  l->bin_thr = bin_thr, l->bin_scale = bin_scale;
   l->combo = "f32";
   l->act = l->weight = l->out = LB_DTYPE_F32;
   const char *gap = is_layout(n->op) ? NULL : kernel_gap(g, n);
@@ -272,15 +288,29 @@ static lb_dtype pick_act(const lb_graph *g, const lb_spec *s) {
   return pick;
 }
 
+/* (bin) Whether label names a binary combination (act and weight b1) of node n's op kind. */
+static int is_binary_label(const lb_graph *g, const lb_spec *s, uint32_t n, const char *label) {
+  int kind = lb_spec_opkind_of(g, n);
+  const lb_spec_combo *cs;
+  size_t nc = kind >= 0 ? lb_spec_combos(s, (lb_spec_opkind)kind, &cs) : 0;
+  for (size_t i = 0; i < nc; i++)
+    if (strcmp(cs[i].label, label) == 0) return cs[i].act == LB_DTYPE_B1;
+  return 0;
+}
+
 /* (search) Every combination a plan asked for by label was honoured. */
-static int check_wants(const lb_graph *g, const lb_qplan *p, lb_diag *diag) {
+static int check_wants(const lb_graph *g, const lb_spec *s, const lb_qplan *p, lb_diag *diag) {
   for (uint32_t n = 0; n < g->n_nodes; n++) {
     const lb_qlayer *l = &p->l[n];
     if (!l->want || l->forced_f32 || (l->integer && strcmp(l->combo, l->want) == 0)) continue;
     return lb_diag_err(diag, LB_ERR_INPUT,
                        "%s: error: layer '%s': precision '%s' is not available (%s)",
                        l->want_at ? l->want_at : "plan", g->values[g->nodes[n].out[0]].name,
-                       l->want, l->integer ? "not a weight combination lowbit realizes" : l->why);
+                       l->want,
+                       !l->integer ? l->why
+                       : l->bin_scale > 0 || !is_binary_label(g, s, n, l->want)
+                           ? "not a weight combination lowbit realizes"
+                           : "a binary layer needs its threshold and scale (binary: [t, s_b])");
   }
   return 0;
 }
@@ -314,6 +344,6 @@ int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag 
   for (uint32_t n = 0; n < g->n_nodes; n++)
     if (p->l[n].integer) mark(g, s, p, n);
   for (uint32_t v = 0; v < g->n_values; v++) p->v[v].cls = find(p, v);
-  LB_TRY(check_wants(g, p, diag));
+  LB_TRY(check_wants(g, s, p, diag));
   return check_file_dtypes(g, p, diag);
 }

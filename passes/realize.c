@@ -16,7 +16,13 @@ typedef struct rz {
   lb_realize_mode mode;
   lb_graph *ng;
   uint32_t *fv, *iv, *qv; /* float, integer, fake-quantized versions of old values */
+  lb_qval *ov; /* (bin) parameters replacing the plan's (n == 0: none), lazily allocated */
 } rz;
+
+/* The parameters of old value v: the plan's, unless a binary layer replaced them. */
+static const lb_qval *qv(const rz *r, uint32_t v) {
+  return r->ov && r->ov[v].n ? &r->ov[v] : &r->p->v[v];
+}
 
 #define TRY_ID(x)                                                                                \
   do {                                                                                           \
@@ -39,7 +45,7 @@ static uint32_t new_value(rz *r, uint32_t old, const char *suffix, lb_dtype t) {
 
 /* Copies the plan's parameters of old value `old` onto new value id. */
 static int set_q(rz *r, uint32_t id, uint32_t old) {
-  const lb_qval *q = &r->p->v[old];
+  const lb_qval *q = qv(r, old);
   lb_quant *d = &r->ng->values[id].q;
   d->axis = q->axis;
   d->n = q->n;
@@ -64,7 +70,7 @@ static lb_dtype storage(lb_dtype t) { return lb_dtype_bits(t) < 8 ? LB_DTYPE_I8 
 
 /* Scale and zero-point constants for old value v (rank 0 per tensor, else [n]). */
 static int qconsts(rz *r, uint32_t v, uint32_t *s, uint32_t *z) {
-  const lb_qval *q = &r->p->v[v];
+  const lb_qval *q = qv(r, v);
   char buf[256];
   int per = q->axis >= 0;
   int64_t dims[1] = {q->n};
@@ -94,7 +100,7 @@ static int qdq_node(rz *r, lb_op op, uint32_t v, uint32_t from, uint32_t to) {
   uint32_t in[3] = {from, s, z};
   uint32_t n = add_node(r, op, "", in, 3, to);
   if (n == LB_NONE) return LB_ERR_NOMEM;
-  r->ng->nodes[n].attr.axis = r->p->v[v].axis >= 0 ? r->p->v[v].axis : 1;
+  r->ng->nodes[n].attr.axis = qv(r, v)->axis >= 0 ? qv(r, v)->axis : 1;
   r->ng->nodes[n].onnx_op = op == LB_OP_QUANTIZE ? "QuantizeLinear" : "DequantizeLinear";
   return 0;
 }
@@ -215,6 +221,138 @@ static int producer_integer(const rz *r, uint32_t v) {
   return pn != LB_NONE && r->p->l[pn].integer && r->p->v[v].role != LB_QROLE_ACC;
 }
 
+/* ---- binary layers (quant.h lb_binary_node) ------------------------------------------------
+ * The search's simulation (passes/search.c) made integer: a weight is its sign (w >= 0 is +1,
+ * as lb_search_quant_weights), per output channel c the unit s_b * s_w[c]; the DC part of the
+ * input, t_real * s_w[c] * (sum of channel c's signs), is folded into the bias, which is
+ * rounded half-even on the unit grid (a layer without a bias drops it, as the simulation does).
+ * gemm weights [K, N] are stored transposed ([N, K], trans_b = 1). */
+
+static int bin_axis(const lb_node *n) { return n->op == LB_OP_GEMM && !n->attr.trans_b; }
+
+/* Parameters replacing the plan's for old value v (n channels, zero points 0). */
+static lb_qval *override(rz *r, uint32_t v, uint32_t n, int axis) {
+  if (!r->ov && !(r->ov = lb_calloc(r->g->n_values, sizeof *r->ov))) return NULL;
+  lb_qval *q = &r->ov[v];
+  *q = r->p->v[v];
+  q->n = n, q->axis = n > 1 ? axis : -1;
+  q->scale = lb_arena_array(&r->ng->arena, n, sizeof(float));
+  q->zp = lb_arena_array(&r->ng->arena, n, sizeof(int32_t));
+  return q->scale && q->zp ? q : NULL;
+}
+
+/* The packed signs as [channel][rest] and their sum per channel (csum, zeroed by the caller). */
+static uint32_t bin_weights(rz *r, uint32_t n, int64_t *csum) {
+  const lb_node *nd = &r->g->nodes[n];
+  const lb_value *w = &r->g->values[nd->in[1]];
+  int ax = bin_axis(nd);
+  int64_t total = lb_value_numel(w), ch = w->dims[ax], inner = 1, outer = ax ? w->dims[0] : 1;
+  for (int i = ax + 1; i < w->rank; i++) inner *= w->dims[i];
+  int32_t *q = lb_malloc((size_t)(total ? total : 1) * sizeof *q);
+  size_t nb = lb_dtype_bytes(LB_DTYPE_B1, total);
+  uint8_t *bits = lb_malloc(nb + 1);
+  uint32_t id = LB_NONE;
+  if (q && bits) {
+    for (int64_t i = 0; i < total; i++) {
+      int64_t c = (i / inner) % ch, o = i / (inner * ch), j = i % inner;
+      int32_t sgn = ((const float *)w->data)[i] >= 0.0f ? 1 : -1;
+      q[(c * outer + o) * inner + j] = sgn;
+      csum[c] += sgn;
+    }
+    lb_subbyte_pack(LB_DTYPE_B1, q, total, bits);
+    int64_t dims[LB_MAX_RANK];
+    memcpy(dims, w->dims, sizeof dims);
+    if (ax) dims[0] = w->dims[1], dims[1] = w->dims[0];
+    char buf[256];
+    id = lb_graph_add_const(r->ng, uniq(r, w->name, ":b1", buf, sizeof buf), LB_DTYPE_B1, w->rank,
+                            dims, bits, nb);
+  }
+  lb_free(q), lb_free(bits);
+  return id;
+}
+
+/* Sets the b1 weight's parameters (unit per channel, the threshold as zero point). */
+static int bin_wparams(rz *r, uint32_t n, uint32_t wid, double *unit) {
+  const lb_qlayer *l = &r->p->l[n];
+  const lb_qval *pw = &r->p->v[r->g->nodes[n].in[1]];
+  lb_quant *q = &r->ng->values[wid].q;
+  q->n = pw->n, q->axis = pw->n > 1 ? 0 : -1;
+  q->scale = lb_arena_array(&r->ng->arena, pw->n, sizeof(float));
+  q->zero_point = lb_arena_array(&r->ng->arena, pw->n, sizeof(int32_t));
+  if (!q->scale || !q->zero_point) return LB_ERR_NOMEM;
+  for (uint32_t c = 0; c < pw->n; c++) {
+    unit[c] = (double)l->bin_scale * pw->scale[c];
+    q->scale[c] = (float)unit[c], q->zero_point[c] = l->bin_thr;
+  }
+  return 0;
+}
+
+/* The int32 bias with the folded DC term (search.c fq_bias), or LB_NONE on OOM. */
+static uint32_t bin_bias(rz *r, uint32_t n, const int64_t *csum, const double *unit) {
+  const lb_node *nd = &r->g->nodes[n];
+  const lb_value *bv = &r->g->values[nd->in[2]];
+  const lb_qval *xq = &r->p->v[nd->in[0]], *pw = &r->p->v[nd->in[1]];
+  double t_real = (double)(r->p->l[n].bin_thr - xq->zp[0]) * xq->scale[0];
+  int64_t nb = lb_value_numel(bv);
+  int32_t *q = nb == 1 || nb == r->g->values[nd->in[1]].dims[bin_axis(nd)]
+                   ? lb_malloc((size_t)(nb ? nb : 1) * sizeof *q) : NULL;
+  if (!q) return LB_NONE;
+  for (int64_t j = 0; j < nb; j++) {
+    uint32_t c = pw->n > 1 ? (uint32_t)(j % pw->n) : 0;
+    double b = ((const float *)bv->data)[j] + t_real * pw->scale[c] * (double)csum[j];
+    double v = nearbyint(b / unit[c]);
+    q[j] = v >= 2147483647.0 ? INT32_MAX : v <= -2147483648.0 ? INT32_MIN : (int32_t)v;
+  }
+  char buf[256];
+  uint32_t id = lb_graph_add_const(r->ng, uniq(r, bv->name, ":q", buf, sizeof buf), LB_DTYPE_I32,
+                                   bv->rank, bv->dims, q, (size_t)nb * sizeof *q);
+  lb_free(q);
+  lb_qval *o = id == LB_NONE ? NULL : override(r, nd->in[2], (uint32_t)nb, 0);
+  if (!o) return LB_NONE;
+  for (int64_t j = 0; j < nb; j++) o->scale[j] = (float)unit[pw->n > 1 ? j % pw->n : 0], o->zp[j] = 0;
+  return set_q(r, id, nd->in[2]) ? LB_NONE : id;
+}
+
+/* An int32 accumulator output is dequantized with the unit, not s_x * s_w. */
+static int bin_acc_out(rz *r, uint32_t n, const double *unit) {
+  uint32_t o = r->g->nodes[n].out[0];
+  const lb_qval *pw = &r->p->v[r->g->nodes[n].in[1]], *po = &r->p->v[o];
+  if (po->role != LB_QROLE_ACC) return 0;
+  lb_qval *q = override(r, o, pw->n, po->axis);
+  if (!q) return LB_ERR_NOMEM;
+  for (uint32_t c = 0; c < pw->n; c++) q->scale[c] = (float)unit[c], q->zp[c] = 0;
+  return 0;
+}
+
+static int realize_binary(rz *r, uint32_t n) {
+  const lb_node *nd = &r->g->nodes[n];
+  uint32_t o = nd->out[0], in[4] = {LB_NONE, LB_NONE, LB_NONE, LB_NONE};
+  int64_t ch = r->g->values[nd->in[1]].dims[bin_axis(nd)];
+  int64_t *csum = lb_calloc((size_t)(ch ? ch : 1), sizeof *csum);
+  double *unit = lb_calloc(r->p->v[nd->in[1]].n + 1, sizeof *unit);
+  int rc = csum && unit ? 0 : LB_ERR_NOMEM;
+  if (!rc && (in[0] = get_int(r, nd->in[0])) == LB_NONE) rc = LB_ERR_NOMEM;
+  if (!rc && (in[1] = bin_weights(r, n, csum)) == LB_NONE) rc = LB_ERR_NOMEM;
+  if (!rc) rc = bin_wparams(r, n, in[1], unit);
+  if (!rc && nd->n_in > 2 && nd->in[2] != LB_NONE && (in[2] = bin_bias(r, n, csum, unit)) == LB_NONE)
+    rc = LB_ERR_NOMEM;
+  if (!rc && nd->n_in > 3 && nd->in[3] != LB_NONE && (in[3] = get_int(r, nd->in[3])) == LB_NONE)
+    rc = LB_ERR_NOMEM;
+  if (!rc) rc = bin_acc_out(r, n, unit);
+  lb_free(csum), lb_free(unit);
+  uint32_t y = rc ? LB_NONE : new_value(r, o, "", r->p->v[o].dtype);
+  if (!rc && (y == LB_NONE || set_q(r, y, o))) rc = LB_ERR_NOMEM;
+  uint32_t id = rc ? LB_NONE : add_node(r, nd->op, nd->name, in, nd->n_in < 4 ? nd->n_in : 4, y);
+  if (!rc && id == LB_NONE) rc = LB_ERR_NOMEM;
+  if (rc) return rc;
+  lb_node *m = &r->ng->nodes[id];
+  m->attr = nd->attr;
+  if (nd->op == LB_OP_GEMM) m->attr.trans_b = 1;
+  m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op);
+  r->iv[o] = y;
+  return m->onnx_op ? 0 : LB_ERR_NOMEM;
+}
+
 /* Input k of node n as the new graph provides it. */
 static uint32_t map_input(rz *r, uint32_t n, uint32_t v) {
   const lb_qval *q = &r->p->v[v];
@@ -232,6 +370,7 @@ static uint32_t map_input(rz *r, uint32_t n, uint32_t v) {
 static int realize_node(rz *r, uint32_t n) {
   const lb_node *nd = &r->g->nodes[n];
   uint32_t in[64], o = nd->out[0];
+  if (r->p->l[n].integer && r->p->l[n].act == LB_DTYPE_B1) return realize_binary(r, n);
   for (uint32_t k = 0; k < nd->n_in; k++) {
     in[k] = nd->in[k] == LB_NONE ? LB_NONE : map_input(r, n, nd->in[k]);
     if (nd->in[k] != LB_NONE && in[k] == LB_NONE) return LB_ERR_NOMEM;
@@ -300,7 +439,7 @@ int lb_quant_realize(const lb_graph *g, const lb_qplan *p, lb_realize_mode mode,
                          g->values[v].name);
   uint32_t nv = g->n_values ? g->n_values : 1;
   rz r = {g, p, mode, lb_graph_new(g->name), lb_malloc(nv * sizeof(uint32_t)),
-          lb_malloc(nv * sizeof(uint32_t)), lb_malloc(nv * sizeof(uint32_t))};
+          lb_malloc(nv * sizeof(uint32_t)), lb_malloc(nv * sizeof(uint32_t)), NULL};
   int rc = !r.ng || !r.fv || !r.iv || !r.qv ? LB_ERR_NOMEM : 0;
   if (!rc) {
     memset(r.fv, 0xff, nv * sizeof(uint32_t));
@@ -311,7 +450,7 @@ int lb_quant_realize(const lb_graph *g, const lb_qplan *p, lb_realize_mode mode,
   if (!rc && lb_graph_compact(r.ng)) rc = LB_ERR_NOMEM;
   if (!rc) rc = lb_infer_shapes(r.ng, diag);
   if (!rc) rc = lb_graph_verify(r.ng, diag);
-  lb_free(r.fv), lb_free(r.iv), lb_free(r.qv);
+  lb_free(r.fv), lb_free(r.iv), lb_free(r.qv), lb_free(r.ov);
   if (rc) {
     if (rc == LB_ERR_NOMEM) lb_diag_err(diag, rc, "out of memory");
     lb_diag_prefix(diag, "realize");

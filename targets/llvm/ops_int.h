@@ -64,4 +64,7 @@ int lb_int_conv_dw(lb_lw *L, lb_op_args *a, const cgeo *g, const qmac *q, const 
 /* Whether lb_int_conv_dw handles a conv of this geometry. */
 int lb_int_dw_ok(const cgeo *g);
 
+/* Binary conv/gemm nodes (quant.h lb_binary_node) of ops_bin.c. */
+int lb_lower_bin(lb_lw *L, lb_op_args *a);
+
 #endif

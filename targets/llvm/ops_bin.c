@@ -1,0 +1,393 @@
+/* Lowering of binary conv/gemm nodes (quant.h lb_binary_node). The 8-bit input is binarized once
+ * into a bit image (ceil(C / 8) bytes per pixel, bit 1 where x >= t); rows of taps are gathered
+ * from it with a validity mask (a tap in the padding contributes 0), and 8 output channels at
+ * a time accumulate popcount((x xor w) and mask) over 64-bit words with llvm.ctpop:
+ * acc = bias + kv - 2 * mismatches, kv = C * (valid taps). Invariant: every output is
+ * lb_binary_eval's (interp_subbyte.c): the same int32 accumulator and lb_requantize steps. */
+#include <string.h>
+
+#include "lower.h"
+#include "ops_int.h"
+#include "quant.h"
+
+#define BN 8  /* output channels per <8 x i64> accumulator */
+#define RB 32 /* rows (output pixels) gathered per block */
+
+/* Geometry; a gemm is a conv of 1x1 pixels with C = K. */
+typedef struct bgeo {
+  int64_t N, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
+  int64_t xs[4], ys[4], rs[4]; /* element strides as [n, c, h, w] */
+  int64_t Cb, T, words, rows;  /* bytes per pixel, taps, words per row, output pixels */
+  int64_t pix_bytes;           /* bit image bytes per pixel (words * 8 when it is the rows) */
+  int masked, direct;          /* a tap may lie in the padding; the image is the row matrix */
+  int32_t thr;
+  lb_dtype xt;
+} bgeo;
+
+static int64_t or1(int64_t v) { return v > 0 ? v : 1; }
+
+static void view4(const lb_view *v, int64_t *st) {
+  if (v->rank == 4) memcpy(st, v->st, 4 * sizeof *st);
+  else st[0] = v->st[0], st[1] = v->st[1], st[2] = 0, st[3] = v->st[2];
+}
+
+static void conv_geom(const lb_op_args *a, bgeo *g) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  const lb_value *w = in_val(a, 1);
+  const lb_attrs *at = &a->node->attr;
+  int two = x->rank == 4;
+  g->N = x->dims[0], g->C = x->dims[1], g->H = two ? x->dims[2] : 1, g->W = x->dims[x->rank - 1];
+  g->M = y->dims[1], g->OH = two ? y->dims[2] : 1, g->OW = y->dims[y->rank - 1];
+  g->KH = two ? w->dims[2] : 1, g->KW = w->dims[w->rank - 1];
+  g->sh = two ? or1(at->strides[0]) : 1, g->sw = or1(at->strides[two ? 1 : 0]);
+  g->dh = two ? or1(at->dilations[0]) : 1, g->dw = or1(at->dilations[two ? 1 : 0]);
+  g->ph = two ? at->pads[0] : 0, g->pw = at->pads[two ? 1 : 0];
+  view4(x, g->xs), view4(y, g->ys);
+  if (in_val(a, 3)) view4(&a->in[3], g->rs);
+}
+
+static void gemm_geom(const lb_op_args *a, bgeo *g) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  int ta = a->node->attr.trans_a;
+  g->N = y->dims[0], g->C = in_val(a, 1)->dims[1], g->M = y->dims[1];
+  g->H = g->W = g->OH = g->OW = g->KH = g->KW = g->sh = g->sw = g->dh = g->dw = 1;
+  g->xs[0] = ta ? x->st[1] : x->st[0], g->xs[1] = ta ? x->st[0] : x->st[1];
+  g->ys[0] = y->st[0], g->ys[1] = y->st[1];
+  if (in_val(a, 3)) g->rs[0] = a->in[3].st[0], g->rs[1] = a->in[3].st[1];
+}
+
+/* Whether some tap of some output falls outside [0, n) along one spatial dim. */
+static int pads_reached(int64_t n, int64_t on, int64_t k, int64_t s, int64_t d, int64_t p) {
+  return -p < 0 || (on - 1) * s - p + (k - 1) * d >= n;
+}
+
+static void geom(const lb_op_args *a, bgeo *g) {
+  memset(g, 0, sizeof *g);
+  if (a->node->op == LB_OP_CONV) conv_geom(a, g);
+  else gemm_geom(a, g);
+  const lb_value *w = in_val(a, 1);
+  g->thr = w->q.zero_point[0], g->xt = a->in[0].dt;
+  g->Cb = (g->C + 7) / 8, g->T = g->KH * g->KW, g->rows = g->N * g->OH * g->OW;
+  g->words = (g->T * g->Cb + 7) / 8;
+  g->masked = pads_reached(g->H, g->OH, g->KH, g->sh, g->dh, g->ph) ||
+              pads_reached(g->W, g->OW, g->KW, g->sw, g->dw, g->pw);
+  g->direct = g->T == 1 && !g->masked && g->sh == 1 && g->sw == 1 && g->OH == g->H && g->OW == g->W;
+  g->pix_bytes = g->direct ? g->words * 8 : g->Cb;
+}
+
+/* ---- constants ----------------------------------------------------------------------------- */
+
+/* Weight bit of output channel m, channel c, tap t (kh * KW + kw) in the IR's packing. */
+static int wbit(const bgeo *g, const uint8_t *w, int64_t m, int64_t c, int64_t t) {
+  int64_t i = (m * g->C + c) * g->T + t;
+  return (w[i / 8] >> (i % 8)) & 1;
+}
+
+/* Weights as [Np / 8][words][8] u64 in the rows' bit order (tap, channel), 8 per byte. */
+static uint64_t *pack_w(const bgeo *g, const uint8_t *w, int64_t Np) {
+  uint64_t *out = lb_calloc((size_t)(Np * g->words) + 1, 8);
+  if (!out) return NULL;
+  for (int64_t m = 0; m < g->M; m++)
+    for (int64_t t = 0; t < g->T; t++)
+      for (int64_t c = 0; c < g->C; c++) {
+        int64_t bit = t * g->Cb * 8 + c, word = bit / 64;
+        if (wbit(g, w, m, c, t))
+          out[((m / BN) * g->words + word) * BN + m % BN] |= (uint64_t)1 << (bit % 64);
+      }
+  return out;
+}
+
+typedef struct bk {
+  const bgeo *g;
+  LLVMValueRef w, bias, mul; /* globals: packed weights, bias, multipliers (Np each) */
+  LLVMValueRef img, xr, mr, kv, y, res;
+  lb_dtype yt, rt;
+  int32_t zy, lo, hi, zr;
+  float mres;
+} bk;
+
+static int consts(lb_lw *L, const lb_op_args *a, const bgeo *g, bk *k) {
+  const lb_value *w = in_val(a, 1), *y = &a->g->values[a->node->out[0]];
+  const int32_t *bd;
+  LB_TRY(lb_int_const_i32(L, in_val(a, 2), g->M, &bd));
+  int64_t Np = (g->M + BN - 1) / BN * BN, nb = in_val(a, 2) ? lb_value_numel(in_val(a, 2)) : 0;
+  uint64_t *wp = pack_w(g, w->data, Np);
+  int32_t *bb = lb_calloc((size_t)Np + 1, 4);
+  float *mm = lb_calloc((size_t)Np + 1, 4);
+  int rc = wp && bb && mm ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t m = 0; !rc && m < g->M; m++) {
+    bb[m] = bd ? bd[nb == 1 ? 0 : m] : 0;
+    mm[m] = y->q.n ? lb_qmul(1.0f, qs(w, m), qs(y, 0)) : 0.0f;
+  }
+  if (!rc) {
+    k->w = lb_const_blob(L, wp, (size_t)(Np * g->words) * 8, "bw");
+    k->bias = lb_const_blob(L, bb, (size_t)Np * 4, "bbias");
+    k->mul = lb_const_blob(L, mm, (size_t)Np * 4, "bmul");
+  }
+  lb_free(wp), lb_free(bb), lb_free(mm);
+  return rc;
+}
+
+/* ---- the bit image ------------------------------------------------------------------------ */
+
+/* x >= thr on 8-bit values widened to i16 (thr clamped into a range where that is exact). */
+static LLVMValueRef ge_thr(lb_lw *L, const bgeo *g, LLVMValueRef x) {
+  LLVMTypeRef i16 = LLVMInt16TypeInContext(L->ctx), t = i16;
+  if (LLVMGetTypeKind(LLVMTypeOf(x)) == LLVMVectorTypeKind)
+    t = vec(i16, (int)LLVMGetVectorSize(LLVMTypeOf(x)));
+  int32_t thr = g->thr < -512 ? -512 : g->thr > 512 ? 512 : g->thr;
+  return LLVMBuildICmp(L->b, LLVMIntSGE, ext8(L, x, g->xt, t), lb_ci(L, t, thr), "");
+}
+
+/* Byte b of a pixel from 8 channels at src (channel stride cs): a vector compare when the
+ * channels are contiguous, else bit by bit; only the first n (< 8) when n is given. */
+static LLVMValueRef pix_byte(lb_lw *L, const bgeo *g, LLVMValueRef src, int64_t cs, int n) {
+  if (n == 8 && cs == 1)
+    return LLVMBuildBitCast(L->b, ge_thr(L, g, lb_load(L, vec(L->t_i8, 8), src, 1)), L->t_i8, "");
+  LLVMValueRef acc = LLVMConstInt(L->t_i8, 0, 0);
+  for (int i = 0; i < n; i++) {
+    LLVMValueRef e = lb_load(L, L->t_i8, lb_gep(L, L->t_i8, src, lb_c64(L, i * cs)), 1);
+    LLVMValueRef bit = LLVMBuildZExt(L->b, ge_thr(L, g, e), L->t_i8, "");
+    acc = LLVMBuildOr(L->b, acc, LLVMBuildShl(L->b, bit, LLVMConstInt(L->t_i8, (unsigned)i, 0), ""), "");
+  }
+  return acc;
+}
+
+/* Bit image: pixel p (n, h, w) at img + p * pix_bytes, channels 8 per byte, unused bits and
+ * bytes zero. */
+static void binarize(lb_lw *L, const bgeo *g, LLVMValueRef x, LLVMValueRef img) {
+  int64_t hw = g->H * g->W, full = g->C / 8;
+  lb_loop lp, lc;
+  lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, g->N * hw), 1);
+  LLVMValueRef n = LLVMBuildUDiv(L->b, lp.iv, lb_c64(L, hw), "");
+  LLVMValueRef r = LLVMBuildURem(L->b, lp.iv, lb_c64(L, hw), "");
+  LLVMValueRef h = LLVMBuildUDiv(L->b, r, lb_c64(L, g->W), "");
+  LLVMValueRef w = LLVMBuildURem(L->b, r, lb_c64(L, g->W), "");
+  LLVMValueRef off = add64(L, mul64(L, n, g->xs[0]), add64(L, mul64(L, h, g->xs[2]), mul64(L, w, g->xs[3])));
+  LLVMValueRef src = lb_gep(L, L->t_i8, x, off), dst = lb_gep(L, L->t_i8, img, mul64(L, lp.iv, g->pix_bytes));
+  if (full > 0) {
+    lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, full), 1);
+    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, mul64(L, lc.iv, 8 * g->xs[1]));
+    lb_store(L, pix_byte(L, g, s8, g->xs[1], 8), lb_gep(L, L->t_i8, dst, lc.iv), 1);
+    lb_loop_end(L, &lc);
+  }
+  if (g->C % 8) {
+    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, lb_c64(L, full * 8 * g->xs[1]));
+    lb_store(L, pix_byte(L, g, s8, g->xs[1], (int)(g->C % 8)), lb_gep(L, L->t_i8, dst, lb_c64(L, full)), 1);
+  }
+  if (g->pix_bytes > g->Cb)
+    LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, dst, lb_c64(L, g->Cb)), LLVMConstInt(L->t_i8, 0, 0),
+                    lb_c64(L, g->pix_bytes - g->Cb), 1);
+  lb_loop_end(L, &lp);
+}
+
+/* ---- gathered rows ------------------------------------------------------------------------ */
+
+/* Output pixel r (i64) as (n, oh, ow). */
+static void pixel_of(lb_lw *L, const bgeo *g, LLVMValueRef r, LLVMValueRef *n, LLVMValueRef *oh,
+                     LLVMValueRef *ow) {
+  LLVMValueRef hw = lb_c64(L, g->OH * g->OW), rem = LLVMBuildURem(L->b, r, hw, "");
+  *n = LLVMBuildUDiv(L->b, r, hw, "");
+  *oh = LLVMBuildUDiv(L->b, rem, lb_c64(L, g->OW), "");
+  *ow = LLVMBuildURem(L->b, rem, lb_c64(L, g->OW), "");
+}
+
+/* Tap (kh, kw) of row i: its Cb bytes from the image and 0xff mask bytes when in bounds, else
+ * zero bytes in both; cnt counts the valid taps. */
+static void gather_tap(lb_lw *L, const bk *k, LLVMValueRef i, LLVMValueRef n, LLVMValueRef ih,
+                       LLVMValueRef iw, LLVMValueRef t, LLVMValueRef cnt) {
+  const bgeo *g = k->g;
+  LLVMValueRef at = add64(L, mul64(L, i, g->words * 8), mul64(L, t, g->Cb));
+  LLVMValueRef xd = lb_gep(L, L->t_i8, k->xr, at), md = lb_gep(L, L->t_i8, k->mr, at);
+  LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
+                                 LLVMBuildICmp(L->b, LLVMIntULT, iw, lb_c64(L, g->W), ""), "");
+  LLVMValueRef cb = lb_c64(L, g->Cb);
+  LLVMBasicBlockRef join = lb_if_begin(L, ok);
+  LLVMValueRef p = add64(L, mul64(L, n, g->H * g->W), add64(L, mul64(L, ih, g->W), iw));
+  LLVMBuildMemCpy(L->b, xd, 1, lb_gep(L, L->t_i8, k->img, mul64(L, p, g->pix_bytes)), 1, cb);
+  LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0xff, 0), cb, 1);
+  lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, 1), ""), cnt, 4);
+  lb_if_end(L, join);
+  LLVMBasicBlockRef skip = lb_if_begin(L, LLVMBuildNot(L->b, ok, ""));
+  LLVMBuildMemSet(L->b, xd, LLVMConstInt(L->t_i8, 0, 0), cb, 1);
+  LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0, 0), cb, 1);
+  lb_if_end(L, skip);
+}
+
+/* Rows [row0, row0 + rows) into xr / mr (words * 8 bytes each) and kv (i32 per row). */
+static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
+  const bgeo *g = k->g;
+  int64_t tail = g->words * 8 - g->T * g->Cb;
+  lb_loop li, lh, lw;
+  lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
+  LLVMValueRef n, oh, ow, cnt = lb_alloca(L, L->t_i32, NULL);
+  pixel_of(L, g, add64(L, row0, li.iv), &n, &oh, &ow);
+  lb_store(L, lb_c32(L, 0), cnt, 4);
+  if (tail > 0) {
+    LLVMValueRef at = lb_c64(L, g->T * g->Cb), z = LLVMConstInt(L->t_i8, 0, 0);
+    at = add64(L, mul64(L, li.iv, g->words * 8), at);
+    LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, k->xr, at), z, lb_c64(L, tail), 1);
+    LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, k->mr, at), z, lb_c64(L, tail), 1);
+  }
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->KH), 1);
+  LLVMValueRef ih = LLVMBuildSub(L->b, add64(L, mul64(L, oh, g->sh), mul64(L, lh.iv, g->dh)), lb_c64(L, g->ph), "");
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
+  LLVMValueRef iw = LLVMBuildSub(L->b, add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw)), lb_c64(L, g->pw), "");
+  gather_tap(L, k, li.iv, n, ih, iw, add64(L, mul64(L, lh.iv, g->KW), lw.iv), cnt);
+  lb_loop_end(L, &lw);
+  lb_loop_end(L, &lh);
+  LLVMValueRef kv = LLVMBuildMul(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, (int32_t)g->C), "");
+  lb_store(L, kv, lb_gep(L, L->t_i32, k->kv, li.iv), 4);
+  lb_loop_end(L, &li);
+}
+
+/* ---- the kernel ---------------------------------------------------------------------------- */
+
+/* cnt lanes of 8-bit (or i32) values at base + lane * stride, as <8 x i32> (missing lanes 0). */
+static LLVMValueRef load_lanes(lb_lw *L, LLVMValueRef base, lb_dtype dt, int64_t stride, int cnt) {
+  LLVMTypeRef v32 = vec(L->t_i32, BN);
+  if (cnt == BN && stride == 1 && dt != LB_DTYPE_I32)
+    return ext8(L, lb_load(L, vec(L->t_i8, BN), base, 1), dt, v32);
+  LLVMValueRef v = LLVMConstNull(v32);
+  for (int l = 0; l < cnt; l++) {
+    LLVMValueRef e = lb_load(L, lb_lw_type(L, dt), lb_gep(L, lb_lw_type(L, dt), base, lb_c64(L, l * stride)), 1);
+    if (dt != LB_DTYPE_I32) e = ext8(L, e, dt, L->t_i32);
+    v = LLVMBuildInsertElement(L->b, v, e, lb_c32(L, l), "");
+  }
+  return v;
+}
+
+static void store_lanes(lb_lw *L, LLVMValueRef v, LLVMValueRef base, lb_dtype dt, int64_t stride, int cnt) {
+  int wide = dt == LB_DTYPE_I32;
+  LLVMTypeRef et = wide ? L->t_i32 : L->t_i8;
+  if (!wide) v = LLVMBuildTrunc(L->b, v, vec(L->t_i8, BN), "");
+  if (cnt == BN && stride == 1) {
+    lb_store(L, v, base, 1);
+    return;
+  }
+  for (int l = 0; l < cnt; l++)
+    lb_store(L, LLVMBuildExtractElement(L->b, v, lb_c32(L, l), ""), lb_gep(L, et, base, lb_c64(L, l * stride)), 1);
+}
+
+/* Sum over the row's words of popcount((x xor w) and mask) for 8 columns: <8 x i64>. */
+static LLVMValueRef mismatches(lb_lw *L, const bk *k, LLVMValueRef xrow, LLVMValueRef mrow, LLVMValueRef wblk) {
+  LLVMTypeRef v64 = vec(L->t_i64, BN);
+  LLVMValueRef slot = lb_alloca(L, v64, NULL);
+  lb_store(L, LLVMConstNull(v64), slot, 64);
+  lb_loop lw;
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, k->g->words), 1);
+  LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, xrow, lw.iv), 8), BN);
+  LLVMValueRef wv = lb_load(L, v64, lb_gep(L, L->t_i64, wblk, mul64(L, lw.iv, BN)), 64);
+  LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
+  if (mrow) d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, mrow, lw.iv), 8), BN), "");
+  d = lb_intr(L, "llvm.ctpop", v64, &d, 1);
+  lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, slot, 64), d, ""), slot, 64);
+  lb_loop_end(L, &lw);
+  return lb_load(L, v64, slot, 64);
+}
+
+/* Output offset of pixel r (i64) in a tensor of [n, c, h, w] strides st. */
+static LLVMValueRef pix_off(lb_lw *L, const bgeo *g, LLVMValueRef r, const int64_t *st) {
+  LLVMValueRef n, oh, ow;
+  pixel_of(L, g, r, &n, &oh, &ow);
+  return add64(L, mul64(L, n, st[0]), add64(L, mul64(L, oh, st[2]), mul64(L, ow, st[3])));
+}
+
+/* Column block nb (cnt valid columns) for rows [row0, row0 + rows) gathered at xr / mr / kv. */
+static void block(lb_lw *L, const bk *k, LLVMValueRef nb, int cnt, LLVMValueRef row0, LLVMValueRef rows) {
+  const bgeo *g = k->g;
+  LLVMTypeRef v32 = vec(L->t_i32, BN);
+  LLVMValueRef n0 = mul64(L, nb, BN), wblk = lb_gep(L, L->t_i64, k->w, mul64(L, nb, g->words * BN));
+  LLVMValueRef bias = lb_load(L, v32, lb_gep(L, L->t_i32, k->bias, n0), 4);
+  LLVMValueRef mul = lb_load(L, vec(L->t_f32, BN), lb_gep(L, L->t_f32, k->mul, n0), 4);
+  lb_loop li;
+  lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
+  LLVMValueRef r = add64(L, row0, li.iv), xrow = lb_gep(L, L->t_i64, k->xr, mul64(L, li.iv, g->words));
+  LLVMValueRef mrow = g->masked ? lb_gep(L, L->t_i64, k->mr, mul64(L, li.iv, g->words)) : NULL;
+  LLVMValueRef kv = g->masked ? lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, li.iv), 4)
+                              : lb_c32(L, (int32_t)(g->C * g->T));
+  LLVMValueRef mism = LLVMBuildTrunc(L->b, mismatches(L, k, xrow, mrow, wblk), v32, "");
+  LLVMValueRef acc = LLVMBuildAdd(L->b, bias, lb_splat(L, kv, BN), "");
+  acc = LLVMBuildSub(L->b, acc, LLVMBuildShl(L->b, mism, lb_ci(L, v32, 1), ""), "");
+  if (k->yt != LB_DTYPE_I32) {
+    LLVMValueRef res = NULL;
+    if (k->res) {
+      LLVMValueRef rb = lb_gep(L, L->t_i8, k->res, add64(L, pix_off(L, g, r, g->rs), mul64(L, n0, g->rs[1])));
+      res = LLVMBuildSub(L->b, load_lanes(L, rb, k->rt, g->rs[1], cnt), lb_ci(L, v32, k->zr), "");
+    }
+    LLVMValueRef mr = LLVMConstReal(L->t_f32, k->mres);
+    acc = lb_qrequant(L, NULL, acc, mul, res, mr, k->zy, k->lo, k->hi);
+  }
+  LLVMTypeRef et = k->yt == LB_DTYPE_I32 ? L->t_i32 : L->t_i8;
+  LLVMValueRef yb = lb_gep(L, et, k->y, add64(L, pix_off(L, g, r, g->ys), mul64(L, n0, g->ys[1])));
+  store_lanes(L, acc, yb, k->yt, g->ys[1], cnt);
+  lb_loop_end(L, &li);
+}
+
+static void blocks(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
+  int64_t full = k->g->M / BN;
+  if (full > 0) {
+    lb_loop ln;
+    lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, full), 1);
+    block(L, k, ln.iv, BN, row0, rows);
+    lb_loop_end(L, &ln);
+  }
+  if (k->g->M % BN) block(L, k, lb_c64(L, full), (int)(k->g->M % BN), row0, rows);
+}
+
+/* ---- entry point --------------------------------------------------------------------------- */
+
+/* Scratch: the bit image, then (unless the image is the row matrix) RB gathered rows, their
+ * masks and valid-bit counts. */
+static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
+  size_t img = (size_t)(g->N * g->H * g->W * g->pix_bytes + 63) / 64 * 64;
+  size_t rowb = (size_t)(RB * g->words * 8);
+  k->img = a->scratch;
+  k->xr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)img));
+  k->mr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + rowb)));
+  k->kv = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb)));
+  a->scratch_bytes = g->direct ? img + 64 : img + 2 * rowb + RB * 4 + 64;
+  if (g->direct) k->xr = k->img;
+}
+
+static void rows_loop(lb_lw *L, const bk *k) {
+  const bgeo *g = k->g;
+  if (g->direct) {
+    blocks(L, k, lb_c64(L, 0), lb_c64(L, g->rows));
+    return;
+  }
+  lb_loop lr;
+  lb_loop_begin(L, &lr, lb_c64(L, 0), lb_c64(L, g->rows / RB * RB), RB);
+  gather(L, k, lr.iv, lb_c64(L, RB));
+  blocks(L, k, lr.iv, lb_c64(L, RB));
+  lb_loop_end(L, &lr);
+  if (g->rows % RB) {
+    LLVMValueRef r0 = lb_c64(L, g->rows / RB * RB), rr = lb_c64(L, g->rows % RB);
+    gather(L, k, r0, rr);
+    blocks(L, k, r0, rr);
+  }
+}
+
+int lb_lower_bin(lb_lw *L, lb_op_args *a) {
+  const lb_node *nd = a->node;
+  if (nd->op == LB_OP_CONV && ((a->in[0].rank != 3 && a->in[0].rank != 4) || nd->attr.group > 1))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "binary conv supports 1-D and 2-D convs of one group only");
+  if (nd->op == LB_OP_GEMM && (!nd->attr.trans_b || nd->attr.alpha != 1.0f ||
+                               (in_val(a, 2) && nd->attr.beta != 1.0f)))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "binary gemm needs trans_b = 1 and alpha = beta = 1");
+  bgeo g;
+  geom(a, &g);
+  const lb_value *y = &a->g->values[nd->out[0]], *r = in_val(a, 3);
+  bk k = {.g = &g, .y = a->out[0].base, .yt = a->out[0].dt};
+  if (r) k.res = a->in[3].base, k.rt = a->in[3].dt, k.zr = qz(r, 0);
+  if (y->q.n && k.yt != LB_DTYPE_I32) {
+    k.zy = qz(y, 0);
+    lb_qact_bounds(nd->attr.act, nd->attr.act_min, nd->attr.act_max, y->dtype, qs(y, 0), k.zy, &k.lo, &k.hi);
+    k.mres = r ? lb_qmul(qs(r, 0), 1.0f, qs(y, 0)) : 0.0f;
+  }
+  LB_TRY(consts(L, a, &g, &k));
+  place(L, a, &g, &k);
+  binarize(L, &g, a->in[0].base, k.img);
+  rows_loop(L, &k);
+  return 0;
+}

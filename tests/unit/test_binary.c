@@ -1,0 +1,339 @@
+/* Binary layers end to end (quant.h lb_binary_node): hand-built binary conv (1-D, 2-D; padded,
+ * strided, dilated; odd channel counts; residual, relu, i32 accumulator output) and gemm nodes:
+ * the interpreter against the scalar definitions of interp_subbyte.c, then the x86 JIT (AVX2
+ * and this host) and AOT objects (x86 with gcc, AArch64 under qemu) against the interpreter, bit
+ * for bit. Then digits models with binary layers chosen by the search: realized, run by the
+ * interpreter and the JIT (identical bytes), scored as the search's simulation scored them.
+ * LB_TEST_QUICK: fewer random nodes and AOT objects. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "quant.h"
+#include "spec.h"
+#include "target.h"
+#include "tensor_io.h"
+
+#include "../quick.h"
+
+static unsigned rng = 4242;
+static unsigned rnd(void) {
+  rng = rng * 1664525u + 1013904223u;
+  return rng >> 8;
+}
+static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (unsigned)(hi - lo + 1)); }
+
+static lb_spec *load_spec(const char *name) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
+  return s;
+}
+
+/* ---- hand-built binary nodes ---------------------------------------------------------------- */
+
+typedef struct bcase {
+  int conv, two, res, act, bias, per_channel, trans_a;
+  lb_dtype xt, yt;
+  int32_t thr;
+  int64_t n, c, h, w, m, kh, kw, s, p, dil; /* conv; gemm: n rows, c = K, m = N */
+} bcase;
+
+static void set_q(lb_graph *g, uint32_t v, uint32_t n, float s0, int32_t z0) {
+  lb_quant *q = &g->values[v].q;
+  q->n = n, q->axis = n > 1 ? 0 : -1;
+  q->scale = lb_arena_array(&g->arena, n, sizeof(float));
+  q->zero_point = lb_arena_array(&g->arena, n, sizeof(int32_t));
+  for (uint32_t i = 0; i < n; i++) q->scale[i] = s0 * (float)(1 + rnd() % 1000) / 500.0f, q->zero_point[i] = z0;
+}
+
+static int32_t rand_zp(lb_dtype t) {
+  return t == LB_DTYPE_U8 ? (int32_t)pick(0, 255) : t == LB_DTYPE_I8 ? (int32_t)pick(-128, 127) : 0;
+}
+
+static uint32_t act_value(lb_graph *g, const char *name, lb_dtype t, int rank, const int64_t *dims) {
+  uint32_t v = lb_graph_add_value(g, name, t, rank, dims);
+  set_q(g, v, 1, t == LB_DTYPE_I32 ? 1.0f : 0.05f, rand_zp(t));
+  return v;
+}
+
+/* Random packed b1 weights of dims, threshold c->thr as zero point, unit scales per channel. */
+static uint32_t bweights(lb_graph *g, const bcase *c, int rank, const int64_t *dims) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= dims[i];
+  size_t nb = lb_dtype_bytes(LB_DTYPE_B1, n);
+  uint8_t *w = malloc(nb + 1);
+  for (size_t i = 0; i < nb; i++) w[i] = (uint8_t)rnd();
+  if (n % 8) w[nb - 1] &= (uint8_t)((1u << (n % 8)) - 1u);
+  uint32_t v = lb_graph_add_const(g, "w", LB_DTYPE_B1, rank, dims, w, nb);
+  free(w);
+  set_q(g, v, c->per_channel ? (uint32_t)c->m : 1, 0.01f, c->thr);
+  return v;
+}
+
+static uint32_t bias_const(lb_graph *g, int64_t n) {
+  int32_t *b = malloc((size_t)n * 4 + 4);
+  for (int64_t i = 0; i < n; i++) b[i] = (int32_t)pick(-60, 60);
+  uint32_t v = lb_graph_add_const(g, "b", LB_DTYPE_I32, 1, &n, b, (size_t)n * 4);
+  free(b);
+  set_q(g, v, 1, 1e-3f, 0);
+  return v;
+}
+
+static lb_graph *bgraph(const bcase *c) {
+  lb_graph *g = lb_graph_new("b");
+  int rank = c->conv ? (c->two ? 4 : 3) : 2;
+  int64_t eh = c->dil * (c->kh - 1) + 1, ew = c->dil * (c->kw - 1) + 1;
+  int64_t oh = c->two ? (c->h + 2 * c->p - eh) / c->s + 1 : 1, ow = (c->w + 2 * c->p - ew) / c->s + 1;
+  int64_t xd[4] = {c->n, c->c, c->h, c->w}, yd[4] = {c->n, c->m, oh, ow};
+  int64_t wd[4] = {c->m, c->c, c->kh, c->kw};
+  if (c->conv && !c->two) xd[2] = c->w, yd[2] = ow, wd[2] = c->kw;
+  if (!c->conv) xd[0] = c->trans_a ? c->c : c->n, xd[1] = c->trans_a ? c->n : c->c, yd[1] = c->m, wd[1] = c->c;
+  uint32_t in[4] = {act_value(g, "x", c->xt, rank, xd), 0, LB_NONE, LB_NONE}, n_in = 2;
+  ck_assert_int_eq(lb_graph_add_input(g, in[0]), 0);
+  in[1] = bweights(g, c, c->conv ? rank : 2, wd);
+  if (c->bias) in[2] = bias_const(g, c->m), n_in = 3;
+  if (c->res) {
+    in[3] = act_value(g, "r", c->yt, rank, yd), n_in = 4;
+    ck_assert_int_eq(lb_graph_add_input(g, in[3]), 0);
+  }
+  uint32_t y = act_value(g, "y", c->yt, rank, yd);
+  uint32_t k = lb_graph_add_node(g, c->conv ? LB_OP_CONV : LB_OP_GEMM, "bin", in, n_in, &y, 1);
+  lb_attrs *at = &g->nodes[k].attr;
+  *at = (lb_attrs){.n_spatial = c->two ? 2 : 1, .group = 1, .alpha = 1, .beta = 1,
+                   .trans_b = 1, .trans_a = c->trans_a, .act = (lb_act)c->act, .act_min = -0.4f, .act_max = 0.9f};
+  for (int i = 0; i < 2; i++) at->strides[i] = c->s, at->dilations[i] = c->dil;
+  for (int i = 0; i < 4; i++) at->pads[i] = c->p;
+  at->kernel[0] = c->two ? c->kh : c->kw, at->kernel[1] = c->kw;
+  ck_assert_int_eq(lb_graph_add_output(g, y), 0);
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s", d.msg);
+  ck_assert(lb_int_node(g, k) && lb_binary_node(g, k));
+  return g;
+}
+
+static const int64_t chans[] = {1, 3, 8, 13, 16, 64, 72, 130};
+
+static bcase random_case(int i) {
+  bcase c = {.conv = i % 3 != 2, .two = i % 3 == 0, .res = (int)(rnd() % 3 == 0),
+             .act = (int)(rnd() % 3), .bias = (int)(rnd() % 4 != 0), .per_channel = (int)(rnd() & 1)};
+  c.xt = rnd() & 1 ? LB_DTYPE_U8 : LB_DTYPE_I8;
+  c.yt = rnd() % 4 == 0 && !c.res ? LB_DTYPE_I32 : c.xt; /* shape inference: out follows x */
+  if (c.yt == LB_DTYPE_I32) c.act = 0;
+  c.thr = c.xt == LB_DTYPE_U8 ? (int32_t)pick(-2, 257) : (int32_t)pick(-130, 129);
+  c.n = pick(1, 2), c.c = chans[rnd() % 8], c.m = pick(1, 19), c.s = pick(1, 2), c.dil = pick(1, 2);
+  c.kh = c.two ? pick(1, 3) : 1, c.kw = pick(1, 3), c.p = pick(0, 2);
+  c.h = c.two ? pick(c.dil * (c.kh - 1) + 1, 9) : 1, c.w = pick(c.dil * (c.kw - 1) + 1, 9);
+  if (!c.conv) c.n = pick(1, 6), c.c = chans[rnd() % 8] + pick(0, 1), c.trans_a = (int)(rnd() & 1), c.res = 0;
+  return c;
+}
+
+static void describe(const bcase *c, char *buf, size_t n) {
+  snprintf(buf, n, "%s n%lld c%lld %lldx%lld m%lld k%lldx%lld s%lld p%lld d%lld %s->%s thr%d res%d act%d bias%d pc%d ta%d",
+           c->conv ? (c->two ? "conv2d" : "conv1d") : "gemm", (long long)c->n, (long long)c->c,
+           (long long)c->h, (long long)c->w, (long long)c->m, (long long)c->kh, (long long)c->kw,
+           (long long)c->s, (long long)c->p, (long long)c->dil, lb_dtype_name(c->xt),
+           lb_dtype_name(c->yt), (int)c->thr, c->res, c->act, c->bias, c->per_channel, c->trans_a);
+}
+
+static void random_tensor(const lb_value *v, lb_tensor *t) {
+  *t = (lb_tensor){.dtype = v->dtype, .rank = v->rank};
+  memcpy(t->dims, v->dims, sizeof t->dims);
+  size_t nb = lb_dtype_bytes(v->dtype, lb_value_numel(v));
+  t->data = malloc(nb + 1);
+  for (size_t i = 0; i < nb; i++) ((uint8_t *)t->data)[i] = (uint8_t)rnd();
+}
+
+static void free_ins(lb_tensor *in, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) free(in[i].data);
+}
+
+static void same_bytes(const lb_tensor *got, const lb_tensor *want, const char *what, const char *where) {
+  size_t nb = lb_dtype_bytes(want->dtype, lb_tensor_numel(want));
+  for (size_t i = 0; i < nb; i++)
+    ck_assert_msg(((uint8_t *)got->data)[i] == ((uint8_t *)want->data)[i],
+                  "%s on %s: byte %zu: got %u, want %u", what, where, i, ((uint8_t *)got->data)[i],
+                  ((uint8_t *)want->data)[i]);
+}
+
+/* The definition of interp_subbyte.c's scalar kernels (lb_subbyte_conv_ref, lb_binary_dense_ref:
+ * popcount of packed sign rows, a different code path) for the cases they cover: no residual,
+ * an 8-bit output, gemm without trans_a. */
+static int reference(const lb_graph *g, const bcase *c, const lb_tensor *x, void *y) {
+  const lb_node *n = &g->nodes[0];
+  const lb_value *w = &g->values[n->in[1]], *yv = &g->values[n->out[0]];
+  float *mul = malloc((size_t)c->m * sizeof *mul);
+  for (int64_t j = 0; j < c->m; j++) mul[j] = lb_qmul(1.0f, w->q.scale[w->q.n > 1 ? j : 0], yv->q.scale[0]);
+  int32_t lo, hi, zy = yv->q.zero_point[0];
+  lb_qact_bounds(c->act, -0.4f, 0.9f, c->yt, yv->q.scale[0], zy, &lo, &hi);
+  const int32_t *bias = c->bias ? g->values[n->in[2]].data : NULL;
+  int rc;
+  if (c->conv) {
+    int64_t oh = c->two ? yv->dims[2] : 1, ow = yv->dims[yv->rank - 1];
+    lb_subbyte_conv p = {c->n, c->c, c->two ? c->h : 1, c->w, c->m, oh, ow, c->two ? c->kh : 1, c->kw,
+                         c->two ? c->s : 1, c->s, c->two ? c->p : 0, c->p, c->two ? c->dil : 1, c->dil,
+                         c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, bias, mul, zy, lo, hi};
+    rc = lb_subbyte_conv_ref(&p, x->data, w->data, y);
+  } else {
+    lb_subbyte_dense p = {c->n, c->c, c->m, c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, bias, mul, zy, lo, hi};
+    rc = lb_binary_dense_ref(&p, x->data, w->data, y);
+  }
+  free(mul);
+  return rc;
+}
+
+START_TEST(test_interp_ref) {
+  int checked = 0;
+  for (int i = 0; i < lb_test_count(300, 60); i++) {
+    bcase c = random_case(i);
+    if (c.res || c.yt == LB_DTYPE_I32 || c.trans_a) continue;
+    char what[300];
+    describe(&c, what, sizeof what);
+    lb_graph *g = bgraph(&c);
+    lb_tensor in[2], out;
+    lb_diag d;
+    lb_diag_clear(&d);
+    for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
+    ck_assert_msg(lb_interp_run(g, in, &out, &d) == 0, "%s: %s", what, d.msg);
+    lb_tensor want = out;
+    want.data = malloc(lb_dtype_bytes(out.dtype, lb_tensor_numel(&out)) + 1);
+    ck_assert_int_eq(reference(g, &c, &in[0], want.data), 0);
+    same_bytes(&out, &want, what, "the scalar reference");
+    free(want.data), lb_free(out.data), free_ins(in, g->n_inputs);
+    lb_graph_free(g);
+    checked++;
+  }
+  ck_assert_int_gt(checked, 10);
+}
+END_TEST
+
+/* Interpreter and JIT on the same random inputs: identical bytes. */
+static void jit_vs_interp(lb_graph *g, lb_spec *spec, const char *what) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_tensor in[2], want, got;
+  for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
+  ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, &got, &d) == 0, "%s: %s", what, d.msg);
+  same_bytes(&got, &want, what, lb_spec_name(spec));
+  lb_free(got.data), lb_free(want.data), free_ins(in, g->n_inputs);
+  lb_jit_free(j);
+}
+
+static const char *jit_specs[] = {"x86-64-avx2", "host"};
+
+START_TEST(test_jit_nodes) {
+  lb_spec *spec = load_spec(jit_specs[_i]);
+  lb_diag d;
+  lb_diag_clear(&d);
+  if (lb_target_host_check(spec, &d) != 0) {
+    printf("test_binary: skipping JIT runs for %s: %s\n", lb_spec_name(spec), d.msg);
+    lb_spec_free(spec);
+    return;
+  }
+  for (int i = 0; i < lb_test_count(90, 18); i++) {
+    bcase c = random_case(i);
+    char what[300];
+    describe(&c, what, sizeof what);
+    lb_graph *g = bgraph(&c);
+    jit_vs_interp(g, spec, what);
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
+/* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------- */
+
+static int shell(const char *cmd) {
+  int rc = system(cmd);
+  if (rc != 0) fprintf(stderr, "test_binary: command failed (%d): %s\n", rc, cmd);
+  return rc;
+}
+
+static const struct {
+  const char *spec, *cc, *runner;
+} aot[] = {
+    {"x86-64-avx2", "gcc", ""},
+    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
+    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
+};
+
+/* Object + header for g, the harness linked against it, run on in[]: outputs match want. */
+static void aot_run(lb_graph *g, int a, const lb_tensor *in, const lb_tensor *want, const char *what) {
+  char tmpl[] = "/tmp/lb_binary_XXXXXX", obj[600], hdr[600], path[600], cmd[4096];
+  char *tmp = mkdtemp(tmpl);
+  ck_assert_ptr_nonnull(tmp);
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *spec = load_spec(aot[a].spec);
+  snprintf(obj, sizeof obj, "%s/m.o", tmp);
+  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
+  lb_codegen_opts o = {.name = "m"};
+  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
+  snprintf(cmd, sizeof cmd, "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm -o %s/h",
+           aot[a].cc, tmp, LB_SOURCE_DIR, obj, tmp);
+  ck_assert_int_eq(shell(cmd), 0);
+  int n = snprintf(cmd, sizeof cmd, "%s %s/h", aot[a].runner, tmp);
+  for (uint32_t k = 0; k < g->n_inputs; k++) {
+    snprintf(path, sizeof path, "%s/in%u.bin", tmp, k);
+    ck_assert_msg(lb_bin_write(path, &in[k], &d) == 0, "%s", d.msg);
+    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
+  }
+  snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out0.bin", tmp);
+  ck_assert_int_eq(shell(cmd), 0);
+  const lb_value *v = &g->values[g->outputs[0]];
+  lb_tensor got;
+  snprintf(path, sizeof path, "%s/out0.bin", tmp);
+  ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+  same_bytes(&got, want, what, aot[a].spec);
+  lb_free(got.data);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  shell(cmd);
+  lb_spec_free(spec);
+}
+
+START_TEST(test_aot_nodes) {
+  for (int i = 0; i < lb_test_count(6, 2); i++) {
+    bcase c = random_case(_i * 7 + i);
+    char what[300];
+    describe(&c, what, sizeof what);
+    lb_graph *g = bgraph(&c);
+    lb_tensor in[2], want;
+    lb_diag d;
+    lb_diag_clear(&d);
+    for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
+    ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
+    aot_run(g, _i, in, &want, what);
+    lb_free(want.data), free_ins(in, g->n_inputs);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("binary");
+  TCase *t = tcase_create("nodes");
+  tcase_set_timeout(t, 300);
+  tcase_add_test(t, test_interp_ref);
+  tcase_add_loop_test(t, test_jit_nodes, 0, 2);
+  tcase_add_loop_test(t, test_aot_nodes, 0, 3);
+  suite_add_tcase(s, t);
+  return s;
+}
+
+int main(void) {
+  SRunner *r = srunner_create(suite());
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
