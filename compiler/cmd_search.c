@@ -17,9 +17,9 @@
 #include "tensor_io.h"
 
 typedef struct sopts {
-  const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method, *engine;
+  const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method, *engine, *cache;
   lb_search_opts so;
-  int quiet, measure;
+  int quiet, measure, time_front;
 } sopts;
 
 static void usage(FILE *f) {
@@ -42,9 +42,14 @@ static void usage(FILE *f) {
           "  --strategy S          auto (default) or hago-greedy\n"
           "  --sens-samples N      samples for the sensitivity pass (default 64)\n"
           "  --calib-method M      max, avg-max (default), percentile, kl or mse\n"
-          "  --engine E            evaluate candidates with interp (simulated quantization,\n"
-          "                        default) or jit (the realized integer graph, JIT-compiled)\n"
-          "  --measure             JIT-time every plan of the front on this host (us, thread CPU)\n"
+          "  --engine E            evaluate candidates with jit (the realized integer graph,\n"
+          "                        JIT-compiled; the default when this host runs the spec) or\n"
+          "                        interp (simulated quantization; the default otherwise)\n"
+          "  --measure             cost = per-layer variants JIT-timed on this host (each layer in\n"
+          "                        each precision, cached), and the front's plans timed whole\n"
+          "  --time-front          only JIT-time the front's plans whole (costs stay modeled)\n"
+          "  --measure-cache F     the cache of --measure (default $XDG_CACHE_HOME/lowbit/\n"
+          "                        measure.tsv or ~/.cache/lowbit/measure.tsv)\n"
           "  -o, --output P.yaml   the plan (written atomically)\n"
           "  --plot F.svg          cost against quality, chosen point marked\n"
           "  -q, --quiet           print only the chosen point\n"
@@ -69,7 +74,7 @@ static int value_opt(sopts *o, const char *a, const char *v) {
                       : is(a, "--eval") ? &o->eval : is(a, "--labels") ? &o->labels
                       : is(a, "-o") || is(a, "--output") ? &o->out : is(a, "--plot") ? &o->plot
                       : is(a, "--calib-method") ? &o->method : is(a, "--engine") ? &o->engine
-                      : NULL;
+                      : is(a, "--measure-cache") ? &o->cache : NULL;
   if (slot) return *slot = v, 0;
   if (is(a, "--strategy")) {
     if (lb_strategy_from_name(v, &o->so.strategy) == 0) return 0;
@@ -89,7 +94,7 @@ static int takes_value(const char *a) {
   static const char *const v[] = {"--spec", "--calib", "--eval", "--labels", "-o", "--output",
                                   "--plot", "--calib-method", "--strategy", "--max-drop", "--engine",
                                   "--latency-budget", "--size-budget", "--sens-samples",
-                                  "--min-sqnr"};
+                                  "--min-sqnr", "--measure-cache"};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
     if (is(a, v[i])) return 1;
   return 0;
@@ -103,7 +108,9 @@ static int parse(sopts *o, int argc, char **argv) {
     if (is(a, "-q") || is(a, "--quiet")) {
       o->quiet = 1;
     } else if (is(a, "--measure")) {
-      o->measure = 1;
+      o->measure = 1, o->time_front = 1;
+    } else if (is(a, "--time-front")) {
+      o->time_front = 1;
     } else if (takes_value(a)) {
       if (i + 1 >= argc) {
         fprintf(stderr, "lowbit search: option '%s' needs an argument\n", a);
@@ -143,6 +150,12 @@ typedef struct state {
   const lb_tensor *x; /* the evaluation samples */
   double seconds, setup; /* strategy run; shared setup (fp32 reference, weights) */
   double *us;         /* --measure: JIT microseconds per point (-1: not measured) */
+  lb_search_env env;  /* for the JIT evaluator and --measure */
+  int jit;            /* evaluation engine: 1 jit, 0 interp */
+  char fallback[1100]; /* why the default engine fell back to interp ("" otherwise) */
+  lb_measure_stats mstats;
+  double measure_s;   /* --measure: CPU seconds spent timing layer variants */
+  char cache[4096];   /* --measure: the cache file used */
 } state;
 
 static void state_free(state *st) {
@@ -154,45 +167,25 @@ static void state_free(state *st) {
   lb_free(st->calib.data), lb_free(st->eval.data), lb_free(st->labels.data);
 }
 
-/* ---- plans of points, the JIT evaluator and --measure (targets/target.h) ------------------- */
-
-/* A fresh plan for an assignment: annotate, the calibrated ranges of the int8 plan, then the
- * search's choices (lb_search_apply re-annotates and sets the parameters). */
-static int plan_for(const state *st, const unsigned char *choice, lb_qplan **out, lb_diag *d) {
-  lb_qplan *p = lb_qplan_new(st->g);
-  if (!p) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
-  int rc = lb_quant_annotate(st->g, st->spec, p, d);
-  for (uint32_t v = 0; !rc && v < st->g->n_values; v++)
-    p->v[v].lo = st->p->v[v].lo, p->v[v].hi = st->p->v[v].hi, p->v[v].ranged = st->p->v[v].ranged;
-  if (!rc) rc = lb_search_apply(st->s, choice, p, d);
-  if (rc) lb_qplan_free(p);
-  else *out = p;
-  return rc;
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); /* robust on a shared machine */
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* The integer graph of an assignment, JIT-compiled for the spec. */
-static int jit_for(const state *st, const unsigned char *choice, lb_graph **q, lb_jit **j,
-                   lb_diag *d) {
-  lb_qplan *p = NULL;
-  *q = NULL, *j = NULL;
-  int rc = plan_for(st, choice, &p, d);
-  if (!rc) rc = lb_quant_realize(st->g, p, LB_REALIZE_INT, q, d);
-  if (!rc) rc = lb_jit_compile(*q, st->spec, NULL, j, d);
-  lb_qplan_free(p);
-  return rc;
-}
+/* ---- the JIT evaluator and --measure (compiler/search_measure.c) ------------------------- */
 
 /* lb_search_eval_fn: the realized integer graph, JIT-compiled, on the evaluation samples. */
 static int eval_jit(lb_search *s, void *user, const unsigned char *choice, int64_t n, float *out,
                     lb_diag *d) {
-  const state *st = user;
+  const lb_search_env *e = user;
   lb_graph *q;
   lb_jit *j;
-  int rc = jit_for(st, choice, &q, &j, d);
+  int rc = lb_search_jit(e, choice, 0, &q, &j, d);
   const lb_value *in = rc ? NULL : &q->values[q->inputs[0]];
   int64_t per = in ? lb_value_numel(in) : 0, on = lb_search_out_numel(s);
   for (int64_t i = 0; !rc && i < n; i++) {
-    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)st->x->data + i * per}, o[8];
+    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)e->x->data + i * per}, o[8];
     memcpy(t.dims, in->dims, sizeof t.dims);
     memset(o, 0, sizeof o);
     if (q->n_outputs > 8) rc = lb_diag_err(d, LB_ERR_INPUT, "jit evaluation: more than 8 outputs");
@@ -205,60 +198,32 @@ static int eval_jit(lb_search *s, void *user, const unsigned char *choice, int64
   return rc;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double thread_cpu(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Median thread CPU microseconds of one run of the JIT'd graph on the first sample. */
-static int time_jit(const state *st, const lb_graph *g, const lb_jit *j, double *us, lb_diag *d) {
-  enum { WARM = 20, RUNS = 201 };
-  size_t ws = lb_jit_workspace_size(j);
-  void *w = aligned_alloc(64, (ws + 64) / 64 * 64), *outs[8] = {0};
-  const void *ins[1] = {st->x->data};
-  double t[RUNS];
-  int rc = w && g->n_outputs <= 8 && g->n_inputs == 1 ? 0 : LB_ERR_NOMEM;
-  for (uint32_t k = 0; !rc && k < g->n_outputs; k++) {
-    const lb_value *v = &g->values[g->outputs[k]];
-    if (!(outs[k] = calloc(1, lb_dtype_bytes(v->dtype, lb_value_numel(v)) + 1))) rc = LB_ERR_NOMEM;
-  }
-  lb_run_fn run = lb_jit_run_fn(j);
-  for (int i = 0; !rc && i < WARM + RUNS; i++) {
-    double c0 = thread_cpu();
-    if (run(ins, outs, w) != 0) rc = lb_diag_err(d, LB_ERR_INTERNAL, "jit run failed");
-    if (i >= WARM) t[i - WARM] = thread_cpu() - c0;
-  }
-  if (!rc) qsort(t, RUNS, sizeof t[0], cmp_double), *us = 1e6 * t[RUNS / 2];
-  for (uint32_t k = 0; k < 8; k++) free(outs[k]);
-  free(w);
-  if (rc == LB_ERR_NOMEM) lb_diag_err(d, rc, "out of memory");
+/* --measure, before the search: every layer variant timed (or taken from the cache), so the
+ * search runs on measured costs. */
+static int measure_layers(const sopts *o, state *st, lb_diag *d) {
+  char path[4096];
+  lb_measure_opts mo = {o->cache, o->model, !o->quiet && isatty(2)};
+  if (!mo.cache && lb_search_measure_default_cache(path, sizeof path) == 0) mo.cache = path;
+  if (!mo.cache) fprintf(stderr, "lowbit search: warning: no HOME or XDG_CACHE_HOME: measuring without a cache\n");
+  snprintf(st->cache, sizeof st->cache, "%s", mo.cache ? mo.cache : "none");
+  double t0 = now();
+  int rc = lb_search_measure_layers(&st->env, &mo, &st->mstats, d);
+  st->measure_s = now() - t0;
   return rc;
 }
 
-/* --measure: the JIT latency of every point on the front and of the references. */
-static int measure(state *st, lb_diag *d) {
+/* --measure, after the search: the JIT latency of every point on the front and of the
+ * references. */
+static int measure_front(state *st, lb_diag *d) {
   uint32_t n = lb_search_n_points(st->s);
   st->us = calloc(n + 1, sizeof *st->us);
   if (!st->us) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
-  LB_TRY(lb_target_host_check(st->spec, d));
   int rc = 0;
   for (uint32_t i = 0; !rc && i < n; i++) {
     const lb_search_point *p = lb_search_point_at(st->s, i);
     st->us[i] = -1;
     if (!p->pareto && p != lb_search_int8(st->s) && p != lb_search_fp32(st->s)) continue;
-    lb_graph *q = NULL;
-    lb_jit *j = NULL;
-    if (p == lb_search_fp32(st->s)) rc = lb_jit_compile(st->g, st->spec, NULL, &j, d);
-    else rc = jit_for(st, p->choice, &q, &j, d);
-    if (!rc) rc = time_jit(st, q ? q : st->g, j, &st->us[i], d);
-    lb_jit_free(j);
-    lb_graph_free(q);
+    rc = lb_search_time_plan(&st->env, p == lb_search_fp32(st->s) ? NULL : p->choice, &st->us[i], d);
   }
   return rc;
 }
@@ -283,10 +248,18 @@ static int int8_plan(const sopts *o, state *st, lb_diag *d) {
   return rc;
 }
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); /* robust on a shared machine */
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+/* The engine: --engine, else jit when this host runs the spec's code, else interp (the reason
+ * kept for the output). */
+static int pick_engine(const sopts *o, state *st, lb_diag *d) {
+  if (o->engine) {
+    st->jit = is(o->engine, "jit");
+    return st->jit ? lb_target_host_check(st->spec, d) : 0;
+  }
+  lb_diag hd;
+  lb_diag_clear(&hd);
+  st->jit = lb_target_host_check(st->spec, &hd) == 0;
+  if (!st->jit) snprintf(st->fallback, sizeof st->fallback, "%s", hd.msg);
+  return 0;
 }
 
 static int search(const sopts *o, state *st, lb_diag *d) {
@@ -294,20 +267,21 @@ static int search(const sopts *o, state *st, lb_diag *d) {
   if (o->eval) LB_TRY(read_npy(o->eval, &st->eval, d));
   if (o->labels) LB_TRY(read_npy(o->labels, &st->labels, d));
   st->x = o->eval ? &st->eval : &st->calib;
+  LB_TRY(pick_engine(o, st, d));
+  if (o->time_front) LB_TRY(lb_target_host_check(st->spec, d)); /* timing needs this host */
   lb_search_opts so = o->so;
-  if (o->engine && is(o->engine, "jit")) {
-    LB_TRY(lb_target_host_check(st->spec, d));
-    so.eval = eval_jit, so.eval_user = st;
-  }
+  if (st->jit) so.eval = eval_jit, so.eval_user = &st->env;
   double t0 = now();
   int rc = lb_search_new(st->g, st->spec, st->p, &st->calib, st->x,
                          o->labels ? &st->labels : NULL, &st->s, d);
   if (rc && o->labels && strncmp(d->msg, "labels", 6) == 0) lb_diag_prefix(d, "%s", o->labels);
+  st->env = (lb_search_env){st->g, st->spec, st->p, st->s, st->x};
+  st->setup = now() - t0;
+  if (!rc && o->measure) rc = measure_layers(o, st, d);
   double t1 = now();
-  st->setup = t1 - t0;
   if (!rc) rc = lb_search_run(st->s, &so, d);
   st->seconds = now() - t1;
-  if (!rc && o->measure) rc = measure(st, d);
+  if (!rc && o->time_front) rc = measure_front(st, d);
   return rc;
 }
 
@@ -321,18 +295,14 @@ static const char *layer_name(const lb_graph *g, uint32_t n) {
 static void print_layers(const state *st, FILE *f) {
   const lb_search *s = st->s;
   const lb_search_point *c = lb_search_chosen(s);
-  double total = c->cycles, wbw;
-  lb_cost_weight_level(st->spec, c->weight_bytes, &wbw);
+  double total = c->cycles;
   fprintf(f, "%-4s %-28s %-10s %10s %7s %9s  %s\n", "#", "layer", "precision", "MACs", "cost%",
           "weight B", "sensitivity (quality drop, points; rel. noise) per option");
   for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
     const lb_search_layer *L = lb_search_layer_at(s, li);
     const lb_search_opt *op = &L->opt[c->choice[li]];
-    lb_cost cc = lb_cost_node(st->spec, st->g, L->node, op->combo,
-                              op->combo ? op->act : LB_DTYPE_F32,
-                              op->combo ? op->weight : LB_DTYPE_F32, wbw);
     fprintf(f, "%-4u %-28.28s %-10s %10lld %6.1f%% %9lld ", L->node, layer_name(st->g, L->node),
-            op->label, (long long)L->macs, 100.0 * lb_cost_total(&cc) / total,
+            op->label, (long long)L->macs, 100.0 * lb_search_layer_cycles(s, c->choice, li) / total,
             (long long)lb_cost_weight_bytes(st->g, L->node, op->combo ? op->weight : LB_DTYPE_F32));
     for (int k = 0; k < L->n_opt; k++)
       if (k != L->base && isinf(L->noise[k])) fprintf(f, " %s:n/a", L->opt[k].label);
@@ -354,7 +324,8 @@ static void print_point(const state *st, const lb_search_point *p, const char *t
 static void print_front(const state *st, FILE *f) {
   const lb_search *s = st->s;
   const lb_search_point *i8 = lb_search_int8(s), *fp = lb_search_fp32(s);
-  fprintf(f, "Pareto front (modeled cost on %s, quality on %lld samples):\n", lb_spec_name(st->spec),
+  fprintf(f, "Pareto front (%s cost on %s, quality on %lld samples):\n",
+          lb_search_measured(s) ? "measured per-layer" : "modeled", lb_spec_name(st->spec),
           (long long)lb_search_n_eval(s));
   double last = -1;
   for (;;) {
@@ -371,16 +342,30 @@ static void print_front(const state *st, FILE *f) {
   if (!fp->pareto) print_point(st, fp, "fp32", f);
 }
 
+/* Which engine evaluated the candidates (and why not the JIT), and where costs came from. */
+static void print_engine(const sopts *o, const state *st, FILE *f) {
+  if (st->jit) fprintf(f, "engine: jit (realized integer plans, JIT-compiled for %s on this host)\n",
+                       lb_spec_name(st->spec));
+  else if (st->fallback[0])
+    fprintf(f, "engine: interp (simulated quantization): the JIT cannot run %s here: %s\n",
+            lb_spec_name(st->spec), st->fallback);
+  else fprintf(f, "engine: interp (simulated quantization, --engine interp)\n");
+  if (o->measure)
+    fprintf(f, "cost: measured on this host in %.2f s: %u layer figures timed in %u profiled plans, "
+               "%u from the cache %s\n",
+            st->measure_s, st->mstats.timed, st->mstats.plans, st->mstats.cached, st->cache);
+}
+
 static void print_summary(const sopts *o, const state *st, FILE *f) {
   const lb_search *s = st->s;
   if (!lb_search_goal_met(s))
     fprintf(stderr, "lowbit search: warning: no evaluated plan meets the quality drop and the "
                     "budgets; chose the best quality within the budgets (the cheapest plan if none fits them)\n");
   const lb_search_point *c = lb_search_chosen(s), *i8 = lb_search_int8(s);
-  fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
+  fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen %s cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
              "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%)\n",
           lb_strategy_name(o->so.strategy), lb_search_n_evals(s), st->seconds, st->setup,
-          100.0 * c->cycles / i8->cycles, c->cycles, i8->cycles, (long long)c->weight_bytes,
+          lb_search_measured(s) ? "measured" : "modeled", 100.0 * c->cycles / i8->cycles, c->cycles, i8->cycles, (long long)c->weight_bytes,
           (long long)i8->weight_bytes, c->score.quality, lb_search_fp32(s)->score.quality,
           i8->score.quality);
 }
@@ -404,7 +389,8 @@ int lb_cmd_search(int argc, char **argv) {
   lb_diag_clear(&d);
   int rc = search(&o, &st, &d);
   if (!rc) {
-    if (!o.quiet) print_layers(&st, stdout), print_front(&st, stdout);
+    if (!o.quiet) print_engine(&o, &st, stdout), print_layers(&st, stdout), print_front(&st, stdout);
+    else if (st.fallback[0]) print_engine(&o, &st, stderr);
     print_summary(&o, &st, stdout);
     rc = write_outputs(&o, &st, &d);
   }

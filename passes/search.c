@@ -29,6 +29,10 @@ struct lb_search {
   float *bin_scale; /* per layer: binary activation magnitude s_b */
   int32_t *bin_thr; /* per layer: threshold in the input's integer domain */
   double wbw;       /* weight bandwidth (level of the all-int8 weights) */
+  double interp_s;  /* CPU seconds of one sample on the interpreter (the fp32 reference) */
+  double eval_s;    /* CPU seconds of the all-int8 evaluation on s->eval */
+  double *meas;     /* --measure: cycles [layer * LB_SEARCH_MAX_OPTS + opt], <0 unknown; or NULL */
+  double meas_rest, rest_base; /* measured / modeled cycles of the rest of the all-int8 plan */
   /* evaluation */
   int64_t n_eval, out_n, sample_n;
   lb_tensor *val;        /* per value, one sample */
@@ -60,6 +64,12 @@ int lb_strategy_from_name(const char *s, lb_strategy *out) {
   for (int i = 0; i < LB_STRATEGY_COUNT; i++)
     if (strcmp(s, lb_strategy_name((lb_strategy)i)) == 0) return *out = (lb_strategy)i, 0;
   return -1;
+}
+
+static double cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ---- weight quantization (the semantics the sub-byte kernels share) ------------------------ */
@@ -423,28 +433,42 @@ static double convert_rate(const lb_spec *spec) {
   return r > 0 ? r : 8.0;
 }
 
-double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
+/* Modeled cycles of layer li under option k with its weights read at wbw bytes per cycle. */
+static double model_layer(const lb_search *s, uint32_t li, int k, double wbw) {
+  const lb_search_opt *o = &s->layers[li].opt[k];
+  lb_cost c = lb_cost_node(s->spec, s->g, s->layers[li].node, o->combo,
+                           o->combo ? o->act : LB_DTYPE_F32, opt_wdt(o), wbw);
+  return lb_cost_total(&c);
+}
+
+/* Cycles of layer li under option k: measured when --measure gave a figure; an option the
+ * measurement could not run takes the model scaled by the layer's measured/modeled ratio at
+ * its base option (so one layer's options stay comparable). */
+static double layer_cost(const lb_search *s, uint32_t li, int k, double wbw) {
+  if (!s->meas) return model_layer(s, li, k, wbw);
+  const double *m = s->meas + (size_t)li * LB_SEARCH_MAX_OPTS;
+  if (m[k] >= 0) return m[k];
+  int b = s->layers[li].base;
+  double mb = model_layer(s, li, b, s->wbw);
+  return m[b] > 0 && mb > 0 ? model_layer(s, li, k, wbw) * m[b] / mb : model_layer(s, li, k, wbw);
+}
+
+/* Modeled cycles of everything but the searched layers under choice: the other nodes (which
+ * run integer or fp32 depending on their inputs, see mark_integer) and a quantize or
+ * dequantize wherever an fp32 node reads an integer one or the reverse. */
+static double rest_cycles(const lb_search *s, const unsigned char *choice, double bw) {
   const lb_graph *g = s->g;
-  int64_t wb = 0;
-  for (uint32_t li = 0; li < s->n_layers; li++)
-    wb += lb_cost_weight_bytes(g, s->layers[li].node, opt_wdt(&s->layers[li].opt[choice[li]]));
-  double bw, cyc = 0;
-  lb_cost_weight_level(s->spec, wb, &bw);
   lb_search *m = (lb_search *)s; /* integer[] is scratch */
+  double cyc = 0;
   mark_integer(m, choice);
   for (uint32_t n = 0; n < g->n_nodes; n++) {
-    uint32_t li = s->layer_of[n];
     const lb_node *nd = &g->nodes[n];
-    lb_cost c;
-    if (li != LB_NONE) {
-      const lb_search_opt *o = &s->layers[li].opt[choice[li]];
-      c = lb_cost_node(s->spec, g, n, o->combo, o->combo ? o->act : LB_DTYPE_F32, opt_wdt(o), bw);
-    } else {
+    if (s->layer_of[n] == LB_NONE) {
       lb_dtype act = m->integer[n] ? s->p->act : LB_DTYPE_F32;
-      c = lb_cost_node(s->spec, g, n, NULL, act, s->p->l[n].integer ? s->p->l[n].weight : LB_DTYPE_F32, bw);
+      lb_cost c = lb_cost_node(s->spec, g, n, NULL, act,
+                               s->p->l[n].integer ? s->p->l[n].weight : LB_DTYPE_F32, bw);
+      cyc += lb_cost_total(&c);
     }
-    cyc += lb_cost_total(&c);
-    /* quantize / dequantize where an fp32 node reads an integer one or the reverse */
     for (uint32_t k = 0; k < nd->n_in; k++) {
       uint32_t v = nd->in[k];
       if (v == LB_NONE || g->values[v].data) continue;
@@ -453,6 +477,21 @@ double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t
         cyc += (double)lb_value_numel(&g->values[v]) / convert_rate(s->spec);
     }
   }
+  return cyc;
+}
+
+/* Modeled: every node from the spec. Measured: the measured layers, the measured rest of the
+ * all-int8 plan, and the model's change of that rest under choice (fp32 islands move
+ * quantize/dequantize and the precision of the ops around them). */
+double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
+  int64_t wb = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++)
+    wb += lb_cost_weight_bytes(s->g, s->layers[li].node, opt_wdt(&s->layers[li].opt[choice[li]]));
+  double bw, cyc = 0;
+  lb_cost_weight_level(s->spec, wb, &bw);
+  for (uint32_t li = 0; li < s->n_layers; li++) cyc += layer_cost(s, li, choice[li], bw);
+  cyc += rest_cycles(s, choice, bw);
+  if (s->meas) cyc += s->meas_rest - s->rest_base;
   if (wbytes) *wbytes = wb;
   return cyc;
 }
@@ -462,13 +501,39 @@ double lb_search_ms(const lb_search *s, double cycles) {
   return cycles / ((ghz > 0 ? ghz : 1.0) * 1e6);
 }
 
+double lb_search_layer_cycles(const lb_search *s, const unsigned char *choice, uint32_t li) {
+  int64_t wb = 0;
+  double bw;
+  for (uint32_t i = 0; i < s->n_layers; i++)
+    wb += lb_cost_weight_bytes(s->g, s->layers[i].node, opt_wdt(&s->layers[i].opt[choice[i]]));
+  lb_cost_weight_level(s->spec, wb, &bw);
+  return layer_cost(s, li, choice[li], bw);
+}
+
 /* Cost of layer li alone under option k (weights at the all-int8 level): the knapsack's item. */
 static double layer_cycles(const lb_search *s, uint32_t li, int k) {
-  const lb_search_opt *o = &s->layers[li].opt[k];
-  lb_cost c = lb_cost_node(s->spec, s->g, s->layers[li].node, o->combo,
-                           o->combo ? o->act : LB_DTYPE_F32, opt_wdt(o), s->wbw);
-  return lb_cost_total(&c);
+  return layer_cost(s, li, k, s->wbw);
 }
+
+int lb_search_set_measured(lb_search *s, const double *cycles, double rest) {
+  lb_free(s->meas);
+  s->meas = NULL;
+  if (cycles) {
+    size_t n = (size_t)(s->n_layers ? s->n_layers : 1) * LB_SEARCH_MAX_OPTS;
+    unsigned char *base = lb_calloc(s->n_layers + 1, 1);
+    if (!base || !(s->meas = lb_malloc(n * sizeof *s->meas))) return lb_free(base), LB_ERR_NOMEM;
+    memcpy(s->meas, cycles, (size_t)s->n_layers * LB_SEARCH_MAX_OPTS * sizeof *s->meas);
+    for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
+    s->rest_base = rest_cycles(s, base, s->wbw);
+    s->meas_rest = rest;
+    lb_free(base);
+  }
+  for (uint32_t i = 0; i < s->n_pts; i++) /* points made earlier take the new costs */
+    s->pts[i].cycles = lb_search_cycles(s, s->pts[i].choice, &s->pts[i].weight_bytes);
+  return 0;
+}
+
+int lb_search_measured(const lb_search *s) { return s->meas != NULL; }
 
 /* ---- building the search ------------------------------------------------------------------ */
 
@@ -561,7 +626,9 @@ static int reference(lb_search *s, const unsigned char *f32, lb_diag *d) {
   s->ref_top = lb_calloc((size_t)s->n_eval, sizeof(int32_t));
   if (!s->ref || !s->work || !s->ref_top) return LB_ERR_NOMEM;
   (void)f32;
+  double t0 = cpu_s();
   LB_TRY(eval_interp(s, NULL, NULL, s->n_eval, s->ref, d));
+  s->interp_s = (cpu_s() - t0) / (double)s->n_eval;
   for (int64_t i = 0; i < s->n_eval; i++) s->ref_top[i] = top1(s->ref + i * s->out_n, s->out_n);
   return 0;
 }
@@ -655,7 +722,7 @@ void lb_search_free(lb_search *s) {
   free_snap(s);
   lb_free(s->val), lb_free(s->is_fq), lb_free(s->integer), lb_free(s->layer_of);
   lb_free(s->layers), lb_free(s->fq), lb_free(s->bin_scale), lb_free(s->bin_thr);
-  lb_free(s->ref), lb_free(s->ref_top), lb_free(s->work), lb_free(s->pts);
+  lb_free(s->ref), lb_free(s->ref_top), lb_free(s->work), lb_free(s->pts), lb_free(s->meas);
   lb_free(s);
 }
 
@@ -712,12 +779,17 @@ typedef struct goal {
   double min_sqnr;
 } goal;
 
-/* Binary layers exist in the simulation and the reference kernels (interp_subbyte.c) but not
- * yet in realize, so a plan with one could not be compiled: such points stay on the front
- * (what binary would give) and are never chosen. */
+/* THE guard: whether realize (and so the JIT and the compiled plan) can build a layer with
+ * option o. Binary layers exist in the simulation and the reference kernels
+ * (interp_subbyte.c) but not yet in realize, so a plan with one could not be compiled: such
+ * points stay on the front (what binary would give) and are never chosen. Every strategy,
+ * the knapsack, the refinement and the JIT sensitivity pass ask only this predicate, so
+ * making binary realizable is a change here alone. */
+int lb_search_opt_realizable(const lb_search_opt *o) { return o->act != LB_DTYPE_B1; }
+
 static int realizable(const lb_search *s, const lb_search_point *p) {
   for (uint32_t li = 0; li < s->n_layers; li++)
-    if (s->layers[li].opt[p->choice[li]].act == LB_DTYPE_B1) return 0;
+    if (!lb_search_opt_realizable(&s->layers[li].opt[p->choice[li]])) return 0;
   return 1;
 }
 
@@ -845,8 +917,11 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
   if (n > s->n_eval) n = s->n_eval;
   float *y = lb_calloc((size_t)(n * s->out_n) + 1, sizeof(float));
   if (!y) return LB_ERR_NOMEM;
-  /* the interpreter reuses the unchanged prefix of each run; another evaluator runs whole */
-  int ext = s->eval != eval_interp;
+  /* The interpreter reuses the unchanged prefix of each run (about half a run per variant);
+   * another evaluator (the JIT) runs whole, a compile each. The pass takes the one the
+   * timings of the references say is cheaper: small models skip the compiles, large ones the
+   * interpreter. Either way every point of the front is evaluated by s->eval. */
+  int ext = s->eval != eval_interp && s->eval_s < 0.5 * (double)n * s->interp_s;
   int rc = ext ? s->eval(s, s->eval_user, base, n, s->work, d) : snapshot(s, base, n, d);
   double n0 = rc ? 0 : rel_noise(s, s->work, n);
   lb_search_score s0 = score(s, s->work, n);
@@ -859,7 +934,7 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
         L->noise[k] = 0, L->sens[k] = 0;
         continue;
       }
-      if (ext && L->opt[k].act == LB_DTYPE_B1) { /* only the simulation has binary layers */
+      if (ext && !lb_search_opt_realizable(&L->opt[k])) { /* the JIT runs realized plans only */
         L->noise[k] = L->sens[k] = INFINITY;
         continue;
       }
@@ -886,7 +961,7 @@ static void relax(const lb_search *s, double lambda, int bytes, unsigned char *c
     const lb_search_layer *L = &s->layers[li];
     double best = INFINITY;
     for (int k = 0; k < L->n_opt; k++) {
-      if (L->opt[k].act == LB_DTYPE_B1) continue; /* not realizable (see realizable) */
+      if (!lb_search_opt_realizable(&L->opt[k])) continue;
       double c = bytes ? (double)lb_cost_weight_bytes(s->g, L->node, opt_wdt(&L->opt[k]))
                        : layer_cycles(s, li, k);
       double v = c + lambda * L->noise[k];
@@ -994,7 +1069,7 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
     double c0 = layer_cycles(s, li, cur[li]);
     for (int k = 0; k < L->n_opt; k++) {
       double save = c0 - layer_cycles(s, li, k);
-      if (save <= 0 || L->opt[k].act == LB_DTYPE_B1) continue;
+      if (save <= 0 || !lb_search_opt_realizable(&L->opt[k])) continue;
       double dn = L->noise[k] - L->noise[cur[li]];
       mv[nm++] = (move){li, k, save / (dn > 1e-12 ? dn : 1e-12)};
     }
@@ -1045,8 +1120,8 @@ static int hago(lb_search *s, const lb_search_opts *o, const goal *G, unsigned c
     const lb_search_layer *L = &s->layers[li];
     for (int bits = 1; bits < opt_bits(&L->opt[cur[li]]); bits++)
       for (int k = 0; k < L->n_opt; k++) {
-        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits || L->opt[k].act == LB_DTYPE_B1)
-          continue; /* binary layers are not realizable yet: never chosen by either strategy */
+        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits || !lb_search_opt_realizable(&L->opt[k]))
+          continue;
         unsigned char keep = cur[li];
         uint32_t idx;
         cur[li] = (unsigned char)k;
@@ -1071,7 +1146,9 @@ static int references(lb_search *s, unsigned char *base, lb_diag *d) {
   lb_search_score sc = score(s, s->ref, s->n_eval);
   int rc = add_point(s, f32, &sc, &s->fp32_pt);
   for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
+  double t0 = cpu_s();
   if (!rc) rc = eval_point(s, base, &s->int8_pt, d);
+  s->eval_s = cpu_s() - t0;
   lb_free(f32);
   return rc;
 }

@@ -112,6 +112,16 @@ int64_t lb_search_n_eval(const lb_search *s);
 /* Modeled cost (cycles) and weight bytes of an assignment. */
 double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *weight_bytes);
 double lb_search_ms(const lb_search *s, double cycles);
+/* Cycles of layer li under assignment choice (its option there, weights at choice's level). */
+double lb_search_layer_cycles(const lb_search *s, const unsigned char *choice, uint32_t li);
+/* Measured costs (--measure): cycles[li * LB_SEARCH_MAX_OPTS + k] is layer li under option k
+ * on this host (negative: not measured; the layer's model scaled by its measured/modeled ratio
+ * at the base option stands in), rest the measured cycles of every other step of the all-int8
+ * plan. Afterwards every cost (points, knapsack items, refinement) is measured, with the
+ * model's change of the rest under an assignment added; NULL restores the model. 0 or
+ * LB_ERR_NOMEM. */
+int lb_search_set_measured(lb_search *s, const double *cycles, double rest);
+int lb_search_measured(const lb_search *s);
 /* Evaluates an assignment on the whole evaluation set. */
 int lb_search_score_of(lb_search *s, const unsigned char *choice, lb_search_score *out,
                        lb_diag *d);
@@ -130,6 +140,10 @@ uint32_t lb_search_n_evals(const lb_search *s); /* full evaluations run */
  * front (simulated) but never chosen: realize has no binary layers yet. */
 int lb_search_goal_met(const lb_search *s);
 
+/* Whether realize can build a layer with option o (binary: not yet). The strategies never
+ * choose, and the JIT never runs, an option this refuses. */
+int lb_search_opt_realizable(const lb_search_opt *o);
+
 /* Writes the chosen assignment into plan p (made for g): f32 layers forced, sub-byte weights
  * and binary activations with their parameters. */
 int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p, lb_diag *d);
@@ -141,6 +155,49 @@ int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p
  * {-qmax..qmax} (b1: -1 or +1). axis/channels as lb_qval. */
 int lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
                             float *scale, int32_t *q); /* 0 or LB_ERR_NOMEM */
+
+/* ---- compiler/search_measure.c: realized assignments on the JIT (uses targets/target.h) ---- */
+
+struct lb_jit;
+/* What realizing an assignment needs: the prepared fp32 graph, the spec, the calibrated int8
+ * plan, the search, and the samples (sample 0 is the timing input). */
+typedef struct lb_search_env {
+  const lb_graph *g;
+  const lb_spec *spec;
+  const lb_qplan *p;
+  lb_search *s;
+  const lb_tensor *x;
+} lb_search_env;
+
+/* The integer graph of assignment choice, JIT-compiled for the spec (profile: with per-step
+ * entry points); *q and *j are the caller's on success. */
+int lb_search_jit(const lb_search_env *e, const unsigned char *choice, int profile, lb_graph **q,
+                  struct lb_jit **j, lb_diag *d);
+/* Median thread CPU microseconds of one run of the realized assignment (NULL: the fp32 graph). */
+int lb_search_time_plan(const lb_search_env *e, const unsigned char *choice, double *us,
+                        lb_diag *d);
+
+typedef struct lb_measure_opts {
+  const char *cache;      /* cache file, NULL: none */
+  const char *model_path; /* hashed into the key */
+  int progress;
+} lb_measure_opts;
+typedef struct lb_measure_stats {
+  uint32_t plans;  /* profiled plans compiled and timed */
+  uint32_t timed;  /* layer figures measured now */
+  uint32_t cached; /* figures taken from the cache */
+} lb_measure_stats;
+
+/* --measure: times every realizable option of every layer on this host (one profiled plan per
+ * precision label: the layers that have it take it, the others stay at their base; per-step
+ * medians of thread CPU time), and the rest of the all-int8 plan; figures found in the cache
+ * (key: spec name and hash of its resolved text, model file hash, hash of this executable,
+ * layer name, precision label) are not timed again. Hands the figures to
+ * lb_search_set_measured and writes the cache back atomically. */
+int lb_search_measure_layers(const lb_search_env *e, const lb_measure_opts *o,
+                             lb_measure_stats *st, lb_diag *d);
+/* $XDG_CACHE_HOME/lowbit/measure.tsv, else ~/.cache/lowbit/measure.tsv; -1 if neither. */
+int lb_search_measure_default_cache(char *out, size_t n);
 
 /* ---- svg.c -------------------------------------------------------------------------------- */
 

@@ -1,10 +1,12 @@
 #!/bin/sh
-# Precision search benchmark (issue 6): for each digits model, runs `lowbit search` with
-# --strategy auto and hago-greedy on the labelled test set and prints, per run, the chosen
-# point (modeled cycles, share of all-int8, accuracy, weight bytes), the evaluations and the CPU
-# seconds, then the Pareto front of the auto run with each plan's JIT latency on this host
-# (--measure: the realized integer graph; sub-byte weights still run in int8 kernels). Plots,
-# plans and full logs go to $OUT (default BUILD_DIR/bench). Usage:
+# Precision search benchmark (issue 6): for each digits model, runs `lowbit search` on the
+# labelled test set three ways: --strategy auto and hago-greedy on the spec's MODELED costs
+# (--time-front: the front's plans are JIT-timed whole on this host, thread CPU medians), and
+# auto on MEASURED per-layer costs (--measure: every layer variant JIT-timed, cached in
+# $OUT/measure.tsv). Prints each run's summary, the auto Pareto front with the measured
+# latency column, and a table: modeled cost of the chosen plan vs all-int8 (the acceptance
+# asks >= 30% lower within 1 point of fp32) and its measured latency vs all-int8 (same run).
+# Plots, plans and logs go to $OUT (default BUILD_DIR/bench). Usage:
 #   tools/bench_search.sh [BUILD_DIR] [SPEC]
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,20 +17,47 @@ OUT=${OUT:-$BUILD/bench}
 M=$ROOT/tests/models
 [ -x "$LOWBIT" ] || { echo "bench_search: $LOWBIT not built" >&2; exit 2; }
 mkdir -p "$OUT"
+TABLE=$OUT/table.txt
+: > "$TABLE"
+
+# The measured latency (us) of the front line tagged $2 in log $1.
+lat() { awk -v t="$2" '$1 == t && /measured/ { print $NF == "us" ? $(NF-1) : "" }' "$1" | head -n 1; }
+# chosen modeled/measured cost %, quality and fp32 quality from the summary line of log $1.
+summary() {
+  tail -n 1 "$1" | sed -E 's/.*chosen (modeled|measured) cost ([0-9.]+)% .*quality ([0-9.]+)% \(fp32 ([0-9.]+)%.*/\2 \3 \4/'
+}
 
 run() { # model calib test
   name=$(basename "$1" .onnx)
-  for st in auto hago-greedy; do
+  for st in auto hago-greedy measured; do
     log=$OUT/$name.$st.txt
+    case $st in
+      measured) args="--strategy auto --measure --measure-cache $OUT/measure.tsv" ;;
+      *) args="--strategy $st --time-front" ;;
+    esac
+    # shellcheck disable=SC2086
     "$LOWBIT" search "$1" --spec "$SPEC" --calib "$2" --eval "$3" --labels "$M/digits_test_y.npy" \
-      --strategy "$st" --measure -o "$OUT/$name.$st.yaml" --plot "$OUT/$name.$st.svg" > "$log"
+      $args -o "$OUT/$name.$st.yaml" --plot "$OUT/$name.$st.svg" > "$log"
     printf '%-14s %-12s %s\n' "$name" "$st" "$(tail -n 1 "$log" | sed 's/^search [a-z-]*: //')"
+    read -r cost q fq <<EOF
+$(summary "$log")
+EOF
+    c=$(lat "$log" chosen); i=$(lat "$log" int8)
+    awk -v n="$name" -v s="$st" -v c="$cost" -v q="$q" -v f="$fq" -v lc="$c" -v li="$i" 'BEGIN {
+      r = (lc != "" && li != "" && li > 0) ? sprintf("%.2f (%s / %s us)", lc / li, lc, li) : "(chosen = int8)"
+      printf "%-14s %-12s %7.1f%% %8s %8.2f%% %8.2f%%   %s\n", n, s, 100 - c, (f - q <= 1.0 ? "yes" : "no"), q, f, r
+    }' >> "$TABLE"
   done
-  sed -n '/^Pareto front/,/fp32/p' "$OUT/$name.auto.txt"
+  sed -n '/^Pareto front/,/^search/p' "$OUT/$name.auto.txt" | sed '$d'
 }
 
-echo "spec $SPEC; chosen point per strategy (cost = modeled cycles), then the auto Pareto front"
+echo "spec $SPEC; per model: auto (modeled), hago-greedy (modeled), auto on measured costs"
 run "$M/digits_cnn.onnx" "$M/digits_calib_x.npy" "$M/digits_test_x.npy"
 run "$M/digits_mlp.onnx" "$M/digits64_calib_x.npy" "$M/digits64_test_x.npy"
 run "$M/digits_ops.onnx" "$M/digits_calib_x.npy" "$M/digits_test_x.npy"
 run "$M/digits_resnet.onnx" "$M/digits16_calib_x.npy" "$M/digits16_test_x.npy"
+echo
+echo "cost = reduction of the chosen plan's cost (modeled; 'measured' row: measured) vs all-int8"
+printf '%-14s %-12s %8s %8s %9s %9s   %s\n' model strategy cost "<=1pt" accuracy fp32 \
+  "latency chosen/int8 (JIT, thread CPU median)"
+cat "$TABLE"

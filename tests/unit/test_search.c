@@ -443,6 +443,157 @@ START_TEST(out_of_memory) {
 }
 END_TEST
 
+static int file_starts(const char *path, const char *prefix);
+
+/* ---- measured costs (--measure) -------------------------------------------------------------- */
+
+static void base_choice(const lb_search *s, unsigned char *c) {
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) c[li] = (unsigned char)lb_search_layer_at(s, li)->base;
+}
+
+/* Measured figures replace the model everywhere: an assignment costs its layers' figures plus
+ * the rest, and the strategy follows them: with int4 made slower than int8 and int2 much
+ * faster (synthetic figures), the chosen plan has int2 layers and no int4 one; NULL restores
+ * the model. */
+START_TEST(measured_costs_drive_search) {
+  run r;
+  prep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_search_new(r.g, r.spec, r.p, &r.calib, &r.x, &r.y, &r.s, &d), 0);
+  uint32_t nl = lb_search_n_layers(r.s);
+  unsigned char base[64];
+  base_choice(r.s, base);
+  double modeled = lb_search_cycles(r.s, base, NULL), meas[64 * LB_SEARCH_MAX_OPTS], sum = 0;
+  for (uint32_t li = 0; li < nl; li++) {
+    const lb_search_layer *L = lb_search_layer_at(r.s, li);
+    double b = lb_search_layer_cycles(r.s, base, li);
+    for (int k = 0; k < L->n_opt; k++) {
+      lb_dtype w = L->opt[k].weight;
+      meas[li * LB_SEARCH_MAX_OPTS + k] = !L->opt[k].combo ? 5 * b : w == LB_DTYPE_I4 ? 2 * b
+                                          : w == LB_DTYPE_I2 ? 0.3 * b : k == L->base ? b : -1;
+    }
+    sum += b;
+  }
+  ck_assert_int_eq(lb_search_set_measured(r.s, meas, 1234.0), 0);
+  ck_assert(lb_search_measured(r.s));
+  ck_assert_double_eq_tol(lb_search_cycles(r.s, base, NULL), sum + 1234.0, 1e-6);
+  for (uint32_t li = 0; li < nl; li++)
+    ck_assert_double_eq_tol(lb_search_layer_cycles(r.s, base, li), meas[li * LB_SEARCH_MAX_OPTS + base[li]], 1e-9);
+  lb_search_opts o = {.strategy = LB_STRATEGY_AUTO, .max_drop = 1.0};
+  ck_assert_msg(lb_search_run(r.s, &o, &d) == 0, "%s", d.msg);
+  const lb_search_point *c = lb_search_chosen(r.s);
+  int w2 = 0;
+  for (uint32_t li = 0; li < nl; li++) {
+    const lb_search_opt *op = &lb_search_layer_at(r.s, li)->opt[c->choice[li]];
+    ck_assert_msg(!op->combo || op->weight != LB_DTYPE_I4, "layer %u took int4", li);
+    w2 += op->combo && op->weight == LB_DTYPE_I2;
+  }
+  ck_assert_int_gt(w2, 0);
+  ck_assert(c->cycles < lb_search_int8(r.s)->cycles);
+  ck_assert_int_eq(lb_search_set_measured(r.s, NULL, 0), 0);
+  ck_assert_double_eq_tol(lb_search_cycles(r.s, base, NULL), modeled, 1e-9);
+  unrun(&r);
+}
+END_TEST
+
+static int count_lines(const char *path) {
+  FILE *f = fopen(path, "r");
+  int n = 0, c;
+  if (!f) return -1;
+  while ((c = fgetc(f)) != EOF) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+/* One --measure pass on a fresh search of r's model; the per-layer base figures in out. */
+static lb_measure_stats measure_once(run *r, const char *cache, double *out) {
+  lb_diag d = {0};
+  lb_search *s;
+  ck_assert_int_eq(lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &s, &d), 0);
+  lb_search_env e = {r->g, r->spec, r->p, s, &r->x};
+  lb_measure_opts o = {cache, digits[0].model, 0};
+  lb_measure_stats st;
+  ck_assert_msg(lb_search_measure_layers(&e, &o, &st, &d) == 0, "%s", d.msg);
+  ck_assert(lb_search_measured(s));
+  unsigned char base[64];
+  base_choice(s, base);
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
+    out[li] = lb_search_layer_cycles(s, base, li);
+    ck_assert(out[li] > 0);
+  }
+  lb_search_free(s);
+  return st;
+}
+
+/* Per-layer variants are JIT-timed once (one profiled plan per precision), cached in a file
+ * created with its directories, read back identically, and a corrupt cache is ignored, timed
+ * again and replaced; no temporary file is left behind. */
+START_TEST(measure_cache) {
+  run r;
+  prep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  char dir[] = "/tmp/lb_search_cacheXXXXXX", path[128], cmd[256];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/sub/measure.tsv", dir);
+  double a[64], b[64];
+  lb_measure_stats st = measure_once(&r, path, a);
+  /* 4 layers x {f32, i8, i8_w4, i8_w2} (binary is not realizable yet) in 4 plans */
+  ck_assert_uint_eq(st.timed, 16);
+  ck_assert_uint_eq(st.plans, 4);
+  ck_assert_uint_eq(st.cached, 0);
+  ck_assert(file_starts(path, "lowbit-measure-cache 1\n"));
+  ck_assert_int_eq(count_lines(path), 1 + 16 + 1); /* magic, figures, the rest */
+  st = measure_once(&r, path, b);
+  ck_assert_uint_eq(st.timed, 0);
+  ck_assert_uint_eq(st.plans, 0);
+  ck_assert_uint_eq(st.cached, 17);
+  for (int li = 0; li < 4; li++) ck_assert_double_eq_tol(a[li], b[li], 1e-4 * 2.6e3);
+  FILE *f = fopen(path, "a");
+  fputs("x86-64-avx2@0\tnot a figure\n", f);
+  fclose(f);
+  st = measure_once(&r, path, b); /* warns on stderr */
+  ck_assert_uint_eq(st.cached, 0);
+  ck_assert_uint_eq(st.timed, 16);
+  ck_assert_int_eq(count_lines(path), 18);
+  ck_assert_uint_eq(measure_once(&r, path, b).cached, 17);
+  snprintf(cmd, sizeof cmd, "test $(ls -A %s/sub | wc -l) -eq 1 && rm -r %s", dir, dir);
+  ck_assert_int_eq(system(cmd), 0);
+  unrun(&r);
+}
+END_TEST
+
+/* First line of `lowbit search ...` output that starts with prefix, in out (timings cut). */
+static int lowbit_line(const char *args, const char *prefix, char *out, size_t n) {
+  char cmd[2048], line[2048];
+  snprintf(cmd, sizeof cmd, LB_BINARY_DIR "/lowbit search " MODELS "digits_cnn.onnx --calib " MODELS
+           "digits_calib_x.npy --eval " MODELS "digits_test_x.npy %s 2>&1", args);
+  FILE *p = popen(cmd, "r");
+  int found = 0;
+  while (p && fgets(line, sizeof line, p))
+    if (!found && strncmp(line, prefix, strlen(prefix)) == 0) {
+      char *t = strstr(line, " evaluations in "), *e = strstr(line, "; chosen");
+      if (t && e) memmove(t, e, strlen(e) + 1);
+      snprintf(out, n, "%s", line), found = 1;
+    }
+  return p && pclose(p) == 0 && found;
+}
+
+/* The engine: jit by default where the host runs the spec, with the same search result as
+ * the interpreter; interp for a foreign spec, and the output says why. */
+START_TEST(engine_default) {
+  char jit[2048], interp[2048], line[2048];
+  ck_assert(lowbit_line("--spec x86-64-avx2", "engine: ", line, sizeof line));
+  ck_assert_str_eq(line, "engine: jit (realized integer plans, JIT-compiled for x86-64-avx2 on this host)\n");
+  ck_assert(lowbit_line("--spec x86-64-avx2", "search auto:", jit, sizeof jit));
+  ck_assert(lowbit_line("--spec x86-64-avx2 --engine interp", "search auto:", interp, sizeof interp));
+  ck_assert_str_eq(jit, interp);
+  ck_assert(lowbit_line("--spec aarch64-neon", "engine: ", line, sizeof line));
+  const char *want = "engine: interp (simulated quantization): the JIT cannot run aarch64-neon here: ";
+  ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "%s", line);
+  ck_assert(lowbit_line("--spec aarch64-neon -q", "engine: ", line, sizeof line)); /* on stderr */
+  ck_assert(!lowbit_line("--spec aarch64-neon --engine jit", "search auto:", line, sizeof line));
+}
+END_TEST
+
 static int file_starts(const char *path, const char *prefix) {
   char buf[64] = {0};
   FILE *f = fopen(path, "rb");
@@ -455,22 +606,25 @@ static int file_starts(const char *path, const char *prefix) {
 /* The command: JIT evaluation and --measure, the plan and the plot written; a bad labels file
  * is a located error and leaves neither behind. */
 START_TEST(cli_jit_measure_outputs) {
-  char plan[] = "/tmp/lb_search_cliXXXXXX", svg[64];
+  char plan[] = "/tmp/lb_search_cliXXXXXX", svg[64], cache[64];
   int fd = mkstemp(plan);
   ck_assert_int_ge(fd, 0);
   close(fd);
   remove(plan);
   snprintf(svg, sizeof svg, "%s.svg", plan);
+  snprintf(cache, sizeof cache, "%s.tsv", plan);
   char *a[] = {"search", MODELS "digits_mlp.onnx", "--spec", "x86-64-avx2", "--calib",
                MODELS "digits64_calib_x.npy", "--eval", MODELS "digits64_test_x.npy", "--labels",
                MODELS "digits_test_y.npy", "--engine", "jit", "--measure", "-q", "-o", plan,
-               "--plot", svg, NULL};
-  ck_assert_int_eq(lb_cmd_search(18, a), 0);
+               "--plot", svg, "--measure-cache", cache, NULL};
+  ck_assert_int_eq(lb_cmd_search(20, a), 0);
+  ck_assert(file_starts(cache, "lowbit-measure-cache 1\n"));
+  remove(cache);
   ck_assert(file_starts(plan, "# lowbit quantization plan"));
   ck_assert(file_starts(svg, "<svg"));
   remove(plan), remove(svg);
   a[9] = MODELS "digits_calib_x.npy"; /* f32 samples, not labels */
-  ck_assert_int_eq(lb_cmd_search(18, a), 2);
+  ck_assert_int_eq(lb_cmd_search(20, a), 2);
   ck_assert_int_ne(access(plan, F_OK), 0);
   ck_assert_int_ne(access(svg, F_OK), 0);
 }
@@ -495,6 +649,9 @@ Suite *search_suite(void) {
   tcase_add_test(t, cli_usage);
   tcase_add_test(t, cli_jit_measure_outputs);
   tcase_add_test(t, out_of_memory);
+  tcase_add_test(t, measured_costs_drive_search);
+  tcase_add_test(t, measure_cache);
+  tcase_add_test(t, engine_default);
   suite_add_tcase(s, t);
   return s;
 }
