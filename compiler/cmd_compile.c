@@ -75,7 +75,10 @@ static void compile_usage(FILE *f) {
           "  --name NAME       symbol prefix (a C identifier; default: OUT's file name)\n"
           "  --emit KIND       obj (default), asm (assembly) or llvm (LLVM IR text)\n"
           "  --quantize int8   integer code for the spec's int8 combinations (needs --calib)\n"
-          "  --calib C.npy     calibration samples (axis 0) for --quantize\n"
+          "  --calib C.npy     calibration samples (axis 0) for --quantize: one .npy per\n"
+          "                    model input, same N, each sample shaped like the input (its\n"
+          "                    leading 1 optional), in the input's dtype: a comma list in\n"
+          "                    input order (a.npy,b.npy), NAME=FILE items, or --calib repeated\n"
           "  --calib-method M  max, avg-max (default), percentile, kl or mse\n"
           "  --plan P.yaml     an edited quantization plan; --plan-out P.yaml writes the plan\n"
           "  --profile         also emit NAME_step(i, ...) to time layers one by one\n"
@@ -205,7 +208,8 @@ static void bench_usage(FILE *f) {
              "  --threads N    worker threads (only 1 so far; the default)\n"
              "  --profile      time every layer (step) and print the slowest\n"
              "  --quantize int8 --calib C.npy [--calib-method M] [--plan P.yaml]\n"
-             "                 time the integer graph (see lowbit compile --help)\n"
+             "                 time the integer graph (see lowbit compile --help; --calib\n"
+             "                 takes one .npy per model input: a,b or NAME=FILE)\n"
              "  --json         print one JSON object instead of text\n"
              "  -h, --help     print this help\n");
 }

@@ -351,7 +351,7 @@ int lb_qcli_build(const lb_qcli *o, const char *model, const char *spec, int mod
   int rc = lb_onnx_load(model, &g, d);
   if (!rc) rc = lb_pass_prepare_fp32(g, d);
   if (!rc && is_qdq(o)) { /* the model's own QDQ parameters: the integer graph directly */
-    rc = lb_quant_qdq_import(g, d);
+    rc = lb_qdq_import(g, report, d);
     if (rc) lb_diag_prefix(d, "%s", model);
     if (!rc) *out = g;
     else lb_graph_free(g);
@@ -386,7 +386,10 @@ static void usage(FILE *f) {
           "ONNX Runtime's quantization tool writes them). Prints the per-layer plan.\n"
           "\n"
           "  --spec S             target spec (bundled name, file, or host; default host)\n"
-          "  --calib C.npy        calibration samples along axis 0 (f32)\n"
+          "  --calib C.npy        calibration samples along axis 0: one .npy per model\n"
+          "                       input, same N, each sample shaped like the input (leading\n"
+          "                       1 optional), in its dtype; a comma list in input order,\n"
+          "                       NAME=FILE items, or --calib repeated\n"
           "  --calib-method M     max, avg-max (default), percentile[:P] (99.99), kl or mse\n"
           "  --plan P.yaml        an edited plan: f32 layers, scales and zero points\n"
           "  --plan-out P.yaml    write the plan\n"

@@ -128,4 +128,16 @@ int lb_pass_qdq_to_int(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
  * registry: tests/unit/test_passes.c pins the registry to the fp32 passes. */
 int lb_quant_qdq_import(lb_graph *g, lb_diag *diag);
 
+/* ---- qdq_prep.c: ONNX Runtime's QDQ forms around lb_pass_qdq_to_int --------------------------
+ * Normalization: an add/sub/mul reading a DequantizeLinear output and a dequantized constant
+ * (folded to f32 at import), whose output goes to a QuantizeLinear, reads the constant again as
+ * DQ(integer constant) in that QuantizeLinear's dtype (i8 <-> u8 by moving the zero point 128,
+ * when every value fits), so qdq_to_int can make it integer. Exact. */
+int lb_pass_qdq_prepare(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag);
+/* Prints, for a graph after the QDQ import, each layer next to a QuantizeLinear/
+ * DequantizeLinear that stayed fp32 with the reason, then a count line; returns how many. */
+int lb_qdq_report(const lb_graph *g, FILE *f);
+/* lb_pass_qdq_prepare, lb_quant_qdq_import, and the report on `report` (may be NULL). */
+int lb_qdq_import(lb_graph *g, FILE *report, lb_diag *diag);
+
 #endif

@@ -1,0 +1,274 @@
+/* QDQ models as ONNX Runtime's quantize_static writes them, around the QDQ import pass
+ * (realize.c, lb_pass_qdq_to_int): a normalization before it (a DequantizeLinear of a constant
+ * operand of add/sub/mul, folded to f32 at import, is put back as an integer constant behind a
+ * DequantizeLinear, in the activation dtype when that is exact) and, after it, the report of
+ * every layer next to a QuantizeLinear/DequantizeLinear that stayed fp32, with the reason.
+ * Invariant: the normalization only re-expresses values exactly (same fp32 semantics). */
+#include <stdio.h>
+#include <string.h>
+
+#include "quantize.h"
+
+/* ---- normalization --------------------------------------------------------------------- */
+
+static int is_dq_output(const lb_graph *g, uint32_t v) {
+  uint32_t p = g->values[v].producer;
+  return p != LB_NONE && g->nodes[p].op == LB_OP_DEQUANTIZE;
+}
+
+/* The dtype of the single per-tensor QuantizeLinear reading v, or LB_DTYPE_COUNT. */
+static lb_dtype q_dtype(const lb_graph *g, const uint32_t *uses, uint32_t v) {
+  if (!lb_pass_single_use(g, uses, v)) return LB_DTYPE_COUNT;
+  for (uint32_t m = 0; m < g->n_nodes; m++) {
+    const lb_node *nd = &g->nodes[m];
+    if (nd->op == LB_OP_QUANTIZE && nd->in[0] == v && nd->attr.axis < 0)
+      return g->values[nd->out[0]].dtype;
+  }
+  return LB_DTYPE_COUNT;
+}
+
+/* Integer form of the folded per-tensor constant x in dtype t: q[i] (lb_malloc'd, as int32)
+ * and zero point *z, shifting between i8 and u8 by 128 when that keeps every value in range
+ * (the scale stays: the real values are identical). NULL when it does not fit or on OOM. */
+static int32_t *int_form(const lb_value *x, lb_dtype t, int32_t *z) {
+  int64_t n = lb_value_numel(x);
+  int32_t qmin, qmax, z0 = x->q.zero_point ? x->q.zero_point[0] : 0;
+  lb_qrange(t, &qmin, &qmax);
+  int32_t *q = lb_malloc((size_t)(n ? n : 1) * sizeof *q);
+  int32_t lo = INT32_MAX, hi = INT32_MIN;
+  for (int64_t i = 0; q && i < n; i++) {
+    q[i] = lb_qquantize(((const float *)x->data)[i], x->q.scale[0], z0, INT32_MIN, INT32_MAX);
+    lo = q[i] < lo ? q[i] : lo, hi = q[i] > hi ? q[i] : hi;
+  }
+  const int32_t shifts[3] = {0, 128, -128};
+  for (int k = 0; q && k < 3; k++) {
+    *z = z0 + shifts[k];
+    if (*z < qmin || *z > qmax || lo + shifts[k] < qmin || hi + shifts[k] > qmax) continue;
+    for (int64_t i = 0; i < n; i++) q[i] += shifts[k];
+    return q;
+  }
+  lb_free(q);
+  return NULL;
+}
+
+/* Puts constant input k of node n back as DQ(integer constant, scale, zero point); the new
+ * node is appended (the caller restores topological order). 1 done, 0 not exact, or error. */
+static int unfold_operand(lb_graph *g, uint32_t n, uint32_t k, lb_dtype t) {
+  const lb_value *x = &g->values[g->nodes[n].in[k]];
+  int32_t z, *q = int_form(x, t, &z);
+  if (!q) return 0;
+  int64_t len = lb_value_numel(x), dims[LB_MAX_RANK];
+  int rank = x->rank;
+  memcpy(dims, x->dims, sizeof dims);
+  uint8_t *b = lb_malloc((size_t)(len ? len : 1));
+  for (int64_t i = 0; b && i < len; i++) b[i] = (uint8_t)q[i];
+  char name[300];
+  float s = x->q.scale[0];
+  uint8_t zb = (uint8_t)z;
+  snprintf(name, sizeof name, "%.250s:q", x->name);
+  uint32_t in[3] = {b ? lb_graph_add_const(g, name, t, rank, dims, b, (size_t)len) : LB_NONE};
+  snprintf(name, sizeof name, "%.250s:scale", g->values[g->nodes[n].in[k]].name);
+  in[1] = lb_graph_add_const(g, name, LB_DTYPE_F32, 0, NULL, &s, sizeof s);
+  snprintf(name, sizeof name, "%.250s:zero_point", g->values[g->nodes[n].in[k]].name);
+  in[2] = lb_graph_add_const(g, name, t, 0, NULL, &zb, 1);
+  snprintf(name, sizeof name, "%.250s:dq", g->values[g->nodes[n].in[k]].name);
+  uint32_t y = lb_graph_add_value(g, name, LB_DTYPE_F32, rank, dims);
+  lb_free(q), lb_free(b);
+  if (in[0] == LB_NONE || in[1] == LB_NONE || in[2] == LB_NONE || y == LB_NONE) return LB_ERR_NOMEM;
+  uint32_t dq = lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", in, 3, &y, 1);
+  if (dq == LB_NONE) return LB_ERR_NOMEM;
+  g->nodes[dq].attr.axis = -1;
+  g->nodes[n].in[k] = y;
+  return 1;
+}
+
+/* Moves every node appended after the first n_old nodes in front of the node reading it. */
+static int reorder(lb_graph *g, uint32_t n_old) {
+  uint32_t added = g->n_nodes - n_old;
+  if (!added) return 0;
+  lb_node *old = lb_malloc(g->n_nodes * sizeof *old);
+  if (!old) return LB_ERR_NOMEM;
+  memcpy(old, g->nodes, g->n_nodes * sizeof *old);
+  uint32_t at = 0;
+  for (uint32_t n = 0; n < n_old; n++) {
+    for (uint32_t a = n_old; a < n_old + added; a++)
+      for (uint32_t k = 0; k < old[n].n_in; k++)
+        if (old[n].in[k] == old[a].out[0]) g->nodes[at++] = old[a];
+    g->nodes[at++] = old[n];
+  }
+  LB_ASSERT(at == g->n_nodes);
+  for (uint32_t n = 0; n < g->n_nodes; n++) g->values[g->nodes[n].out[0]].producer = n;
+  lb_free(old);
+  return 0;
+}
+
+int lb_pass_qdq_prepare(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag) {
+  uint32_t *uses = lb_pass_count_uses(g, ctx->scratch), n_old = g->n_nodes;
+  int rc = uses ? 0 : LB_ERR_NOMEM;
+  for (uint32_t n = 0; !rc && n < n_old; n++) {
+    const lb_node *nd = &g->nodes[n];
+    if ((nd->op != LB_OP_ADD && nd->op != LB_OP_SUB && nd->op != LB_OP_MUL) || nd->n_in != 2)
+      continue;
+    lb_dtype t = q_dtype(g, uses, nd->out[0]);
+    for (uint32_t k = 0; !rc && k < 2 && t != LB_DTYPE_COUNT; k++) {
+      const uint32_t *in = g->nodes[n].in; /* re-read: unfold_operand may move the nodes */
+      const lb_value *x = &g->values[in[k]];
+      if (x->data && x->dtype == LB_DTYPE_F32 && x->q.n == 1 && is_dq_output(g, in[1 - k]))
+        rc = unfold_operand(g, n, k, t) < 0 ? LB_ERR_NOMEM : 0;
+    }
+  }
+  if (!rc) rc = reorder(g, n_old);
+  if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
+  return rc;
+}
+
+/* ---- the report ------------------------------------------------------------------------ */
+
+/* Ops the QDQ import turns integer: kernels (k) and integer copies (c). */
+static char qdq_kind(lb_op op) {
+  switch (op) {
+  case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
+  case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_AVG_POOL: case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH:
+  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: return 'k';
+  case LB_OP_MAX_POOL: case LB_OP_FLATTEN: case LB_OP_RESHAPE: case LB_OP_TRANSPOSE:
+  case LB_OP_SQUEEZE: case LB_OP_UNSQUEEZE: case LB_OP_IDENTITY: case LB_OP_CONCAT: return 'c';
+  default: return 0;
+  }
+}
+
+static int is_mac(lb_op op) { return op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL; }
+
+/* Readers of v: how many, and the QuantizeLinear among them (LB_NONE if none). */
+static uint32_t readers(const lb_graph *g, uint32_t v, uint32_t *q) {
+  uint32_t count = 0;
+  *q = LB_NONE;
+  for (uint32_t m = 0; m < g->n_nodes; m++)
+    for (uint32_t k = 0; k < g->nodes[m].n_in; k++)
+      if (g->nodes[m].in[k] == v) {
+        count++;
+        if (g->nodes[m].op == LB_OP_QUANTIZE && k == 0) *q = m;
+      }
+  return count;
+}
+
+static float dq_scale(const lb_graph *g, uint32_t dq) {
+  const lb_value *s = &g->values[g->nodes[dq].in[1]];
+  return s->data ? ((const float *)s->data)[0] : 0.0f;
+}
+
+static int dq_zero(const lb_graph *g, uint32_t dq) {
+  if (g->nodes[dq].n_in < 3 || g->nodes[dq].in[2] == LB_NONE) return 0;
+  const lb_value *z = &g->values[g->nodes[dq].in[2]];
+  if (!z->data) return 0;
+  return z->dtype == LB_DTYPE_I8 ? ((const int8_t *)z->data)[0] : ((const uint8_t *)z->data)[0];
+}
+
+/* Why input k of node n keeps it fp32: pass 0 looks at what the input is (a constant, no
+ * DequantizeLinear), pass 1 at its DequantizeLinear. NULL when the input looks fine. */
+static const char *input_why(const lb_graph *g, uint32_t n, uint32_t k, uint32_t q, int pass,
+                             char *buf, size_t cap) {
+  const lb_node *nd = &g->nodes[n];
+  const lb_value *x = &g->values[nd->in[k]];
+  int mac = is_mac(nd->op), weight = mac && k == 1, bias = mac && k == 2;
+  if (x->data && x->dtype == LB_DTYPE_F32 && (bias || (weight && x->q.n))) return NULL;
+  if (pass == 0) {
+    if (x->data && x->q.n)
+      snprintf(buf, cap, "input[%u] '%s' is a dequantized constant: only conv/gemm/matmul "
+               "weights and biases may be", k, x->name);
+    else if (x->data)
+      snprintf(buf, cap, "input[%u] '%s' is an fp32 constant, not a DequantizeLinear of "
+               "integers", k, x->name);
+    else if (!is_dq_output(g, nd->in[k]))
+      snprintf(buf, cap, "input[%u] '%s' is fp32 (no DequantizeLinear before it)", k, x->name);
+    else
+      return NULL;
+    return buf;
+  }
+  uint32_t dq = x->producer;
+  const lb_value *s = &g->values[g->nodes[dq].in[1]], *xi = &g->values[g->nodes[dq].in[0]];
+  lb_dtype qt = q != LB_NONE ? g->values[g->nodes[q].out[0]].dtype : xi->dtype;
+  if (xi->dtype == LB_DTYPE_I32 && !xi->data)
+    snprintf(buf, cap, "input[%u] '%s' is an int32 accumulator (no QuantizeLinear after the "
+             "layer that makes it)", k, x->name);
+  else if (!s->data)
+    snprintf(buf, cap, "input[%u]: DequantizeLinear with a run-time scale", k);
+  else if (!weight && lb_value_numel(s) > 1)
+    snprintf(buf, cap, "input[%u]: per-axis parameters on an activation", k);
+  else if (!weight && xi->dtype != qt)
+    snprintf(buf, cap, "input[%u] is %s but its QuantizeLinear gives %s", k,
+             lb_dtype_name(xi->dtype), lb_dtype_name(qt));
+  else if (q != LB_NONE && qdq_kind(nd->op) == 'c' &&
+           (dq_scale(g, dq) != dq_scale(g, q) || dq_zero(g, dq) != dq_zero(g, q)))
+    snprintf(buf, cap, "input[%u] has scale %g, zero point %d but the output %g, %d (%s "
+             "copies integers: one scale and zero point)", k, dq_scale(g, dq), dq_zero(g, dq),
+             dq_scale(g, q), dq_zero(g, q), lb_op_get(nd->op)->name);
+  else
+    return NULL;
+  return buf;
+}
+
+/* Why node n (fp32 after the QDQ import, next to QDQ nodes) stayed fp32. */
+static void why_fp32(const lb_graph *g, uint32_t n, char *buf, size_t cap) {
+  const lb_node *nd = &g->nodes[n];
+  uint32_t q, nr = readers(g, nd->out[0], &q);
+  if (!qdq_kind(nd->op)) {
+    snprintf(buf, cap, "%s has no integer kernel", lb_op_get(nd->op)->name);
+    return;
+  }
+  for (int pass = 0; pass < 2; pass++)
+    for (uint32_t k = 0; k < nd->n_in; k++)
+      if (nd->in[k] != LB_NONE && input_why(g, n, k, q, pass, buf, cap)) return;
+  if (q == LB_NONE && is_mac(nd->op))
+    snprintf(buf, cap, "no QuantizeLinear after it, and a fused activation or residual needs one");
+  else if (q == LB_NONE)
+    snprintf(buf, cap, "its output is not quantized (no QuantizeLinear reads it)");
+  else if (nr > 1)
+    snprintf(buf, cap, "its output has %u readers (the QuantizeLinear must be the only one)", nr);
+  else if (g->values[g->nodes[q].in[1]].data == NULL || lb_value_numel(&g->values[g->nodes[q].in[1]]) != 1)
+    snprintf(buf, cap, "its QuantizeLinear is per-axis or has a run-time scale");
+  else
+    snprintf(buf, cap, "the integer kernel does not take this form (per-channel weight axis, "
+             "weights not constant)");
+}
+
+static int touches_qdq(const lb_graph *g, uint32_t n) {
+  uint32_t q;
+  for (uint32_t k = 0; k < g->nodes[n].n_in; k++)
+    if (g->nodes[n].in[k] != LB_NONE && is_dq_output(g, g->nodes[n].in[k])) return 1;
+  return readers(g, g->nodes[n].out[0], &q) && q != LB_NONE;
+}
+
+int lb_qdq_report(const lb_graph *g, FILE *f) {
+  uint32_t n_int = 0, n_f32 = 0;
+  char why[300];
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    lb_op op = g->nodes[n].op;
+    if (op == LB_OP_QUANTIZE || op == LB_OP_DEQUANTIZE) continue;
+    if (!lb_dtype_is_float(g->values[g->nodes[n].out[0]].dtype)) {
+      n_int++;
+      continue;
+    }
+    if (!touches_qdq(g, n)) continue;
+    if (!n_f32++ && f) fprintf(f, "QDQ layers left fp32:\n");
+    why_fp32(g, n, why, sizeof why);
+    if (f)
+      fprintf(f, "  %3u %-28.28s %-16s f32  %s\n", n, g->nodes[n].name ? g->nodes[n].name : "",
+              lb_op_get(op)->name, why);
+  }
+  if (f) fprintf(f, "QDQ import: %u integer layers, %u fp32 next to QDQ nodes\n", n_int, n_f32);
+  return (int)n_f32;
+}
+
+int lb_qdq_import(lb_graph *g, FILE *report, lb_diag *diag) {
+  lb_arena scratch;
+  lb_arena_init(&scratch);
+  lb_pass_ctx ctx = {&scratch, 1};
+  int rc = lb_pass_qdq_prepare(g, &ctx, diag);
+  lb_arena_free(&scratch);
+  if (!rc) rc = lb_graph_verify(g, diag);
+  if (rc) lb_diag_prefix(diag, "qdq_prepare");
+  if (!rc) rc = lb_quant_qdq_import(g, diag);
+  if (!rc && report) lb_qdq_report(g, report);
+  return rc;
+}

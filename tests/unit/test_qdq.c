@@ -1,0 +1,273 @@
+/* QDQ import of models written the way ONNX Runtime's quantize_static writes them
+ * (tests/models/qdq/, made by tools/make_quant_models.py): which layers become integer and what
+ * the report says about the others; the integer graph against the fp32 semantics of the QDQ
+ * graph (ONNX's QuantizeLinear/DequantizeLinear run by the interpreter) on 8 samples; the JIT
+ * bit-exact against the interpreter on every integer tensor; Cast in the importer. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx.h"
+#include "passes.h"
+#include "quantize.h"
+#include "spec.h"
+#include "target.h"
+#include "tensor_io.h"
+
+#define QDQ_DIR LB_SOURCE_DIR "/tests/models/qdq/"
+
+typedef struct qdq_case {
+  const char *name;
+  int n_int, n_f32; /* integer layers after the import; fp32 layers next to QDQ nodes */
+  const char *why;  /* text the report must hold */
+  double lsbs;      /* tolerance against the fp32 QDQ semantics, in steps of the last Q (one
+                     * requantize may round differently from quantize(fp32 op)) */
+} qdq_case;
+
+static const qdq_case cases[] = {
+    {"qdq_cnn_u8", 7, 1, "y_Softmax                    softmax          f32  softmax has no integer kernel", 1},
+    {"qdq_mlp_s8", 6, 2, "out_Add                      add              f32  input[1] 'fc3_b' is an fp32 constant", 1},
+    {"qdq_mlp_u8", 6, 2, "input[1] 'fc3_b' is an fp32 constant, not a DequantizeLinear of integers", 1},
+    {"qdq_mixed_nozp", 8, 2, "cat2_Concat                  concat           f32  input[0] has scale "
+                              "0.00392157, zero point 0 but the output 0.0106172, 0 (concat copies "
+                              "integers: one scale and zero point)", 1},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+static lb_graph *load(const char *name) {
+  char path[512];
+  snprintf(path, sizeof path, QDQ_DIR "%s.onnx", name);
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+/* The imported integer graph; the report goes to *report (malloc'd) when asked. */
+static lb_graph *import(const char *name, char **report) {
+  lb_graph *g = load(name);
+  size_t len;
+  FILE *f = report ? open_memstream(report, &len) : NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_qdq_import(g, f, &d) == 0, "%s: %s", name, d.msg);
+  if (f) fclose(f);
+  return g;
+}
+
+static int count_int(const lb_graph *g) {
+  int n = 0;
+  for (uint32_t k = 0; k < g->n_nodes; k++) {
+    lb_op op = g->nodes[k].op;
+    n += op != LB_OP_QUANTIZE && op != LB_OP_DEQUANTIZE &&
+         !lb_dtype_is_float(g->values[g->nodes[k].out[0]].dtype);
+  }
+  return n;
+}
+
+START_TEST(import_and_report) {
+  const qdq_case *c = &cases[_i];
+  char *report = NULL;
+  lb_graph *g = import(c->name, &report);
+  ck_assert_int_eq(count_int(g), c->n_int);
+  char line[120];
+  snprintf(line, sizeof line, "QDQ import: %d integer layers, %d fp32 next to QDQ nodes\n",
+           c->n_int, c->n_f32);
+  ck_assert_msg(strstr(report, line), "%s: report:\n%s", c->name, report);
+  ck_assert_msg(strstr(report, c->why), "%s: report:\n%s", c->name, report);
+  free(report);
+  lb_graph_free(g);
+}
+END_TEST
+
+/* Sample i of a [N, ...] tensor as a model input of shape v. */
+static lb_tensor sample(const lb_tensor *x, const lb_value *v, int64_t i) {
+  lb_tensor t = {v->dtype, v->rank, {0}, NULL};
+  memcpy(t.dims, v->dims, sizeof t.dims);
+  size_t per = lb_dtype_bytes(v->dtype, lb_value_numel(v));
+  t.data = (char *)x->data + (size_t)i * per;
+  return t;
+}
+
+/* Scale of the last QuantizeLinear of g (one step of the quantized signal nearest the end). */
+static float last_q_scale(const lb_graph *g) {
+  for (uint32_t k = g->n_nodes; k-- > 0;)
+    if (g->nodes[k].op == LB_OP_QUANTIZE)
+      return ((const float *)g->values[g->nodes[k].in[1]].data)[0];
+  return 0;
+}
+
+START_TEST(integer_vs_qdq_semantics) {
+  const qdq_case *c = &cases[_i];
+  lb_graph *f = load(c->name), *q = import(c->name, NULL);
+  char path[512];
+  snprintf(path, sizeof path, QDQ_DIR "%s_input.npy", c->name);
+  lb_tensor x;
+  lb_diag d = {0};
+  ck_assert_msg(lb_npy_read(path, &x, &d) == 0, "%s", d.msg);
+  double tol = c->lsbs * last_q_scale(f), worst = 0;
+  for (int64_t i = 0; i < x.dims[0]; i++) {
+    lb_tensor in = sample(&x, &f->values[f->inputs[0]], i), want, got;
+    ck_assert_msg(lb_interp_run(f, &in, &want, &d) == 0, "%s", d.msg);
+    ck_assert_msg(lb_interp_run(q, &in, &got, &d) == 0, "%s", d.msg);
+    for (int64_t e = 0; e < lb_tensor_numel(&want); e++)
+      worst = fmax(worst, fabs(((float *)got.data)[e] - ((float *)want.data)[e]));
+    lb_free(want.data), lb_free(got.data);
+  }
+  printf("test_qdq: %s: integer vs fp32 QDQ semantics, max |diff| %.3g (tolerance %.3g)\n",
+         c->name, worst, tol);
+  ck_assert_msg(worst <= tol, "%s: max |diff| %g > %g", c->name, worst, tol);
+  lb_free(x.data);
+  lb_graph_free(f), lb_graph_free(q);
+}
+END_TEST
+
+/* Integer tensors bit for bit, fp32 ones (layers after a dequantize) within 1e-5 relative. */
+static void same(const lb_tensor *got, const lb_tensor *want, const char *what) {
+  ck_assert_int_eq(got->dtype, want->dtype);
+  int64_t n = lb_tensor_numel(want);
+  if (want->dtype != LB_DTYPE_F32) {
+    ck_assert_msg(!memcmp(got->data, want->data, lb_dtype_bytes(want->dtype, n)), "%s", what);
+    return;
+  }
+  double m = 1e-3;
+  for (int64_t e = 0; e < n; e++) m = fmax(m, fabs(((const float *)want->data)[e]));
+  for (int64_t e = 0; e < n; e++)
+    ck_assert_msg(fabs(((const float *)got->data)[e] - ((const float *)want->data)[e]) <= 1e-5 * m,
+                  "%s: element %lld", what, (long long)e);
+}
+
+/* Every integer value of g becomes a graph output too (at most 48 in all). */
+static void expose_integers(lb_graph *g) {
+  for (uint32_t k = 0; k < g->n_nodes && g->n_outputs < 48; k++) {
+    uint32_t v = g->nodes[k].out[0];
+    if (!lb_dtype_is_float(g->values[v].dtype) && !g->values[v].is_output)
+      ck_assert_int_eq(lb_graph_add_output(g, v), 0);
+  }
+}
+
+static const char *const jit_specs[] = {"x86-64-avx2", "host"};
+
+START_TEST(jit_bit_exact) {
+  const qdq_case *c = &cases[_i / 2];
+  lb_graph *q = import(c->name, NULL);
+  expose_integers(q);
+  lb_diag d = {0};
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load(jit_specs[_i % 2], &s, &d) == 0, "%s", d.msg);
+  char path[512], what[300];
+  snprintf(path, sizeof path, QDQ_DIR "%s_input.npy", c->name);
+  lb_tensor x, want[48], got[48];
+  ck_assert_msg(lb_npy_read(path, &x, &d) == 0, "%s", d.msg);
+  if (lb_target_host_check(s, &d) != 0) {
+    printf("test_qdq: this host cannot run %s: skipped\n", jit_specs[_i % 2]);
+  } else {
+    lb_jit *j = NULL;
+    ck_assert_msg(lb_jit_compile(q, s, NULL, &j, &d) == 0, "%s", d.msg);
+    for (int64_t i = 0; i < x.dims[0]; i++) {
+      lb_tensor in = sample(&x, &q->values[q->inputs[0]], i);
+      ck_assert_msg(lb_interp_run(q, &in, want, &d) == 0, "%s", d.msg);
+      ck_assert_msg(lb_jit_run_tensors(j, q, &in, got, &d) == 0, "%s", d.msg);
+      for (uint32_t o = 0; o < q->n_outputs; o++) {
+        snprintf(what, sizeof what, "%s on %s, sample %lld, output '%s'", c->name,
+                 jit_specs[_i % 2], (long long)i, q->values[q->outputs[o]].name);
+        same(&got[o], &want[o], what);
+        lb_free(got[o].data), lb_free(want[o].data);
+      }
+    }
+    lb_jit_free(j);
+  }
+  lb_free(x.data);
+  lb_spec_free(s);
+  lb_graph_free(q);
+}
+END_TEST
+
+/* The normalization: ORT's s8 bias initializer of an Add between u8 activations is read as u8
+ * with its zero point moved by 128, so the Add runs integer. */
+START_TEST(unfolded_bias_operand) {
+  lb_graph *q = import("qdq_mlp_u8", NULL);
+  uint32_t add = LB_NONE;
+  for (uint32_t k = 0; k < q->n_nodes; k++)
+    if (!strcmp(q->nodes[k].name, "lin_Add")) add = k;
+  ck_assert_uint_ne(add, LB_NONE);
+  const lb_value *y = &q->values[q->nodes[add].out[0]], *b = &q->values[q->nodes[add].in[1]];
+  ck_assert(lb_int_node(q, add));
+  ck_assert_int_eq(y->dtype, LB_DTYPE_U8);
+  ck_assert_int_eq(b->dtype, LB_DTYPE_U8);
+  ck_assert_ptr_nonnull(b->data);
+  ck_assert_int_eq(b->q.n, 1);
+  ck_assert_int_eq(b->q.zero_point[0], 128);
+  lb_graph_free(q);
+}
+END_TEST
+
+/* ---- Cast ------------------------------------------------------------------------------ */
+
+START_TEST(cast_matches_numpy) {
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_onnx_load(QDQ_DIR "cast_ops.onnx", &g, &d) == 0, "%s", d.msg);
+  lb_tensor in[3], want[3], got[3], jit[3];
+  char path[512];
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, QDQ_DIR "cast_ops_in%d.npy", i);
+    ck_assert_msg(lb_npy_read(path, &in[i], &d) == 0, "%s", d.msg);
+    snprintf(path, sizeof path, QDQ_DIR "cast_ops_out%d.npy", i);
+    ck_assert_msg(lb_npy_read(path, &want[i], &d) == 0, "%s", d.msg);
+  }
+  ck_assert_msg(lb_interp_run(g, in, got, &d) == 0, "%s", d.msg);
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load("host", &s, &d) == 0, "%s", d.msg);
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, s, NULL, &j, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, jit, &d) == 0, "%s", d.msg);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_msg(!memcmp(got[i].data, want[i].data, 6 * sizeof(float)), "interp output %d", i);
+    ck_assert_msg(!memcmp(jit[i].data, want[i].data, 6 * sizeof(float)), "jit output %d", i);
+    lb_free(in[i].data), lb_free(want[i].data), lb_free(got[i].data), lb_free(jit[i].data);
+  }
+  lb_jit_free(j);
+  lb_spec_free(s);
+  lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(cast_refused) {
+  static const char *const bad[][2] = {
+      {"cast_bad_runtime", "graph.node[0] \"cast\" (Cast): Cast of a run-time f32 tensor to i8 is "
+                           "not supported (only uint8, int8 and int32 to float)"},
+      {"cast_bad_to", "graph.node[0] \"cast\" (Cast): attribute \"to\": unsupported data type "
+                      "float16 (10)"},
+  };
+  for (int i = 0; i < 2; i++) {
+    char path[512];
+    snprintf(path, sizeof path, QDQ_DIR "%s.onnx", bad[i][0]);
+    lb_graph *g = NULL;
+    lb_diag d = {0};
+    ck_assert_int_eq(lb_onnx_load(path, &g, &d), LB_ERR_INPUT);
+    ck_assert_msg(strstr(d.msg, bad[i][1]) && !strchr(d.msg, '\n'), "%s", d.msg);
+    ck_assert_ptr_null(g);
+  }
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("qdq");
+  TCase *tc = tcase_create("qdq");
+  tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, import_and_report, 0, N_CASES);
+  tcase_add_loop_test(tc, integer_vs_qdq_semantics, 0, N_CASES);
+  tcase_add_loop_test(tc, jit_bit_exact, 0, 2 * N_CASES);
+  tcase_add_test(tc, unfolded_bias_operand);
+  tcase_add_test(tc, cast_matches_numpy);
+  tcase_add_test(tc, cast_refused);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? 1 : 0;
+}

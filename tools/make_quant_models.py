@@ -1,0 +1,382 @@
+#!/usr/bin/python3
+"""Makes the models of the multi-input calibration and QDQ import tests (tests/unit/test_calib_inputs.c,
+tests/unit/test_qdq.c) into tests/models/multi/ and tests/models/qdq/. Deterministic (fixed seeds,
+opset 13, no training): re-running gives the same files. Run with Debian's /usr/bin/python3.
+
+multi/multi_input.onnx   three inputs of three dtypes:
+    image u8 [1,1,8,8] -> Cast(float) -> Mul 1/255 -> Conv 4x3x3 -> Relu -> MaxPool 2 -> Flatten
+                       -> Gemm 64->16 -> Relu                                       = a
+    ids i64 [1,2] -> Gather(emb [20,8]) -> Flatten                                   = e [1,16]
+    aux f32 [1,6] -> Gemm 6->16 -> Relu                                              = b
+    y = Gemm 32->5 (Concat(a + e, b))
+  with {image,ids,aux}_calib.npy (64 samples) and {image,ids,aux}_test.npy (16 samples).
+
+qdq/*.onnx  QDQ graphs written the way ONNX Runtime's quantize_static writes them (its MinMax
+calibration on 32 random samples: activations u8 asymmetric or s8 symmetric, weights s8
+symmetric in [-127, 127] per tensor or per channel, biases int32 with scale s_x * s_w):
+  qdq_cnn_u8      u8 activations with zero points, per-channel conv and gemm weights (axis 0),
+                  int32 biases, Relu folded into the following QuantizeLinear (ORT drops it),
+                  DQ -> MaxPool/Flatten -> Q on one scale, a residual Add of two scales,
+                  GlobalAveragePool, and a Softmax left fp32 after the last DequantizeLinear.
+  qdq_mlp_s8, qdq_mlp_u8  s8 symmetric (int8 zero points) or u8 asymmetric activations:
+                  a no-op Cast on the input, DQ -> Relu -> Q kept, an activation scale stored
+                  as double behind Cast, a Linear as ORT writes MatMul + Add (per-channel
+                  weights along axis 1, Q after the MatMul, the bias an s8 initializer behind
+                  DequantizeLinear), DQ -> Clip(0, 6) -> Q, and a MatMul whose fp32 bias
+                  reaches its Add through Cast(int32) -> Mul (the Add stays fp32).
+  qdq_mixed_nozp  QuantizeLinear/DequantizeLinear without zero points (u8, zero point 0), a
+                  Concat whose inputs and output share one scale, a Softmax between QDQ pairs
+                  (fp32 island), a Concat of two scales (stays fp32), an integer Add, then
+                  GlobalAveragePool -> Flatten -> Gemm with no QuantizeLinear after it.
+  each with NAME_input.npy (8 samples).
+qdq/cast_ops.onnx  Cast of constants (f64 -> f32, f32 -> i8 -> f32) and of u8/i8/i32 inputs,
+  with cast_ops_in{0,1,2}.npy and numpy's cast_ops_out{0,1,2}.npy; cast_bad_runtime.onnx (a
+  run-time f32 -> int8 Cast) and cast_bad_to.onnx (to float16) must be refused.
+"""
+import os
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "tests", "models")
+OPSET = 13
+
+
+def save_model(path, nodes, inputs, outputs, inits, name):
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                          producer_name="lowbit-make_quant_models")
+    m.ir_version = 7
+    onnx.checker.check_model(m)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+def save_npy(path, arr):
+    with open(path, "wb") as f:
+        np.save(f, arr)
+
+
+# ---- the multi-input model ---------------------------------------------------------------------
+
+def multi_input():
+    rng = np.random.RandomState(7)
+    w = lambda *s: (rng.randn(*s) * (2.0 / np.prod(s[1:])) ** 0.5).astype(np.float32)
+    inits = {"inv255": np.array(1 / 255, np.float32), "w1": w(4, 1, 3, 3),
+             "b1": (rng.randn(4) * 0.1).astype(np.float32), "w2": w(16, 64),
+             "b2": (rng.randn(16) * 0.1).astype(np.float32),
+             "emb": (rng.randn(20, 8) * 0.5).astype(np.float32), "w3": w(16, 6),
+             "b3": (rng.randn(16) * 0.1).astype(np.float32), "w4": w(5, 32),
+             "b4": (rng.randn(5) * 0.1).astype(np.float32)}
+    n = helper.make_node
+    nodes = [
+        n("Cast", ["image"], ["imf"], name="cast", to=TensorProto.FLOAT),
+        n("Mul", ["imf", "inv255"], ["x"], name="scale"),
+        n("Conv", ["x", "w1", "b1"], ["c1"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        n("Relu", ["c1"], ["r1"], name="relu1"),
+        n("MaxPool", ["r1"], ["p1"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Flatten", ["p1"], ["f1"], name="flatten1"),
+        n("Gemm", ["f1", "w2", "b2"], ["g2"], name="fc_image", transB=1),
+        n("Relu", ["g2"], ["a"], name="relu2"),
+        n("Gather", ["emb", "ids"], ["ge"], name="embed", axis=0),
+        n("Flatten", ["ge"], ["e"], name="flatten2"),
+        n("Gemm", ["aux", "w3", "b3"], ["g3"], name="fc_aux", transB=1),
+        n("Relu", ["g3"], ["b"], name="relu3"),
+        n("Add", ["a", "e"], ["h"], name="add"),
+        n("Concat", ["h", "b"], ["cat"], name="concat", axis=1),
+        n("Gemm", ["cat", "w4", "b4"], ["y"], name="fc_out", transB=1),
+    ]
+    vi = helper.make_tensor_value_info
+    save_model(os.path.join(MODELS, "multi", "multi_input.onnx"), nodes,
+               [vi("image", TensorProto.UINT8, [1, 1, 8, 8]), vi("ids", TensorProto.INT64, [1, 2]),
+                vi("aux", TensorProto.FLOAT, [1, 6])],
+               [vi("y", TensorProto.FLOAT, [1, 5])],
+               [numpy_helper.from_array(v, k) for k, v in inits.items()], "multi_input")
+    for kind, count, seed in (("calib", 64, 1), ("test", 16, 2)):
+        r = np.random.RandomState(seed)
+        save_npy(os.path.join(MODELS, "multi", "image_%s.npy" % kind),
+                 r.randint(0, 256, (count, 1, 8, 8)).astype(np.uint8))
+        save_npy(os.path.join(MODELS, "multi", "ids_%s.npy" % kind),
+                 r.randint(0, 20, (count, 2)).astype(np.int64))
+        save_npy(os.path.join(MODELS, "multi", "aux_%s.npy" % kind),
+                 r.randn(count, 6).astype(np.float32))
+
+
+# ---- QDQ graphs as ONNX Runtime writes them ------------------------------------------------------
+
+class QDQ:
+    """Builds a QDQ graph node by node next to a float evaluation on a calibration batch
+    (MinMax ranges, as ORT's default calibrator)."""
+
+    def __init__(self, act, zero_points=True):
+        self.act, self.zp = act, zero_points  # act: "u8" (asymmetric) or "s8" (symmetric)
+        self.nodes, self.inits, self.val = [], [], {}
+
+    def node(self, op, ins, outs, **attrs):
+        self.nodes.append(helper.make_node(op, ins, outs, name=outs[0] + "_" + op, **attrs))
+
+    def init(self, name, arr):
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def params(self, v):
+        lo, hi = min(0.0, float(v.min())), max(0.0, float(v.max()))
+        if self.act == "s8":
+            return np.float32(max(-lo, hi) / 127 or 1), 0
+        s = np.float32((hi - lo) / 255 or 1)
+        return s, int(np.clip(np.round(-lo / s), 0, 255))
+
+    def qdq(self, x, params=None, scale_name=None):
+        """x -> QuantizeLinear -> DequantizeLinear; returns the DQ output's name."""
+        s, z = params if params is not None else self.params(self.val[x])
+        zt = np.uint8 if self.act == "u8" else np.int8
+        sn = scale_name or self.init(x + "_scale", np.float32(s))
+        ins = [sn] + ([self.init(x + "_zero_point", zt(z))] if self.zp else [])
+        self.node("QuantizeLinear", [x] + ins, [x + "_QuantizeLinear_Output"])
+        self.node("DequantizeLinear", [x + "_QuantizeLinear_Output"] + ins, [x + "_dq"])
+        q = torch.clamp(torch.round(self.val[x] / float(s)) + z, *(0, 255) if self.act == "u8"
+                        else (-128, 127))
+        self.val[x + "_dq"] = (q - z) * float(s)
+        return x + "_dq"
+
+    def weight(self, name, w, axis=None):
+        """Symmetric s8 weights in [-127, 127], per tensor or per channel along axis."""
+        if axis is None:
+            s = np.float32(np.abs(w).max() / 127)
+            shape = ()
+        else:
+            red = tuple(i for i in range(w.ndim) if i != axis)
+            s = (np.abs(w).max(axis=red) / 127).astype(np.float32)
+            shape = [-1 if i == axis else 1 for i in range(w.ndim)]
+        q = np.clip(np.round(w / np.reshape(s, shape)), -127, 127).astype(np.int8)
+        ins = [self.init(name + "_quantized", q), self.init(name + "_scale", s),
+               self.init(name + "_zero_point", np.zeros(np.shape(s), np.int8))]
+        kw = {"axis": axis} if axis is not None else {}
+        self.node("DequantizeLinear", ins, [name + "_dq"], **kw)
+        return name + "_dq", torch.from_numpy(q.astype(np.float32) * np.reshape(s, shape)), s
+
+    def bias(self, name, b, x_scale, w_scale):
+        s = (np.float32(x_scale) * np.asarray(w_scale, np.float32) * np.ones_like(b)).astype(np.float32)
+        q = np.round(b / s).astype(np.int32)
+        ins = [self.init(name + "_quantized", q), self.init(name + "_scale", s),
+               self.init(name + "_zero_point", np.zeros(len(b), np.int32))]
+        self.node("DequantizeLinear", ins, [name + "_dq"], axis=0)
+        return name + "_dq", torch.from_numpy(q.astype(np.float32) * s)
+
+    def conv(self, x, out, w, b, pads, relu):
+        """Conv with per-channel weights and int32 bias; a following Relu is folded into the Q
+        range (ORT removes it for asymmetric u8 activations)."""
+        sx = float(self.scale_of(x))
+        wn, wq, ws = self.weight(out + "_w", w, axis=0)
+        ins = [x, wn]
+        bq = None
+        if b is not None:
+            bn, bq = self.bias(out + "_b", b, sx, ws)
+            ins.append(bn)
+        self.node("Conv", ins, [out], kernel_shape=list(w.shape[2:]), pads=[pads] * 4)
+        y = F.conv2d(self.val[x], wq, bq, padding=pads)
+        self.val[out] = torch.relu(y) if relu else y
+        return out
+
+    def scale_of(self, dq_name):
+        for t in self.inits:
+            if t.name == dq_name[:-3] + "_scale":
+                return numpy_helper.to_array(t)
+        raise KeyError(dq_name)
+
+    def save(self, name, inputs, outputs, x):
+        path = os.path.join(MODELS, "qdq", name + ".onnx")
+        save_model(path, self.nodes, inputs, outputs, self.inits, name)
+        save_npy(os.path.join(MODELS, "qdq", name + "_input.npy"), x)
+
+
+def rand(seed, *shape, lo=None):
+    r = np.random.RandomState(seed)
+    return (r.uniform(0, 1, shape) if lo == 0 else r.randn(*shape)).astype(np.float32)
+
+
+def kaiming(rng, *s):
+    return (rng.randn(*s) * (2.0 / np.prod(s[1:])) ** 0.5).astype(np.float32)
+
+
+def qdq_cnn_u8():
+    rng = np.random.RandomState(11)
+    q = QDQ("u8")
+    q.val["x"] = torch.from_numpy(rand(3, 32, 3, 8, 8))
+    x = q.qdq("x")
+    c1 = q.qdq(q.conv(x, "conv1", kaiming(rng, 8, 3, 3, 3), rng.randn(8).astype(np.float32) * .1,
+                      1, True))
+    q.node("MaxPool", [c1], ["pool"], kernel_shape=[2, 2], strides=[2, 2])
+    q.val["pool"] = F.max_pool2d(q.val[c1], 2)
+    p = q.qdq("pool", (q.scale_of(c1), int(numpy_helper.to_array(
+        [t for t in q.inits if t.name == "conv1_zero_point"][0]))))
+    c2 = q.qdq(q.conv(p, "conv2", kaiming(rng, 8, 8, 3, 3), rng.randn(8).astype(np.float32) * .1,
+                      1, True))
+    q.node("Add", [p, c2], ["res"])
+    q.val["res"] = q.val[p] + q.val[c2]
+    r = q.qdq("res")
+    q.node("GlobalAveragePool", [r], ["gap"])
+    q.val["gap"] = q.val[r].mean(dim=(2, 3), keepdim=True)
+    g = q.qdq("gap")
+    q.node("Flatten", [g], ["flat"])
+    q.val["flat"] = q.val[g].flatten(1)
+    zp = int(numpy_helper.to_array([t for t in q.inits if t.name == "gap_zero_point"][0]))
+    f = q.qdq("flat", (q.scale_of(g), zp))
+    wn, wq, ws = q.weight("fc_w", kaiming(rng, 10, 8), axis=0)
+    bn, bq = q.bias("fc_b", rng.randn(10).astype(np.float32) * .1, q.scale_of(f), ws)
+    q.node("Gemm", [f, wn, bn], ["fc"], transB=1)
+    q.val["fc"] = q.val[f] @ wq.T + bq
+    o = q.qdq("fc")
+    q.node("Softmax", [o], ["y"], axis=1)
+    vi = helper.make_tensor_value_info
+    q.save("qdq_cnn_u8", [vi("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+           [vi("y", TensorProto.FLOAT, [1, 10])], rand(4, 8, 1, 3, 8, 8))
+
+
+def qdq_mlp(act):
+    rng = np.random.RandomState(12)
+    q = QDQ(act)
+    q.node("Cast", ["x"], ["x_cast"], to=TensorProto.FLOAT)
+    q.val["x_cast"] = torch.from_numpy(rand(5, 32, 16))
+    x = q.qdq("x_cast")
+    wn, wq, ws = q.weight("fc1_w", kaiming(rng, 32, 16), axis=0)
+    bn, bq = q.bias("fc1_b", rng.randn(32).astype(np.float32) * .1, q.scale_of(x), ws)
+    q.node("Gemm", [x, wn, bn], ["fc1"], transB=1)
+    q.val["fc1"] = q.val[x] @ wq.T + bq
+    h = q.qdq("fc1")
+    q.node("Relu", [h], ["relu"])
+    q.val["relu"] = torch.relu(q.val[h])
+    s, z = q.params(q.val["relu"])  # the scale as ORT computes it, stored as double + Cast
+    q.init("relu_scale_f64", np.float64(s))
+    q.node("Cast", ["relu_scale_f64"], ["relu_scale"], to=TensorProto.FLOAT)
+    r = q.qdq("relu", (s, z), scale_name="relu_scale")
+    # a Linear as ORT quantizes MatMul + Add: per-channel weights along axis 1, Q after the
+    # MatMul, and the bias an s8 initializer behind its own DequantizeLinear
+    wn, wq, ws = q.weight("fc2_w", kaiming(rng, 8, 32).T.copy(), axis=1)
+    q.node("MatMul", [r, wn], ["mm"])
+    q.val["mm"] = q.val[r] @ wq
+    m = q.qdq("mm")
+    bn, bq, _ = q.weight("fc2_b", rng.randn(8).astype(np.float32) * .3)
+    q.node("Add", [m, bn], ["lin"])
+    q.val["lin"] = q.val[m] + bq
+    lin = q.qdq("lin")
+    q.init("clip_lo", np.float32(0)), q.init("clip_hi", np.float32(6))
+    q.node("Clip", [lin, "clip_lo", "clip_hi"], ["clip"])
+    q.val["clip"] = torch.clamp(q.val[lin], 0, 6)
+    c = q.qdq("clip")
+    # MatMul + Add of an fp32 bias reaching it through Cast(int32) -> Mul: the MatMul keeps
+    # its int32 accumulator, the Add stays fp32
+    wn, wq, ws = q.weight("fc3_w", kaiming(rng, 8, 8), axis=1)
+    q.node("MatMul", [c, wn], ["mm3"])
+    b = rng.randn(8).astype(np.float32) * .1
+    bs = np.float32(np.abs(b).max() / 2 ** 20)
+    q.init("fc3_b_int32", np.round(b / bs).astype(np.int32))
+    q.init("fc3_b_scale", bs)
+    q.node("Cast", ["fc3_b_int32"], ["fc3_b_f"], to=TensorProto.FLOAT)
+    q.node("Mul", ["fc3_b_f", "fc3_b_scale"], ["fc3_b"])
+    q.node("Add", ["mm3", "fc3_b"], ["out"])
+    q.val["out"] = q.val[c] @ wq + torch.from_numpy(np.round(b / bs).astype(np.float32) * bs)
+    o = q.qdq("out")
+    q.node("Identity", [o], ["y"])
+    vi = helper.make_tensor_value_info
+    q.save("qdq_mlp_" + act, [vi("x", TensorProto.FLOAT, [1, 16])],
+           [vi("y", TensorProto.FLOAT, [1, 8])], rand(6, 8, 1, 16))
+
+
+def qdq_mixed_nozp():
+    rng = np.random.RandomState(13)
+    q = QDQ("u8", zero_points=False)
+    q.val["x"] = torch.from_numpy(rand(7, 32, 4, 6, 6, lo=0))
+    x = q.qdq("x")
+    sx = float(q.scale_of(x))
+    wa, wqa, wsa = q.weight("ca_w", kaiming(rng, 4, 4, 1, 1))
+    q.node("Conv", [x, wa], ["ca"], kernel_shape=[1, 1])
+    q.val["ca"] = torch.relu(F.conv2d(q.val[x], wqa))  # relu folded into Q (zero point 0)
+    wb, wqb, wsb = q.weight("cb_w", kaiming(rng, 4, 4, 3, 3), axis=0)
+    bn, bq = q.bias("cb_b", rng.randn(4).astype(np.float32) * .1, sx, wsb)
+    q.node("Conv", [x, wb, bn], ["cb"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    q.val["cb"] = torch.relu(F.conv2d(q.val[x], wqb, bq, padding=1))
+    shared, _ = q.params(torch.cat([q.val["ca"], q.val["cb"]], 1))
+    q.init("cat_scale", np.float32(shared))
+    a = q.qdq("ca", (shared, 0), scale_name="cat_scale")
+    b = q.qdq("cb", (shared, 0), scale_name="cat_scale")
+    q.node("Concat", [a, b], ["cat"], axis=1)
+    q.val["cat"] = torch.cat([q.val[a], q.val[b]], 1)
+    cat = q.qdq("cat", (shared, 0), scale_name="cat_scale")
+    wc, wqc, wsc = q.weight("cc_w", kaiming(rng, 4, 8, 1, 1), axis=0)
+    q.node("Conv", [cat, wc], ["cc"], kernel_shape=[1, 1])
+    q.val["cc"] = torch.relu(F.conv2d(q.val[cat], wqc))
+    c = q.qdq("cc")
+    q.node("Softmax", [c], ["soft"], axis=1)
+    q.val["soft"] = torch.softmax(q.val[c], 1)
+    s = q.qdq("soft", (np.float32(1 / 255), 0))
+    q.node("Concat", [s, a], ["cat2"], axis=1)
+    q.val["cat2"] = torch.cat([q.val[s], q.val[a]], 1)
+    c2 = q.qdq("cat2")
+    q.node("Add", [c2, cat], ["sum"])
+    q.val["sum"] = q.val[c2] + q.val[cat]
+    sm = q.qdq("sum")
+    q.node("GlobalAveragePool", [sm], ["gap"])
+    q.val["gap"] = q.val[sm].mean(dim=(2, 3), keepdim=True)
+    g = q.qdq("gap")
+    q.node("Flatten", [g], ["flat"])
+    q.val["flat"] = q.val[g].flatten(1)
+    f = q.qdq("flat", (q.scale_of(g), 0))
+    wn, wq, ws = q.weight("fc_w", kaiming(rng, 6, 8), axis=0)
+    bn, bq = q.bias("fc_b", rng.randn(6).astype(np.float32) * .1, q.scale_of(f), ws)
+    q.node("Gemm", [f, wn, bn], ["y"], transB=1)  # no Q after it: int32 accumulator output
+    vi = helper.make_tensor_value_info
+    q.save("qdq_mixed_nozp", [vi("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+           [vi("y", TensorProto.FLOAT, [1, 6])], rand(8, 8, 1, 4, 6, 6, lo=0))
+
+
+def cast_models():
+    """Cast as the importer takes it: constants converted (f64 -> f32, f32 -> i8 truncating),
+    run-time u8/i8/i32 -> float; with inputs and numpy's outputs. Two refused forms."""
+    n, vi = helper.make_node, helper.make_tensor_value_info
+    F32, U8, I8, I32 = TensorProto.FLOAT, TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32
+    d = np.array([0.25, -1.5, 3.0], np.float64)
+    e = np.array([-1.7, 2.9, 100.5], np.float32)
+    nodes = [n("Cast", ["a"], ["af"], to=F32), n("Cast", ["d"], ["df"], to=F32),
+             n("Add", ["af", "df"], ["ya"]),
+             n("Cast", ["b"], ["bf"], to=F32), n("Cast", ["e"], ["ei"], to=I8),
+             n("Cast", ["ei"], ["ef"], to=F32), n("Mul", ["bf", "ef"], ["yb"]),
+             n("Cast", ["c"], ["yc"], to=F32), n("Cast", ["yc"], ["yc2"], to=F32),
+             n("Identity", ["yc2"], ["yc_out"])]
+    save_model(os.path.join(MODELS, "qdq", "cast_ops.onnx"), nodes,
+               [vi("a", U8, [2, 3]), vi("b", I8, [2, 3]), vi("c", I32, [2, 3])],
+               [vi("ya", F32, [2, 3]), vi("yb", F32, [2, 3]), vi("yc_out", F32, [2, 3])],
+               [numpy_helper.from_array(d, "d"), numpy_helper.from_array(e, "e")], "cast_ops")
+    a = np.array([[0, 1, 255], [128, 7, 200]], np.uint8)
+    b = np.array([[-128, -1, 0], [1, 5, 127]], np.int8)
+    c = np.array([[16777217, -3, 0], [2147483647, -2147483648, 123456789]], np.int32)
+    outs = (a.astype(np.float32) + d.astype(np.float32),
+            b.astype(np.float32) * e.astype(np.int8).astype(np.float32), c.astype(np.float32))
+    for i, t in enumerate((a, b, c)):
+        save_npy(os.path.join(MODELS, "qdq", "cast_ops_in%d.npy" % i), t)
+    for i, t in enumerate(outs):
+        save_npy(os.path.join(MODELS, "qdq", "cast_ops_out%d.npy" % i), t)
+    for name, to in (("cast_bad_runtime", I8), ("cast_bad_to", TensorProto.FLOAT16)):
+        save_model(os.path.join(MODELS, "qdq", name + ".onnx"),
+                   [n("Cast", ["x"], ["y"], name="cast", to=to)], [vi("x", F32, [2])],
+                   [vi("y", to, [2])], [], name)
+
+
+def main():
+    torch.manual_seed(0)
+    multi_input()
+    qdq_cnn_u8()
+    qdq_mlp("s8")
+    qdq_mlp("u8")
+    qdq_mixed_nozp()
+    cast_models()
+    print("wrote tests/models/multi/ and tests/models/qdq/")
+
+
+if __name__ == "__main__":
+    main()
