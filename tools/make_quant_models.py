@@ -235,7 +235,7 @@ def qdq_cnn_u8():
     q.node("Softmax", [o], ["y"], axis=1)
     vi = helper.make_tensor_value_info
     q.save("qdq_cnn_u8", [vi("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-           [vi("y", TensorProto.FLOAT, [1, 10])], rand(4, 8, 1, 3, 8, 8))
+           [vi("y", TensorProto.FLOAT, [1, 10])], rand(4, 8, 3, 8, 8))
 
 
 def qdq_mlp(act):
@@ -285,7 +285,7 @@ def qdq_mlp(act):
     q.node("Identity", [o], ["y"])
     vi = helper.make_tensor_value_info
     q.save("qdq_mlp_" + act, [vi("x", TensorProto.FLOAT, [1, 16])],
-           [vi("y", TensorProto.FLOAT, [1, 8])], rand(6, 8, 1, 16))
+           [vi("y", TensorProto.FLOAT, [1, 8])], rand(6, 8, 16))
 
 
 def qdq_mixed_nozp():
@@ -332,7 +332,7 @@ def qdq_mixed_nozp():
     q.node("Gemm", [f, wn, bn], ["y"], transB=1)  # no Q after it: int32 accumulator output
     vi = helper.make_tensor_value_info
     q.save("qdq_mixed_nozp", [vi("x", TensorProto.FLOAT, [1, 4, 6, 6])],
-           [vi("y", TensorProto.FLOAT, [1, 6])], rand(8, 8, 1, 4, 6, 6, lo=0))
+           [vi("y", TensorProto.FLOAT, [1, 6])], rand(8, 8, 4, 6, 6, lo=0))
 
 
 def cast_models():
