@@ -1209,6 +1209,9 @@ int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p
     l->forced_f32 = o->combo == NULL;
     l->want = o->combo && choice[li] != L->base ? o->combo->label : NULL;
     l->want_at = NULL;
+    /* a binary layer's threshold and magnitude, as the simulation fitted them (quant.h) */
+    int bin = o->act == LB_DTYPE_B1;
+    l->bin_thr = bin ? s->bin_thr[li] : 0, l->bin_scale = bin ? s->bin_scale[li] : 0.0f;
   }
   LB_TRY(lb_quant_annotate(s->g, s->spec, p, d));
   int rc = set_weights(s, choice, p);

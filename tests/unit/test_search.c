@@ -334,6 +334,35 @@ START_TEST(fidelity_goal) {
 }
 END_TEST
 
+static void base_choice(const lb_search *s, unsigned char *c) {
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) c[li] = (unsigned char)lb_search_layer_at(s, li)->base;
+}
+
+/* A binary layer in an applied plan carries the threshold and magnitude the simulation used,
+ * so realize builds it (quant.h lb_qlayer.bin_thr/bin_scale) and the integer graph scores
+ * exactly what the simulation scored. */
+START_TEST(binary_plan_realized) {
+  run r;
+  prep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_search_new(r.g, r.spec, r.p, &r.calib, &r.x, &r.y, &r.s, &d), 0);
+  unsigned char c[64];
+  uint32_t li = lb_search_n_layers(r.s) - 1; /* the gemm */
+  base_choice(r.s, c);
+  const lb_search_layer *L = lb_search_layer_at(r.s, li);
+  for (int k = 0; k < L->n_opt; k++)
+    if (L->opt[k].act == LB_DTYPE_B1) c[li] = (unsigned char)k;
+  ck_assert_int_eq(L->opt[c[li]].act, LB_DTYPE_B1);
+  lb_search_score sc;
+  ck_assert_msg(lb_search_score_of(r.s, c, &sc, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_search_apply(r.s, c, r.p, &d) == 0, "%s", d.msg);
+  ck_assert(r.p->l[L->node].bin_scale > 0);
+  ck_assert_str_eq(r.p->l[L->node].combo, L->opt[c[li]].label);
+  ck_assert_double_eq_tol(realized_accuracy(&r), sc.acc, 1e-9);
+  unrun(&r);
+}
+END_TEST
+
 /* ---- errors --------------------------------------------------------------------------------- */
 
 START_TEST(bad_labels) {
@@ -446,10 +475,6 @@ END_TEST
 static int file_starts(const char *path, const char *prefix);
 
 /* ---- measured costs (--measure) -------------------------------------------------------------- */
-
-static void base_choice(const lb_search *s, unsigned char *c) {
-  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) c[li] = (unsigned char)lb_search_layer_at(s, li)->base;
-}
 
 /* Measured figures replace the model everywhere: an assignment costs its layers' figures plus
  * the rest, and the strategy follows them: with int4 made slower than int8 and int2 much
@@ -652,6 +677,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, measured_costs_drive_search);
   tcase_add_test(t, measure_cache);
   tcase_add_test(t, engine_default);
+  tcase_add_test(t, binary_plan_realized);
   suite_add_tcase(s, t);
   return s;
 }
