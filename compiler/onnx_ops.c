@@ -633,7 +633,10 @@ static int fold_dequantize(lb_onnx_ctx *c, const uint32_t *in, uint32_t n_in, lb
                                           : ((const int32_t *)x->data)[i];
     y[i] = ((float)q - (float)zp[k]) * sc[k];
   }
-  if (!rc) rc = lb_onnx_def_const(c, 0, LB_DTYPE_F32, x->rank, x->dims, y, (size_t)n * sizeof *y);
+  int64_t dims[LB_MAX_RANK]; /* x points into the value array, which def_const may move */
+  int rank = x->rank;
+  memcpy(dims, x->dims, sizeof dims);
+  if (!rc) rc = lb_onnx_def_const(c, 0, LB_DTYPE_F32, rank, dims, y, (size_t)n * sizeof *y);
   if (!rc) {
     lb_quant *q = &c->g->values[c->g->n_values - 1].q;
     q->scale = lb_arena_array(&c->g->arena, (size_t)ns, sizeof *sc);
@@ -705,7 +708,9 @@ static int cast_const(lb_onnx_ctx *c, const lb_value *x, lb_dtype t, lb_lowering
   void *y = lb_malloc(bytes ? bytes : 1);
   if (!y) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
   for (int64_t i = 0; i < n; i++) cast_put(t, y, i, x);
-  int rc = lb_onnx_def_const(c, 0, t, x->rank, x->dims, y, bytes);
+  int64_t dims[LB_MAX_RANK]; /* x points into the value array, which def_const may move */
+  memcpy(dims, x->dims, sizeof dims);
+  int rc = lb_onnx_def_const(c, 0, t, x->rank, dims, y, bytes);
   lb_free(y);
   l->kind = LB_LOWER_DONE;
   return rc;
