@@ -1,22 +1,28 @@
 /* Sub-byte kernels of the LLVM backend: int4/int2 weights stored as a lossless compression of the
- * int8 kernels' packed B (subpack.c), decompressed one L1-sized panel at a time in front of the
- * int8 micro-kernel (llvm/qkernels_sub.c), and binary GEMMs (sign activations and weights,
- * dot = K - 2 * popcount(xor)). Invariant: a sub-byte kernel reads exactly the packed int8
- * elements lb_qpack wrote, so it computes lb_qgemm_packed_ref's accumulators bit for bit. */
+ * int8 kernels' packed B (subpack.c). On x86 they run native register kernels (llvm/qkernels_sub.c:
+ * fields unpacked in registers by a vpshufb table, then vpmaddubsw with int16 accumulation on
+ * AVX2, or vpdpbusd with VNNI); elsewhere each panel is decompressed into an L1 buffer in front of
+ * the int8 micro-kernel. Binary GEMMs: sign activations and weights, dot = K - 2 * popcount(xor).
+ * Invariant: a sub-byte kernel reads exactly the packed int8 elements lb_qpack wrote, so it
+ * computes lb_qgemm_packed_ref's accumulators bit for bit. */
 #ifndef LB_SUBKERNELS_H
 #define LB_SUBKERNELS_H
 
 #include "qkernels.h"
 
 /* Compressed B layout. Each panel (Kp * nr packed elements, in lb_qpack's order) is cut into
- * chunks of LB_SUB_CHUNK * (8 / bits) elements; chunk byte i, bit field f (bits wide, low field
- * first) holds the chunk's element f * LB_SUB_CHUNK + i as two's complement. Decompressing a
- * chunk is then one load and, per field, a shift left and an arithmetic shift right on whole
- * vectors: no shuffles. The last chunk of a panel is padded with zero fields. */
+ * chunks of `chunk` * (8 / bits) elements; chunk byte i, bit field f (bits wide, low field
+ * first) holds the chunk's element f * chunk + i as two's complement. Decompressing a chunk is
+ * one load and, per field, a shift and a mask or sign extension on whole vectors. The panel
+ * path uses LB_SUB_CHUNK; the native kernels use chunk = one B vector of a k step (lanes * kr
+ * bytes), so field f of a chunk is the f-th B vector of the k-step stream. The last chunk of a
+ * panel is padded with zero fields. */
 #define LB_SUB_CHUNK 64
 
 typedef struct lb_subpacked {
   int bits;            /* 4 or 2 */
+  int chunk;           /* bytes per chunk (lb_sub_chunk) */
+  int wmax;            /* max |element|: bounds the native kernels' int16 sums */
   int wide;            /* decompressed elements are i16 (pmaddwd, smlal) else i8 */
   int64_t panel_elems; /* Kp * nr */
   int64_t panel_bytes; /* compressed bytes per panel, a multiple of LB_SUB_CHUNK */
@@ -28,6 +34,17 @@ typedef struct lb_subpacked {
 /* The smallest of 2 and 4 such that every packed B element of p fits a signed field of that
  * many bits (0 if none: the layer stays on the int8 kernel). */
 int lb_sub_bits_for(const lb_qk_shape *s, const lb_qpacked *p);
+/* Native register kernel of a packing shape: x86 u8 x s8 shapes with kr 4 (what lb_sub_shape
+ * returns) unpack fields in registers; every other shape takes the panel path. */
+typedef enum { LB_SUBK_PANEL = 0, LB_SUBK_MADDUBS, LB_SUBK_VNNI } lb_subk;
+lb_subk lb_sub_kernel(const lb_qk_shape *s);
+/* Chunk bytes of shape s: one B vector of a k step for native kernels, else LB_SUB_CHUNK. */
+int lb_sub_chunk(const lb_qk_shape *s);
+/* The packing shape of a layer whose weights fit 4 bits, given the int8 choice base: on x86
+ * with AVX2, u8 activations (i8 ones XOR 0x80: the -128 * sum_k w' term folds into the bias)
+ * by s8 weights, kr 4: LB_QK_PMADDUBSW lanes 8 (vpmaddubsw, int16 sums) or, when base is
+ * LB_QK_VPDPBUSD, base's width with a taller tile (vpdpbusd). Elsewhere base itself. */
+lb_qk_shape lb_sub_shape(const lb_spec *spec, const lb_qk_shape *base);
 /* Compresses p's packed B (n_panels = Np / nr panels) into bits-wide fields. Every element must
  * fit (lb_sub_bits_for). 0 or LB_ERR_NOMEM; free with lb_subpacked_free. */
 int lb_subpack(const lb_qk_shape *s, const lb_qpacked *p, int bits, lb_subpacked *out);
@@ -53,12 +70,17 @@ struct lb_lw;
 
 /* Bytes of the decompressed panel buffer the sub-byte GEMM needs (64-byte aligned). */
 size_t lb_subgemm_scratch(const lb_qk_shape *s, int64_t Kp);
-/* lb_qgemm_emit with B read from the compressed panels at bsub (j->b is ignored): per panel of
- * nr columns, decompress it into panel_buf, then run the int8 tiles over rows [row0, row0 +
- * rows). j->Np / nr panels; j->bias, j->mult, j->out, j->res are offset per panel. */
+/* lb_qgemm_emit with B read from the compressed panels at bsub (j->b is ignored) over rows
+ * [row0, row0 + rows): native kernels (lb_sub_kernel(j->s)) unpack in registers (panel_buf
+ * unused); the panel path decompresses each panel of nr columns into panel_buf and runs the
+ * int8 tiles on it. */
 void lb_subgemm_emit(struct lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp,
                      LLVMValueRef bsub, LLVMValueRef panel_buf, LLVMValueRef a_pk,
                      LLVMValueRef row0, LLVMValueRef rows);
+
+/* For ops_int.c, before activations are packed: when sub-byte kernels are enabled and every w'
+ * (count values) fits a signed 4-bit field, *s becomes lb_sub_shape(spec, s). */
+void lb_subw_shape(struct lb_lw *L, const int16_t *wp, int64_t count, lb_qk_shape *s);
 
 /* The sub-byte form of one layer's packed weights, for ops_int.c: bits 0 = the layer stays on
  * the int8 kernel. Realized graphs keep i4/i2 weights in i8 containers with values in the

@@ -7,11 +7,11 @@
 
 void lb_subunpack_ref(const lb_subpacked *p, int64_t panel, void *dst) {
   const uint8_t *src = p->b + panel * p->panel_bytes;
-  int64_t per_chunk = LB_SUB_CHUNK * (8 / p->bits);
+  int64_t chunk = p->chunk, per_chunk = chunk * (8 / p->bits);
   for (int64_t e = 0; e < p->panel_elems; e++) {
     int64_t c = e / per_chunk, r = e % per_chunk;
-    int64_t f = r / LB_SUB_CHUNK, i = r % LB_SUB_CHUNK;
-    uint32_t raw = (uint32_t)(src[c * LB_SUB_CHUNK + i] >> (f * p->bits)) & ((1u << p->bits) - 1u);
+    int64_t f = r / chunk, i = r % chunk;
+    uint32_t raw = (uint32_t)(src[c * chunk + i] >> (f * p->bits)) & ((1u << p->bits) - 1u);
     int32_t v = (int32_t)(raw ^ (1u << (p->bits - 1))) - (1 << (p->bits - 1));
     if (p->wide) ((int16_t *)dst)[e] = (int16_t)v;
     else ((int8_t *)dst)[e] = (int8_t)v;

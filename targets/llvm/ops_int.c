@@ -321,6 +321,8 @@ static int lower_conv(lb_lw *L, lb_op_args *a) {
   qmac q;
   int narrow = rc ? 0 : lb_qk_fits_s8(wp, g.G * g.KH * g.KW * g.cg * g.mg);
   if (!rc) rc = choose(L, a, w->dtype, narrow, &q.s);
+  if (!rc && !lb_int_dw_ok(&g)) /* (k4) sub-byte weights: the native kernels' packing shape */
+    lb_subw_shape(L, wp, g.G * g.KH * g.KW * g.cg * g.mg, &q.s);
   if (!rc) {
     mac_common(a, &q, 3);
     rc = lb_int_dw_ok(&g) ? lb_int_conv_dw(L, a, &g, &q, wp, mult)
@@ -482,6 +484,7 @@ static int lower_mm(lb_lw *L, lb_op_args *a) {
     }
   qmac q;
   if (!rc) rc = choose(L, a, w->dtype, wp ? lb_qk_fits_s8(wp, mg.K * mg.N) : 0, &q.s);
+  if (!rc && wp) lb_subw_shape(L, wp, mg.K * mg.N, &q.s); /* (k4) as in lower_conv */
   if (!rc) rc = gemm_finish(L, a, &mg, &q, wp, mult);
   lb_free(wp), lb_free(mult);
   return rc;

@@ -1,9 +1,11 @@
-/* LLVM emitters of the sub-byte kernels: int4/int2 weights decompressed panel by panel (one
- * vector load, then a shift left and an arithmetic shift right per bit field) in front of the
- * int8 micro-kernel of qkernels_gemm.c, and binary dense layers (sign bits of 64 activations by
- * one vector compare into a mask, XOR with 8 weight columns at once, llvm.ctpop: vpopcntq with
- * AVX512-VPOPCNTDQ, a vpshufb nibble lookup on AVX2, cnt + uaddlp on NEON). Invariant: both
- * compute the interpreter's int32 accumulators exactly and end in lb_qrequant. */
+/* LLVM emitters of the sub-byte kernels. int4/int2 weights: on x86 native register kernels
+ * (compressed B vectors loaded once per k step, fields cut out by a shift and a mask and sign
+ * extended by a vpshufb table, amortized over the tile's rows; then vpmaddubsw on u8
+ * activations with int16 sums widened by vpmaddwd every few steps (AVX2), or vpdpbusd (VNNI));
+ * elsewhere panels decompressed into L1 in front of the int8 micro-kernel of qkernels_gemm.c.
+ * Binary dense layers: sign bits by one vector compare into a mask, XOR with 8 weight columns,
+ * llvm.ctpop (vpopcntq, vpshufb lookup on AVX2, cnt + uaddlp on NEON). Invariant: every kernel
+ * computes the interpreter's int32 accumulators exactly and ends in lb_qrequant. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,27 +20,29 @@ static LLVMValueRef mul64(lb_lw *L, LLVMValueRef a, int64_t b) {
 /* ---- int4 / int2 weights --------------------------------------------------------------- */
 
 size_t lb_subgemm_scratch(const lb_qk_shape *s, int64_t Kp) {
+  if (lb_sub_kernel(s) != LB_SUBK_PANEL) return 64; /* native kernels need no panel buffer */
   int64_t per_chunk = LB_SUB_CHUNK * 4, n = (Kp * s->nr + per_chunk - 1) / per_chunk * per_chunk;
   return (size_t)(n * (s->wide ? 2 : 1)) + 64;
 }
 
 /* Decompresses one panel (panel_bytes at src) into dst: chunk c, field f goes to elements
- * [c * 64 * G + f * 64, +64). Sign extension: (x << (8 - bits * (f + 1))) >>a (8 - bits). */
+ * [c * C * G + f * C, +C) for chunk bytes C. Sign extension: (x << (8 - bits * (f + 1)))
+ * >>a (8 - bits). */
 static void unpack_panel(lb_lw *L, const lb_subpacked *sp, LLVMValueRef src, LLVMValueRef dst) {
-  int G = 8 / sp->bits;
-  LLVMTypeRef v8 = vec(L->t_i8, LB_SUB_CHUNK), i16 = LLVMInt16TypeInContext(L->ctx);
+  int G = 8 / sp->bits, C = sp->chunk;
+  LLVMTypeRef v8 = vec(L->t_i8, C), i16 = LLVMInt16TypeInContext(L->ctx);
   LLVMTypeRef et = sp->wide ? i16 : L->t_i8;
   lb_loop lc;
-  lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, sp->panel_bytes / LB_SUB_CHUNK), 1);
-  LLVMValueRef x = lb_load(L, v8, lb_gep(L, L->t_i8, src, mul64(L, lc.iv, LB_SUB_CHUNK)), 16);
-  LLVMValueRef base = mul64(L, lc.iv, (int64_t)LB_SUB_CHUNK * G);
+  lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, sp->panel_bytes / C), 1);
+  LLVMValueRef x = lb_load(L, v8, lb_gep(L, L->t_i8, src, mul64(L, lc.iv, C)), 16);
+  LLVMValueRef base = mul64(L, lc.iv, (int64_t)C * G);
   for (int f = 0; f < G; f++) {
     LLVMValueRef v = x;
     int up = 8 - sp->bits * (f + 1);
     if (up) v = LLVMBuildShl(L->b, v, lb_ci(L, v8, up), "");
     v = LLVMBuildAShr(L->b, v, lb_ci(L, v8, 8 - sp->bits), "");
-    if (sp->wide) v = LLVMBuildSExt(L->b, v, vec(i16, LB_SUB_CHUNK), "");
-    LLVMValueRef at = LLVMBuildAdd(L->b, base, lb_c64(L, (int64_t)f * LB_SUB_CHUNK), "");
+    if (sp->wide) v = LLVMBuildSExt(L->b, v, vec(i16, C), "");
+    LLVMValueRef at = LLVMBuildAdd(L->b, base, lb_c64(L, (int64_t)f * C), "");
     lb_store(L, v, lb_gep(L, et, dst, at), 16);
   }
   lb_loop_end(L, &lc);
@@ -67,9 +71,289 @@ static void run_panel(lb_lw *L, const subrun *r, LLVMValueRef p, int64_t cols) {
   lb_qgemm_emit(L, &jp, r->a_pk, r->row0, r->rows);
 }
 
+/* ---- native kernels: fields unpacked in registers (x86) ---------------------------------- */
+
+typedef struct ntile {
+  const lb_qgemm_job *j;
+  const lb_subpacked *sp;
+  lb_subk kind;
+  int mr, nv, lanes, G, vb; /* rows, B vectors per k step, i32 lanes, fields per byte, B bytes */
+  LLVMTypeRef bt, acc_t, p_t; /* <vb x i8>, <lanes x i32>, <2 lanes x i16> */
+  LLVMValueRef lut, mask, bsub, a_pk;
+  LLVMValueRef arow[8];
+  LLVMValueRef slot[16], slot16[16]; /* i32 accumulators; int16 sums (vpmaddubsw) */
+} ntile;
+
+static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
+
+/* k steps per compressed load group: a block of k steps starting at a multiple of the unit
+ * starts at field 0 of a chunk. */
+static int unit_of(const ntile *t) { return t->G / gcd(t->nv, t->G); }
+
+static LLVMValueRef x86_intr(lb_lw *L, const ntile *t, const char *n256, const char *n512,
+                             LLVMValueRef *a, int n) {
+  return lb_intr(L, t->lanes == 16 ? n512 : n256, NULL, a, n);
+}
+
+/* The sign-extension table {0..7, -8..-1} (int4) or {0, 1, -2, -1} (int2) in every 16-byte
+ * lane, and the field mask. */
+static void ntile_consts(lb_lw *L, ntile *t) {
+  LLVMValueRef e[64];
+  int bits = t->sp->bits, half = 1 << (bits - 1);
+  for (int i = 0; i < t->vb; i++) {
+    int v = i % 16;
+    v = v < (1 << bits) ? (v < half ? v : v - (1 << bits)) : 0;
+    e[i] = LLVMConstInt(L->t_i8, (uint64_t)(int64_t)v, 1);
+  }
+  t->lut = LLVMConstVector(e, (unsigned)t->vb);
+  t->mask = lb_ci(L, t->bt, (1 << bits) - 1);
+}
+
+/* Field f of the loaded chunk x as s8 lanes: shift (16-bit lanes: the mask drops what crossed
+ * a byte), mask, table lookup. */
+static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
+  if (f) {
+    LLVMTypeRef wt = vec(LLVMInt16TypeInContext(L->ctx), t->vb / 2);
+    LLVMValueRef w = LLVMBuildBitCast(L->b, x, wt, "");
+    w = LLVMBuildLShr(L->b, w, lb_ci(L, wt, f * t->sp->bits), "");
+    x = LLVMBuildBitCast(L->b, w, t->bt, "");
+  }
+  LLVMValueRef a[2] = {t->lut, LLVMBuildAnd(L->b, x, t->mask, "")};
+  return x86_intr(L, t, "llvm.x86.avx2.pshuf.b", "llvm.x86.avx512.pshuf.b.512", a, 2);
+}
+
+/* acc += a (u8) . b (s8) over groups of 4 (vpdpbusd) or into int16 pair sums (vpmaddubsw). */
+static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueRef a32,
+                          LLVMValueRef b) {
+  if (t->kind == LB_SUBK_VNNI) {
+    LLVMValueRef x[3] = {acc, a32, LLVMBuildBitCast(L->b, b, t->acc_t, "")};
+    return x86_intr(L, t, "llvm.x86.avx512.vpdpbusd.256", "llvm.x86.avx512.vpdpbusd.512", x, 3);
+  }
+  LLVMValueRef x[2] = {LLVMBuildBitCast(L->b, a32, t->bt, ""), b};
+  LLVMValueRef p = x86_intr(L, t, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx512.pmaddubs.w.512", x, 2);
+  return LLVMBuildAdd(L->b, acc, p, "");
+}
+
+/* n k steps from k step ks0 (a multiple of the unit) on the accumulator values acc. */
+static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int n,
+                   LLVMValueRef *acc) {
+  LLVMValueRef g0 = lb_gep(L, L->t_i8, bpan, mul64(L, ks0, (int64_t)t->nv * (t->vb / t->G)));
+  LLVMValueRef raw = NULL, b[8];
+  for (int s = 0; s < n; s++) {
+    for (int v = 0; v < t->nv; v++) {
+      int ti = s * t->nv + v;
+      if (ti % t->G == 0)
+        raw = lb_load(L, t->bt, lb_gep(L, L->t_i8, g0, lb_c64(L, (int64_t)(ti / t->G) * t->vb)), 1);
+      b[v] = nfield(L, t, raw, ti % t->G);
+    }
+    LLVMValueRef k = mul64(L, LLVMBuildAdd(L->b, ks0, lb_c64(L, s), ""), 4);
+    for (int r = 0; r < t->mr; r++) {
+      LLVMValueRef a = lb_splat(L, lb_load(L, L->t_i32, lb_gep(L, L->t_i8, t->arow[r], k), 1),
+                                t->lanes);
+      for (int v = 0; v < t->nv; v++) acc[r * t->nv + v] = nmadd(L, t, acc[r * t->nv + v], a, b[v]);
+    }
+  }
+}
+
+/* n k steps from ks0 on the slots: a loop of u-step bodies, then the n % u tail. */
+static void nrun(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int64_t n, int u,
+                 LLVMValueRef *slots) {
+  int na = t->mr * t->nv;
+  LLVMTypeRef st = t->kind == LB_SUBK_VNNI ? t->acc_t : t->p_t;
+  LLVMValueRef acc[16];
+  if (n >= u) {
+    lb_loop lk;
+    lb_loop_begin(L, &lk, lb_c64(L, 0), lb_c64(L, n / u * u), u);
+    for (int i = 0; i < na; i++) acc[i] = lb_load(L, st, slots[i], 32);
+    nsteps(L, t, bpan, LLVMBuildAdd(L->b, ks0, lk.iv, ""), u, acc);
+    for (int i = 0; i < na; i++) lb_store(L, acc[i], slots[i], 32);
+    lb_loop_end(L, &lk);
+  }
+  if (n % u == 0) return;
+  for (int i = 0; i < na; i++) acc[i] = lb_load(L, st, slots[i], 32);
+  nsteps(L, t, bpan, LLVMBuildAdd(L->b, ks0, lb_c64(L, n / u * u), ""), (int)(n % u), acc);
+  for (int i = 0; i < na; i++) lb_store(L, acc[i], slots[i], 32);
+}
+
+/* k steps whose int16 sums cannot overflow, a multiple of the unit. Proof: each vpmaddubsw lane
+ * is a0 * w0 + a1 * w1 with a in [0, 255] (u8) and |w| <= wmax (the weights' own bound, known
+ * at compile time), so after S steps |sum| <= S * 2 * 255 * wmax <= 32767: no vpmaddubsw
+ * saturation (S >= 1) and no int16 wrap. int4 -7..7: 9 steps, -8..7: 8; int2 -1..1: 64. */
+static int i16_steps(const ntile *t) {
+  int w = t->sp->wmax > 0 ? t->sp->wmax : 1, unit = unit_of(t);
+  int s = 32767 / (2 * 255 * w);
+  s = (s > 64 ? 64 : s) / unit * unit;
+  LB_ASSERT(s >= unit && (int64_t)s * 2 * 255 * w <= 32767);
+  return s;
+}
+
+/* The largest multiple of the unit up to max(4, unit) that divides n (n itself if smaller). */
+static int body_steps(const ntile *t, int64_t n) {
+  int unit = unit_of(t), u = unit;
+  for (int c = unit; c <= (unit > 4 ? unit : 4); c += unit)
+    if (n % c == 0) u = c;
+  return u;
+}
+
+/* One int16 block: zeroed sums, len k steps from ks0, widened into the i32 accumulators. */
+static void nblock(lb_lw *L, ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int64_t len) {
+  int na = t->mr * t->nv;
+  for (int i = 0; i < na; i++) lb_store(L, LLVMConstNull(t->p_t), t->slot16[i], 32);
+  nrun(L, t, bpan, ks0, len, body_steps(t, len), t->slot16);
+  for (int i = 0; i < na; i++) { /* vpmaddwd by ones adds each int16 pair into an i32 lane */
+    LLVMValueRef x[2] = {lb_load(L, t->p_t, t->slot16[i], 32), lb_ci(L, t->p_t, 1)};
+    LLVMValueRef w = x86_intr(L, t, "llvm.x86.avx2.pmadd.wd", "llvm.x86.avx512.pmaddw.d.512", x, 2);
+    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, t->acc_t, t->slot[i], 32), w, ""), t->slot[i], 32);
+  }
+}
+
+/* The k loop of one tile into t->slot (initialized with the folded bias). */
+static void nkloop(lb_lw *L, ntile *t, LLVMValueRef bpan) {
+  int64_t steps = t->j->Kp / 4;
+  if (t->kind == LB_SUBK_VNNI) {
+    nrun(L, t, bpan, lb_c64(L, 0), steps, body_steps(t, 4 * unit_of(t)), t->slot);
+    return;
+  }
+  int64_t S = i16_steps(t), nblk = steps / S;
+  if (nblk > 0) {
+    lb_loop lb;
+    lb_loop_begin(L, &lb, lb_c64(L, 0), lb_c64(L, nblk), 1);
+    nblock(L, t, bpan, mul64(L, lb.iv, S), S);
+    lb_loop_end(L, &lb);
+  }
+  if (steps % S) nblock(L, t, bpan, lb_c64(L, nblk * S), steps % S);
+}
+
+/* cnt elements (stride st) at base + n * st as one <lanes x i32>: 8-bit values extended by dt. */
+static LLVMValueRef ncols_load(lb_lw *L, LLVMValueRef base, int64_t st, LLVMValueRef n, int lanes,
+                               int cnt, lb_dtype dt) {
+  LLVMTypeRef it = vec(L->t_i32, lanes);
+  LLVMValueRef v = LLVMConstNull(it);
+  if (st == 1 && cnt == lanes) {
+    v = lb_load(L, vec(L->t_i8, lanes), lb_gep(L, L->t_i8, base, n), 1);
+    return dt == LB_DTYPE_U8 ? LLVMBuildZExt(L->b, v, it, "") : LLVMBuildSExt(L->b, v, it, "");
+  }
+  for (int l = 0; l < cnt; l++) {
+    LLVMValueRef at = mul64(L, LLVMBuildAdd(L->b, n, lb_c64(L, l), ""), st);
+    LLVMValueRef e = lb_load(L, L->t_i8, lb_gep(L, L->t_i8, base, at), 1);
+    e = dt == LB_DTYPE_U8 ? LLVMBuildZExt(L->b, e, L->t_i32, "") : LLVMBuildSExt(L->b, e, L->t_i32, "");
+    v = LLVMBuildInsertElement(L->b, v, e, lb_c32(L, l), "");
+  }
+  return v;
+}
+
+/* Stores cnt lanes of q (i32, or truncated to 8 bits) at base + n * st. */
+static void ncols_store(lb_lw *L, LLVMValueRef q, LLVMValueRef base, int64_t st, LLVMValueRef n,
+                        int lanes, int cnt, int wide) {
+  LLVMTypeRef et = wide ? L->t_i32 : L->t_i8;
+  if (!wide) q = LLVMBuildTrunc(L->b, q, vec(L->t_i8, lanes), "");
+  if (st == 1 && cnt == lanes) {
+    lb_store(L, q, lb_gep(L, et, base, n), 1);
+    return;
+  }
+  for (int l = 0; l < cnt; l++) {
+    LLVMValueRef at = mul64(L, LLVMBuildAdd(L->b, n, lb_c64(L, l), ""), st);
+    lb_store(L, LLVMBuildExtractElement(L->b, q, lb_c32(L, l), ""), lb_gep(L, et, base, at), 1);
+  }
+}
+
+/* Row r of the tile (global row grow), columns [n0, n0 + ncols): requantize (with the residual)
+ * or store the raw accumulators, as lb_qgemm_emit's epilogue. */
+static void nepilogue(lb_lw *L, const ntile *t, int r, LLVMValueRef grow, LLVMValueRef n0,
+                      int ncols, LLVMValueRef *mult) {
+  const lb_qgemm_job *j = t->j;
+  int wide = j->out_dt == LB_DTYPE_I32;
+  LLVMTypeRef ot = wide ? L->t_i32 : L->t_i8;
+  LLVMValueRef obase = lb_gep(L, ot, j->out, j->row_off(L, grow, j->ud, 0));
+  LLVMValueRef rbase = j->res && !wide ? lb_gep(L, L->t_i8, j->res, j->row_off(L, grow, j->ud, 1)) : NULL;
+  for (int v = 0; v * t->lanes < ncols; v++) {
+    int cnt = ncols - v * t->lanes < t->lanes ? ncols - v * t->lanes : t->lanes;
+    LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * t->lanes), "");
+    LLVMValueRef q = lb_load(L, t->acc_t, t->slot[r * t->nv + v], 32);
+    if (!wide) {
+      LLVMValueRef rv = NULL, mr = NULL;
+      if (rbase) {
+        rv = ncols_load(L, rbase, j->sr_n, n, t->lanes, cnt, j->res_dt);
+        rv = LLVMBuildSub(L->b, rv, lb_ci(L, t->acc_t, j->zr), "");
+        mr = lb_cf(L, vec(L->t_f32, t->lanes), j->mr);
+      }
+      q = lb_qrequant(L, j->s, q, mult[v], rv, mr, j->zy, j->lo, j->hi);
+    }
+    ncols_store(L, q, obase, j->so_n, n, t->lanes, cnt, wide);
+  }
+}
+
+/* One mr x nr tile: rows [t0, t0 + mr) of the block (row pointers clamped to the last valid
+ * row), panel p (i64) of ncols columns. */
+static void ntile_emit(lb_lw *L, ntile *t, LLVMValueRef row0, LLVMValueRef t0, LLVMValueRef rows,
+                       LLVMValueRef p, int ncols) {
+  const lb_qgemm_job *j = t->j;
+  LLVMValueRef last = LLVMBuildSub(L->b, rows, lb_c64(L, 1), "");
+  for (int r = 0; r < t->mr; r++) {
+    LLVMValueRef ri = LLVMBuildAdd(L->b, t0, lb_c64(L, r), "");
+    ri = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, ri, rows, ""), ri, last, "");
+    t->arow[r] = lb_gep(L, L->t_i8, t->a_pk, mul64(L, ri, j->Kp));
+  }
+  LLVMValueRef n0 = mul64(L, p, j->s->nr), mult[4];
+  for (int v = 0; v < t->nv; v++) {
+    LLVMValueRef nv = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * t->lanes), "");
+    LLVMValueRef b = lb_load(L, t->acc_t, lb_gep(L, L->t_i32, j->bias, nv), 4);
+    mult[v] = lb_load(L, vec(L->t_f32, t->lanes), lb_gep(L, L->t_f32, j->mult, nv), 4);
+    for (int r = 0; r < t->mr; r++) lb_store(L, b, t->slot[r * t->nv + v], 32);
+  }
+  nkloop(L, t, lb_gep(L, L->t_i8, t->bsub, mul64(L, p, t->sp->panel_bytes)));
+  for (int r = 0; r < t->mr; r++) {
+    LLVMValueRef ri = LLVMBuildAdd(L->b, t0, lb_c64(L, r), "");
+    LLVMBasicBlockRef join = lb_if_begin(L, LLVMBuildICmp(L->b, LLVMIntSLT, ri, rows, ""));
+    nepilogue(L, t, r, LLVMBuildAdd(L->b, row0, ri, ""), n0, ncols, mult);
+    lb_if_end(L, join);
+  }
+}
+
+/* Every row tile of panel p: t0 = 0, mr, 2 mr, ... < rows. */
+static void npanel(lb_lw *L, ntile *t, LLVMValueRef row0, LLVMValueRef rows, LLVMValueRef p,
+                   int ncols) {
+  lb_loop lt;
+  lb_loop_begin(L, &lt, lb_c64(L, 0), rows, 1);
+  ntile_emit(L, t, row0, lt.iv, rows, p, ncols);
+  LLVMValueRef next = LLVMBuildNSWAdd(L->b, lt.iv, lb_c64(L, t->mr), "");
+  LLVMBasicBlockRef from = LLVMGetInsertBlock(L->b);
+  LLVMBuildBr(L->b, lt.header);
+  LLVMAddIncoming(lt.iv, &next, &from, 1);
+  LLVMPositionBuilderAtEnd(L->b, lt.exit);
+}
+
+static void native_emit(lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp, LLVMValueRef bsub,
+                        LLVMValueRef a_pk, LLVMValueRef row0, LLVMValueRef rows) {
+  const lb_qk_shape *s = j->s;
+  ntile t = {.j = j, .sp = sp, .kind = lb_sub_kernel(s), .mr = s->mr, .lanes = s->lanes,
+             .nv = s->nr / s->lanes, .G = 8 / sp->bits, .vb = s->lanes * 4, .bsub = bsub,
+             .a_pk = a_pk};
+  LB_ASSERT(t.mr <= 8 && t.nv <= 4 && t.mr * t.nv <= 16 && sp->chunk == t.vb && s->kr == 4);
+  t.bt = vec(L->t_i8, t.vb), t.acc_t = vec(L->t_i32, t.lanes);
+  t.p_t = vec(LLVMInt16TypeInContext(L->ctx), 2 * t.lanes);
+  ntile_consts(L, &t);
+  for (int i = 0; i < t.mr * t.nv; i++) {
+    t.slot[i] = lb_alloca(L, t.acc_t, NULL);
+    t.slot16[i] = lb_alloca(L, t.p_t, NULL);
+  }
+  int64_t full = j->N / s->nr;
+  if (full > 0) {
+    lb_loop lp;
+    lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, full), 1);
+    npanel(L, &t, row0, rows, lp.iv, (int)s->nr);
+    lb_loop_end(L, &lp);
+  }
+  if (j->N % s->nr) npanel(L, &t, row0, rows, lb_c64(L, full), (int)(j->N % s->nr));
+}
+
 void lb_subgemm_emit(lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp, LLVMValueRef bsub,
                      LLVMValueRef panel_buf, LLVMValueRef a_pk, LLVMValueRef row0,
                      LLVMValueRef rows) {
+  if (lb_sub_kernel(j->s) != LB_SUBK_PANEL) {
+    native_emit(L, j, sp, bsub, a_pk, row0, rows);
+    return;
+  }
   subrun r = {j, sp, bsub, panel_buf, a_pk, row0, rows};
   int64_t nr = j->s->nr, full = j->N / nr;
   if (full > 0) {
@@ -234,6 +518,13 @@ static int groups_bits(const lb_qk_shape *s, const void *b, int64_t G, int64_t K
   return bits;
 }
 
+void lb_subw_shape(lb_lw *L, const int16_t *wp, int64_t count, lb_qk_shape *s) {
+  if (!sub_enabled() || count <= 0) return;
+  for (int64_t i = 0; i < count; i++)
+    if (wp[i] < -8 || wp[i] > 7) return;
+  *s = lb_sub_shape(L->spec, s);
+}
+
 int lb_subw_try(lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp,
                 int64_t Np, lb_subw *w, LLVMValueRef *blob) {
   memset(w, 0, sizeof *w);
@@ -248,7 +539,8 @@ int lb_subw_try(lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_
     if (!all) all = lb_malloc((size_t)G * sp.b_bytes + 1);
     if (!all) return lb_subpacked_free(&sp), LB_ERR_NOMEM;
     memcpy(all + (size_t)g * sp.b_bytes, sp.b, sp.b_bytes);
-    w->geom = sp, w->geom.b = NULL, w->group_bytes = (int64_t)sp.b_bytes;
+    int wmax = w->geom.wmax > sp.wmax ? w->geom.wmax : sp.wmax;
+    w->geom = sp, w->geom.b = NULL, w->geom.wmax = wmax, w->group_bytes = (int64_t)sp.b_bytes;
     lb_subpacked_free(&sp);
   }
   w->bits = bits;
