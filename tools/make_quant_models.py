@@ -115,7 +115,7 @@ class QDQ:
 
     def __init__(self, act, zero_points=True):
         self.act, self.zp = act, zero_points  # act: "u8" (asymmetric) or "s8" (symmetric)
-        self.nodes, self.inits, self.val = [], [], {}
+        self.nodes, self.inits, self.val, self.qparams = [], [], {}, {}
 
     def node(self, op, ins, outs, **attrs):
         self.nodes.append(helper.make_node(op, ins, outs, name=outs[0] + "_" + op, **attrs))
@@ -134,6 +134,7 @@ class QDQ:
     def qdq(self, x, params=None, scale_name=None):
         """x -> QuantizeLinear -> DequantizeLinear; returns the DQ output's name."""
         s, z = params if params is not None else self.params(self.val[x])
+        self.qparams[x + "_dq"] = (s, z)
         zt = np.uint8 if self.act == "u8" else np.int8
         sn = scale_name or self.init(x + "_scale", np.float32(s))
         ins = [sn] + ([self.init(x + "_zero_point", zt(z))] if self.zp else [])
@@ -183,6 +184,18 @@ class QDQ:
         self.val[out] = torch.relu(y) if relu else y
         return out
 
+    def add_pool_flatten(self, a, b, name):
+        """Add -> Q -> GlobalAveragePool -> Q -> Flatten -> Q on the pool's parameters."""
+        self.node("Add", [a, b], [name])
+        self.val[name] = self.val[a] + self.val[b]
+        r = self.qdq(name)
+        self.node("GlobalAveragePool", [r], ["gap"])
+        self.val["gap"] = self.val[r].mean(dim=(2, 3), keepdim=True)
+        g = self.qdq("gap")
+        self.node("Flatten", [g], ["flat"])
+        self.val["flat"] = self.val[g].flatten(1)
+        return self.qdq("flat", self.qparams[g])
+
     def scale_of(self, dq_name):
         for t in self.inits:
             if t.name == dq_name[:-3] + "_scale":
@@ -213,20 +226,10 @@ def qdq_cnn_u8():
                       1, True))
     q.node("MaxPool", [c1], ["pool"], kernel_shape=[2, 2], strides=[2, 2])
     q.val["pool"] = F.max_pool2d(q.val[c1], 2)
-    p = q.qdq("pool", (q.scale_of(c1), int(numpy_helper.to_array(
-        [t for t in q.inits if t.name == "conv1_zero_point"][0]))))
+    p = q.qdq("pool", q.qparams[c1])
     c2 = q.qdq(q.conv(p, "conv2", kaiming(rng, 8, 8, 3, 3), rng.randn(8).astype(np.float32) * .1,
                       1, True))
-    q.node("Add", [p, c2], ["res"])
-    q.val["res"] = q.val[p] + q.val[c2]
-    r = q.qdq("res")
-    q.node("GlobalAveragePool", [r], ["gap"])
-    q.val["gap"] = q.val[r].mean(dim=(2, 3), keepdim=True)
-    g = q.qdq("gap")
-    q.node("Flatten", [g], ["flat"])
-    q.val["flat"] = q.val[g].flatten(1)
-    zp = int(numpy_helper.to_array([t for t in q.inits if t.name == "gap_zero_point"][0]))
-    f = q.qdq("flat", (q.scale_of(g), zp))
+    f = q.add_pool_flatten(p, c2, "res")
     wn, wq, ws = q.weight("fc_w", kaiming(rng, 10, 8), axis=0)
     bn, bq = q.bias("fc_b", rng.randn(10).astype(np.float32) * .1, q.scale_of(f), ws)
     q.node("Gemm", [f, wn, bn], ["fc"], transB=1)
@@ -318,15 +321,7 @@ def qdq_mixed_nozp():
     q.node("Concat", [s, a], ["cat2"], axis=1)
     q.val["cat2"] = torch.cat([q.val[s], q.val[a]], 1)
     c2 = q.qdq("cat2")
-    q.node("Add", [c2, cat], ["sum"])
-    q.val["sum"] = q.val[c2] + q.val[cat]
-    sm = q.qdq("sum")
-    q.node("GlobalAveragePool", [sm], ["gap"])
-    q.val["gap"] = q.val[sm].mean(dim=(2, 3), keepdim=True)
-    g = q.qdq("gap")
-    q.node("Flatten", [g], ["flat"])
-    q.val["flat"] = q.val[g].flatten(1)
-    f = q.qdq("flat", (q.scale_of(g), 0))
+    f = q.add_pool_flatten(c2, cat, "sum")
     wn, wq, ws = q.weight("fc_w", kaiming(rng, 6, 8), axis=0)
     bn, bq = q.bias("fc_b", rng.randn(6).astype(np.float32) * .1, q.scale_of(f), ws)
     q.node("Gemm", [f, wn, bn], ["y"], transB=1)  # no Q after it: int32 accumulator output
