@@ -231,6 +231,8 @@ void lb_qplan_write(const lb_qplan *p, const lb_graph *g, FILE *f) {
     fprintf(f, ", op: %s, precision: %s", lb_op_get(nd->op)->name, l->integer ? l->combo : "f32");
     if (l->integer)
       fprintf(f, ", act: %s, out: %s", lb_dtype_name(l->act), lb_dtype_name(l->out));
+    if (l->integer && l->act == LB_DTYPE_B1) /* (bin) threshold and s_b of a binary layer */
+      fprintf(f, ", binary: [%d, %.9g]", (int)l->bin_thr, l->bin_scale);
     fputs(", why: ", f), put_str(f, l->why), fputs("}\n", f);
   }
   fputs("tensors:\n", f);
@@ -348,6 +350,17 @@ static int num_list(rd *r, yaml_node_t *n, const char *what, double *vals, uint3
   return 0;
 }
 
+/* (bin) "binary: [threshold, s_b]" of a binary layer (lb_qlayer.bin_thr, bin_scale). */
+static int read_binary(rd *r, yaml_node_t *bn, uint32_t n) {
+  double v[2];
+  uint32_t k = 0;
+  LB_TRY(num_list(r, bn, "binary", v, 2, &k));
+  if (k != 2 || v[0] != floor(v[0]) || fabs(v[0]) > 65536.0 || !(v[1] > 0) || v[1] > 1e30)
+    return at_err(r, bn, "binary: expected [threshold (an integer), scale > 0]");
+  r->p->l[n].bin_thr = (int32_t)v[0], r->p->l[n].bin_scale = (float)v[1];
+  return 0;
+}
+
 static uint32_t layer_by_output(const lb_graph *g, const char *name) {
   for (uint32_t n = 0; n < g->n_nodes; n++)
     if (strcmp(g->values[g->nodes[n].out[0]].name, name) == 0) return n;
@@ -363,6 +376,8 @@ static int read_layer(rd *r, yaml_node_t *item) {
   if (!out) return rc;
   uint32_t n = layer_by_output(r->g, out);
   if (n == LB_NONE) return at_err(r, on, "no layer writes tensor '%s'", out);
+  yaml_node_t *bn = get(r, item, "binary");
+  if (bn) LB_TRY(read_binary(r, bn, n));
   if (!pn) return 0;
   const char *prec = scalar(r, pn, "precision", &rc);
   if (!prec) return rc;
@@ -432,7 +447,8 @@ static int read_tensor(rd *r, yaml_node_t *item) {
   lb_dtype t;
   if (lb_dtype_from_name(dt, &t) != 0 ||
       !(t == LB_DTYPE_I8 || t == LB_DTYPE_U8 || t == LB_DTYPE_I32 || t == LB_DTYPE_F32 ||
-        t == LB_DTYPE_I4 || t == LB_DTYPE_I2)) /* (search) i4/i2: sub-byte weights */
+        t == LB_DTYPE_I4 || t == LB_DTYPE_I2 || /* (search) i4/i2: sub-byte weights */
+        t == LB_DTYPE_B1))                      /* (bin) binary weights */
     return at_err(r, dn, "dtype '%s' is not one of i8, u8, i32, f32", dt);
   lb_qval *q = &r->p->v[v];
   char at[600];

@@ -226,9 +226,12 @@ static int producer_integer(const rz *r, uint32_t v) {
  * as lb_search_quant_weights), per output channel c the unit s_b * s_w[c]; the DC part of the
  * input, t_real * s_w[c] * (sum of channel c's signs), is folded into the bias, which is
  * rounded half-even on the unit grid (a layer without a bias drops it, as the simulation does).
- * gemm weights [K, N] are stored transposed ([N, K], trans_b = 1). */
+ * gemm weights [K, N] are stored transposed ([N, K], trans_b = 1); a matmul of a rank-2 input
+ * by a constant [K, N] becomes such a gemm. */
 
-static int bin_axis(const lb_node *n) { return n->op == LB_OP_GEMM && !n->attr.trans_b; }
+static int bin_axis(const lb_node *n) {
+  return n->op == LB_OP_MATMUL || (n->op == LB_OP_GEMM && !n->attr.trans_b);
+}
 
 /* Parameters replacing the plan's for old value v (n channels, zero points 0). */
 static lb_qval *override(rz *r, uint32_t v, uint32_t n, int axis) {
@@ -342,12 +345,14 @@ static int realize_binary(rz *r, uint32_t n) {
   lb_free(csum), lb_free(unit);
   uint32_t y = rc ? LB_NONE : new_value(r, o, "", r->p->v[o].dtype);
   if (!rc && (y == LB_NONE || set_q(r, y, o))) rc = LB_ERR_NOMEM;
-  uint32_t id = rc ? LB_NONE : add_node(r, nd->op, nd->name, in, nd->n_in < 4 ? nd->n_in : 4, y);
+  lb_op op = nd->op == LB_OP_MATMUL ? LB_OP_GEMM : nd->op;
+  uint32_t id = rc ? LB_NONE : add_node(r, op, nd->name, in, nd->n_in < 4 ? nd->n_in : 4, y);
   if (!rc && id == LB_NONE) rc = LB_ERR_NOMEM;
   if (rc) return rc;
   lb_node *m = &r->ng->nodes[id];
   m->attr = nd->attr;
-  if (nd->op == LB_OP_GEMM) m->attr.trans_b = 1;
+  if (nd->op == LB_OP_MATMUL) m->attr.alpha = m->attr.beta = 1.0f, m->attr.trans_a = 0;
+  if (op == LB_OP_GEMM) m->attr.trans_b = 1;
   m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op);
   r->iv[o] = y;
   return m->onnx_op ? 0 : LB_ERR_NOMEM;

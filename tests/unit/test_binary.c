@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "quant.h"
+#include "onnx.h"
+#include "passes.h"
+#include "quantize.h"
+#include "search.h"
 #include "spec.h"
 #include "target.h"
 #include "tensor_io.h"
@@ -319,6 +322,173 @@ START_TEST(test_aot_nodes) {
 }
 END_TEST
 
+/* ---- digits models with binary layers -------------------------------------------------------- */
+
+#define MODELS LB_SOURCE_DIR "/tests/models/"
+
+typedef struct mrun {
+  lb_graph *g, *q;
+  lb_spec *spec;
+  lb_qplan *p, *bp;
+  lb_tensor calib, x, y;
+  lb_search *s;
+  unsigned char *choice;
+} mrun;
+
+/* The int8 plan of the model, its search, and an assignment with binary layers: every layer
+ * with a binary option after the first (the first sees the raw image). */
+static void mprep(mrun *r, const char *model, const char *calib, const char *x) {
+  lb_diag d = {0};
+  memset(r, 0, sizeof *r);
+  ck_assert_msg(lb_onnx_load(model, &r->g, &d) == 0, "%s", d.msg);
+  ck_assert_int_eq(lb_pass_prepare_fp32(r->g, &d), 0);
+  r->spec = load_spec("x86-64-avx2");
+  r->p = lb_qplan_new(r->g);
+  ck_assert_int_eq(lb_quant_annotate(r->g, r->spec, r->p, &d), 0);
+  ck_assert_int_eq(lb_npy_read(calib, &r->calib, &d), 0);
+  ck_assert_int_eq(lb_npy_read(x, &r->x, &d), 0);
+  ck_assert_int_eq(lb_npy_read(MODELS "digits_test_y.npy", &r->y, &d), 0);
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, 0};
+  ck_assert_msg(lb_quant_calibrate(r->g, r->p, &r->calib, &co, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &r->s, &d) == 0, "%s", d.msg);
+  uint32_t nl = lb_search_n_layers(r->s), nbin = 0;
+  r->choice = calloc(nl + 1, 1);
+  for (uint32_t li = 0; li < nl; li++) {
+    const lb_search_layer *L = lb_search_layer_at(r->s, li);
+    r->choice[li] = (unsigned char)L->base;
+    for (int k = 0; k < L->n_opt && li > 0; k++)
+      if (L->opt[k].combo && L->opt[k].act == LB_DTYPE_B1) r->choice[li] = (unsigned char)k, nbin++;
+  }
+  ck_assert_uint_gt(nbin, 0);
+  /* the plan of the assignment, as lowbit search makes it (cmd_search.c plan_for) */
+  r->bp = lb_qplan_new(r->g);
+  ck_assert_int_eq(lb_quant_annotate(r->g, r->spec, r->bp, &d), 0);
+  for (uint32_t v = 0; v < r->g->n_values; v++)
+    r->bp->v[v].lo = r->p->v[v].lo, r->bp->v[v].hi = r->p->v[v].hi, r->bp->v[v].ranged = r->p->v[v].ranged;
+  ck_assert_msg(lb_search_apply(r->s, r->choice, r->bp, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_realize(r->g, r->bp, LB_REALIZE_INT, &r->q, &d) == 0, "%s", d.msg);
+}
+
+static void munprep(mrun *r) {
+  lb_search_free(r->s);
+  lb_qplan_free(r->p), lb_qplan_free(r->bp);
+  lb_spec_free(r->spec);
+  lb_graph_free(r->g), lb_graph_free(r->q);
+  lb_free(r->calib.data), lb_free(r->x.data), lb_free(r->y.data);
+  free(r->choice);
+}
+
+static int top1(const float *o, int64_t n) {
+  int b = 0;
+  for (int64_t j = 1; j < n; j++) b = o[j] > o[b] ? (int)j : b;
+  return b;
+}
+
+static const struct {
+  const char *model, *calib, *x;
+} digits[] = {
+    {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
+    {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
+    {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
+};
+
+/* The realized graph has binary layers; the interpreter scores what the search's simulation
+ * scored (the same top-1 on every sample but at most one in a hundred, where fp32 rounding in
+ * the simulation may flip a near tie), and the JIT (AVX2 and this host) computes the
+ * interpreter's bytes on every sample. */
+START_TEST(test_models) {
+  mrun r;
+  mprep(&r, digits[_i].model, digits[_i].calib, digits[_i].x);
+  int nbin = 0;
+  for (uint32_t n = 0; n < r.q->n_nodes; n++) nbin += lb_binary_node(r.q, n);
+  ck_assert_int_gt(nbin, 0);
+  lb_diag d = {0};
+  lb_search_score sc;
+  ck_assert_msg(lb_search_score_of(r.s, r.choice, &sc, &d) == 0, "%s", d.msg);
+  lb_spec *host = load_spec("host");
+  lb_jit *j[2] = {NULL, NULL};
+  ck_assert_msg(lb_jit_compile(r.q, r.spec, NULL, &j[0], &d) == 0, "%s", d.msg);
+  if (lb_target_host_check(host, &d) == 0) ck_assert_msg(lb_jit_compile(r.q, host, NULL, &j[1], &d) == 0, "%s", d.msg);
+  const lb_value *in = &r.q->values[r.q->inputs[0]];
+  int64_t per = lb_value_numel(in), n = r.x.dims[0], hit = 0;
+  for (int64_t i = 0; i < n; i++) {
+    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r.x.data + i * per}, want = {0}, got = {0};
+    memcpy(t.dims, in->dims, sizeof t.dims);
+    ck_assert_msg(lb_interp_run(r.q, &t, &want, &d) == 0, "%s", d.msg);
+    hit += top1(want.data, lb_tensor_numel(&want)) == ((const int64_t *)r.y.data)[i];
+    for (int k = 0; k < 2; k++) {
+      if (!j[k]) continue;
+      ck_assert_msg(lb_jit_run_tensors(j[k], r.q, &t, &got, &d) == 0, "%s", d.msg);
+      same_bytes(&got, &want, digits[_i].model, k ? "host" : "x86-64-avx2");
+      lb_free(got.data);
+    }
+    lb_free(want.data);
+  }
+  double acc = 100.0 * (double)hit / (double)n;
+  printf("test_binary: %s: %d binary layers, realized %.2f%%, simulated %.2f%%\n", digits[_i].model, nbin, acc, sc.acc);
+  ck_assert_msg(fabs(acc - sc.acc) <= 100.0 / (double)n * (double)(n / 100 + 1) + 1e-9,
+                "realized %.2f%% vs simulated %.2f%%", acc, sc.acc);
+  lb_jit_free(j[0]), lb_jit_free(j[1]);
+  lb_spec_free(host);
+  munprep(&r);
+}
+END_TEST
+
+/* One realized digits model with binary layers as an AArch64 object under qemu. */
+START_TEST(test_model_aot) {
+  mrun r;
+  mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  lb_diag d = {0};
+  const lb_value *in = &r.q->values[r.q->inputs[0]];
+  lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, r.x.data}, want = {0};
+  memcpy(t.dims, in->dims, sizeof t.dims);
+  ck_assert_msg(lb_interp_run(r.q, &t, &want, &d) == 0, "%s", d.msg);
+  aot_run(r.q, 1, &t, &want, digits[0].model);
+  lb_free(want.data);
+  munprep(&r);
+}
+END_TEST
+
+/* The plan file carries a binary layer's threshold and magnitude ("binary: [t, s_b]"): the plan
+ * written, read back as an edited plan (annotate, load, annotate, calibrate) and realized gives
+ * the same integer graph outputs, byte for byte. */
+START_TEST(test_plan_file) {
+  mrun r;
+  mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  char path[] = "/tmp/lb_binary_planXXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  lb_diag d = {0};
+  ck_assert_msg(lb_qplan_save(r.bp, r.g, path, &d) == 0, "%s", d.msg);
+  lb_qplan *p = lb_qplan_new(r.g);
+  ck_assert_int_eq(lb_quant_annotate(r.g, r.spec, p, &d), 0);
+  ck_assert_msg(lb_qplan_load(p, r.g, path, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_annotate(r.g, r.spec, p, &d) == 0, "%s", d.msg);
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, 0};
+  ck_assert_msg(lb_quant_calibrate(r.g, p, &r.calib, &co, &d) == 0, "%s", d.msg);
+  for (uint32_t n = 0; n < r.g->n_nodes; n++) {
+    ck_assert_int_eq(p->l[n].bin_thr, r.bp->l[n].bin_thr);
+    ck_assert(p->l[n].bin_scale == r.bp->l[n].bin_scale);
+  }
+  lb_graph *q = NULL;
+  ck_assert_msg(lb_quant_realize(r.g, p, LB_REALIZE_INT, &q, &d) == 0, "%s", d.msg);
+  const lb_value *in = &q->values[q->inputs[0]];
+  for (int64_t i = 0; i < 20; i++) {
+    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r.x.data + i * lb_value_numel(in)}, a = {0}, b = {0};
+    memcpy(t.dims, in->dims, sizeof t.dims);
+    ck_assert_msg(lb_interp_run(q, &t, &a, &d) == 0, "%s", d.msg);
+    ck_assert_msg(lb_interp_run(r.q, &t, &b, &d) == 0, "%s", d.msg);
+    same_bytes(&a, &b, path, "the plan read back");
+    lb_free(a.data), lb_free(b.data);
+  }
+  remove(path);
+  lb_graph_free(q);
+  lb_qplan_free(p);
+  munprep(&r);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("binary");
   TCase *t = tcase_create("nodes");
@@ -327,6 +497,12 @@ static Suite *suite(void) {
   tcase_add_loop_test(t, test_jit_nodes, 0, 2);
   tcase_add_loop_test(t, test_aot_nodes, 0, 3);
   suite_add_tcase(s, t);
+  TCase *m = tcase_create("models");
+  tcase_set_timeout(m, 300);
+  tcase_add_loop_test(m, test_models, 0, lb_test_count(3, 1));
+  tcase_add_test(m, test_model_aot);
+  tcase_add_test(m, test_plan_file);
+  suite_add_tcase(s, m);
   return s;
 }
 
