@@ -328,13 +328,14 @@ static int step_is(const char *step, const char *name) {
   return n && strncmp(step, name, 79) == 0 && strlen(step) == (n < 79 ? n : 79);
 }
 
-/* Microseconds of the steps of layer li in the profiled plan q (NAN when its name does not
- * identify one node of q: nameless or repeated names). */
-static double layer_us(const mctx *m, const lb_graph *q, const struct lb_jit *j, const double *t,
-                       uint32_t li) {
-  const char *name = m->e->g->nodes[lb_search_layer_at(m->e->s, li)->node].name;
+/* Microseconds of the steps of layer li in the profiled plan q: every step realize made from
+ * it carries its name (NAN when the name does not identify one node of the model: nameless or
+ * repeated names). */
+static double layer_us(const mctx *m, const struct lb_jit *j, const double *t, uint32_t li) {
+  const lb_graph *g = m->e->g;
+  const char *name = g->nodes[lb_search_layer_at(m->e->s, li)->node].name;
   int same = 0;
-  for (uint32_t n = 0; n < q->n_nodes; n++) same += step_is(q->nodes[n].name, name);
+  for (uint32_t n = 0; n < g->n_nodes; n++) same += step_is(g->nodes[n].name, name);
   if (same != 1) return NAN;
   double us = 0;
   for (int k = 0; k < lb_jit_step_count(j); k++)
@@ -343,8 +344,9 @@ static double layer_us(const mctx *m, const lb_graph *q, const struct lb_jit *j,
 }
 
 /* Compiles m->choice with per-step entry points, times the steps and records every layer
- * with want[li] (and, for the all-int8 plan, the rest: every other step). */
-static int time_variant(mctx *m, const unsigned char *want, int base, lb_diag *d) {
+ * with want[li] (and, for the all-int8 plan, the rest: every other step); *sum gets the sum
+ * of all steps. */
+static int time_variant(mctx *m, const unsigned char *want, int base, double *sum, lb_diag *d) {
   const lb_search *s = m->e->s;
   lb_graph *q = NULL;
   struct lb_jit *j = NULL;
@@ -358,7 +360,7 @@ static int time_variant(mctx *m, const unsigned char *want, int base, lb_diag *d
   for (uint32_t li = 0; !rc && li < lb_search_n_layers(s); li++) {
     if (!want[li]) continue;
     const lb_search_layer *L = lb_search_layer_at(s, li);
-    double us = layer_us(m, q, j, t, li);
+    double us = layer_us(m, j, t, li);
     if (isnan(us)) continue;
     char key[1024];
     make_key(m, m->e->g->nodes[L->node].name, L->opt[m->choice[li]].label, key, sizeof key);
@@ -372,6 +374,7 @@ static int time_variant(mctx *m, const unsigned char *want, int base, lb_diag *d
     if (cache_put(&m->c, key, m->rest_us)) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   }
   m->st->plans += !rc;
+  *sum = total;
   free(t);
   lb_jit_free(j);
   lb_graph_free(q);
@@ -399,7 +402,7 @@ static int variant(mctx *m, const char *label, unsigned char *want) {
     const lb_search_layer *L = lb_search_layer_at(s, li);
     int k = L->base;
     for (int o = 0; label && o < L->n_opt; o++)
-      if (strcmp(L->opt[o].label, label) == 0 && lb_search_opt_realizable(&L->opt[o])) k = o;
+      if (strcmp(L->opt[o].label, label) == 0 && lb_search_opt_realizable(m->e->g, L, o)) k = o;
     m->choice[li] = (unsigned char)k;
     want[li] = (label == NULL || k != L->base) && m->us[li * LB_SEARCH_MAX_OPTS + k] < 0 &&
                !from_cache(m, li, k);
@@ -408,23 +411,61 @@ static int variant(mctx *m, const char *label, unsigned char *want) {
   return any;
 }
 
-/* The all-int8 plan first (layers at base and the rest), then one plan per other label. */
+/* An fp32 layer changes more than its own steps: quantize/dequantize around it, and the
+ * weightless ops it feeds run fp32 too. So it is timed alone (the all-int8 plan with only
+ * layer li in fp32), and its figure is that plan's total minus the all-int8 total plus the
+ * layer's int8 figure: the whole change it brings. */
+static int time_alone(mctx *m, uint32_t li, int k, double base_total, unsigned char *want,
+                      lb_diag *d) {
+  const lb_search_layer *L = lb_search_layer_at(m->e->s, li);
+  double *u = m->us + (size_t)li * LB_SEARCH_MAX_OPTS, total;
+  if (u[L->base] < 0) return 0; /* the int8 figure is missing: the model stands in */
+  for (uint32_t i = 0; i < lb_search_n_layers(m->e->s); i++)
+    m->choice[i] = (unsigned char)lb_search_layer_at(m->e->s, i)->base;
+  m->choice[li] = (unsigned char)k;
+  memset(want, 0, lb_search_n_layers(m->e->s)); /* only the total */
+  LB_TRY(time_variant(m, want, 0, &total, d));
+  char key[1024];
+  make_key(m, m->e->g->nodes[L->node].name, L->opt[k].label, key, sizeof key);
+  u[k] = fmax(0.0, total - base_total + u[L->base]), m->st->timed++;
+  return cache_put(&m->c, key, u[k]) ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
+}
+
+/* The all-int8 plan first (layers at base and the rest), then one plan per other label whose
+ * layers keep 8-bit activations (their steps are theirs alone), and fp32 layers one by one. */
 static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
   const lb_search *s = m->e->s;
+  uint32_t nl = lb_search_n_layers(s);
   char key[1024];
+  double total = 0;
   make_key(m, "<rest>", "int8", key, sizeof key);
   const centry *rest = cache_find(&m->c, key);
   int miss = variant(m, NULL, want);
   if (rest) m->rest_us = rest->us, m->st->cached++;
   if (miss || !rest) {
-    memset(want, 1, lb_search_n_layers(s)); /* the rest is total minus every layer */
-    LB_TRY(time_variant(m, want, 1, d));
+    memset(want, 1, nl); /* the rest is total minus every layer */
+    LB_TRY(time_variant(m, want, 1, &total, d));
   }
-  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
+  total = m->rest_us;
+  for (uint32_t li = 0; li < nl; li++) {
+    double b = m->us[li * LB_SEARCH_MAX_OPTS + lb_search_layer_at(s, li)->base];
+    total += b > 0 ? b : 0;
+  }
+  for (uint32_t li = 0; li < nl; li++) {
     const lb_search_layer *L = lb_search_layer_at(s, li);
     for (int k = 0; k < L->n_opt; k++) {
-      if (!lb_search_opt_realizable(&L->opt[k]) || m->us[li * LB_SEARCH_MAX_OPTS + k] >= 0) continue;
-      if (variant(m, L->opt[k].label, want)) LB_TRY(time_variant(m, want, 0, d));
+      if (!lb_search_opt_realizable(m->e->g, L, k) || m->us[li * LB_SEARCH_MAX_OPTS + k] >= 0)
+        continue;
+      if (!L->opt[k].combo) {
+        if (!from_cache(m, li, k)) LB_TRY(time_alone(m, li, k, total, want, d));
+        continue;
+      }
+      double sum;
+      int seen = 0; /* a label's plan runs once: what it leaves unmeasured the model covers */
+      for (uint32_t i = 0; i <= li && !seen; i++)
+        for (int o = 0; o < lb_search_layer_at(s, i)->n_opt && !seen; o++)
+          seen = (i < li || o < k) && strcmp(lb_search_layer_at(s, i)->opt[o].label, L->opt[k].label) == 0;
+      if (!seen && variant(m, L->opt[k].label, want)) LB_TRY(time_variant(m, want, 0, &sum, d));
       if (m->o->progress)
         fprintf(stderr, "\rmeasure      layer %u/%u, %u plans compiled", li + 1,
                 lb_search_n_layers(s), m->st->plans);

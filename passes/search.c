@@ -32,7 +32,7 @@ struct lb_search {
   double interp_s;  /* CPU seconds of one sample on the interpreter (the fp32 reference) */
   double eval_s;    /* CPU seconds of the all-int8 evaluation on s->eval */
   double *meas;     /* --measure: cycles [layer * LB_SEARCH_MAX_OPTS + opt], <0 unknown; or NULL */
-  double meas_rest, rest_base; /* measured / modeled cycles of the rest of the all-int8 plan */
+  double meas_rest; /* measured cycles of the rest of the all-int8 plan */
   /* evaluation */
   int64_t n_eval, out_n, sample_n;
   lb_tensor *val;        /* per value, one sample */
@@ -480,18 +480,17 @@ static double rest_cycles(const lb_search *s, const unsigned char *choice, doubl
   return cyc;
 }
 
-/* Modeled: every node from the spec. Measured: the measured layers, the measured rest of the
- * all-int8 plan, and the model's change of that rest under choice (fp32 islands move
- * quantize/dequantize and the precision of the ops around them). */
+/* Modeled: every node from the spec. Measured: the measured rest of the all-int8 plan plus
+ * the measured layers (an fp32 layer's figure already holds the change of the rest its island
+ * brings: conversions, neighbours running fp32; lb_search_set_measured). */
 double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
   int64_t wb = 0;
   for (uint32_t li = 0; li < s->n_layers; li++)
     wb += lb_cost_weight_bytes(s->g, s->layers[li].node, opt_wdt(&s->layers[li].opt[choice[li]]));
-  double bw, cyc = 0;
+  double bw;
   lb_cost_weight_level(s->spec, wb, &bw);
+  double cyc = s->meas ? s->meas_rest : rest_cycles(s, choice, bw);
   for (uint32_t li = 0; li < s->n_layers; li++) cyc += layer_cost(s, li, choice[li], bw);
-  cyc += rest_cycles(s, choice, bw);
-  if (s->meas) cyc += s->meas_rest - s->rest_base;
   if (wbytes) *wbytes = wb;
   return cyc;
 }
@@ -520,13 +519,9 @@ int lb_search_set_measured(lb_search *s, const double *cycles, double rest) {
   s->meas = NULL;
   if (cycles) {
     size_t n = (size_t)(s->n_layers ? s->n_layers : 1) * LB_SEARCH_MAX_OPTS;
-    unsigned char *base = lb_calloc(s->n_layers + 1, 1);
-    if (!base || !(s->meas = lb_malloc(n * sizeof *s->meas))) return lb_free(base), LB_ERR_NOMEM;
+    if (!(s->meas = lb_malloc(n * sizeof *s->meas))) return LB_ERR_NOMEM;
     memcpy(s->meas, cycles, (size_t)s->n_layers * LB_SEARCH_MAX_OPTS * sizeof *s->meas);
-    for (uint32_t li = 0; li < s->n_layers; li++) base[li] = (unsigned char)s->layers[li].base;
-    s->rest_base = rest_cycles(s, base, s->wbw);
     s->meas_rest = rest;
-    lb_free(base);
   }
   for (uint32_t i = 0; i < s->n_pts; i++) /* points made earlier take the new costs */
     s->pts[i].cycles = lb_search_cycles(s, s->pts[i].choice, &s->pts[i].weight_bytes);
@@ -779,17 +774,22 @@ typedef struct goal {
   double min_sqnr;
 } goal;
 
-/* THE guard: whether realize (and so the JIT and the compiled plan) can build a layer with
- * option o. Binary layers exist in the simulation and the reference kernels
- * (interp_subbyte.c) but not yet in realize, so a plan with one could not be compiled: such
- * points stay on the front (what binary would give) and are never chosen. Every strategy,
- * the knapsack, the refinement and the JIT sensitivity pass ask only this predicate, so
- * making binary realizable is a change here alone. */
-int lb_search_opt_realizable(const lb_search_opt *o) { return o->act != LB_DTYPE_B1; }
+/* THE guard: whether realize (and so the JIT and the compiled plan) can build layer L with
+ * option k. Every strategy, the knapsack, the refinement, the JIT sensitivity pass and
+ * --measure ask only this predicate. (bin) Binary layers (act b1) realize as integer binary
+ * conv/gemm nodes (quant.h lb_binary_node) that compute this simulation's integers: a gemm,
+ * or a conv of one group over a 1-D or 2-D image (annotate.c binary_ok asks the same); a
+ * dense MatMul of a 3-D activation takes the spec's dense row but no binary node. */
+int lb_search_opt_realizable(const lb_graph *g, const lb_search_layer *L, int k) {
+  if (L->opt[k].act != LB_DTYPE_B1) return 1;
+  const lb_node *n = &g->nodes[L->node];
+  int r = g->values[n->in[0]].rank;
+  return n->op == LB_OP_GEMM || (n->op == LB_OP_CONV && n->attr.group <= 1 && (r == 3 || r == 4));
+}
 
 static int realizable(const lb_search *s, const lb_search_point *p) {
   for (uint32_t li = 0; li < s->n_layers; li++)
-    if (!lb_search_opt_realizable(&s->layers[li].opt[p->choice[li]])) return 0;
+    if (!lb_search_opt_realizable(s->g, &s->layers[li], p->choice[li])) return 0;
   return 1;
 }
 
@@ -934,7 +934,7 @@ static int sensitivity(lb_search *s, const lb_search_opts *o, unsigned char *bas
         L->noise[k] = 0, L->sens[k] = 0;
         continue;
       }
-      if (ext && !lb_search_opt_realizable(&L->opt[k])) { /* the JIT runs realized plans only */
+      if (ext && !lb_search_opt_realizable(s->g, L, k)) { /* the JIT runs realized plans only */
         L->noise[k] = L->sens[k] = INFINITY;
         continue;
       }
@@ -961,7 +961,7 @@ static void relax(const lb_search *s, double lambda, int bytes, unsigned char *c
     const lb_search_layer *L = &s->layers[li];
     double best = INFINITY;
     for (int k = 0; k < L->n_opt; k++) {
-      if (!lb_search_opt_realizable(&L->opt[k])) continue;
+      if (!lb_search_opt_realizable(s->g, L, k)) continue;
       double c = bytes ? (double)lb_cost_weight_bytes(s->g, L->node, opt_wdt(&L->opt[k]))
                        : layer_cycles(s, li, k);
       double v = c + lambda * L->noise[k];
@@ -1069,7 +1069,7 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
     double c0 = layer_cycles(s, li, cur[li]);
     for (int k = 0; k < L->n_opt; k++) {
       double save = c0 - layer_cycles(s, li, k);
-      if (save <= 0 || !lb_search_opt_realizable(&L->opt[k])) continue;
+      if (save <= 0 || !lb_search_opt_realizable(s->g, L, k)) continue;
       double dn = L->noise[k] - L->noise[cur[li]];
       mv[nm++] = (move){li, k, save / (dn > 1e-12 ? dn : 1e-12)};
     }
@@ -1120,7 +1120,8 @@ static int hago(lb_search *s, const lb_search_opts *o, const goal *G, unsigned c
     const lb_search_layer *L = &s->layers[li];
     for (int bits = 1; bits < opt_bits(&L->opt[cur[li]]); bits++)
       for (int k = 0; k < L->n_opt; k++) {
-        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits || !lb_search_opt_realizable(&L->opt[k]))
+        if (!L->opt[k].combo || opt_bits(&L->opt[k]) != bits ||
+            !lb_search_opt_realizable(s->g, L, k))
           continue;
         unsigned char keep = cur[li];
         uint32_t idx;

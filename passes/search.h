@@ -117,8 +117,9 @@ double lb_search_layer_cycles(const lb_search *s, const unsigned char *choice, u
 /* Measured costs (--measure): cycles[li * LB_SEARCH_MAX_OPTS + k] is layer li under option k
  * on this host (negative: not measured; the layer's model scaled by its measured/modeled ratio
  * at the base option stands in), rest the measured cycles of every other step of the all-int8
- * plan. Afterwards every cost (points, knapsack items, refinement) is measured, with the
- * model's change of the rest under an assignment added; NULL restores the model. 0 or
+ * plan. An option that changes the activation dtype (fp32) must hold the change of the rest
+ * it brings (its island's conversions and neighbours). Afterwards every cost (points,
+ * knapsack items, refinement) is rest + the layers' figures; NULL restores the model. 0 or
  * LB_ERR_NOMEM. */
 int lb_search_set_measured(lb_search *s, const double *cycles, double rest);
 int lb_search_measured(const lb_search *s);
@@ -140,9 +141,9 @@ uint32_t lb_search_n_evals(const lb_search *s); /* full evaluations run */
  * front (simulated) but never chosen: realize has no binary layers yet. */
 int lb_search_goal_met(const lb_search *s);
 
-/* Whether realize can build a layer with option o (binary: not yet). The strategies never
- * choose, and the JIT never runs, an option this refuses. */
-int lb_search_opt_realizable(const lb_search_opt *o);
+/* Whether realize can build layer L of g with option k (binary: gemm and single-group
+ * convs). The strategies never choose, and the JIT never runs, an option this refuses. */
+int lb_search_opt_realizable(const lb_graph *g, const lb_search_layer *L, int k);
 
 /* Writes the chosen assignment into plan p (made for g): f32 layers forced, sub-byte weights
  * and binary activations with their parameters. */

@@ -561,25 +561,26 @@ START_TEST(measure_cache) {
   snprintf(path, sizeof path, "%s/sub/measure.tsv", dir);
   double a[64], b[64];
   lb_measure_stats st = measure_once(&r, path, a);
-  /* 4 layers x {f32, i8, i8_w4, i8_w2} (binary is not realizable yet) in 4 plans */
-  ck_assert_uint_eq(st.timed, 16);
-  ck_assert_uint_eq(st.plans, 4);
+  /* 4 layers x {f32, i8, i8_w4, i8_w2, binary}: the int8 plan, one plan per 8-bit-activation
+   * label, and each layer alone in fp32 */
+  ck_assert_uint_eq(st.timed, 20);
+  ck_assert_uint_eq(st.plans, 1 + 3 + 4);
   ck_assert_uint_eq(st.cached, 0);
   ck_assert(file_starts(path, "lowbit-measure-cache 1\n"));
-  ck_assert_int_eq(count_lines(path), 1 + 16 + 1); /* magic, figures, the rest */
+  ck_assert_int_eq(count_lines(path), 1 + 20 + 1); /* magic, figures, the rest */
   st = measure_once(&r, path, b);
   ck_assert_uint_eq(st.timed, 0);
   ck_assert_uint_eq(st.plans, 0);
-  ck_assert_uint_eq(st.cached, 17);
+  ck_assert_uint_eq(st.cached, 21);
   for (int li = 0; li < 4; li++) ck_assert_double_eq_tol(a[li], b[li], 1e-4 * 2.6e3);
   FILE *f = fopen(path, "a");
   fputs("x86-64-avx2@0\tnot a figure\n", f);
   fclose(f);
   st = measure_once(&r, path, b); /* warns on stderr */
   ck_assert_uint_eq(st.cached, 0);
-  ck_assert_uint_eq(st.timed, 16);
-  ck_assert_int_eq(count_lines(path), 18);
-  ck_assert_uint_eq(measure_once(&r, path, b).cached, 17);
+  ck_assert_uint_eq(st.timed, 20);
+  ck_assert_int_eq(count_lines(path), 22);
+  ck_assert_uint_eq(measure_once(&r, path, b).cached, 21);
   snprintf(cmd, sizeof cmd, "test $(ls -A %s/sub | wc -l) -eq 1 && rm -r %s", dir, dir);
   ck_assert_int_eq(system(cmd), 0);
   unrun(&r);
