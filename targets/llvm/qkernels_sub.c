@@ -130,8 +130,11 @@ static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueR
     return x86_intr(L, t, "llvm.x86.avx512.vpdpbusd.256", "llvm.x86.avx512.vpdpbusd.512", x, 3);
   }
   LLVMValueRef x[2] = {LLVMBuildBitCast(L->b, a32, t->bt, ""), b};
-  LLVMValueRef p = x86_intr(L, t, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx512.pmaddubs.w.512", x, 2);
-  return LLVMBuildAdd(L->b, acc, p, "");
+  x[1] = x86_intr(L, t, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx512.pmaddubs.w.512", x, 2);
+  /* a saturating add (vpaddsw) equals vpaddw here (i16_steps: the sums never reach the limits)
+   * and keeps LLVM from reassociating the chains into trees that spill the accumulators */
+  x[0] = acc;
+  return lb_intr(L, "llvm.sadd.sat", t->p_t, x, 2);
 }
 
 /* n k steps from k step ks0 (a multiple of the unit) on the accumulator values acc. */

@@ -5,14 +5,17 @@
  * With --resnet18 it instead compiles ResNet-18's 20 convs + fc (batch 1, 224x224, NHWC) into one
  * module, reports the compile time and times each layer.
  * All times are this thread's CPU time, so other processes sharing the cores do not count.
+ * With --sub SPEC it compares int8, int4 and int2 weights on integer gemm nodes (see there).
  * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold] [--rowmajor-b]
- *                   [--resnet18 | MxNxK ...] */
+ *                   [--resnet18 | --sub SPEC | MxNxK ...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "kernels.h"
+#include "spec.h"
+#include "target.h"
 
 static double now(void) {
   struct timespec t;
@@ -253,12 +256,114 @@ done:
   return rc;
 }
 
+/* ---- int8 vs int4 / int2 weights (--sub SPEC), engineer k4 ----------------------------------
+ * One integer gemm node y = requantize(x w^T + b) per shape and weight width, JIT-compiled for
+ * SPEC by the backend (the spec's code, features included): int8 weights (-127..127) run the
+ * spec's int8 kernel, i4 (-7..7) and i2 (-1..1) weights the sub-byte kernels. Rounds run the
+ * variants in turn and each reports its median, so load on the shared machine hits all alike.
+ * Times include the activation packing (a row copy for a gemm), as in a real layer. */
+
+static void sub_setq(lb_graph *g, uint32_t v, uint32_t n, float s) {
+  lb_quant *q = &g->values[v].q;
+  q->n = n, q->axis = n > 1 ? 0 : -1;
+  q->scale = lb_arena_array(&g->arena, n, sizeof(float));
+  q->zero_point = lb_arena_array(&g->arena, n, sizeof(int32_t));
+  for (uint32_t i = 0; i < n; i++) q->scale[i] = s * (1.0f + 0.01f * (float)(i % 7)), q->zero_point[i] = 0;
+}
+
+/* x i8 [M,K], w i8 [N,K] with values in [-wmax, wmax], bias i32 [N], y i8 [M,N]. */
+static lb_graph *sub_graph(int64_t M, int64_t N, int64_t K, int wmax) {
+  lb_graph *g = lb_graph_new("sub");
+  int64_t xd[2] = {M, K}, wd[2] = {N, K}, yd[2] = {M, N};
+  uint32_t x = lb_graph_add_value(g, "x", LB_DTYPE_I8, 2, xd), in[3];
+  sub_setq(g, x, 1, 0.05f);
+  lb_graph_add_input(g, x);
+  int8_t *w = malloc((size_t)(N * K));
+  int32_t *b = malloc((size_t)N * 4);
+  for (int64_t i = 0; i < N * K; i++) w[i] = (int8_t)((i * 7919 + i / 13) % (2 * wmax + 1) - wmax);
+  for (int64_t i = 0; i < N; i++) b[i] = (int32_t)(i % 101) - 50;
+  in[0] = x;
+  in[1] = lb_graph_add_const(g, "w", LB_DTYPE_I8, 2, wd, w, (size_t)(N * K));
+  sub_setq(g, in[1], (uint32_t)N, 0.02f / (float)wmax);
+  in[2] = lb_graph_add_const(g, "b", LB_DTYPE_I32, 1, &wd[0], b, (size_t)N * 4);
+  sub_setq(g, in[2], 1, 1e-3f);
+  free(w), free(b);
+  uint32_t y = lb_graph_add_value(g, "y", LB_DTYPE_I8, 2, yd);
+  sub_setq(g, y, 1, 0.1f);
+  uint32_t k = lb_graph_add_node(g, LB_OP_GEMM, "q", in, 3, &y, 1);
+  g->nodes[k].attr = (lb_attrs){.alpha = 1, .beta = 1, .trans_b = 1};
+  lb_graph_add_output(g, y);
+  return g;
+}
+
+typedef struct sub_var {
+  lb_graph *g;
+  lb_jit *j;
+  void *ws, *x, *y;
+  double t[64];
+} sub_var;
+
+static int sub_compile(sub_var *v, const lb_spec *spec, int64_t M, int64_t N, int64_t K, int wmax,
+                       lb_diag *diag) {
+  v->g = sub_graph(M, N, K, wmax);
+  LB_TRY(lb_jit_compile(v->g, spec, NULL, &v->j, diag));
+  v->ws = aligned_alloc(64, (lb_jit_workspace_size(v->j) + 64) / 64 * 64);
+  v->x = malloc((size_t)(M * K)), v->y = malloc((size_t)(M * N));
+  for (int64_t i = 0; i < M * K; i++) ((int8_t *)v->x)[i] = (int8_t)(i * 31 % 251 - 125);
+  return 0;
+}
+
+static double sub_median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return t[n / 2];
+}
+
+static int run_sub(const char *spec_name, int64_t (*shapes)[3], int n_shapes, lb_diag *diag) {
+  lb_spec *spec = NULL;
+  LB_TRY(lb_spec_load(spec_name, &spec, diag));
+  static const int wmax[3] = {127, 7, 1}; /* int8, int4, int2 weights */
+  int rc = 0, rounds = 31;
+  printf("spec %s: CPU ms per gemm (median of %d rounds), throughput relative to int8 (from the\n"
+         "medians, then from the fastest runs)\n",
+         lb_spec_name(spec), rounds);
+  printf("%6s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n", "M", "N", "K", "ms i8", "ms w4", "ms w2",
+         "w4/i8", "w2/i8", "min:w4", "min:w2");
+  for (int s = 0; s < n_shapes && !rc; s++) {
+    int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+    sub_var v[3] = {0};
+    for (int i = 0; i < 3 && !rc; i++) rc = sub_compile(&v[i], spec, M, N, K, wmax[i], diag);
+    for (int r = 0; r < rounds + 2 && !rc; r++)
+      for (int i = 0; i < 3; i++) {
+        const void *in[1] = {v[i].x};
+        void *out[1] = {v[i].y};
+        double t0 = now();
+        lb_jit_run_fn(v[i].j)(in, out, v[i].ws);
+        if (r >= 2) v[i].t[r - 2] = now() - t0; /* two warm-up rounds */
+      }
+    if (!rc) {
+      double ms[3], lo[3];
+      for (int i = 0; i < 3; i++) ms[i] = 1e3 * sub_median(v[i].t, rounds), lo[i] = 1e3 * v[i].t[0];
+      printf("%6lld %6lld %6lld %9.3f %9.3f %9.3f %8.2f %8.2f %8.2f %8.2f\n", (long long)M,
+             (long long)N, (long long)K, ms[0], ms[1], ms[2], ms[0] / ms[1], ms[0] / ms[2],
+             lo[0] / lo[1], lo[0] / lo[2]);
+    }
+    for (int i = 0; i < 3; i++) {
+      if (v[i].j) lb_jit_free(v[i].j);
+      if (v[i].g) lb_graph_free(v[i].g);
+      free(v[i].ws), free(v[i].x), free(v[i].y);
+    }
+  }
+  lb_spec_free(spec);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   lb_kern_cfg cfg;
   lb_kjit_host_cfg(&cfg);
   int64_t shapes[16][3] = {{1024, 1024, 1024}, {3136, 64, 576}, {784, 128, 1152},
                            {196, 256, 2304}, {49, 512, 4608}, {1, 1000, 512}};
   int n_shapes = 6, first = 1, r18_mode = 0;
+  const char *sub_spec = NULL;
   for (int i = 1; i < argc; i++) {
     long long m, n, k;
     if (!strcmp(argv[i], "--bits") && i + 1 < argc) {
@@ -274,6 +379,8 @@ int main(int argc, char **argv) {
       cold_weights = 1;
     } else if (!strcmp(argv[i], "--resnet18")) {
       r18_mode = 1;
+    } else if (!strcmp(argv[i], "--sub") && i + 1 < argc) {
+      sub_spec = argv[++i];
     } else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && m > 0 && n > 0 && k > 0 &&
                n_shapes < 16) {
       if (first) n_shapes = 0, first = 0;
@@ -281,7 +388,7 @@ int main(int argc, char **argv) {
       n_shapes++;
     } else {
       fprintf(stderr, "bench_gemm: argument %d '%s': expected --bits B, --l1 B, --l2 B, "
-              "--cold, --rowmajor-b, --resnet18 or MxNxK\n", i, argv[i]);
+              "--cold, --rowmajor-b, --resnet18, --sub SPEC or MxNxK\n", i, argv[i]);
       return 2;
     }
   }
@@ -290,7 +397,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_gemm: %s\n", diag.msg);
     return 2;
   }
-  int rc = r18_mode ? resnet18(&cfg, clock_hz(), &diag) : run_gemms(&cfg, shapes, n_shapes, &diag);
+  int rc = sub_spec  ? run_sub(sub_spec, shapes, n_shapes, &diag)
+           : r18_mode ? resnet18(&cfg, clock_hz(), &diag)
+                      : run_gemms(&cfg, shapes, n_shapes, &diag);
   if (rc) fprintf(stderr, "bench_gemm: %s\n", diag.msg);
   return rc ? 1 : 0;
 }
