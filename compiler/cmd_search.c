@@ -358,10 +358,19 @@ static void print_engine(const sopts *o, const state *st, FILE *f) {
 
 static void print_summary(const sopts *o, const state *st, FILE *f) {
   const lb_search *s = st->s;
+  const lb_search_point *c = lb_search_chosen(s), *i8 = lb_search_int8(s);
   if (!lb_search_goal_met(s))
     fprintf(stderr, "lowbit search: warning: no evaluated plan meets the quality drop and the "
-                    "budgets; chose the best quality within the budgets (the cheapest plan if none fits them)\n");
-  const lb_search_point *c = lb_search_chosen(s), *i8 = lb_search_int8(s);
+                    "budgets; chose the best quality within the budgets (the cheapest plan if none "
+                    "fits them)\n");
+  if (!lb_search_goal_met(s) || c == lb_search_fp32(s)) /* which goal binds, against int8 */
+    fprintf(stderr, "lowbit search: note: %s; goal: %s >= %.2f%% (fp32 - --max-drop)%s%.1f%s; "
+                    "all-int8 has %.2f%% and %.1f dB\n",
+            c == lb_search_fp32(s) ? "the fp32 model is chosen" : "goal not met",
+            o->labels ? "accuracy" : "top-1 agreement with fp32",
+            lb_search_fp32(s)->score.quality - o->so.max_drop,
+            o->so.min_sqnr > 0 ? ", SQNR >= " : "", o->so.min_sqnr > 0 ? o->so.min_sqnr : 0,
+            o->so.min_sqnr > 0 ? " dB" : "", i8->score.quality, i8->score.sqnr);
   fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen %s cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
              "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%)\n",
           lb_strategy_name(o->so.strategy), lb_search_n_evals(s), st->seconds, st->setup,

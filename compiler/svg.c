@@ -1,7 +1,8 @@
-/* The Pareto plot of a precision search as a hand-written SVG: modeled latency (x) against
- * quality (y) for every evaluated assignment, the Pareto front joined by a line, the all-int8
- * and fp32 references labelled and the chosen point ringed. Invariant: the file is written to
- * a temporary name and renamed, so a failed write leaves no partial plot. */
+/* The Pareto plot of a precision search as a hand-written SVG: modeled (or, with --measure,
+ * measured) latency (x) against quality (y) for every evaluated assignment, the Pareto front
+ * joined by a line, the all-int8 and fp32 references labelled and the chosen point ringed.
+ * Invariant: the file is written to a temporary name and renamed, so a failed write leaves no
+ * partial plot. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static void bounds(const lb_search *s, frame *f) {
   f->x0 -= 0.05 * dx, f->x1 += 0.05 * dx, f->y0 -= 0.08 * dy, f->y1 += 0.08 * dy;
 }
 
-static void axes(FILE *o, const frame *f, const char *title) {
+static void axes(FILE *o, const frame *f, const char *title, int measured) {
   fprintf(o, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
   fprintf(o, "<text x=\"%d\" y=\"24\" font-size=\"15\" text-anchor=\"middle\">", W / 2);
   for (const char *c = title; *c; c++) /* escape for XML */
@@ -50,8 +51,8 @@ static void axes(FILE *o, const frame *f, const char *title) {
     fprintf(o, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.1f</text>\n",
             L - 6, py(f, yv) + 4, yv);
   }
-  fprintf(o, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">modeled latency (ms)</text>\n",
-          (W + L - R) / 2, H - 12);
+  fprintf(o, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">%s latency (ms)</text>\n",
+          (W + L - R) / 2, H - 12, measured ? "measured" : "modeled");
   fprintf(o, "<text x=\"16\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 16 %d)\">quality (%%)</text>\n",
           (H + T - B) / 2, (H + T - B) / 2);
 }
@@ -104,7 +105,7 @@ int lb_svg_pareto(const lb_search *s, const char *title, const char *path, lb_di
     bounds(s, &f);
     fprintf(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">\n",
             W, H, W, H);
-    axes(o, &f, title);
+    axes(o, &f, title, lb_search_measured(s));
     front(o, s, &f);
     points(o, s, &f);
     fputs("</svg>\n", o);

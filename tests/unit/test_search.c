@@ -620,6 +620,17 @@ START_TEST(engine_default) {
 }
 END_TEST
 
+/* When only fp32 meets the goal, the output says which goal all-int8 misses. */
+START_TEST(fp32_chosen_note) {
+  char line[2048];
+  ck_assert(lowbit_line("--spec x86-64-avx2 --max-drop 0 --min-sqnr 40 -q", "lowbit search: note:",
+                        line, sizeof line));
+  const char *want = "lowbit search: note: the fp32 model is chosen; goal: top-1 agreement with "
+                     "fp32 >= 100.00% (fp32 - --max-drop), SQNR >= 40.0 dB; all-int8 has ";
+  ck_assert_msg(strncmp(line, want, strlen(want)) == 0, "%s", line);
+}
+END_TEST
+
 static int file_starts(const char *path, const char *prefix) {
   char buf[64] = {0};
   FILE *f = fopen(path, "rb");
@@ -627,6 +638,16 @@ static int file_starts(const char *path, const char *prefix) {
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   return n >= strlen(prefix) && strncmp(buf, prefix, strlen(prefix)) == 0;
+}
+
+static int file_has(const char *path, const char *text) {
+  char buf[1 << 16] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  return strstr(buf, text) != NULL;
 }
 
 /* The command: JIT evaluation and --measure, the plan and the plot written; a bad labels file
@@ -648,6 +669,7 @@ START_TEST(cli_jit_measure_outputs) {
   remove(cache);
   ck_assert(file_starts(plan, "# lowbit quantization plan"));
   ck_assert(file_starts(svg, "<svg"));
+  ck_assert(file_has(svg, "measured latency (ms)")); /* the axis says what the costs are */
   remove(plan), remove(svg);
   a[9] = MODELS "digits_calib_x.npy"; /* f32 samples, not labels */
   ck_assert_int_eq(lb_cmd_search(20, a), 2);
@@ -678,6 +700,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, measured_costs_drive_search);
   tcase_add_test(t, measure_cache);
   tcase_add_test(t, engine_default);
+  tcase_add_test(t, fp32_chosen_note);
   tcase_add_test(t, binary_plan_realized);
   suite_add_tcase(s, t);
   return s;
