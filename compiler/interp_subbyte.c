@@ -204,20 +204,22 @@ static void bfinish(const bnode *b, lb_tensor *out, int64_t o, int64_t c, int32_
   st_act(out->dtype, out->data, o, q);
 }
 
-/* dot over the in-bounds taps of output (n, m, oh, ow); NCHW x, OIHW w (1-D: H = KH = 1). */
+/* dot over the in-bounds taps of output (n, m, oh, ow); NCHW x, OIHW w (1-D: H = KH = 1), the
+ * cg input channels of m's group starting at c0. */
 static int32_t bconv_dot(const bnode *b, const int64_t *d, int64_t n, int64_t m, int64_t oh,
                          int64_t ow) {
-  enum { C, H, W, KH, KW, SH, SW, PH, PW, DH, DW };
+  enum { C, H, W, KH, KW, SH, SW, PH, PW, DH, DW, CG, MG };
   int32_t acc = 0;
-  for (int64_t ic = 0; ic < d[C]; ic++)
+  int64_t c0 = m / d[MG] * d[CG];
+  for (int64_t ic = 0; ic < d[CG]; ic++)
     for (int64_t kh = 0; kh < d[KH]; kh++) {
       int64_t ih = oh * d[SH] - d[PH] + kh * d[DH];
       if (ih < 0 || ih >= d[H]) continue;
       for (int64_t kw = 0; kw < d[KW]; kw++) {
         int64_t iw = ow * d[SW] - d[PW] + kw * d[DW];
         if (iw < 0 || iw >= d[W]) continue;
-        acc += bsign(b, ((n * d[C] + ic) * d[H] + ih) * d[W] + iw,
-                     ((m * d[C] + ic) * d[KH] + kh) * d[KW] + kw);
+        acc += bsign(b, ((n * d[C] + c0 + ic) * d[H] + ih) * d[W] + iw,
+                     ((m * d[CG] + ic) * d[KH] + kh) * d[KW] + kw);
       }
     }
   return acc;
@@ -227,12 +229,13 @@ static int bconv(const lb_graph *g, uint32_t id, const lb_attrs *a, const bnode 
                  lb_diag *diag) {
   const lb_tensor *x = b->x, *w = b->w;
   int two = x->rank == 4;
-  if ((x->rank != 3 && x->rank != 4) || a->group != 1)
-    return lb_node_err(g, id, diag, "binary conv supports 1-D and 2-D convs of one group only");
-  int64_t d[11] = {x->dims[1], two ? x->dims[2] : 1, x->dims[x->rank - 1], two ? w->dims[2] : 1,
+  int64_t G = a->group > 1 ? a->group : 1, M = out->dims[1];
+  if ((x->rank != 3 && x->rank != 4) || x->dims[1] % G || M % G)
+    return lb_node_err(g, id, diag, "binary conv supports 1-D and 2-D convs only");
+  int64_t d[13] = {x->dims[1], two ? x->dims[2] : 1, x->dims[x->rank - 1], two ? w->dims[2] : 1,
                    w->dims[w->rank - 1], two ? a->strides[0] : 1, a->strides[two], two ? a->pads[0] : 0,
-                   a->pads[two], two ? a->dilations[0] : 1, a->dilations[two]};
-  int64_t N = x->dims[0], M = out->dims[1], OH = two ? out->dims[2] : 1, OW = out->dims[out->rank - 1];
+                   a->pads[two], two ? a->dilations[0] : 1, a->dilations[two], x->dims[1] / G, M / G};
+  int64_t N = x->dims[0], OH = two ? out->dims[2] : 1, OW = out->dims[out->rank - 1];
   for (int64_t n = 0; n < N; n++)
     for (int64_t m = 0; m < M; m++)
       for (int64_t oh = 0; oh < OH; oh++)

@@ -101,7 +101,7 @@ typedef struct lb_subbyte_conv {
  * taps only. */
 int lb_subbyte_conv_ref(const lb_subbyte_conv *c, const void *x, const void *w, void *y);
 
-/* Binary layers in a realized graph (engineer "bin"): a conv (1-D/2-D, one group) or gemm node
+/* Binary layers in a realized graph (engineer "bin"): a conv (1-D/2-D, any group) or gemm node
  * whose input[1] is a b1 constant (conv: OIHW, gemm: [N,K] with trans_b = 1, packed as above).
  * Its 8-bit input[0] keeps its own parameters; the weight's lb_quant holds, per output channel
  * c, scale[c] = s_b * s_w[c] (the real value of one unit of the binary dot) and zero_point[c]

@@ -97,8 +97,8 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   return c;
 }
 
-/* (bin) Whether node id can be a binary layer (quant.h lb_binary_node): a conv of one group
- * (1-D or 2-D), a gemm or a matmul of a rank-2 input by a constant, with the plan's threshold
+/* (bin) Whether node id can be a binary layer (quant.h lb_binary_node): a conv (1-D or 2-D,
+ * any group), a gemm or a matmul of a rank-2 input by a constant, with the plan's threshold
  * and magnitude set; the spec row's output must be the plan's activation dtype (the caller). */
 static int binary_ok(const lb_graph *g, const lb_qplan *p, uint32_t id) {
   const lb_node *n = &g->nodes[id];
@@ -106,7 +106,7 @@ static int binary_ok(const lb_graph *g, const lb_qplan *p, uint32_t id) {
   int r = g->values[n->in[0]].rank;
   if (n->op == LB_OP_GEMM) return 1;
   if (n->op == LB_OP_MATMUL) return r == 2 && g->values[n->in[1]].rank == 2; /* realized as gemm */
-  return n->op == LB_OP_CONV && n->attr.group <= 1 && (r == 3 || r == 4);
+  return n->op == LB_OP_CONV && (r == 3 || r == 4);
 }
 
 /* (search) The combination a plan asked for by label instead of the 8-bit one: same op kind,

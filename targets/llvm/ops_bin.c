@@ -1,5 +1,6 @@
 /* Lowering of binary conv/gemm nodes (quant.h lb_binary_node). The 8-bit input is binarized once
- * into a bit image (ceil(C / 8) bytes per pixel, bit 1 where x >= t); rows of taps are gathered
+ * into a bit image (per pixel and group ceil(C / G / 8) bytes, bit 1 where x >= t); rows of taps
+ * of one group are gathered
  * from it with a validity mask (a tap in the padding contributes 0), and 8 output channels at
  * a time accumulate popcount((x xor w) and mask) over 64-bit words with llvm.ctpop:
  * acc = bias + kv - 2 * mismatches, kv = C * (valid taps). Invariant: every output is
@@ -13,11 +14,12 @@
 #define BN 8  /* output channels per <8 x i64> accumulator */
 #define RB 32 /* rows (output pixels) gathered per block */
 
-/* Geometry; a gemm is a conv of 1x1 pixels with C = K. */
+/* Geometry; a gemm is a conv of 1x1 pixels with C = K. Per group: cg input channels, mg output
+ * channels, padded to Npg for the weight, bias and multiplier blocks. */
 typedef struct bgeo {
-  int64_t N, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
+  int64_t N, C, H, W, M, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw, G, cg, mg, Npg;
   int64_t xs[4], ys[4], rs[4]; /* element strides as [n, c, h, w] */
-  int64_t Cb, T, words, rows;  /* bytes per pixel, taps, words per row, output pixels */
+  int64_t Cb, T, words, rows;  /* bytes per pixel and group, taps, words per row, pixels out */
   int64_t pix_bytes;           /* bit image bytes per pixel (words * 8 when it is the rows) */
   int masked, direct;          /* a tap may lie in the padding; the image is the row matrix */
   int32_t thr;
@@ -42,6 +44,7 @@ static void conv_geom(const lb_op_args *a, bgeo *g) {
   g->sh = two ? or1(at->strides[0]) : 1, g->sw = or1(at->strides[two ? 1 : 0]);
   g->dh = two ? or1(at->dilations[0]) : 1, g->dw = or1(at->dilations[two ? 1 : 0]);
   g->ph = two ? at->pads[0] : 0, g->pw = at->pads[two ? 1 : 0];
+  g->G = or1(at->group);
   view4(x, g->xs), view4(y, g->ys);
   if (in_val(a, 3)) view4(&a->in[3], g->rs);
 }
@@ -49,7 +52,7 @@ static void conv_geom(const lb_op_args *a, bgeo *g) {
 static void gemm_geom(const lb_op_args *a, bgeo *g) {
   const lb_view *x = &a->in[0], *y = &a->out[0];
   int ta = a->node->attr.trans_a;
-  g->N = y->dims[0], g->C = in_val(a, 1)->dims[1], g->M = y->dims[1];
+  g->N = y->dims[0], g->C = in_val(a, 1)->dims[1], g->M = y->dims[1], g->G = 1;
   g->H = g->W = g->OH = g->OW = g->KH = g->KW = g->sh = g->sw = g->dh = g->dw = 1;
   g->xs[0] = ta ? x->st[1] : x->st[0], g->xs[1] = ta ? x->st[0] : x->st[1];
   g->ys[0] = y->st[0], g->ys[1] = y->st[1];
@@ -67,33 +70,37 @@ static void geom(const lb_op_args *a, bgeo *g) {
   else gemm_geom(a, g);
   const lb_value *w = in_val(a, 1);
   g->thr = w->q.zero_point[0], g->xt = a->in[0].dt;
-  g->Cb = (g->C + 7) / 8, g->T = g->KH * g->KW, g->rows = g->N * g->OH * g->OW;
+  g->cg = g->C / g->G, g->mg = g->M / g->G, g->Npg = (g->mg + BN - 1) / BN * BN;
+  g->Cb = (g->cg + 7) / 8, g->T = g->KH * g->KW, g->rows = g->N * g->OH * g->OW;
   g->words = (g->T * g->Cb + 7) / 8;
   g->masked = pads_reached(g->H, g->OH, g->KH, g->sh, g->dh, g->ph) ||
               pads_reached(g->W, g->OW, g->KW, g->sw, g->dw, g->pw);
-  g->direct = g->T == 1 && !g->masked && g->sh == 1 && g->sw == 1 && g->OH == g->H && g->OW == g->W;
-  g->pix_bytes = g->direct ? g->words * 8 : g->Cb;
+  g->direct = g->T == 1 && g->G == 1 && !g->masked && g->sh == 1 && g->sw == 1 && g->OH == g->H &&
+              g->OW == g->W;
+  g->pix_bytes = g->direct ? g->words * 8 : g->G * g->Cb;
 }
 
 /* ---- constants ----------------------------------------------------------------------------- */
 
-/* Weight bit of output channel m, channel c, tap t (kh * KW + kw) in the IR's packing. */
+/* Weight bit of output channel m, channel c of its group, tap t (kh * KW + kw) in the IR. */
 static int wbit(const bgeo *g, const uint8_t *w, int64_t m, int64_t c, int64_t t) {
-  int64_t i = (m * g->C + c) * g->T + t;
+  int64_t i = (m * g->cg + c) * g->T + t;
   return (w[i / 8] >> (i % 8)) & 1;
 }
 
-/* Weights as [Np / 8][words][8] u64 in the rows' bit order (tap, channel), 8 per byte. */
-static uint64_t *pack_w(const bgeo *g, const uint8_t *w, int64_t Np) {
-  uint64_t *out = lb_calloc((size_t)(Np * g->words) + 1, 8);
+/* Weights as [G][Npg / 8][words][8] u64 in the rows' bit order (tap, channel), 8 per byte. */
+static uint64_t *pack_w(const bgeo *g, const uint8_t *w) {
+  uint64_t *out = lb_calloc((size_t)(g->G * g->Npg * g->words) + 1, 8);
   if (!out) return NULL;
-  for (int64_t m = 0; m < g->M; m++)
+  for (int64_t m = 0; m < g->M; m++) {
+    int64_t col = m / g->mg * g->Npg + m % g->mg;
     for (int64_t t = 0; t < g->T; t++)
-      for (int64_t c = 0; c < g->C; c++) {
+      for (int64_t c = 0; c < g->cg; c++) {
         int64_t bit = t * g->Cb * 8 + c, word = bit / 64;
         if (wbit(g, w, m, c, t))
-          out[((m / BN) * g->words + word) * BN + m % BN] |= (uint64_t)1 << (bit % 64);
+          out[((col / BN) * g->words + word) * BN + col % BN] |= (uint64_t)1 << (bit % 64);
       }
+  }
   return out;
 }
 
@@ -101,6 +108,7 @@ typedef struct bk {
   const bgeo *g;
   LLVMValueRef w, bias, mul; /* globals: packed weights, bias, multipliers (Np each) */
   LLVMValueRef img, xr, mr, kv, y, res;
+  LLVMValueRef grp; /* the group being computed (i64) */
   lb_dtype yt, rt;
   int32_t zy, lo, hi, zr;
   float mres;
@@ -110,14 +118,15 @@ static int consts(lb_lw *L, const lb_op_args *a, const bgeo *g, bk *k) {
   const lb_value *w = in_val(a, 1), *y = &a->g->values[a->node->out[0]];
   const int32_t *bd;
   LB_TRY(lb_int_const_i32(L, in_val(a, 2), g->M, &bd));
-  int64_t Np = (g->M + BN - 1) / BN * BN, nb = in_val(a, 2) ? lb_value_numel(in_val(a, 2)) : 0;
-  uint64_t *wp = pack_w(g, w->data, Np);
+  int64_t Np = g->G * g->Npg, nb = in_val(a, 2) ? lb_value_numel(in_val(a, 2)) : 0;
+  uint64_t *wp = pack_w(g, w->data);
   int32_t *bb = lb_calloc((size_t)Np + 1, 4);
   float *mm = lb_calloc((size_t)Np + 1, 4);
   int rc = wp && bb && mm ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
   for (int64_t m = 0; !rc && m < g->M; m++) {
-    bb[m] = bd ? bd[nb == 1 ? 0 : m] : 0;
-    mm[m] = y->q.n ? lb_qmul(1.0f, qs(w, m), qs(y, 0)) : 0.0f;
+    int64_t col = m / g->mg * g->Npg + m % g->mg;
+    bb[col] = bd ? bd[nb == 1 ? 0 : m] : 0;
+    mm[col] = y->q.n ? lb_qmul(1.0f, qs(w, m), qs(y, 0)) : 0.0f;
   }
   if (!rc) {
     k->w = lb_const_blob(L, wp, (size_t)(Np * g->words) * 8, "bw");
@@ -153,11 +162,27 @@ static LLVMValueRef pix_byte(lb_lw *L, const bgeo *g, LLVMValueRef src, int64_t 
   return acc;
 }
 
-/* Bit image: pixel p (n, h, w) at img + p * pix_bytes, channels 8 per byte, unused bits and
- * bytes zero. */
+/* The cg channels of one group from src (channel stride xs[1]) into Cb bytes at dst. */
+static void group_bits(lb_lw *L, const bgeo *g, LLVMValueRef src, LLVMValueRef dst) {
+  int64_t full = g->cg / 8;
+  if (full > 0) {
+    lb_loop lc;
+    lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, full), 1);
+    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, mul64(L, lc.iv, 8 * g->xs[1]));
+    lb_store(L, pix_byte(L, g, s8, g->xs[1], 8), lb_gep(L, L->t_i8, dst, lc.iv), 1);
+    lb_loop_end(L, &lc);
+  }
+  if (g->cg % 8) {
+    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, lb_c64(L, full * 8 * g->xs[1]));
+    lb_store(L, pix_byte(L, g, s8, g->xs[1], (int)(g->cg % 8)), lb_gep(L, L->t_i8, dst, lb_c64(L, full)), 1);
+  }
+}
+
+/* Bit image: pixel p (n, h, w) at img + p * pix_bytes, group k's channels in bytes
+ * [k * Cb, (k + 1) * Cb), 8 per byte; unused bits and bytes zero. */
 static void binarize(lb_lw *L, const bgeo *g, LLVMValueRef x, LLVMValueRef img) {
-  int64_t hw = g->H * g->W, full = g->C / 8;
-  lb_loop lp, lc;
+  int64_t hw = g->H * g->W;
+  lb_loop lp, lg;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, g->N * hw), 1);
   LLVMValueRef n = LLVMBuildUDiv(L->b, lp.iv, lb_c64(L, hw), "");
   LLVMValueRef r = LLVMBuildURem(L->b, lp.iv, lb_c64(L, hw), "");
@@ -165,19 +190,13 @@ static void binarize(lb_lw *L, const bgeo *g, LLVMValueRef x, LLVMValueRef img) 
   LLVMValueRef w = LLVMBuildURem(L->b, r, lb_c64(L, g->W), "");
   LLVMValueRef off = add64(L, mul64(L, n, g->xs[0]), add64(L, mul64(L, h, g->xs[2]), mul64(L, w, g->xs[3])));
   LLVMValueRef src = lb_gep(L, L->t_i8, x, off), dst = lb_gep(L, L->t_i8, img, mul64(L, lp.iv, g->pix_bytes));
-  if (full > 0) {
-    lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, full), 1);
-    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, mul64(L, lc.iv, 8 * g->xs[1]));
-    lb_store(L, pix_byte(L, g, s8, g->xs[1], 8), lb_gep(L, L->t_i8, dst, lc.iv), 1);
-    lb_loop_end(L, &lc);
-  }
-  if (g->C % 8) {
-    LLVMValueRef s8 = lb_gep(L, L->t_i8, src, lb_c64(L, full * 8 * g->xs[1]));
-    lb_store(L, pix_byte(L, g, s8, g->xs[1], (int)(g->C % 8)), lb_gep(L, L->t_i8, dst, lb_c64(L, full)), 1);
-  }
-  if (g->pix_bytes > g->Cb)
-    LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, dst, lb_c64(L, g->Cb)), LLVMConstInt(L->t_i8, 0, 0),
-                    lb_c64(L, g->pix_bytes - g->Cb), 1);
+  lb_loop_begin(L, &lg, lb_c64(L, 0), lb_c64(L, g->G), 1);
+  group_bits(L, g, lb_gep(L, L->t_i8, src, mul64(L, lg.iv, g->cg * g->xs[1])),
+             lb_gep(L, L->t_i8, dst, mul64(L, lg.iv, g->Cb)));
+  lb_loop_end(L, &lg);
+  if (g->pix_bytes > g->G * g->Cb)
+    LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, dst, lb_c64(L, g->G * g->Cb)), LLVMConstInt(L->t_i8, 0, 0),
+                    lb_c64(L, g->pix_bytes - g->G * g->Cb), 1);
   lb_loop_end(L, &lp);
 }
 
@@ -204,7 +223,8 @@ static void gather_tap(lb_lw *L, const bk *k, LLVMValueRef i, LLVMValueRef n, LL
   LLVMValueRef cb = lb_c64(L, g->Cb);
   LLVMBasicBlockRef join = lb_if_begin(L, ok);
   LLVMValueRef p = add64(L, mul64(L, n, g->H * g->W), add64(L, mul64(L, ih, g->W), iw));
-  LLVMBuildMemCpy(L->b, xd, 1, lb_gep(L, L->t_i8, k->img, mul64(L, p, g->pix_bytes)), 1, cb);
+  p = add64(L, mul64(L, p, g->pix_bytes), mul64(L, k->grp, g->Cb));
+  LLVMBuildMemCpy(L->b, xd, 1, lb_gep(L, L->t_i8, k->img, p), 1, cb);
   LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0xff, 0), cb, 1);
   lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, 1), ""), cnt, 4);
   lb_if_end(L, join);
@@ -236,7 +256,7 @@ static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
   gather_tap(L, k, li.iv, n, ih, iw, add64(L, mul64(L, lh.iv, g->KW), lw.iv), cnt);
   lb_loop_end(L, &lw);
   lb_loop_end(L, &lh);
-  LLVMValueRef kv = LLVMBuildMul(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, (int32_t)g->C), "");
+  LLVMValueRef kv = LLVMBuildMul(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, (int32_t)g->cg), "");
   lb_store(L, kv, lb_gep(L, L->t_i32, k->kv, li.iv), 4);
   lb_loop_end(L, &li);
 }
@@ -297,15 +317,17 @@ static LLVMValueRef pix_off(lb_lw *L, const bgeo *g, LLVMValueRef r, const int64
 static void block(lb_lw *L, const bk *k, LLVMValueRef nb, int cnt, LLVMValueRef row0, LLVMValueRef rows) {
   const bgeo *g = k->g;
   LLVMTypeRef v32 = vec(L->t_i32, BN);
-  LLVMValueRef n0 = mul64(L, nb, BN), wblk = lb_gep(L, L->t_i64, k->w, mul64(L, nb, g->words * BN));
-  LLVMValueRef bias = lb_load(L, v32, lb_gep(L, L->t_i32, k->bias, n0), 4);
-  LLVMValueRef mul = lb_load(L, vec(L->t_f32, BN), lb_gep(L, L->t_f32, k->mul, n0), 4);
+  LLVMValueRef col = add64(L, mul64(L, k->grp, g->Npg), mul64(L, nb, BN)); /* in the blocks */
+  LLVMValueRef n0 = add64(L, mul64(L, k->grp, g->mg), mul64(L, nb, BN)); /* output channel */
+  LLVMValueRef wblk = lb_gep(L, L->t_i64, k->w, mul64(L, col, g->words));
+  LLVMValueRef bias = lb_load(L, v32, lb_gep(L, L->t_i32, k->bias, col), 4);
+  LLVMValueRef mul = lb_load(L, vec(L->t_f32, BN), lb_gep(L, L->t_f32, k->mul, col), 4);
   lb_loop li;
   lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
   LLVMValueRef r = add64(L, row0, li.iv), xrow = lb_gep(L, L->t_i64, k->xr, mul64(L, li.iv, g->words));
   LLVMValueRef mrow = g->masked ? lb_gep(L, L->t_i64, k->mr, mul64(L, li.iv, g->words)) : NULL;
   LLVMValueRef kv = g->masked ? lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, li.iv), 4)
-                              : lb_c32(L, (int32_t)(g->C * g->T));
+                              : lb_c32(L, (int32_t)(g->cg * g->T));
   LLVMValueRef mism = LLVMBuildTrunc(L->b, mismatches(L, k, xrow, mrow, wblk), v32, "");
   LLVMValueRef acc = LLVMBuildAdd(L->b, bias, lb_splat(L, kv, BN), "");
   acc = LLVMBuildSub(L->b, acc, LLVMBuildShl(L->b, mism, lb_ci(L, v32, 1), ""), "");
@@ -325,14 +347,14 @@ static void block(lb_lw *L, const bk *k, LLVMValueRef nb, int cnt, LLVMValueRef 
 }
 
 static void blocks(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
-  int64_t full = k->g->M / BN;
+  int64_t full = k->g->mg / BN;
   if (full > 0) {
     lb_loop ln;
     lb_loop_begin(L, &ln, lb_c64(L, 0), lb_c64(L, full), 1);
     block(L, k, ln.iv, BN, row0, rows);
     lb_loop_end(L, &ln);
   }
-  if (k->g->M % BN) block(L, k, lb_c64(L, full), (int)(k->g->M % BN), row0, rows);
+  if (k->g->mg % BN) block(L, k, lb_c64(L, full), (int)(k->g->mg % BN), row0, rows);
 }
 
 /* ---- entry point --------------------------------------------------------------------------- */
@@ -350,13 +372,17 @@ static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
   if (g->direct) k->xr = k->img;
 }
 
-static void rows_loop(lb_lw *L, const bk *k) {
+/* Per group: blocks of RB gathered rows (or the image itself), every column block. */
+static void rows_loop(lb_lw *L, bk *k) {
   const bgeo *g = k->g;
   if (g->direct) {
+    k->grp = lb_c64(L, 0);
     blocks(L, k, lb_c64(L, 0), lb_c64(L, g->rows));
     return;
   }
-  lb_loop lr;
+  lb_loop lg, lr;
+  lb_loop_begin(L, &lg, lb_c64(L, 0), lb_c64(L, g->G), 1);
+  k->grp = lg.iv;
   lb_loop_begin(L, &lr, lb_c64(L, 0), lb_c64(L, g->rows / RB * RB), RB);
   gather(L, k, lr.iv, lb_c64(L, RB));
   blocks(L, k, lr.iv, lb_c64(L, RB));
@@ -366,12 +392,13 @@ static void rows_loop(lb_lw *L, const bk *k) {
     gather(L, k, r0, rr);
     blocks(L, k, r0, rr);
   }
+  lb_loop_end(L, &lg);
 }
 
 int lb_lower_bin(lb_lw *L, lb_op_args *a) {
   const lb_node *nd = a->node;
-  if (nd->op == LB_OP_CONV && ((a->in[0].rank != 3 && a->in[0].rank != 4) || nd->attr.group > 1))
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "binary conv supports 1-D and 2-D convs of one group only");
+  if (nd->op == LB_OP_CONV && a->in[0].rank != 3 && a->in[0].rank != 4)
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "binary conv supports 1-D and 2-D convs only");
   if (nd->op == LB_OP_GEMM && (!nd->attr.trans_b || nd->attr.alpha != 1.0f ||
                                (in_val(a, 2) && nd->attr.beta != 1.0f)))
     return lb_diag_err(L->diag, LB_ERR_INPUT, "binary gemm needs trans_b = 1 and alpha = beta = 1");

@@ -1,5 +1,6 @@
 /* Binary layers end to end (quant.h lb_binary_node): hand-built binary conv (1-D, 2-D; padded,
- * strided, dilated; odd channel counts; residual, relu, i32 accumulator output) and gemm nodes:
+ * strided, dilated, grouped; odd channel counts; residual, relu, i32 accumulator output) and gemm
+ * nodes:
  * the interpreter against the scalar definitions of interp_subbyte.c, then the x86 JIT (AVX2
  * and this host) and AOT objects (x86 with gcc, AArch64 under qemu) against the interpreter, bit
  * for bit. Then digits models with binary layers chosen by the search: realized, run by the
@@ -41,6 +42,7 @@ static lb_spec *load_spec(const char *name) {
 
 typedef struct bcase {
   int conv, two, res, act, bias, per_channel, trans_a;
+  int64_t group;
   lb_dtype xt, yt;
   int32_t thr;
   int64_t n, c, h, w, m, kh, kw, s, p, dil; /* conv; gemm: n rows, c = K, m = N */
@@ -93,7 +95,7 @@ static lb_graph *bgraph(const bcase *c) {
   int64_t eh = c->dil * (c->kh - 1) + 1, ew = c->dil * (c->kw - 1) + 1;
   int64_t oh = c->two ? (c->h + 2 * c->p - eh) / c->s + 1 : 1, ow = (c->w + 2 * c->p - ew) / c->s + 1;
   int64_t xd[4] = {c->n, c->c, c->h, c->w}, yd[4] = {c->n, c->m, oh, ow};
-  int64_t wd[4] = {c->m, c->c, c->kh, c->kw};
+  int64_t wd[4] = {c->m, c->c / c->group, c->kh, c->kw};
   if (c->conv && !c->two) xd[2] = c->w, yd[2] = ow, wd[2] = c->kw;
   if (!c->conv) xd[0] = c->trans_a ? c->c : c->n, xd[1] = c->trans_a ? c->n : c->c, yd[1] = c->m, wd[1] = c->c;
   uint32_t in[4] = {act_value(g, "x", c->xt, rank, xd), 0, LB_NONE, LB_NONE}, n_in = 2;
@@ -107,7 +109,7 @@ static lb_graph *bgraph(const bcase *c) {
   uint32_t y = act_value(g, "y", c->yt, rank, yd);
   uint32_t k = lb_graph_add_node(g, c->conv ? LB_OP_CONV : LB_OP_GEMM, "bin", in, n_in, &y, 1);
   lb_attrs *at = &g->nodes[k].attr;
-  *at = (lb_attrs){.n_spatial = c->two ? 2 : 1, .group = 1, .alpha = 1, .beta = 1,
+  *at = (lb_attrs){.n_spatial = c->two ? 2 : 1, .group = c->group, .alpha = 1, .beta = 1,
                    .trans_b = 1, .trans_a = c->trans_a, .act = (lb_act)c->act, .act_min = -0.4f, .act_max = 0.9f};
   for (int i = 0; i < 2; i++) at->strides[i] = c->s, at->dilations[i] = c->dil;
   for (int i = 0; i < 4; i++) at->pads[i] = c->p;
@@ -134,13 +136,16 @@ static bcase random_case(int i) {
   c.kh = c.two ? pick(1, 3) : 1, c.kw = pick(1, 3), c.p = pick(0, 2);
   c.h = c.two ? pick(c.dil * (c.kh - 1) + 1, 9) : 1, c.w = pick(c.dil * (c.kw - 1) + 1, 9);
   if (!c.conv) c.n = pick(1, 6), c.c = chans[rnd() % 8] + pick(0, 1), c.trans_a = (int)(rnd() & 1), c.res = 0;
+  c.group = 1;
+  for (int64_t g = 4; c.conv && g > 1 && rnd() % 3 == 0; g--) /* grouped (and depthwise) */
+    if (c.c % g == 0) c.group = g, c.m = g * pick(1, 5), g = 1;
   return c;
 }
 
 static void describe(const bcase *c, char *buf, size_t n) {
-  snprintf(buf, n, "%s n%lld c%lld %lldx%lld m%lld k%lldx%lld s%lld p%lld d%lld %s->%s thr%d res%d act%d bias%d pc%d ta%d",
+  snprintf(buf, n, "%s n%lld c%lld %lldx%lld m%lld g%lld k%lldx%lld s%lld p%lld d%lld %s->%s thr%d res%d act%d bias%d pc%d ta%d",
            c->conv ? (c->two ? "conv2d" : "conv1d") : "gemm", (long long)c->n, (long long)c->c,
-           (long long)c->h, (long long)c->w, (long long)c->m, (long long)c->kh, (long long)c->kw,
+           (long long)c->h, (long long)c->w, (long long)c->m, (long long)c->group, (long long)c->kh, (long long)c->kw,
            (long long)c->s, (long long)c->p, (long long)c->dil, lb_dtype_name(c->xt),
            lb_dtype_name(c->yt), (int)c->thr, c->res, c->act, c->bias, c->per_channel, c->trans_a);
 }
@@ -167,24 +172,51 @@ static void same_bytes(const lb_tensor *got, const lb_tensor *want, const char *
 
 /* The definition of interp_subbyte.c's scalar kernels (lb_subbyte_conv_ref, lb_binary_dense_ref:
  * popcount of packed sign rows, a different code path) for the cases they cover: no residual,
- * an 8-bit output, gemm without trans_a. */
+ * an 8-bit output, gemm without trans_a; a grouped conv is one reference conv per group on its
+ * slices of channels and weight bits. */
+typedef struct refp {
+  const bcase *c;
+  const float *mul;
+  const int32_t *bias;
+  int32_t zy, lo, hi;
+  int64_t oh, ow;
+} refp;
+
+static int ref_group(const refp *r, const uint8_t *x, const uint8_t *w, int64_t grp, uint8_t *y) {
+  const bcase *c = r->c;
+  int64_t cg = c->c / c->group, mg = c->m / c->group, hw = (c->two ? c->h : 1) * c->w;
+  int64_t per = cg * (c->two ? c->kh : 1) * c->kw, ohw = r->oh * r->ow;
+  uint8_t *xs = malloc((size_t)(c->n * cg * hw) + 1), *ws = calloc((size_t)(mg * per / 8) + 2, 1);
+  uint8_t *ys = malloc((size_t)(c->n * mg * ohw) + 1);
+  for (int64_t n = 0; n < c->n; n++) /* channels [grp * cg, +cg) of every image */
+    memcpy(xs + n * cg * hw, x + (n * c->c + grp * cg) * hw, (size_t)(cg * hw));
+  for (int64_t i = 0; i < mg * per; i++) { /* the group's weight bits, from bit 0 */
+    int64_t b = grp * mg * per + i;
+    if ((w[b / 8] >> (b % 8)) & 1) ws[i / 8] |= (uint8_t)(1u << (i % 8));
+  }
+  lb_subbyte_conv p = {c->n, cg, c->two ? c->h : 1, c->w, mg, r->oh, r->ow, c->two ? c->kh : 1, c->kw,
+                       c->two ? c->s : 1, c->s, c->two ? c->p : 0, c->p, c->two ? c->dil : 1, c->dil,
+                       c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, r->bias ? r->bias + grp * mg : NULL,
+                       r->mul + grp * mg, r->zy, r->lo, r->hi};
+  int rc = lb_subbyte_conv_ref(&p, xs, ws, ys);
+  for (int64_t n = 0; n < c->n; n++)
+    memcpy(y + (n * c->m + grp * mg) * ohw, ys + n * mg * ohw, (size_t)(mg * ohw));
+  free(xs), free(ws), free(ys);
+  return rc;
+}
+
 static int reference(const lb_graph *g, const bcase *c, const lb_tensor *x, void *y) {
   const lb_node *n = &g->nodes[0];
   const lb_value *w = &g->values[n->in[1]], *yv = &g->values[n->out[0]];
   float *mul = malloc((size_t)c->m * sizeof *mul);
   for (int64_t j = 0; j < c->m; j++) mul[j] = lb_qmul(1.0f, w->q.scale[w->q.n > 1 ? j : 0], yv->q.scale[0]);
-  int32_t lo, hi, zy = yv->q.zero_point[0];
-  lb_qact_bounds(c->act, -0.4f, 0.9f, c->yt, yv->q.scale[0], zy, &lo, &hi);
-  const int32_t *bias = c->bias ? g->values[n->in[2]].data : NULL;
-  int rc;
-  if (c->conv) {
-    int64_t oh = c->two ? yv->dims[2] : 1, ow = yv->dims[yv->rank - 1];
-    lb_subbyte_conv p = {c->n, c->c, c->two ? c->h : 1, c->w, c->m, oh, ow, c->two ? c->kh : 1, c->kw,
-                         c->two ? c->s : 1, c->s, c->two ? c->p : 0, c->p, c->two ? c->dil : 1, c->dil,
-                         c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, bias, mul, zy, lo, hi};
-    rc = lb_subbyte_conv_ref(&p, x->data, w->data, y);
-  } else {
-    lb_subbyte_dense p = {c->n, c->c, c->m, c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, bias, mul, zy, lo, hi};
+  refp r = {c, mul, c->bias ? g->values[n->in[2]].data : NULL, yv->q.zero_point[0], 0, 0,
+            c->two ? yv->dims[2] : 1, yv->dims[yv->rank - 1]};
+  lb_qact_bounds(c->act, -0.4f, 0.9f, c->yt, yv->q.scale[0], r.zy, &r.lo, &r.hi);
+  int rc = 0;
+  for (int64_t grp = 0; c->conv && !rc && grp < c->group; grp++) rc = ref_group(&r, x->data, w->data, grp, y);
+  if (!c->conv) {
+    lb_subbyte_dense p = {c->n, c->c, c->m, c->xt, LB_DTYPE_B1, c->yt, 0, c->thr, r.bias, mul, r.zy, r.lo, r.hi};
     rc = lb_binary_dense_ref(&p, x->data, w->data, y);
   }
   free(mul);
