@@ -8,7 +8,9 @@
 #include "subkernels.h"
 
 lb_subk lb_sub_kernel(const lb_qk_shape *s) {
-  if (s->wide || s->a_signed || s->kr != 4) return LB_SUBK_PANEL;
+  if (s->wide || s->kr != 4) return LB_SUBK_PANEL;
+  if (s->kind == LB_QK_SDOT && s->a_signed) return LB_SUBK_SDOT;
+  if (s->a_signed) return LB_SUBK_PANEL;
   if (s->kind == LB_QK_VPDPBUSD) return LB_SUBK_VNNI;
   return s->kind == LB_QK_PMADDUBSW ? LB_SUBK_MADDUBS : LB_SUBK_PANEL;
 }
@@ -18,8 +20,15 @@ int lb_sub_chunk(const lb_qk_shape *s) {
 }
 
 lb_qk_shape lb_sub_shape(const lb_spec *spec, const lb_qk_shape *base) {
-  const char *t = lb_spec_llvm_triple(spec); /* every x86 spec's int8 kernels assume AVX2 */
-  if (!t || strncmp(t, "x86_64", 6)) return *base;
+  const char *t = lb_spec_llvm_triple(spec), *f = lb_spec_llvm_features(spec);
+  if (t && !strncmp(t, "aarch64", 7)) {
+    /* sdot with in-register unpack; i8mm cores have dot product too (smmla's kr 8 pairs rows,
+     * sdot's kr 4 keeps the unpacked B vectors one per 4 columns) */
+    if (base->kind == LB_QK_SMMLA && f && strstr(f, "+dotprod"))
+      return (lb_qk_shape){.kind = LB_QK_SDOT, .mr = 4, .nr = 16, .kr = 4, .lanes = 4, .a_signed = 1};
+    return *base;
+  }
+  if (!t || strncmp(t, "x86_64", 6)) return *base; /* every x86 spec's int8 kernels assume AVX2 */
   lb_qk_shape s = *base;
   if (base->kind == LB_QK_VPDPBUSD) {
     /* 6 x 2 accumulators amortize the unpack over 6 rows (measured at 512 bits, Zen 5:

@@ -1,8 +1,9 @@
-/* LLVM emitters of the sub-byte kernels. int4/int2 weights: on x86 native register kernels
- * (compressed B vectors loaded once per k step, fields cut out by a shift and a mask and sign
- * extended by a vpshufb table, amortized over the tile's rows; then vpmaddubsw on u8
- * activations with int16 sums widened by vpmaddwd every few steps (AVX2), or vpdpbusd (VNNI));
- * elsewhere panels decompressed into L1 in front of the int8 micro-kernel of qkernels_gemm.c.
+/* LLVM emitters of the sub-byte kernels. int4/int2 weights: native register kernels on x86 and
+ * AArch64 dot product (compressed B vectors loaded once per k step, fields cut out by a shift
+ * and a mask and sign extended by a vpshufb table (x86) or by shl + sshr (NEON), amortized over
+ * the tile's rows; then vpmaddubsw on u8 activations with int16 sums widened by vpmaddwd every
+ * few steps (AVX2), vpdpbusd (VNNI) or sdot); for the wide int8 kernels (plain NEON smlal)
+ * panels decompressed into L1 in front of the int8 micro-kernel of qkernels_gemm.c.
  * Binary dense layers: sign bits by one vector compare into a mask, XOR with 8 weight columns,
  * llvm.ctpop (vpopcntq, vpshufb lookup on AVX2, cnt + uaddlp on NEON). Invariant: every kernel
  * computes the interpreter's int32 accumulators exactly and ends in lb_qrequant. */
@@ -71,7 +72,7 @@ static void run_panel(lb_lw *L, const subrun *r, LLVMValueRef p, int64_t cols) {
   lb_qgemm_emit(L, &jp, r->a_pk, r->row0, r->rows);
 }
 
-/* ---- native kernels: fields unpacked in registers (x86) ---------------------------------- */
+/* ---- native kernels: fields unpacked in registers (x86, AArch64 sdot) -------------------- */
 
 typedef struct ntile {
   const lb_qgemm_job *j;
@@ -109,13 +110,19 @@ static void ntile_consts(lb_lw *L, ntile *t) {
   t->mask = lb_ci(L, t->bt, (1 << bits) - 1);
 }
 
-/* Field f of the loaded chunk x as s8 lanes: shift (16-bit lanes: the mask drops what crossed
- * a byte), mask, table lookup. */
+/* Field f of the loaded chunk x as s8 lanes: x86: shift (16-bit lanes: the mask drops what
+ * crossed a byte), mask, table lookup; AArch64: byte shifts left then arithmetic right. */
 static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
+  int bits = t->sp->bits;
+  if (t->kind == LB_SUBK_SDOT) {
+    int up = 8 - bits * (f + 1);
+    if (up) x = LLVMBuildShl(L->b, x, lb_ci(L, t->bt, up), "");
+    return LLVMBuildAShr(L->b, x, lb_ci(L, t->bt, 8 - bits), "");
+  }
   if (f) {
     LLVMTypeRef wt = vec(LLVMInt16TypeInContext(L->ctx), t->vb / 2);
     LLVMValueRef w = LLVMBuildBitCast(L->b, x, wt, "");
-    w = LLVMBuildLShr(L->b, w, lb_ci(L, wt, f * t->sp->bits), "");
+    w = LLVMBuildLShr(L->b, w, lb_ci(L, wt, f * bits), "");
     x = LLVMBuildBitCast(L->b, w, t->bt, "");
   }
   LLVMValueRef a[2] = {t->lut, LLVMBuildAnd(L->b, x, t->mask, "")};
@@ -125,6 +132,14 @@ static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
 /* acc += a (u8) . b (s8) over groups of 4 (vpdpbusd) or into int16 pair sums (vpmaddubsw). */
 static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueRef a32,
                           LLVMValueRef b) {
+  if (t->kind == LB_SUBK_SDOT) {
+    LLVMValueRef x[3] = {acc, LLVMBuildBitCast(L->b, a32, t->bt, ""), b};
+    LLVMTypeRef tys[2] = {t->acc_t, t->bt};
+    const char *n = "llvm.aarch64.neon.sdot";
+    unsigned id = LLVMLookupIntrinsicID(n, strlen(n));
+    return LLVMBuildCall2(L->b, LLVMIntrinsicGetType(L->ctx, id, tys, 2),
+                          LLVMGetIntrinsicDeclaration(L->mod, id, tys, 2), x, 3, "");
+  }
   if (t->kind == LB_SUBK_VNNI) {
     LLVMValueRef x[3] = {acc, a32, LLVMBuildBitCast(L->b, b, t->acc_t, "")};
     return x86_intr(L, t, "llvm.x86.avx512.vpdpbusd.256", "llvm.x86.avx512.vpdpbusd.512", x, 3);
@@ -162,7 +177,7 @@ static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0
 static void nrun(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int64_t n, int u,
                  LLVMValueRef *slots) {
   int na = t->mr * t->nv;
-  LLVMTypeRef st = t->kind == LB_SUBK_VNNI ? t->acc_t : t->p_t;
+  LLVMTypeRef st = t->kind != LB_SUBK_MADDUBS ? t->acc_t : t->p_t;
   LLVMValueRef acc[16];
   if (n >= u) {
     lb_loop lk;
@@ -213,7 +228,7 @@ static void nblock(lb_lw *L, ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int6
 /* The k loop of one tile into t->slot (initialized with the folded bias). */
 static void nkloop(lb_lw *L, ntile *t, LLVMValueRef bpan) {
   int64_t steps = t->j->Kp / 4;
-  if (t->kind == LB_SUBK_VNNI) {
+  if (t->kind != LB_SUBK_MADDUBS) { /* vpdpbusd, sdot: straight into i32 */
     nrun(L, t, bpan, lb_c64(L, 0), steps, body_steps(t, 4 * unit_of(t)), t->slot);
     return;
   }
@@ -335,7 +350,7 @@ static void native_emit(lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp,
   LB_ASSERT(t.mr <= 8 && t.nv <= 4 && t.mr * t.nv <= 16 && sp->chunk == t.vb && s->kr == 4);
   t.bt = vec(L->t_i8, t.vb), t.acc_t = vec(L->t_i32, t.lanes);
   t.p_t = vec(LLVMInt16TypeInContext(L->ctx), 2 * t.lanes);
-  ntile_consts(L, &t);
+  if (t.kind != LB_SUBK_SDOT) ntile_consts(L, &t);
   for (int i = 0; i < t.mr * t.nv; i++) {
     t.slot[i] = lb_alloca(L, t.acc_t, NULL);
     t.slot16[i] = lb_alloca(L, t.p_t, NULL);

@@ -580,8 +580,9 @@ static void aot_node(const lb_graph *g, lb_spec *spec, const char *cc, const cha
   sh(cmd);
 }
 
-/* x86-64 (gcc) and AArch64 objects (aarch64-linux-gnu-gcc, qemu -cpu cortex-a72 for plain NEON,
- * max for dot product and i8mm): a conv and a gemm per spec, i4 and i2. */
+/* x86-64 (gcc) and AArch64 objects (aarch64-linux-gnu-gcc, qemu -cpu cortex-a72 for plain NEON:
+ * panel path, max for dot product and i8mm: native sdot kernel): convs and gemms per spec, i4
+ * and i2, small and big. */
 static const struct {
   const char *spec, *cc, *runner;
 } aot_targets[] = {
@@ -600,8 +601,8 @@ START_TEST(test_nodes_aot) {
   if (_i == 0 && !host_ok(spec)) return lb_spec_free(spec);
   rng = 500 + (unsigned)_i;
   static const int picks[] = {1, 2, 3, 6};
-  for (int t = 0; t < 4; t++) {
-    ncase c = node_case(picks[t] + 8 * (_i % 2));
+  for (int t = 0, n = lb_test_count(5, 2); t < n; t++) { /* the last: a big layer (24..27) */
+    ncase c = node_case(t == 4 ? 24 + _i : picks[t] + 8 * (_i % 2));
     lb_graph *g = node_graph(&c);
     char what[160];
     snprintf(what, sizeof what, "AOT %s %s on %s", c.conv ? "conv" : "gemm", lb_dtype_name(c.wt),
