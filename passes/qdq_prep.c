@@ -1,8 +1,9 @@
-/* QDQ models as ONNX Runtime's quantize_static writes them, around the QDQ import pass
- * (realize.c, lb_pass_qdq_to_int): a normalization before it (a DequantizeLinear of a constant
- * operand of add/sub/mul, folded to f32 at import, is put back as an integer constant behind a
- * DequantizeLinear, in the activation dtype when that is exact) and, after it, the report of
- * every layer next to a QuantizeLinear/DequantizeLinear that stayed fp32, with the reason.
+/* QDQ models as ONNX Runtime's quantize_static (and TensorRT-style exporters) write them,
+ * around the QDQ import pass (realize.c, lb_pass_qdq_to_int): a normalization before it (a
+ * DequantizeLinear of a constant operand of add/sub/mul, folded to f32 at import, is put back as
+ * an integer constant behind a DequantizeLinear, in the activation dtype when that is exact; a
+ * QuantizeLinear after a copy op is repeated in front of it) and, after it, the report of every
+ * layer next to a QuantizeLinear/DequantizeLinear that stayed fp32, with the reason.
  * Invariant: the normalization only re-expresses values exactly (same fp32 semantics). */
 #include <stdio.h>
 #include <string.h>
@@ -51,9 +52,42 @@ static int32_t *int_form(const lb_value *x, lb_dtype t, int32_t *z) {
   return NULL;
 }
 
-/* Puts constant input k of node n back as DQ(integer constant, scale, zero point); the new
- * node is appended (the caller restores topological order). 1 done, 0 not exact, or error. */
-static int unfold_operand(lb_graph *g, uint32_t n, uint32_t k, lb_dtype t) {
+/* Nodes the normalization appends, each with the original node it must come before. */
+typedef struct added {
+  uint32_t n_old;   /* nodes before the pass */
+  uint32_t *before; /* per appended node: the original node it precedes */
+  uint32_t cap;
+} added;
+
+static int note_added(lb_graph *g, added *a, uint32_t node, uint32_t before) {
+  uint32_t i = node - a->n_old;
+  if (i >= a->cap) {
+    uint32_t cap = a->cap ? 2 * a->cap : 16;
+    uint32_t *b = lb_realloc(a->before, cap * sizeof *b);
+    if (!b) return LB_ERR_NOMEM;
+    a->before = b, a->cap = cap;
+  }
+  (void)g;
+  a->before[i] = before;
+  return 0;
+}
+
+/* Appends DQ(x, s, z) writing a new f32 value shaped like x's real tensor (named base:dq); the
+ * node will precede original node `before`. The new value's id, or LB_NONE on OOM. */
+static uint32_t add_dq(lb_graph *g, added *a, const uint32_t in[3], const char *base, int rank,
+                       const int64_t *dims, uint32_t before) {
+  char name[300];
+  snprintf(name, sizeof name, "%.250s:dq", base);
+  uint32_t y = lb_graph_add_value(g, name, LB_DTYPE_F32, rank, dims);
+  uint32_t dq = y == LB_NONE ? LB_NONE : lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", in, 3, &y, 1);
+  if (dq == LB_NONE || note_added(g, a, dq, before)) return LB_NONE;
+  g->nodes[dq].attr.axis = -1;
+  return y;
+}
+
+/* Puts constant input k of node n back as DQ(integer constant, scale, zero point). 1 done, 0
+ * not exact, or LB_ERR_NOMEM. */
+static int unfold_operand(lb_graph *g, added *a, uint32_t n, uint32_t k, lb_dtype t) {
   const lb_value *x = &g->values[g->nodes[n].in[k]];
   int32_t z, *q = int_form(x, t, &z);
   if (!q) return 0;
@@ -62,62 +96,124 @@ static int unfold_operand(lb_graph *g, uint32_t n, uint32_t k, lb_dtype t) {
   memcpy(dims, x->dims, sizeof dims);
   uint8_t *b = lb_malloc((size_t)(len ? len : 1));
   for (int64_t i = 0; b && i < len; i++) b[i] = (uint8_t)q[i];
-  char name[300];
+  char base[256], name[300];
   float s = x->q.scale[0];
   uint8_t zb = (uint8_t)z;
-  snprintf(name, sizeof name, "%.250s:q", x->name);
+  snprintf(base, sizeof base, "%s", x->name);
+  snprintf(name, sizeof name, "%.250s:q", base);
   uint32_t in[3] = {b ? lb_graph_add_const(g, name, t, rank, dims, b, (size_t)len) : LB_NONE};
-  snprintf(name, sizeof name, "%.250s:scale", g->values[g->nodes[n].in[k]].name);
+  snprintf(name, sizeof name, "%.250s:scale", base);
   in[1] = lb_graph_add_const(g, name, LB_DTYPE_F32, 0, NULL, &s, sizeof s);
-  snprintf(name, sizeof name, "%.250s:zero_point", g->values[g->nodes[n].in[k]].name);
+  snprintf(name, sizeof name, "%.250s:zero_point", base);
   in[2] = lb_graph_add_const(g, name, t, 0, NULL, &zb, 1);
-  snprintf(name, sizeof name, "%.250s:dq", g->values[g->nodes[n].in[k]].name);
-  uint32_t y = lb_graph_add_value(g, name, LB_DTYPE_F32, rank, dims);
   lb_free(q), lb_free(b);
-  if (in[0] == LB_NONE || in[1] == LB_NONE || in[2] == LB_NONE || y == LB_NONE) return LB_ERR_NOMEM;
-  uint32_t dq = lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", in, 3, &y, 1);
-  if (dq == LB_NONE) return LB_ERR_NOMEM;
-  g->nodes[dq].attr.axis = -1;
+  if (in[0] == LB_NONE || in[1] == LB_NONE || in[2] == LB_NONE) return LB_ERR_NOMEM;
+  uint32_t y = add_dq(g, a, in, base, rank, dims, n);
+  if (y == LB_NONE) return LB_ERR_NOMEM;
   g->nodes[n].in[k] = y;
   return 1;
 }
 
-/* Moves every node appended after the first n_old nodes in front of the node reading it. */
-static int reorder(lb_graph *g, uint32_t n_old) {
-  uint32_t added = g->n_nodes - n_old;
-  if (!added) return 0;
-  lb_node *old = lb_malloc(g->n_nodes * sizeof *old);
+static int is_copy(lb_op op) {
+  return op == LB_OP_MAX_POOL || op == LB_OP_FLATTEN || op == LB_OP_RESHAPE ||
+         op == LB_OP_TRANSPOSE || op == LB_OP_SQUEEZE || op == LB_OP_UNSQUEEZE;
+}
+
+/* Copy op n reads an fp32 value x (no DequantizeLinear) and only the per-tensor QuantizeLinear
+ * q reads n: n reads DQ(Q(x)) with q's parameters instead, so the layer making x can end in
+ * that Q (TensorRT-style QDQ: Conv -> Relu -> MaxPool -> Q). Exact: quantization is monotonic
+ * and commutes with copies and max, and Q(DQ(Q(y))) = Q(y). 1 done, 0 no, or LB_ERR_NOMEM. */
+static int sink_q(lb_graph *g, added *a, const uint32_t *uses, uint32_t q) {
+  const lb_node *qn = &g->nodes[q];
+  uint32_t n = g->values[qn->in[0]].producer;
+  if (n == LB_NONE || n >= a->n_old || !is_copy(g->nodes[n].op) || qn->attr.axis >= 0 ||
+      !lb_pass_single_use(g, uses, qn->in[0]))
+    return 0;
+  uint32_t x = g->nodes[n].in[0];
+  if (g->values[x].data || is_dq_output(g, x) || g->values[x].dtype != LB_DTYPE_F32) return 0;
+  uint32_t in[3] = {LB_NONE, qn->in[1], qn->n_in > 2 ? qn->in[2] : LB_NONE}, qin[3] = {x, in[1], in[2]};
+  char name[300];
+  int64_t dims[LB_MAX_RANK];
+  int rank = g->values[x].rank;
+  memcpy(dims, g->values[x].dims, sizeof dims);
+  snprintf(name, sizeof name, "%.250s:q", g->values[x].name);
+  lb_dtype t = g->values[qn->out[0]].dtype;
+  in[0] = lb_graph_add_value(g, name, t, rank, dims);
+  uint32_t qq = in[0] == LB_NONE ? LB_NONE
+                                 : lb_graph_add_node(g, LB_OP_QUANTIZE, "", qin, in[2] != LB_NONE ? 3 : 2, in, 1);
+  if (qq == LB_NONE || note_added(g, a, qq, n)) return LB_ERR_NOMEM;
+  g->nodes[qq].attr.axis = -1;
+  if (in[2] == LB_NONE) { /* DQ's zero point: absent in Q means 0 of Q's dtype */
+    uint8_t zero = 0;
+    snprintf(name, sizeof name, "%.250s:zero_point", g->values[x].name);
+    in[2] = lb_graph_add_const(g, name, t, 0, NULL, &zero, 1);
+    if (in[2] == LB_NONE) return LB_ERR_NOMEM;
+  }
+  snprintf(name, sizeof name, "%s", g->values[x].name);
+  uint32_t y = add_dq(g, a, in, name, rank, dims, n);
+  if (y == LB_NONE) return LB_ERR_NOMEM;
+  g->nodes[n].in[0] = y;
+  return 1;
+}
+
+/* Moves the appended nodes in front of the original node each precedes (creation order). */
+static int reorder(lb_graph *g, const added *a) {
+  uint32_t n_all = g->n_nodes;
+  if (n_all == a->n_old) return 0;
+  lb_node *old = lb_malloc(n_all * sizeof *old);
   if (!old) return LB_ERR_NOMEM;
-  memcpy(old, g->nodes, g->n_nodes * sizeof *old);
+  memcpy(old, g->nodes, n_all * sizeof *old);
   uint32_t at = 0;
-  for (uint32_t n = 0; n < n_old; n++) {
-    for (uint32_t a = n_old; a < n_old + added; a++)
-      for (uint32_t k = 0; k < old[n].n_in; k++)
-        if (old[n].in[k] == old[a].out[0]) g->nodes[at++] = old[a];
+  for (uint32_t n = 0; n < a->n_old; n++) {
+    for (uint32_t k = a->n_old; k < n_all; k++)
+      if (a->before[k - a->n_old] == n) g->nodes[at++] = old[k];
     g->nodes[at++] = old[n];
   }
-  LB_ASSERT(at == g->n_nodes);
-  for (uint32_t n = 0; n < g->n_nodes; n++) g->values[g->nodes[n].out[0]].producer = n;
+  LB_ASSERT(at == n_all);
+  for (uint32_t n = 0; n < n_all; n++) g->values[g->nodes[n].out[0]].producer = n;
   lb_free(old);
   return 0;
 }
 
-int lb_pass_qdq_prepare(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag) {
-  uint32_t *uses = lb_pass_count_uses(g, ctx->scratch), n_old = g->n_nodes;
-  int rc = uses ? 0 : LB_ERR_NOMEM;
-  for (uint32_t n = 0; !rc && n < n_old; n++) {
-    const lb_node *nd = &g->nodes[n];
-    if ((nd->op != LB_OP_ADD && nd->op != LB_OP_SUB && nd->op != LB_OP_MUL) || nd->n_in != 2)
-      continue;
-    lb_dtype t = q_dtype(g, uses, nd->out[0]);
-    for (uint32_t k = 0; !rc && k < 2 && t != LB_DTYPE_COUNT; k++) {
-      const uint32_t *in = g->nodes[n].in; /* re-read: unfold_operand may move the nodes */
+/* Binary ops whose output a per-tensor Q reads: constant operands back as DQ(integers). */
+static int unfold_all(lb_graph *g, added *a, const uint32_t *uses) {
+  for (uint32_t n = 0; n < a->n_old; n++) {
+    lb_op op = g->nodes[n].op;
+    if ((op != LB_OP_ADD && op != LB_OP_SUB && op != LB_OP_MUL) || g->nodes[n].n_in != 2) continue;
+    lb_dtype t = q_dtype(g, uses, g->nodes[n].out[0]);
+    for (uint32_t k = 0; k < 2 && t != LB_DTYPE_COUNT; k++) {
+      const uint32_t *in = g->nodes[n].in; /* arena-owned: stays put when nodes move */
       const lb_value *x = &g->values[in[k]];
-      if (x->data && x->dtype == LB_DTYPE_F32 && x->q.n == 1 && is_dq_output(g, in[1 - k]))
-        rc = unfold_operand(g, n, k, t) < 0 ? LB_ERR_NOMEM : 0;
+      if (x->data && x->dtype == LB_DTYPE_F32 && x->q.n == 1 && is_dq_output(g, in[1 - k]) &&
+          unfold_operand(g, a, n, k, t) < 0)
+        return LB_ERR_NOMEM;
     }
   }
-  if (!rc) rc = reorder(g, n_old);
+  return 0;
+}
+
+/* One round: unfold constant operands, sink Qs in front of copies. *changed says whether a
+ * copy got a new Q in front (a chain of copies takes one round per copy). */
+static int round_once(lb_graph *g, const lb_pass_ctx *ctx, int first, int *changed) {
+  added a = {g->n_nodes, NULL, 0};
+  uint32_t *uses = lb_pass_count_uses(g, ctx->scratch);
+  int rc = uses ? 0 : LB_ERR_NOMEM;
+  if (!rc && first) rc = unfold_all(g, &a, uses);
+  *changed = 0;
+  for (uint32_t q = 0; !rc && q < a.n_old; q++) {
+    if (g->nodes[q].op != LB_OP_QUANTIZE) continue;
+    int r = sink_q(g, &a, uses, q);
+    if (r < 0) rc = r;
+    *changed |= r == 1;
+  }
+  if (!rc) rc = reorder(g, &a);
+  lb_free(a.before);
+  return rc;
+}
+
+int lb_pass_qdq_prepare(lb_graph *g, const lb_pass_ctx *ctx, lb_diag *diag) {
+  int rc = 0, changed = 1;
+  for (int r = 0; !rc && changed && r < 16; r++) rc = round_once(g, ctx, r == 0, &changed);
   if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
   return rc;
 }

@@ -28,6 +28,9 @@ symmetric in [-127, 127] per tensor or per channel, biases int32 with scale s_x 
                   Concat whose inputs and output share one scale, a Softmax between QDQ pairs
                   (fp32 island), a Concat of two scales (stays fp32), an integer Add, then
                   GlobalAveragePool -> Flatten -> Gemm with no QuantizeLinear after it.
+  qdq_qat_s8      TensorRT-style explicit quantization: Q/DQ on conv/gemm inputs only, f32
+                  weights behind QuantizeLinear -> DequantizeLinear (per channel), f32 biases,
+                  Conv -> Relu -> MaxPool -> Q and Conv -> Relu -> Flatten -> Q.
   each with NAME_input.npy (8 samples).
 qdq/cast_ops.onnx  Cast of constants (f64 -> f32, f32 -> i8 -> f32) and of u8/i8/i32 inputs,
   with cast_ops_in{0,1,2}.npy and numpy's cast_ops_out{0,1,2}.npy; cast_bad_runtime.onnx (a
@@ -330,6 +333,52 @@ def qdq_mixed_nozp():
            [vi("y", TensorProto.FLOAT, [1, 6])], rand(8, 8, 4, 6, 6, lo=0))
 
 
+def qdq_qat_s8():
+    """Explicit quantization as TensorRT-style QAT exporters write it: Q/DQ only on the inputs of
+    convolutions and gemms (s8 symmetric, per-channel weights as f32 initializers behind
+    QuantizeLinear -> DequantizeLinear), fp32 biases, Relu and MaxPool/Flatten after the conv
+    before the next input's QuantizeLinear, and no Q after the last gemm."""
+    rng = np.random.RandomState(14)
+    q = QDQ("s8")
+    q.val["x"] = torch.from_numpy(rand(9, 32, 2, 8, 8))
+
+    def qat_weight(name, w, axis):
+        s = (np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != axis)) / 127).astype(np.float32)
+        ins = [q.init(name, w), q.init(name + "_scale", s),
+               q.init(name + "_zero_point", np.zeros(len(s), np.int8))]
+        q.node("QuantizeLinear", ins, [name + "_q"], axis=axis)
+        q.node("DequantizeLinear", [name + "_q"] + ins[1:], [name + "_dq"], axis=axis)
+        shape = [-1 if i == axis else 1 for i in range(w.ndim)]
+        return name + "_dq", torch.from_numpy(np.clip(np.round(w / s.reshape(shape)), -127, 127)
+                                              * s.reshape(shape))
+
+    def conv_relu_pool(x, name, cin, cout, pool):
+        wn, wq = qat_weight(name + "_w", kaiming(rng, cout, cin, 3, 3), 0)
+        b = (rng.randn(cout) * .1).astype(np.float32)
+        q.node("Conv", [x, wn, q.init(name + "_b", b)], [name], kernel_shape=[3, 3], pads=[1] * 4)
+        q.node("Relu", [name], [name + "_relu"])
+        y = torch.relu(F.conv2d(q.val[x], wq, torch.from_numpy(b), padding=1))
+        if pool:
+            q.node("MaxPool", [name + "_relu"], [name + "_pool"], kernel_shape=[2, 2], strides=[2, 2])
+            y = F.max_pool2d(y, 2)
+        out = name + ("_pool" if pool else "_relu")
+        q.val[out] = y
+        return q.qdq(out) if pool else out
+
+    x = q.qdq("x")
+    c1 = conv_relu_pool(x, "conv1", 2, 8, True)
+    c2 = conv_relu_pool(c1, "conv2", 8, 8, False)
+    q.node("Flatten", [c2], ["flat"])
+    q.val["flat"] = q.val[c2].flatten(1)
+    f = q.qdq("flat")
+    wn, wq = qat_weight("fc_w", kaiming(rng, 10, 128), 0)
+    b = (rng.randn(10) * .1).astype(np.float32)
+    q.node("Gemm", [f, wn, q.init("fc_b", b)], ["y"], transB=1)
+    vi = helper.make_tensor_value_info
+    q.save("qdq_qat_s8", [vi("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+           [vi("y", TensorProto.FLOAT, [1, 10])], rand(10, 8, 2, 8, 8))
+
+
 def cast_models():
     """Cast as the importer takes it: constants converted (f64 -> f32, f32 -> i8 truncating),
     run-time u8/i8/i32 -> float; with inputs and numpy's outputs. Two refused forms."""
@@ -369,6 +418,7 @@ def main():
     qdq_mlp("s8")
     qdq_mlp("u8")
     qdq_mixed_nozp()
+    qdq_qat_s8()
     cast_models()
     print("wrote tests/models/multi/ and tests/models/qdq/")
 

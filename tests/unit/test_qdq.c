@@ -23,7 +23,8 @@ typedef struct qdq_case {
   int n_int, n_f32; /* integer layers after the import; fp32 layers next to QDQ nodes */
   const char *why;  /* text the report must hold */
   double lsbs;      /* tolerance against the fp32 QDQ semantics, in steps of the last Q (one
-                     * requantize may round differently from quantize(fp32 op)) */
+                     * requantize may round differently from quantize(fp32 op), and fp32
+                     * biases, qdq_qat_s8's, are rounded to int32 at s_x * s_w) */
 } qdq_case;
 
 static const qdq_case cases[] = {
@@ -33,6 +34,7 @@ static const qdq_case cases[] = {
     {"qdq_mixed_nozp", 8, 2, "cat2_Concat                  concat           f32  input[0] has scale "
                               "0.00392157, zero point 0 but the output 0.0106172, 0 (concat copies "
                               "integers: one scale and zero point)", 1},
+    {"qdq_qat_s8", 5, 0, "QDQ import: 5 integer layers", 1},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
