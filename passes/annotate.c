@@ -97,16 +97,21 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   return c;
 }
 
-/* (bin) Whether node id can be a binary layer (quant.h lb_binary_node): a conv (1-D or 2-D,
- * any group), a gemm or a matmul of a rank-2 input by a constant, with the plan's threshold
- * and magnitude set; the spec row's output must be the plan's activation dtype (the caller). */
-static int binary_ok(const lb_graph *g, const lb_qplan *p, uint32_t id) {
+/* (bin) Whether node id can be a binary layer (quant.h lb_binary_node) by its shape: a conv
+ * (1-D or 2-D, any group), a gemm, or a matmul by a constant [K, N] (realized as a gemm). */
+int lb_quant_binary_layer(const lb_graph *g, uint32_t id) {
   const lb_node *n = &g->nodes[id];
-  if (!(p->l[id].bin_scale > 0)) return 0;
+  if (n->n_in < 2 || n->in[1] == LB_NONE || !g->values[n->in[1]].data) return 0;
   int r = g->values[n->in[0]].rank;
   if (n->op == LB_OP_GEMM) return 1;
-  if (n->op == LB_OP_MATMUL) return r == 2 && g->values[n->in[1]].rank == 2; /* realized as gemm */
+  if (n->op == LB_OP_MATMUL) return r >= 2 && g->values[n->in[1]].rank == 2;
   return n->op == LB_OP_CONV && (r == 3 || r == 4);
+}
+
+/* ... and the plan set its threshold and magnitude; the spec row's output must be the plan's
+ * activation dtype (the caller). */
+static int binary_ok(const lb_graph *g, const lb_qplan *p, uint32_t id) {
+  return p->l[id].bin_scale > 0 && lb_quant_binary_layer(g, id);
 }
 
 /* (search) The combination a plan asked for by label instead of the 8-bit one: same op kind,

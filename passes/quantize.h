@@ -20,6 +20,10 @@
  * (the inputs and output of a copy-like op: layout ops, max_pool, and add/concat whose spec
  * combination has no requantize). Layers with forced_f32 (an edited plan) stay fp32. */
 int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag *diag);
+/* (bin) Whether node id's shape lets it be a binary layer (quant.h lb_binary_node): a conv
+ * (1-D/2-D, any group), a gemm, or a matmul by a constant [K, N]. annotate honours a plan's
+ * binary combination there (with its threshold and magnitude set), realize builds it. */
+int lb_quant_binary_layer(const lb_graph *g, uint32_t id);
 
 /* ---- calibrate.c -------------------------------------------------------------------------- */
 

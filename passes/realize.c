@@ -226,8 +226,8 @@ static int producer_integer(const rz *r, uint32_t v) {
  * as lb_search_quant_weights), per output channel c the unit s_b * s_w[c]; the DC part of the
  * input, t_real * s_w[c] * (sum of channel c's signs), is folded into the bias, which is
  * rounded half-even on the unit grid (a layer without a bias drops it, as the simulation does).
- * gemm weights [K, N] are stored transposed ([N, K], trans_b = 1); a matmul of a rank-2 input
- * by a constant [K, N] becomes such a gemm. */
+ * gemm weights [K, N] are stored transposed ([N, K], trans_b = 1); a matmul by a constant
+ * [K, N] becomes such a gemm (an input of rank > 2 reshaped to [rows, K] and back). */
 
 static int bin_axis(const lb_node *n) {
   return n->op == LB_OP_MATMUL || (n->op == LB_OP_GEMM && !n->attr.trans_b);
@@ -327,6 +327,53 @@ static int bin_acc_out(rz *r, uint32_t n, const double *unit) {
   return 0;
 }
 
+/* A reshape of new value v to dims (the IR's reshape takes its shape from its output), writing
+ * `into` (LB_NONE: a new value with v's dtype and parameters, the channel axis last); the
+ * written value or LB_NONE. */
+static uint32_t reshaped(rz *r, uint32_t v, int rank, const int64_t *dims, uint32_t into) {
+  char buf[256];
+  uint32_t out = into;
+  if (out == LB_NONE) {
+    const char *name = r->ng->values[v].name;
+    out = lb_graph_add_value(r->ng, uniq(r, name, ":2d", buf, sizeof buf), r->ng->values[v].dtype,
+                             rank, dims);
+    if (out == LB_NONE) return LB_NONE;
+    r->ng->values[out].q = r->ng->values[v].q;
+    if (r->ng->values[out].q.n > 1) r->ng->values[out].q.axis = rank - 1;
+  }
+  uint32_t id = add_node(r, LB_OP_RESHAPE, "", &v, 1, out);
+  if (id == LB_NONE) return LB_NONE;
+  r->ng->nodes[id].onnx_op = "Reshape";
+  return out;
+}
+
+/* The binary node writing y: a gemm on [rows, K] between two reshapes when a matmul's input has
+ * rank > 2. */
+static uint32_t bin_node(rz *r, uint32_t n, uint32_t *in, uint32_t y) {
+  const lb_node *nd = &r->g->nodes[n];
+  const lb_value *xv = &r->g->values[nd->in[0]], *yv = &r->g->values[nd->out[0]];
+  lb_op op = nd->op == LB_OP_MATMUL ? LB_OP_GEMM : nd->op;
+  uint32_t yg = y;
+  if (nd->op == LB_OP_MATMUL && xv->rank > 2) {
+    int64_t K = xv->dims[xv->rank - 1], N = yv->dims[yv->rank - 1];
+    int64_t xd[2] = {K ? lb_value_numel(xv) / K : 0, K}, yd[2] = {xd[0], N};
+    if ((in[0] = reshaped(r, in[0], 2, xd, LB_NONE)) == LB_NONE) return LB_NONE;
+    char buf[256];
+    yg = lb_graph_add_value(r->ng, uniq(r, yv->name, ":2d", buf, sizeof buf), r->ng->values[y].dtype, 2, yd);
+    if (yg == LB_NONE) return LB_NONE;
+    r->ng->values[yg].q = r->ng->values[y].q;
+    if (r->ng->values[yg].q.n > 1) r->ng->values[yg].q.axis = 1;
+  }
+  uint32_t id = add_node(r, op, nd->name, in, nd->n_in < 4 ? nd->n_in : 4, yg);
+  if (id == LB_NONE) return LB_NONE;
+  lb_node *m = &r->ng->nodes[id];
+  m->attr = nd->attr;
+  if (nd->op == LB_OP_MATMUL) m->attr.alpha = m->attr.beta = 1.0f, m->attr.trans_a = 0;
+  if (op == LB_OP_GEMM) m->attr.trans_b = 1;
+  if (!(m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op))) return LB_NONE;
+  return yg == y ? id : reshaped(r, yg, yv->rank, yv->dims, y);
+}
+
 static int realize_binary(rz *r, uint32_t n) {
   const lb_node *nd = &r->g->nodes[n];
   uint32_t o = nd->out[0], in[4] = {LB_NONE, LB_NONE, LB_NONE, LB_NONE};
@@ -344,18 +391,9 @@ static int realize_binary(rz *r, uint32_t n) {
   if (!rc) rc = bin_acc_out(r, n, unit);
   lb_free(csum), lb_free(unit);
   uint32_t y = rc ? LB_NONE : new_value(r, o, "", r->p->v[o].dtype);
-  if (!rc && (y == LB_NONE || set_q(r, y, o))) rc = LB_ERR_NOMEM;
-  lb_op op = nd->op == LB_OP_MATMUL ? LB_OP_GEMM : nd->op;
-  uint32_t id = rc ? LB_NONE : add_node(r, op, nd->name, in, nd->n_in < 4 ? nd->n_in : 4, y);
-  if (!rc && id == LB_NONE) rc = LB_ERR_NOMEM;
-  if (rc) return rc;
-  lb_node *m = &r->ng->nodes[id];
-  m->attr = nd->attr;
-  if (nd->op == LB_OP_MATMUL) m->attr.alpha = m->attr.beta = 1.0f, m->attr.trans_a = 0;
-  if (op == LB_OP_GEMM) m->attr.trans_b = 1;
-  m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op);
-  r->iv[o] = y;
-  return m->onnx_op ? 0 : LB_ERR_NOMEM;
+  if (!rc && (y == LB_NONE || set_q(r, y, o) || bin_node(r, n, in, y) == LB_NONE)) rc = LB_ERR_NOMEM;
+  if (!rc) r->iv[o] = y;
+  return rc;
 }
 
 /* Input k of node n as the new graph provides it. */

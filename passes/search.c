@@ -777,14 +777,10 @@ typedef struct goal {
 /* THE guard: whether realize (and so the JIT and the compiled plan) can build layer L with
  * option k. Every strategy, the knapsack, the refinement, the JIT sensitivity pass and
  * --measure ask only this predicate. (bin) Binary layers (act b1) realize as integer binary
- * conv/gemm nodes (quant.h lb_binary_node) that compute this simulation's integers: a gemm,
- * or a conv of one group over a 1-D or 2-D image (annotate.c binary_ok asks the same); a
- * dense MatMul of a 3-D activation takes the spec's dense row but no binary node. */
+ * conv/gemm nodes (quant.h lb_binary_node) that compute this simulation's integers wherever
+ * annotate takes them (lb_quant_binary_layer: convs of any group, gemms, constant matmuls). */
 int lb_search_opt_realizable(const lb_graph *g, const lb_search_layer *L, int k) {
-  if (L->opt[k].act != LB_DTYPE_B1) return 1;
-  const lb_node *n = &g->nodes[L->node];
-  int r = g->values[n->in[0]].rank;
-  return n->op == LB_OP_GEMM || (n->op == LB_OP_CONV && n->attr.group <= 1 && (r == 3 || r == 4));
+  return L->opt[k].act != LB_DTYPE_B1 || lb_quant_binary_layer(g, L->node);
 }
 
 static int realizable(const lb_search *s, const lb_search_point *p) {

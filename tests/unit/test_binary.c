@@ -410,6 +410,13 @@ static void munprep(mrun *r) {
   free(r->choice);
 }
 
+static void close_floats(const lb_tensor *got, const lb_tensor *want, const char *what) {
+  const float *a = got->data, *b = want->data;
+  for (int64_t i = 0; i < lb_tensor_numel(want); i++)
+    ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1.0f + fabsf(b[i])), "%s: output %lld: %g vs %g",
+                  what, (long long)i, (double)a[i], (double)b[i]);
+}
+
 static int top1(const float *o, int64_t n) {
   int b = 0;
   for (int64_t j = 1; j < n; j++) b = o[j] > o[b] ? (int)j : b;
@@ -422,12 +429,13 @@ static const struct {
     {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
     {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
     {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
+    {MODELS "digits_ops.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"}, /* 3-D MatMul */
 };
 
 /* The realized graph has binary layers; the interpreter scores what the search's simulation
  * scored (the same top-1 on every sample but at most one in a hundred, where fp32 rounding in
  * the simulation may flip a near tie), and the JIT (AVX2 and this host) computes the
- * interpreter's bytes on every sample. */
+ * interpreter's bytes on every sample (up to fp32 rounding when fp32 layers end the model). */
 START_TEST(test_models) {
   mrun r;
   mprep(&r, digits[_i].model, digits[_i].calib, digits[_i].x);
@@ -443,6 +451,10 @@ START_TEST(test_models) {
   if (lb_target_host_check(host, &d) == 0) ck_assert_msg(lb_jit_compile(r.q, host, NULL, &j[1], &d) == 0, "%s", d.msg);
   const lb_value *in = &r.q->values[r.q->inputs[0]];
   int64_t per = lb_value_numel(in), n = r.x.dims[0], hit = 0;
+  /* an output a dequantize writes is exact; after fp32 layers (digits_ops ends in softmax) the
+   * JIT's fp32 kernels may differ from the interpreter's in the last bits */
+  uint32_t prod = r.q->values[r.q->outputs[0]].producer;
+  int exact = r.q->nodes[prod].op == LB_OP_DEQUANTIZE;
   for (int64_t i = 0; i < n; i++) {
     lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r.x.data + i * per}, want = {0}, got = {0};
     memcpy(t.dims, in->dims, sizeof t.dims);
@@ -451,7 +463,8 @@ START_TEST(test_models) {
     for (int k = 0; k < 2; k++) {
       if (!j[k]) continue;
       ck_assert_msg(lb_jit_run_tensors(j[k], r.q, &t, &got, &d) == 0, "%s", d.msg);
-      same_bytes(&got, &want, digits[_i].model, k ? "host" : "x86-64-avx2");
+      if (exact) same_bytes(&got, &want, digits[_i].model, k ? "host" : "x86-64-avx2");
+      else close_floats(&got, &want, digits[_i].model);
       lb_free(got.data);
     }
     lb_free(want.data);
@@ -531,7 +544,7 @@ static Suite *suite(void) {
   suite_add_tcase(s, t);
   TCase *m = tcase_create("models");
   tcase_set_timeout(m, 300);
-  tcase_add_loop_test(m, test_models, 0, lb_test_count(3, 1));
+  tcase_add_loop_test(m, test_models, 0, lb_test_count(4, 1));
   tcase_add_test(m, test_model_aot);
   tcase_add_test(m, test_plan_file);
   suite_add_tcase(s, m);
