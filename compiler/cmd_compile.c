@@ -75,6 +75,8 @@ static void compile_usage(FILE *f) {
           "  --name NAME       symbol prefix (a C identifier; default: OUT's file name)\n"
           "  --emit KIND       obj (default), asm (assembly) or llvm (LLVM IR text)\n"
           "  --quantize int8   integer code for the spec's int8 combinations (needs --calib)\n"
+          "  --quantize qdq    integer code from a QDQ model's own QuantizeLinear/\n"
+          "                    DequantizeLinear parameters (ONNX Runtime, TensorRT style)\n"
           "  --calib C.npy     calibration samples (axis 0) for --quantize: one .npy per\n"
           "                    model input, same N, each sample shaped like the input (its\n"
           "                    leading 1 optional), in the input's dtype: a comma list in\n"
