@@ -332,7 +332,8 @@ int lb_calib_check(const lb_graph *g, const lb_calib_input *src, lb_diag *diag) 
     const lb_calib_input *s = &src[k];
     const char *what = s->what ? s->what : "calibration data";
     if (s->dtype != in->dtype || !sample_fits(in, s)) return shape_err(in, s, diag);
-    if (s->n < 1) return lb_diag_err(diag, LB_ERR_INPUT, "%s: no samples (input '%s')", what, in->name);
+    if (s->n < 1)
+      return lb_diag_err(diag, LB_ERR_INPUT, "%s: no samples (input '%s')", what, in->name);
     if (s->n != src[0].n)
       return lb_diag_err(diag, LB_ERR_INPUT, "%s: %lld samples for input '%s', but %s has %lld for "
                          "'%s' (every input needs the same samples)", what, (long long)s->n,

@@ -131,7 +131,8 @@ static int sink_q(lb_graph *g, added *a, const uint32_t *uses, uint32_t q) {
     return 0;
   uint32_t x = g->nodes[n].in[0];
   if (g->values[x].data || is_dq_output(g, x) || g->values[x].dtype != LB_DTYPE_F32) return 0;
-  uint32_t in[3] = {LB_NONE, qn->in[1], qn->n_in > 2 ? qn->in[2] : LB_NONE}, qin[3] = {x, in[1], in[2]};
+  uint32_t in[3] = {LB_NONE, qn->in[1], qn->n_in > 2 ? qn->in[2] : LB_NONE};
+  uint32_t qin[3] = {x, in[1], in[2]}, n_qin = in[2] != LB_NONE ? 3 : 2;
   char name[300];
   int64_t dims[LB_MAX_RANK];
   int rank = g->values[x].rank;
@@ -140,7 +141,7 @@ static int sink_q(lb_graph *g, added *a, const uint32_t *uses, uint32_t q) {
   lb_dtype t = g->values[qn->out[0]].dtype;
   in[0] = lb_graph_add_value(g, name, t, rank, dims);
   uint32_t qq = in[0] == LB_NONE ? LB_NONE
-                                 : lb_graph_add_node(g, LB_OP_QUANTIZE, "", qin, in[2] != LB_NONE ? 3 : 2, in, 1);
+                                 : lb_graph_add_node(g, LB_OP_QUANTIZE, "", qin, n_qin, in, 1);
   if (qq == LB_NONE || note_added(g, a, qq, n)) return LB_ERR_NOMEM;
   g->nodes[qq].attr.axis = -1;
   if (in[2] == LB_NONE) { /* DQ's zero point: absent in Q means 0 of Q's dtype */
@@ -321,7 +322,7 @@ static void why_fp32(const lb_graph *g, uint32_t n, char *buf, size_t cap) {
     snprintf(buf, cap, "its output is not quantized (no QuantizeLinear reads it)");
   else if (nr > 1)
     snprintf(buf, cap, "its output has %u readers (the QuantizeLinear must be the only one)", nr);
-  else if (g->values[g->nodes[q].in[1]].data == NULL || lb_value_numel(&g->values[g->nodes[q].in[1]]) != 1)
+  else if (!g->values[g->nodes[q].in[1]].data || lb_value_numel(&g->values[g->nodes[q].in[1]]) > 1)
     snprintf(buf, cap, "its QuantizeLinear is per-axis or has a run-time scale");
   else
     snprintf(buf, cap, "the integer kernel does not take this form (per-channel weight axis, "

@@ -2,7 +2,8 @@
  * (tests/models/qdq/, made by tools/make_quant_models.py): which layers become integer and what
  * the report says about the others; the integer graph against the fp32 semantics of the QDQ
  * graph (ONNX's QuantizeLinear/DequantizeLinear run by the interpreter) on 8 samples; the JIT
- * bit-exact against the interpreter on every integer tensor; Cast in the importer. */
+ * bit-exact against the interpreter on every integer tensor, AArch64 AOT under qemu byte-exact
+ * (also the multi-input model); Cast in the importer. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +17,10 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../quick.h"
+
 #define QDQ_DIR LB_SOURCE_DIR "/tests/models/qdq/"
+#define MULTI LB_SOURCE_DIR "/tests/models/multi/"
 
 typedef struct qdq_case {
   const char *name;
@@ -256,6 +260,73 @@ START_TEST(cast_refused) {
 }
 END_TEST
 
+/* ---- AArch64 AOT under qemu, through the CLI ----------------------------------------------
+ * `lowbit compile --quantize qdq|int8 --spec aarch64-*` + tests/aot/harness.c, run under
+ * qemu, against `lowbit run` (the interpreter) on the same inputs: byte-identical outputs
+ * (each model's output is an integer tensor dequantized by one multiply). */
+
+static const struct {
+  const char *model, *inputs[3], *quant, *spec, *cpu;
+} arm[] = {
+    {"qdq/qdq_mlp_u8", {"qdq/qdq_mlp_u8_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
+    {"qdq/qdq_qat_s8", {"qdq/qdq_qat_s8_input"}, "--quantize qdq", "aarch64-neon", "cortex-a72"},
+    {"multi/multi_input", {"multi/image_test", "multi/ids_test", "multi/aux_test"},
+     "--quantize int8 --calib-method max --calib " MULTI "image_calib.npy," MULTI "ids_calib.npy,"
+     MULTI "aux_calib.npy",
+     "aarch64-i8mm", "max"},
+};
+
+static int sh(const char *cmd) {
+  int rc = system(cmd);
+  if (rc) fprintf(stderr, "test_qdq: failed (%d): %s\n", rc, cmd);
+  return rc;
+}
+
+/* Sample 0 of each input file as raw bytes: dir/in<k>.bin; the -i arguments into args. */
+static void first_samples(int c, const char *dir, char *args, size_t cap) {
+  size_t n = 0;
+  args[0] = 0;
+  for (int k = 0; k < 3 && arm[c].inputs[k]; k++) {
+    char path[600];
+    lb_tensor x;
+    lb_diag d = {0};
+    snprintf(path, sizeof path, LB_SOURCE_DIR "/tests/models/%s.npy", arm[c].inputs[k]);
+    ck_assert_msg(lb_npy_read(path, &x, &d) == 0, "%s", d.msg);
+    size_t per = lb_dtype_bytes(x.dtype, lb_tensor_numel(&x) / x.dims[0]);
+    snprintf(path, sizeof path, "%s/in%d.bin", dir, k);
+    FILE *f = fopen(path, "wb");
+    ck_assert(f && fwrite(x.data, 1, per, f) == per);
+    fclose(f);
+    lb_free(x.data);
+    n += (size_t)snprintf(args + n, cap - n, " %s", path);
+  }
+}
+
+START_TEST(aarch64_aot) {
+  char tmpl[] = "/tmp/lb_qdq_arm_XXXXXX", ins[2000], iargs[2100], cmd[8192];
+  char *dir = mkdtemp(tmpl);
+  ck_assert_ptr_nonnull(dir);
+  first_samples(_i, dir, ins, sizeof ins);
+  size_t n = 0;
+  for (char *t = strtok(strcpy(cmd, ins), " "); t; t = strtok(NULL, " "))
+    n += (size_t)snprintf(iargs + n, sizeof iargs - n, " -i %s", t);
+  const char *m = LB_SOURCE_DIR "/tests/models/";
+  snprintf(cmd, sizeof cmd, "%s/lowbit run %s%s.onnx%s -o %s/want.bin --spec %s %s 2>/dev/null",
+           LB_BINARY_DIR, m, arm[_i].model, iargs, dir, arm[_i].spec, arm[_i].quant);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/lowbit compile %s%s.onnx --spec %s %s --name m -o %s/m.o "
+           ">/dev/null 2>&1 && aarch64-linux-gnu-gcc -static -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' "
+           "-DLB_PREFIX=m %s/tests/aot/harness.c %s/m.o -lm -o %s/h && qemu-aarch64 -cpu %s "
+           "-L /usr/aarch64-linux-gnu %s/h%s %s/got.bin && cmp %s/got.bin %s/want.bin",
+           LB_BINARY_DIR, m, arm[_i].model, arm[_i].spec, arm[_i].quant, dir, dir, LB_SOURCE_DIR,
+           dir, dir, arm[_i].cpu, dir, ins, dir, dir, dir);
+  ck_assert_msg(sh(cmd) == 0, "%s on %s: AOT output differs from the interpreter", arm[_i].model,
+                arm[_i].spec);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  sh(cmd);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("qdq");
   TCase *tc = tcase_create("qdq");
@@ -266,6 +337,7 @@ int main(void) {
   tcase_add_test(tc, unfolded_bias_operand);
   tcase_add_test(tc, cast_matches_numpy);
   tcase_add_test(tc, cast_refused);
+  tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count((int)(sizeof arm / sizeof arm[0]), 1));
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
