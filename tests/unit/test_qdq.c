@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "onnx.h"
 #include "passes.h"
@@ -210,6 +211,44 @@ START_TEST(unfolded_bias_operand) {
 }
 END_TEST
 
+/* lowbit's own QDQ export (lowbit quantize) gives the same outputs (40 test samples) with or
+ * without the normalization, which may only make more layers integer. */
+START_TEST(own_export_unchanged) {
+  static const char *const models[][2] = {{"digits_cnn", "digits_calib_x"},
+                                          {"digits_ops", "digits_calib_x"}};
+  char model[512], calib[512], out[] = "/tmp/lb_qdq_own_XXXXXX.onnx";
+  snprintf(model, sizeof model, LB_SOURCE_DIR "/tests/models/%s.onnx", models[_i][0]);
+  snprintf(calib, sizeof calib, LB_SOURCE_DIR "/tests/models/%s.npy", models[_i][1]);
+  lb_qcli o = {.quantize = "int8", .calib = calib};
+  lb_graph *q = NULL, *a = NULL, *b = NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_qcli_build(&o, model, "x86-64-avx2", LB_REALIZE_QDQ, NULL, NULL, NULL, &q, &d) == 0,
+                "%s", d.msg);
+  int fd = mkstemps(out, 5);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  ck_assert_msg(lb_qdq_write(q, out, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_onnx_load(out, &a, &d) == 0 && lb_pass_prepare_fp32(a, &d) == 0 &&
+                    lb_quant_qdq_import(a, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_onnx_load(out, &b, &d) == 0 && lb_pass_prepare_fp32(b, &d) == 0 &&
+                    lb_qdq_import(b, NULL, &d) == 0, "%s", d.msg);
+  ck_assert_int_ge(count_int(b), count_int(a)); /* digits_ops: Q moves before an Unsqueeze */
+  lb_tensor x, ya, yb;
+  ck_assert_msg(lb_npy_read(LB_SOURCE_DIR "/tests/models/digits_test_x.npy", &x, &d) == 0, "%s",
+                d.msg);
+  for (int64_t i = 0; i < 40; i++) {
+    lb_tensor in = sample(&x, &a->values[a->inputs[0]], i);
+    ck_assert_msg(lb_interp_run(a, &in, &ya, &d) == 0 && lb_interp_run(b, &in, &yb, &d) == 0,
+                  "%s", d.msg);
+    ck_assert(!memcmp(ya.data, yb.data, lb_dtype_bytes(ya.dtype, lb_tensor_numel(&ya))));
+    lb_free(ya.data), lb_free(yb.data);
+  }
+  unlink(out);
+  lb_free(x.data);
+  lb_graph_free(q), lb_graph_free(a), lb_graph_free(b);
+}
+END_TEST
+
 /* ---- Cast ------------------------------------------------------------------------------ */
 
 START_TEST(cast_matches_numpy) {
@@ -335,6 +374,7 @@ int main(void) {
   tcase_add_loop_test(tc, integer_vs_qdq_semantics, 0, N_CASES);
   tcase_add_loop_test(tc, jit_bit_exact, 0, 2 * N_CASES);
   tcase_add_test(tc, unfolded_bias_operand);
+  tcase_add_loop_test(tc, own_export_unchanged, 0, 2);
   tcase_add_test(tc, cast_matches_numpy);
   tcase_add_test(tc, cast_refused);
   tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count((int)(sizeof arm / sizeof arm[0]), 1));
