@@ -13,6 +13,7 @@
 
 #define BN 8  /* output channels per <8 x i64> accumulator */
 #define RB 32 /* rows (output pixels) gathered per block */
+#define RR 4  /* rows sharing each weight vector load in the inner loop */
 
 /* Geometry; a gemm is a conv of 1x1 pixels with C = K. Per group: cg input channels, mg output
  * channels, padded to Npg for the weight, bias and multiplier blocks. */
@@ -289,21 +290,32 @@ static void store_lanes(lb_lw *L, LLVMValueRef v, LLVMValueRef base, lb_dtype dt
     lb_store(L, LLVMBuildExtractElement(L->b, v, lb_c32(L, l), ""), lb_gep(L, et, base, lb_c64(L, l * stride)), 1);
 }
 
-/* Sum over the row's words of popcount((x xor w) and mask) for 8 columns: <8 x i64>. */
-static LLVMValueRef mismatches(lb_lw *L, const bk *k, LLVMValueRef xrow, LLVMValueRef mrow, LLVMValueRef wblk) {
+/* For R rows starting at local row i: sum over the words of popcount((x xor w) and mask) for 8
+ * columns, <8 x i64> each into out[]; the weight vector is loaded once for the R rows. */
+static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, LLVMValueRef *out) {
+  const bgeo *g = k->g;
   LLVMTypeRef v64 = vec(L->t_i64, BN);
-  LLVMValueRef slot = lb_alloca(L, v64, NULL);
-  lb_store(L, LLVMConstNull(v64), slot, 64);
+  LLVMValueRef slot[RR], xrow[RR], mrow[RR];
+  for (int r = 0; r < R; r++) {
+    slot[r] = lb_alloca(L, v64, NULL);
+    lb_store(L, LLVMConstNull(v64), slot[r], 64);
+    LLVMValueRef at = mul64(L, add64(L, i, lb_c64(L, r)), g->words);
+    xrow[r] = lb_gep(L, L->t_i64, k->xr, at);
+    mrow[r] = g->masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
+  }
   lb_loop lw;
-  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, k->g->words), 1);
-  LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, xrow, lw.iv), 8), BN);
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->words), 1);
   LLVMValueRef wv = lb_load(L, v64, lb_gep(L, L->t_i64, wblk, mul64(L, lw.iv, BN)), 64);
-  LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
-  if (mrow) d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, mrow, lw.iv), 8), BN), "");
-  d = lb_intr(L, "llvm.ctpop", v64, &d, 1);
-  lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, slot, 64), d, ""), slot, 64);
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, xrow[r], lw.iv), 8), BN);
+    LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
+    if (mrow[r])
+      d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, mrow[r], lw.iv), 8), BN), "");
+    d = lb_intr(L, "llvm.ctpop", v64, &d, 1);
+    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, slot[r], 64), d, ""), slot[r], 64);
+  }
   lb_loop_end(L, &lw);
-  return lb_load(L, v64, slot, 64);
+  for (int r = 0; r < R; r++) out[r] = lb_load(L, v64, slot[r], 64);
 }
 
 /* Output offset of pixel r (i64) in a tensor of [n, c, h, w] strides st. */
@@ -313,37 +325,61 @@ static LLVMValueRef pix_off(lb_lw *L, const bgeo *g, LLVMValueRef r, const int64
   return add64(L, mul64(L, n, st[0]), add64(L, mul64(L, oh, st[2]), mul64(L, ow, st[3])));
 }
 
-/* Column block nb (cnt valid columns) for rows [row0, row0 + rows) gathered at xr / mr / kv. */
-static void block(lb_lw *L, const bk *k, LLVMValueRef nb, int cnt, LLVMValueRef row0, LLVMValueRef rows) {
+/* The columns of one block being computed. */
+typedef struct bcols {
+  LLVMValueRef n0, wblk, bias, mul; /* first output channel, weights, bias and multipliers */
+  int cnt;                          /* valid columns */
+} bcols;
+
+/* Local row i (global row0 + i): acc = bias + kv - 2 * mism, requantized (or not), stored. */
+static void row_out(lb_lw *L, const bk *k, const bcols *c, LLVMValueRef row0, LLVMValueRef i,
+                    LLVMValueRef mism64) {
   const bgeo *g = k->g;
   LLVMTypeRef v32 = vec(L->t_i32, BN);
-  LLVMValueRef col = add64(L, mul64(L, k->grp, g->Npg), mul64(L, nb, BN)); /* in the blocks */
-  LLVMValueRef n0 = add64(L, mul64(L, k->grp, g->mg), mul64(L, nb, BN)); /* output channel */
-  LLVMValueRef wblk = lb_gep(L, L->t_i64, k->w, mul64(L, col, g->words));
-  LLVMValueRef bias = lb_load(L, v32, lb_gep(L, L->t_i32, k->bias, col), 4);
-  LLVMValueRef mul = lb_load(L, vec(L->t_f32, BN), lb_gep(L, L->t_f32, k->mul, col), 4);
-  lb_loop li;
-  lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
-  LLVMValueRef r = add64(L, row0, li.iv), xrow = lb_gep(L, L->t_i64, k->xr, mul64(L, li.iv, g->words));
-  LLVMValueRef mrow = g->masked ? lb_gep(L, L->t_i64, k->mr, mul64(L, li.iv, g->words)) : NULL;
-  LLVMValueRef kv = g->masked ? lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, li.iv), 4)
+  LLVMValueRef r = add64(L, row0, i);
+  LLVMValueRef kv = g->masked ? lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, i), 4)
                               : lb_c32(L, (int32_t)(g->cg * g->T));
-  LLVMValueRef mism = LLVMBuildTrunc(L->b, mismatches(L, k, xrow, mrow, wblk), v32, "");
-  LLVMValueRef acc = LLVMBuildAdd(L->b, bias, lb_splat(L, kv, BN), "");
+  LLVMValueRef mism = LLVMBuildTrunc(L->b, mism64, v32, "");
+  LLVMValueRef acc = LLVMBuildAdd(L->b, c->bias, lb_splat(L, kv, BN), "");
   acc = LLVMBuildSub(L->b, acc, LLVMBuildShl(L->b, mism, lb_ci(L, v32, 1), ""), "");
   if (k->yt != LB_DTYPE_I32) {
     LLVMValueRef res = NULL;
     if (k->res) {
-      LLVMValueRef rb = lb_gep(L, L->t_i8, k->res, add64(L, pix_off(L, g, r, g->rs), mul64(L, n0, g->rs[1])));
-      res = LLVMBuildSub(L->b, load_lanes(L, rb, k->rt, g->rs[1], cnt), lb_ci(L, v32, k->zr), "");
+      LLVMValueRef rb = lb_gep(L, L->t_i8, k->res, add64(L, pix_off(L, g, r, g->rs), mul64(L, c->n0, g->rs[1])));
+      res = LLVMBuildSub(L->b, load_lanes(L, rb, k->rt, g->rs[1], c->cnt), lb_ci(L, v32, k->zr), "");
     }
     LLVMValueRef mr = LLVMConstReal(L->t_f32, k->mres);
-    acc = lb_qrequant(L, NULL, acc, mul, res, mr, k->zy, k->lo, k->hi);
+    acc = lb_qrequant(L, NULL, acc, c->mul, res, mr, k->zy, k->lo, k->hi);
   }
   LLVMTypeRef et = k->yt == LB_DTYPE_I32 ? L->t_i32 : L->t_i8;
-  LLVMValueRef yb = lb_gep(L, et, k->y, add64(L, pix_off(L, g, r, g->ys), mul64(L, n0, g->ys[1])));
-  store_lanes(L, acc, yb, k->yt, g->ys[1], cnt);
+  LLVMValueRef yb = lb_gep(L, et, k->y, add64(L, pix_off(L, g, r, g->ys), mul64(L, c->n0, g->ys[1])));
+  store_lanes(L, acc, yb, k->yt, g->ys[1], c->cnt);
+}
+
+/* Rows [lo, hi) (local, i64 values) R at a time; hi - lo must be a multiple of R. */
+static void rows_step(lb_lw *L, const bk *k, const bcols *c, LLVMValueRef row0, LLVMValueRef lo,
+                      LLVMValueRef hi, int R) {
+  LLVMValueRef m[RR];
+  lb_loop li;
+  lb_loop_begin(L, &li, lo, hi, R);
+  mismatches(L, k, li.iv, R, c->wblk, m);
+  for (int r = 0; r < R; r++) row_out(L, k, c, row0, add64(L, li.iv, lb_c64(L, r)), m[r]);
   lb_loop_end(L, &li);
+}
+
+/* Column block nb (cnt valid columns) for rows [row0, row0 + rows) gathered at xr / mr / kv:
+ * RR rows at a time, then the rest one by one. */
+static void block(lb_lw *L, const bk *k, LLVMValueRef nb, int cnt, LLVMValueRef row0, LLVMValueRef rows) {
+  const bgeo *g = k->g;
+  LLVMTypeRef v32 = vec(L->t_i32, BN);
+  LLVMValueRef col = add64(L, mul64(L, k->grp, g->Npg), mul64(L, nb, BN)); /* in the blocks */
+  bcols c = {add64(L, mul64(L, k->grp, g->mg), mul64(L, nb, BN)), /* output channel */
+             lb_gep(L, L->t_i64, k->w, mul64(L, col, g->words)),
+             lb_load(L, v32, lb_gep(L, L->t_i32, k->bias, col), 4),
+             lb_load(L, vec(L->t_f32, BN), lb_gep(L, L->t_f32, k->mul, col), 4), cnt};
+  LLVMValueRef full = LLVMBuildAnd(L->b, rows, lb_c64(L, -(int64_t)RR), "");
+  rows_step(L, k, &c, row0, lb_c64(L, 0), full, RR);
+  rows_step(L, k, &c, row0, full, rows, 1);
 }
 
 static void blocks(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
