@@ -29,11 +29,6 @@ typedef struct bgeo {
 
 static int64_t or1(int64_t v) { return v > 0 ? v : 1; }
 
-static void view4(const lb_view *v, int64_t *st) {
-  if (v->rank == 4) memcpy(st, v->st, 4 * sizeof *st);
-  else st[0] = v->st[0], st[1] = v->st[1], st[2] = 0, st[3] = v->st[2];
-}
-
 static void conv_geom(const lb_op_args *a, bgeo *g) {
   const lb_view *x = &a->in[0], *y = &a->out[0];
   const lb_value *w = in_val(a, 1);
@@ -46,8 +41,8 @@ static void conv_geom(const lb_op_args *a, bgeo *g) {
   g->dh = two ? or1(at->dilations[0]) : 1, g->dw = or1(at->dilations[two ? 1 : 0]);
   g->ph = two ? at->pads[0] : 0, g->pw = at->pads[two ? 1 : 0];
   g->G = or1(at->group);
-  view4(x, g->xs), view4(y, g->ys);
-  if (in_val(a, 3)) view4(&a->in[3], g->rs);
+  lb_int_view4(x, g->xs), lb_int_view4(y, g->ys);
+  if (in_val(a, 3)) lb_int_view4(&a->in[3], g->rs);
 }
 
 static void gemm_geom(const lb_op_args *a, bgeo *g) {

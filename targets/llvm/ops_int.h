@@ -64,6 +64,16 @@ int lb_int_conv_dw(lb_lw *L, lb_op_args *a, const cgeo *g, const qmac *q, const 
 /* Whether lb_int_conv_dw handles a conv of this geometry. */
 int lb_int_dw_ok(const cgeo *g);
 
+/* Strides of a conv activation view as [n, c, h, w]: 1-D convs are 2-D with H = 1 (stride 0
+ * on the missing dim). */
+static inline void lb_int_view4(const lb_view *v, int64_t *st) {
+  if (v->rank == 4) {
+    for (int i = 0; i < 4; i++) st[i] = v->st[i];
+  } else {
+    st[0] = v->st[0], st[1] = v->st[1], st[2] = 0, st[3] = v->st[2];
+  }
+}
+
 /* Binary conv/gemm nodes (quant.h lb_binary_node) of ops_bin.c. */
 int lb_lower_bin(lb_lw *L, lb_op_args *a);
 

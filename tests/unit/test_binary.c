@@ -223,19 +223,25 @@ static int reference(const lb_graph *g, const bcase *c, const lb_tensor *x, void
   return rc;
 }
 
+/* The graph of case c, random inputs in[] and the interpreter's output *out. */
+static lb_graph *interp_case(const bcase *c, char *what, size_t wn, lb_tensor *in, lb_tensor *out) {
+  describe(c, what, wn);
+  lb_graph *g = bgraph(c);
+  lb_diag d;
+  lb_diag_clear(&d);
+  for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
+  ck_assert_msg(lb_interp_run(g, in, out, &d) == 0, "%s: %s", what, d.msg);
+  return g;
+}
+
 START_TEST(test_interp_ref) {
   int checked = 0;
   for (int i = 0; i < lb_test_count(300, 60); i++) {
     bcase c = random_case(i);
     if (c.res || c.yt == LB_DTYPE_I32 || c.trans_a) continue;
     char what[300];
-    describe(&c, what, sizeof what);
-    lb_graph *g = bgraph(&c);
     lb_tensor in[2], out;
-    lb_diag d;
-    lb_diag_clear(&d);
-    for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
-    ck_assert_msg(lb_interp_run(g, in, &out, &d) == 0, "%s: %s", what, d.msg);
+    lb_graph *g = interp_case(&c, what, sizeof what, in, &out);
     lb_tensor want = out;
     want.data = malloc(lb_dtype_bytes(out.dtype, lb_tensor_numel(&out)) + 1);
     ck_assert_int_eq(reference(g, &c, &in[0], want.data), 0);
@@ -249,18 +255,19 @@ START_TEST(test_interp_ref) {
 END_TEST
 
 /* Interpreter and JIT on the same random inputs: identical bytes. */
-static void jit_vs_interp(lb_graph *g, lb_spec *spec, const char *what) {
+static void jit_vs_interp(const bcase *c, lb_spec *spec) {
   lb_diag d;
   lb_diag_clear(&d);
   lb_tensor in[2], want, got;
-  for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
-  ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
+  char what[300];
+  lb_graph *g = interp_case(c, what, sizeof what, in, &want);
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
   ck_assert_msg(lb_jit_run_tensors(j, g, in, &got, &d) == 0, "%s: %s", what, d.msg);
   same_bytes(&got, &want, what, lb_spec_name(spec));
   lb_free(got.data), lb_free(want.data), free_ins(in, g->n_inputs);
   lb_jit_free(j);
+  lb_graph_free(g);
 }
 
 static const char *jit_specs[] = {"x86-64-avx2", "host"};
@@ -276,11 +283,7 @@ START_TEST(test_jit_nodes) {
   }
   for (int i = 0; i < lb_test_count(90, 18); i++) {
     bcase c = random_case(i);
-    char what[300];
-    describe(&c, what, sizeof what);
-    lb_graph *g = bgraph(&c);
-    jit_vs_interp(g, spec, what);
-    lb_graph_free(g);
+    jit_vs_interp(&c, spec);
   }
   lb_spec_free(spec);
 }
@@ -340,13 +343,8 @@ START_TEST(test_aot_nodes) {
   for (int i = 0; i < lb_test_count(6, 2); i++) {
     bcase c = random_case(_i * 7 + i);
     char what[300];
-    describe(&c, what, sizeof what);
-    lb_graph *g = bgraph(&c);
     lb_tensor in[2], want;
-    lb_diag d;
-    lb_diag_clear(&d);
-    for (uint32_t k = 0; k < g->n_inputs; k++) random_tensor(&g->values[g->inputs[k]], &in[k]);
-    ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
+    lb_graph *g = interp_case(&c, what, sizeof what, in, &want);
     aot_run(g, _i, in, &want, what);
     lb_free(want.data), free_ins(in, g->n_inputs);
     lb_graph_free(g);
