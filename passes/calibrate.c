@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "quantize.h"
+#include "search.h"
 
 #define BINS 2048
 
@@ -576,7 +577,9 @@ static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, lb_diag *
   return 0;
 }
 
-/* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127. */
+/* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127; i4/i2 weights
+ * (a plan's sub-byte precision) get the search's scales (lb_search_quant_weights), so a hand-
+ * edited plan realizes what the search would have simulated. */
 static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
   const lb_value *w = &g->values[v];
   lb_qval *q = &p->v[v];
@@ -593,7 +596,10 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
     for (int64_t c = 0; c < ch; c++)
       for (int64_t i = 0; i < inner; i++) s[c] = fmaxf(s[c], fabsf(x[(o * ch + c) * inner + i]));
   for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
-  int rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
+  int rc = 0;
+  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2)
+    rc = lb_search_quant_weights(x, lb_value_numel(w), ch, inner, q->dtype, s, NULL);
+  if (!rc) rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
   lb_free(s);
   return rc;
 }

@@ -14,6 +14,7 @@
 #include "onnx.h"
 #include "passes.h"
 #include "quantize.h"
+#include "search.h"
 #include "spec.h"
 #include "tensor_io.h"
 
@@ -462,6 +463,38 @@ static lb_qplan *calibrated(lb_graph *g, const char *spec) {
   return p;
 }
 
+/* A weight whose plan precision is i4 or i2 (a hand-edited i8_w4 plan) gets the search's
+ * sub-byte scales from lb_quant_params, not max|w|/127. */
+START_TEST(subbyte_weight_scales) {
+  lb_graph *g = digits_cnn();
+  lb_qplan *p = calibrated(g, "x86-64-avx2");
+  static const lb_dtype types[] = {LB_DTYPE_I4, LB_DTYPE_I2};
+  for (int t = 0; t < 2; t++) {
+    uint32_t w = LB_NONE;
+    for (uint32_t v = 0; v < g->n_values && w == LB_NONE; v++)
+      if (p->v[v].role == LB_QROLE_WEIGHT && p->v[v].dtype == LB_DTYPE_I8 && p->v[v].axis == 0)
+        w = v;
+    ck_assert_uint_ne(w, LB_NONE);
+    const lb_value *wv = &g->values[w];
+    int64_t ch = wv->dims[0], n = lb_value_numel(wv);
+    float want[64], s8 = p->v[w].scale[0];
+    ck_assert_int_le(ch, 64);
+    ck_assert_int_eq(lb_search_quant_weights(wv->data, n, ch, n / ch, types[t], want, NULL), 0);
+    p->v[w].dtype = types[t], p->v[w].n = 0;
+    lb_diag d = {0};
+    ck_assert_msg(lb_quant_params(g, p, &d) == 0, "%s", d.msg);
+    ck_assert_uint_eq(p->v[w].n, (uint32_t)ch);
+    for (int64_t c = 0; c < ch; c++) ck_assert(p->v[w].scale[c] == want[c]);
+    ck_assert(p->v[w].scale[0] > 3 * s8); /* at least 6/32 of max|w|/7 against max|w|/127 */
+    p->v[w].dtype = LB_DTYPE_I8, p->v[w].n = 0;
+    ck_assert_msg(lb_quant_params(g, p, &d) == 0, "%s", d.msg);
+    ck_assert(p->v[w].scale[0] == s8);
+  }
+  lb_qplan_free(p);
+  lb_graph_free(g);
+}
+END_TEST
+
 START_TEST(plan_round_trip) {
   lb_graph *g = digits_cnn();
   lb_qplan *p = calibrated(g, "x86-64-avx2");
@@ -737,6 +770,7 @@ int main(void) {
   tcase_add_test(t, int_table_activations);
   tcase_add_test(t, annotate_islands_and_shared_scale);
   tcase_add_test(t, calibration_methods);
+  tcase_add_test(t, subbyte_weight_scales);
   tcase_add_test(t, plan_round_trip);
   tcase_add_loop_test(t, plan_errors, 0, (int)(sizeof plan_errs / sizeof *plan_errs));
   tcase_add_test(t, plan_forced_f32);
