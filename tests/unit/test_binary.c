@@ -135,7 +135,7 @@ static bcase random_case(int i) {
   c.n = pick(1, 2), c.c = chans[rnd() % 8], c.m = pick(1, 19), c.s = pick(1, 2), c.dil = pick(1, 2);
   c.kh = c.two ? pick(1, 3) : 1, c.kw = pick(1, 3), c.p = pick(0, 2);
   c.h = c.two ? pick(c.dil * (c.kh - 1) + 1, 9) : 1, c.w = pick(c.dil * (c.kw - 1) + 1, 9);
-  if (!c.conv) c.n = pick(1, 6), c.c = chans[rnd() % 8] + pick(0, 1), c.trans_a = (int)(rnd() & 1), c.res = 0;
+  if (!c.conv) c.n = pick(1, 6), c.c = chans[rnd() % 8] + pick(0, 1), c.trans_a = (int)(rnd() & 1);
   c.group = 1;
   for (int64_t g = 4; c.conv && g > 1 && rnd() % 3 == 0; g--) /* grouped (and depthwise) */
     if (c.c % g == 0) c.group = g, c.m = g * pick(1, 5), g = 1;
