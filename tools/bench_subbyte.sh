@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sub-byte benchmark on the digits models (and ResNet-18 with --large): `lowbit search`
+# Sub-byte benchmark on the digits models (ResNet-18 instead with LARGE=1, see there): `lowbit search`
 # (strategy auto, labels, x86-64-avx2 spec: the bundled spec whose i8 activations admit the
 # i8_w4 / i8_w2 combinations) makes a mixed plan; then, all-int8 against the mixed plan:
 #   - object bytes and weight bytes (sizes of the compiled objects' .rodata),
@@ -11,7 +11,8 @@
 # -cpu max) and aarch64-neon (qemu -cpu cortex-a72, where the spec has the plan's combinations)
 # and its AOT output on the first evaluation sample compared byte for byte with the interpreter.
 # Not a test: timings depend on the machine and its load. Environment: BUILD (build/),
-# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3), ARM (0).
+# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3), ARM (0), LARGE (0), LB_ORT_DIR (as bench_int8.sh).
+# Kernel-level figures: build/bench_gemm --sub SPEC [MxNxK ...].
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build}
@@ -53,6 +54,7 @@ arm_check() {
   done
 }
 
+digits() {
 printf '%-14s %9s %9s %9s %9s %7s  %9s %9s %9s %7s %7s %s\n' model "obj i8" "obj mix" "wt i8" \
   "wt mix" "bits" "ms i8" "ms mix" "ms mix8" "mix/i8" "sub/i8" "jit==interp"
 for name in digits_mlp digits_cnn digits_resnet; do
@@ -82,3 +84,69 @@ for name in digits_mlp digits_cnn digits_resnet; do
   sed -n 's/^search auto: /  search: /p' "$work/$name.search"
   [ "${ARM:-0}" = 1 ] && arm_check "$name" "$onnx" "$plan" "$calib" "$eval"
 done
+}
+
+# ---- ResNet-18 (LARGE=1): hand plans with every 3x3 conv of layer1-4 at int4 (int2) weights ----
+# against all-int8 and ONNX Runtime int8 (QDQ model from `lowbit quantize`, one thread) in the
+# same rounds; CPU ms medians of ROUNDS rounds, weight bytes (.rodata) and the output SQNR
+# against fp32 over the first 16 samples of calib64.npy (calibration: calib.npy).
+[ "${LARGE:-0}" = 1 ] || { digits; exit 0; }
+large=$root/tests/models/large onnx=$root/tests/models/large/resnet18.onnx
+ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
+[ -f "$onnx" ] || { echo "bench_subbyte: $onnx missing (tools/make_models.py --large)" >&2; exit 2; }
+calib=$large/calib.npy
+/usr/bin/python3 -c 'import sys, numpy as np; np.save(sys.argv[2], np.load(sys.argv[1])[:16])' \
+  "$large/calib64.npy" "$work/eval.npy"
+"$lowbit" compile "$onnx" --spec "$spec" --quantize int8 --calib "$calib" -o "$work/r_i8.o" \
+  --plan-out "$work/r_i8.yaml" > /dev/null 2>&1
+# the 16 3x3 convs: conv1 of every block (.../relu), conv2 of the first blocks of layer2-4
+# (.../bn2, before the residual add the downsample conv takes) and of the others (.../relu_1);
+# w4: all 16 at int4, w4l4: only layer4's (4 convs), w2: all at int2. Their weight tensors get
+# the int8 max scales times 127/7 (127/1): a plan naming i8_w4 without its weight tensors keeps
+# the int8 scale and clips the weights to +-7 (see targets/NEEDS.md, k4 01:02).
+/usr/bin/python3 - "$work/r_i8.yaml" "$work" << 'PY'
+import re, sys
+src = open(sys.argv[1]).read().split('\n')
+for name, bits, layers in (('w4', 4, '1234'), ('w4l4', 4, '4'), ('w2', 2, '1234')):
+    qmax, out = (1 << (bits - 1)) - 1, []
+    for l in src:
+        m = re.match(r'  - \{output: "/layer(\d)/layer\d\.(\d)/([^"]+)", op: conv, precision: i8,', l)
+        if m and m.group(1) in layers:
+            o, blk = m.group(3), m.group(2)
+            if o == 'relu/Relu_output_0' or o.startswith('bn2/') or (o == 'relu_1/Relu_output_0' and (blk == '1' or m.group(1) == '1')):
+                l = l.replace('precision: i8,', 'precision: i8_w%d,' % bits)
+        w = re.match(r'(  - \{name: "layer(\d)\.\d\.conv[12]\.weight[^"]*", role: weight, )dtype: i8, axis: 0, scale: \[([^\]]*)\](.*)$', l)
+        if w and w.group(2) in layers:
+            sc = ', '.join('%.9g' % (float(x) * 127.0 / qmax) for x in w.group(3).split(','))
+            l = '%sdtype: i%d, axis: 0, scale: [%s]%s' % (w.group(1), bits, sc, w.group(4))
+        out.append(l)
+    open('%s/r_%s.yaml' % (sys.argv[2], name), 'w').write('\n'.join(out))
+PY
+"$lowbit" quantize "$onnx" --spec "$spec" --calib "$calib" -o "$work/r_qdq.onnx" -q
+"$lowbit" run "$onnx" --spec "$spec" -i "$work/eval.npy" --batch -o "$work/r_f32.npy" --engine jit > /dev/null 2>&1
+sqnr() { /usr/bin/python3 -c 'import sys, numpy as np; r = np.load(sys.argv[1]).astype(np.float64); y = np.load(sys.argv[2]).astype(np.float64); print("%.1f" % (10 * np.log10((r * r).sum() / ((r - y) ** 2).sum())))' "$@"; }
+declare -A sq wb
+for v in i8 w4 w4l4 w2; do
+  plan=(--plan "$work/r_$v.yaml")
+  "$lowbit" compile "$onnx" --spec "$spec" "${plan[@]}" --calib "$calib" -o "$work/r_$v.o" > /dev/null 2>&1
+  wb[$v]=$(rodata "$work/r_$v.o")
+  "$lowbit" run "$onnx" --spec "$spec" "${plan[@]}" --calib "$calib" -i "$work/eval.npy" --batch -o "$work/r_$v.npy" --engine jit > /dev/null 2>&1
+  sq[$v]=$(sqnr "$work/r_f32.npy" "$work/r_$v.npy")
+done
+declare -A ts
+declare -a to=()
+rbench() { "$lowbit" bench "$onnx" --spec "$spec" --calib "$calib" -i "$large/input.npy" --iters 30 --warmup 3 --json --plan "$work/r_$1.yaml" 2> /dev/null | field cpu_median_ms; }
+for ((r = 0; r < rounds; r++)); do
+  for v in i8 w4 w4l4 w2; do ts[$v]="${ts[$v]:-} $(rbench $v)"; done
+  to+=("$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$work/r_qdq.onnx" "$large/input.npy" 30 3 | sed -n 's/.*"cpu_median_ms": *\([0-9.]*\).*/\1/p')")
+done
+mo=$(printf '%s\n' "${to[@]}" | median)
+echo
+echo "ResNet-18 ($spec, 1 thread, CPU ms medians of $rounds rounds; SQNR vs fp32 on 16 samples)"
+printf '%-26s %9s %9s %9s %12s\n' plan "cpu ms" "/ORT i8" "SQNR dB" "weight B"
+for v in i8 w4 w4l4 w2; do
+  m=$(printf '%s\n' ${ts[$v]} | median)
+  printf '%-26s %9.2f %9.3f %9s %12s\n' "lowbit $v" "$m" "$(awk "BEGIN { print $m / $mo }")" "${sq[$v]}" "${wb[$v]}"
+done
+printf '%-26s %9.2f %9.3f\n' "ORT int8 (QDQ)" "$mo" 1
+echo "i8: all int8; w4 / w2: the 16 3x3 convs of layer1-4 at int4 / int2 weights; w4l4: layer4's only"
