@@ -149,7 +149,7 @@ typedef struct state {
   lb_search *s;
   const lb_tensor *x; /* the evaluation samples */
   double seconds, setup; /* strategy run; shared setup (fp32 reference, weights) */
-  double *us;         /* --measure: JIT microseconds per point (-1: not measured) */
+  double *us;         /* --time-front: JIT microseconds per point (-1: not timed) */
   lb_search_env env;  /* for the JIT evaluator and --measure */
   int jit;            /* evaluation engine: 1 jit, 0 interp */
   char fallback[1100]; /* why the default engine fell back to interp ("" otherwise) */
@@ -338,8 +338,12 @@ static void print_front(const state *st, FILE *f) {
     last = nx->cycles;
     print_point(st, nx, nx->chosen ? "chosen" : nx == i8 ? "int8" : nx == fp ? "fp32" : "", f);
   }
-  if (!i8->pareto) print_point(st, i8, "int8", f);
-  if (!fp->pareto) print_point(st, fp, "fp32", f);
+  /* off the front: the references, and the chosen point when a budget or --min-sqnr (not
+   * drawn on the front's axes) excluded the cheaper points of its quality */
+  const lb_search_point *c = lb_search_chosen(s);
+  if (!c->pareto && c != i8 && c != fp) print_point(st, c, "chosen", f);
+  if (!i8->pareto) print_point(st, i8, i8 == c ? "chosen" : "int8", f);
+  if (!fp->pareto) print_point(st, fp, fp == c ? "chosen" : "fp32", f);
 }
 
 /* Which engine evaluated the candidates (and why not the JIT), and where costs came from. */

@@ -631,6 +631,20 @@ START_TEST(fp32_chosen_note) {
 }
 END_TEST
 
+/* The chosen point is printed even when --min-sqnr puts it off the (cost, quality) front:
+ * the cheaper points of its agreement miss the SQNR goal (digits_cnn, 20 dB). */
+START_TEST(chosen_off_front_printed) {
+  char line[2048];
+  ck_assert(lowbit_line("--spec x86-64-avx2 --min-sqnr 20 --max-drop 100", "  chosen ", line,
+                        sizeof line));
+  double sqnr = 0;
+  char *at = strstr(line, "SQNR");
+  ck_assert_ptr_nonnull(at);
+  ck_assert_int_eq(sscanf(at, "SQNR %lf", &sqnr), 1);
+  ck_assert_msg(sqnr >= 20.0, "%s", line);
+}
+END_TEST
+
 static int file_starts(const char *path, const char *prefix) {
   char buf[64] = {0};
   FILE *f = fopen(path, "rb");
@@ -701,6 +715,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, measure_cache);
   tcase_add_test(t, engine_default);
   tcase_add_test(t, fp32_chosen_note);
+  tcase_add_test(t, chosen_off_front_printed);
   tcase_add_test(t, binary_plan_realized);
   suite_add_tcase(s, t);
   return s;
