@@ -59,7 +59,7 @@ typedef struct added {
   uint32_t cap;
 } added;
 
-static int note_added(lb_graph *g, added *a, uint32_t node, uint32_t before) {
+static int note_added(added *a, uint32_t node, uint32_t before) {
   uint32_t i = node - a->n_old;
   if (i >= a->cap) {
     uint32_t cap = a->cap ? 2 * a->cap : 16;
@@ -67,7 +67,6 @@ static int note_added(lb_graph *g, added *a, uint32_t node, uint32_t before) {
     if (!b) return LB_ERR_NOMEM;
     a->before = b, a->cap = cap;
   }
-  (void)g;
   a->before[i] = before;
   return 0;
 }
@@ -80,7 +79,7 @@ static uint32_t add_dq(lb_graph *g, added *a, const uint32_t in[3], const char *
   snprintf(name, sizeof name, "%.250s:dq", base);
   uint32_t y = lb_graph_add_value(g, name, LB_DTYPE_F32, rank, dims);
   uint32_t dq = y == LB_NONE ? LB_NONE : lb_graph_add_node(g, LB_OP_DEQUANTIZE, "", in, 3, &y, 1);
-  if (dq == LB_NONE || note_added(g, a, dq, before)) return LB_NONE;
+  if (dq == LB_NONE || note_added(a, dq, before)) return LB_NONE;
   g->nodes[dq].attr.axis = -1;
   return y;
 }
@@ -142,7 +141,7 @@ static int sink_q(lb_graph *g, added *a, const uint32_t *uses, uint32_t q) {
   in[0] = lb_graph_add_value(g, name, t, rank, dims);
   uint32_t qq = in[0] == LB_NONE ? LB_NONE
                                  : lb_graph_add_node(g, LB_OP_QUANTIZE, "", qin, n_qin, in, 1);
-  if (qq == LB_NONE || note_added(g, a, qq, n)) return LB_ERR_NOMEM;
+  if (qq == LB_NONE || note_added(a, qq, n)) return LB_ERR_NOMEM;
   g->nodes[qq].attr.axis = -1;
   if (in[2] == LB_NONE) { /* DQ's zero point: absent in Q means 0 of Q's dtype */
     uint8_t zero = 0;
