@@ -104,6 +104,7 @@ typedef struct bk {
   const bgeo *g;
   LLVMValueRef w, bias, mul; /* globals: packed weights, bias, multipliers (Np each) */
   LLVMValueRef img, xr, mr, kv, y, res;
+  LLVMValueRef yoff, roff; /* per gathered row: output and residual pixel offsets (i64) */
   LLVMValueRef grp; /* the group being computed (i64) */
   lb_dtype yt, rt;
   int32_t zy, lo, hi, zr;
@@ -238,6 +239,11 @@ static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
   lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
   LLVMValueRef n, oh, ow, cnt = lb_alloca(L, L->t_i32, NULL);
   pixel_of(L, g, add64(L, row0, li.iv), &n, &oh, &ow);
+  /* the output (and residual) offsets of the row, once for every column block */
+  LLVMValueRef at = add64(L, mul64(L, oh, g->ys[2]), mul64(L, ow, g->ys[3]));
+  lb_store(L, add64(L, mul64(L, n, g->ys[0]), at), lb_gep(L, L->t_i64, k->yoff, li.iv), 8);
+  at = add64(L, mul64(L, oh, g->rs[2]), mul64(L, ow, g->rs[3]));
+  if (k->res) lb_store(L, add64(L, mul64(L, n, g->rs[0]), at), lb_gep(L, L->t_i64, k->roff, li.iv), 8);
   lb_store(L, lb_c32(L, 0), cnt, 4);
   if (tail > 0) {
     LLVMValueRef at = lb_c64(L, g->T * g->Cb), z = LLVMConstInt(L->t_i8, 0, 0);
@@ -320,6 +326,13 @@ static LLVMValueRef pix_off(lb_lw *L, const bgeo *g, LLVMValueRef r, const int64
   return add64(L, mul64(L, n, st[0]), add64(L, mul64(L, oh, st[2]), mul64(L, ow, st[3])));
 }
 
+/* Pixel offset of row r (local i) in the output (or the residual): stored by gather, else
+ * (the image is the row matrix) computed. */
+static LLVMValueRef row_off(lb_lw *L, const bk *k, LLVMValueRef r, LLVMValueRef i, int res) {
+  if (k->g->direct) return pix_off(L, k->g, r, res ? k->g->rs : k->g->ys);
+  return lb_load(L, L->t_i64, lb_gep(L, L->t_i64, res ? k->roff : k->yoff, i), 8);
+}
+
 /* The columns of one block being computed. */
 typedef struct bcols {
   LLVMValueRef n0, wblk, bias, mul; /* first output channel, weights, bias and multipliers */
@@ -340,14 +353,14 @@ static void row_out(lb_lw *L, const bk *k, const bcols *c, LLVMValueRef row0, LL
   if (k->yt != LB_DTYPE_I32) {
     LLVMValueRef res = NULL;
     if (k->res) {
-      LLVMValueRef rb = lb_gep(L, L->t_i8, k->res, add64(L, pix_off(L, g, r, g->rs), mul64(L, c->n0, g->rs[1])));
+      LLVMValueRef rb = lb_gep(L, L->t_i8, k->res, add64(L, row_off(L, k, r, i, 1), mul64(L, c->n0, g->rs[1])));
       res = LLVMBuildSub(L->b, load_lanes(L, rb, k->rt, g->rs[1], c->cnt), lb_ci(L, v32, k->zr), "");
     }
     LLVMValueRef mr = LLVMConstReal(L->t_f32, k->mres);
     acc = lb_qrequant(L, NULL, acc, c->mul, res, mr, k->zy, k->lo, k->hi);
   }
   LLVMTypeRef et = k->yt == LB_DTYPE_I32 ? L->t_i32 : L->t_i8;
-  LLVMValueRef yb = lb_gep(L, et, k->y, add64(L, pix_off(L, g, r, g->ys), mul64(L, c->n0, g->ys[1])));
+  LLVMValueRef yb = lb_gep(L, et, k->y, add64(L, row_off(L, k, r, i, 0), mul64(L, c->n0, g->ys[1])));
   store_lanes(L, acc, yb, k->yt, g->ys[1], c->cnt);
 }
 
@@ -391,7 +404,7 @@ static void blocks(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
 /* ---- entry point --------------------------------------------------------------------------- */
 
 /* Scratch: the bit image, then (unless the image is the row matrix) RB gathered rows, their
- * masks and valid-bit counts. */
+ * masks, valid-bit counts and output / residual offsets. */
 static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
   size_t img = (size_t)(g->N * g->H * g->W * g->pix_bytes + 63) / 64 * 64;
   size_t rowb = (size_t)(RB * g->words * 8);
@@ -399,7 +412,9 @@ static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
   k->xr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)img));
   k->mr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + rowb)));
   k->kv = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb)));
-  a->scratch_bytes = g->direct ? img + 64 : img + 2 * rowb + RB * 4 + 64;
+  k->yoff = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb + RB * 4)));
+  k->roff = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb + RB * 12)));
+  a->scratch_bytes = g->direct ? img + 64 : img + 2 * rowb + RB * 20 + 64;
   if (g->direct) k->xr = k->img;
 }
 
