@@ -293,7 +293,8 @@ static void store_lanes(lb_lw *L, LLVMValueRef v, LLVMValueRef base, lb_dtype dt
 
 /* For R rows starting at local row i: sum over the words of popcount((x xor w) and mask) for 8
  * columns, <8 x i64> each into out[]; the weight vector is loaded once for the R rows. */
-static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, LLVMValueRef *out) {
+static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, int masked,
+                       LLVMValueRef *out) {
   const bgeo *g = k->g;
   LLVMTypeRef v64 = vec(L->t_i64, BN);
   LLVMValueRef slot[RR], xrow[RR], mrow[RR];
@@ -302,7 +303,7 @@ static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRe
     lb_store(L, LLVMConstNull(v64), slot[r], 64);
     LLVMValueRef at = mul64(L, add64(L, i, lb_c64(L, r)), g->words);
     xrow[r] = lb_gep(L, L->t_i64, k->xr, at);
-    mrow[r] = g->masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
+    mrow[r] = masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
   }
   lb_loop lw;
   lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->words), 1);
@@ -316,6 +317,29 @@ static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRe
     lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, slot[r], 64), d, ""), slot[r], 64);
   }
   lb_loop_end(L, &lw);
+  for (int r = 0; r < R; r++) out[r] = lb_load(L, v64, slot[r], 64);
+}
+
+/* mismatches, where rows whose taps all lie inside the image (kv = cg * T: the interior, most
+ * rows) skip the mask. */
+static void mism_rows(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, LLVMValueRef *out) {
+  if (!k->g->masked) {
+    mismatches(L, k, i, R, wblk, 0, out);
+    return;
+  }
+  LLVMTypeRef v64 = vec(L->t_i64, BN);
+  LLVMValueRef all = LLVMConstInt(L->t_i1, 1, 0), slot[RR], tmp[RR];
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef kv = lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, add64(L, i, lb_c64(L, r))), 4);
+    all = LLVMBuildAnd(L->b, all, LLVMBuildICmp(L->b, LLVMIntEQ, kv, lb_c32(L, (int32_t)(k->g->cg * k->g->T)), ""), "");
+    slot[r] = lb_alloca(L, v64, NULL);
+  }
+  for (int masked = 0; masked < 2; masked++) {
+    LLVMBasicBlockRef join = lb_if_begin(L, masked ? LLVMBuildNot(L->b, all, "") : all);
+    mismatches(L, k, i, R, wblk, masked, tmp);
+    for (int r = 0; r < R; r++) lb_store(L, tmp[r], slot[r], 64);
+    lb_if_end(L, join);
+  }
   for (int r = 0; r < R; r++) out[r] = lb_load(L, v64, slot[r], 64);
 }
 
@@ -370,7 +394,7 @@ static void rows_step(lb_lw *L, const bk *k, const bcols *c, LLVMValueRef row0, 
   LLVMValueRef m[RR];
   lb_loop li;
   lb_loop_begin(L, &li, lo, hi, R);
-  mismatches(L, k, li.iv, R, c->wblk, m);
+  mism_rows(L, k, li.iv, R, c->wblk, m);
   for (int r = 0; r < R; r++) row_out(L, k, c, row0, add64(L, li.iv, lb_c64(L, r)), m[r]);
   lb_loop_end(L, &li);
 }
