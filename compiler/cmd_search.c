@@ -376,11 +376,13 @@ static void print_summary(const sopts *o, const state *st, FILE *f) {
             o->so.min_sqnr > 0 ? ", SQNR >= " : "", o->so.min_sqnr > 0 ? o->so.min_sqnr : 0,
             o->so.min_sqnr > 0 ? " dB" : "", i8->score.quality, i8->score.sqnr);
   fprintf(f, "search %s: %u evaluations in %.2f s (+%.2f s setup); chosen %s cost %.1f%% of all-int8 (%.0f vs %.0f cycles), "
-             "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%)\n",
+             "weights %lld B (int8 %lld B), quality %.2f%% (fp32 %.2f%%, int8 %.2f%%), "
+             "SQNR %.1f dB (int8 %.1f dB)\n",
           lb_strategy_name(o->so.strategy), lb_search_n_evals(s), st->seconds, st->setup,
-          lb_search_measured(s) ? "measured" : "modeled", 100.0 * c->cycles / i8->cycles, c->cycles, i8->cycles, (long long)c->weight_bytes,
-          (long long)i8->weight_bytes, c->score.quality, lb_search_fp32(s)->score.quality,
-          i8->score.quality);
+          lb_search_measured(s) ? "measured" : "modeled", 100.0 * c->cycles / i8->cycles,
+          c->cycles, i8->cycles, (long long)c->weight_bytes, (long long)i8->weight_bytes,
+          c->score.quality, lb_search_fp32(s)->score.quality, i8->score.quality, c->score.sqnr,
+          i8->score.sqnr);
 }
 
 static int write_outputs(const sopts *o, state *st, lb_diag *d) {

@@ -1,9 +1,10 @@
 /* Measured costs for `lowbit search --measure`: realizes and JIT-compiles assignments of the
  * search, times whole plans (the front's latency column) and each layer variant through the
  * per-step entry points of profiled plans (one plan per precision: every layer that has it
- * takes it, the others stay int8), and keeps the per-layer figures in a cache file keyed by
- * spec, model, code, layer and precision. Invariant: the cache file is only ever replaced
- * whole (temporary file + rename); a cache that does not parse is ignored with a warning. */
+ * takes it, the others stay int8; fp32 layers alone; the fp32 model whole), and keeps the
+ * figures in a cache file keyed by spec, model, code, layer and precision. Invariant: the
+ * cache file is only ever replaced whole (temporary file + rename); a cache that does not
+ * parse is ignored with a warning. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -303,6 +304,20 @@ static void escape(const char *name, char *out, size_t n) {
   out[k] = 0;
 }
 
+/* A profiled plan's steps: name, the dtype its node produces (LB_DTYPE_COUNT for steps named
+ * after no node of the model: quantize, dequantize, relayout, outputs) and median time. */
+typedef struct stepset {
+  char (*name)[80];
+  lb_dtype *dt;
+  double *t;
+  int n;
+} stepset;
+
+static void stepset_free(stepset *x) {
+  free(x->name), free(x->dt), free(x->t);
+  memset(x, 0, sizeof *x);
+}
+
 typedef struct mctx {
   const lb_search_env *e;
   const lb_measure_opts *o;
@@ -311,6 +326,7 @@ typedef struct mctx {
   char prefix[160]; /* spec \t model \t code */
   double *us;       /* [layer * LB_SEARCH_MAX_OPTS + opt] */
   double rest_us;
+  stepset base;     /* the all-int8 plan's steps (for fp32 layers timed alone) */
   unsigned char *choice;
 } mctx;
 
@@ -343,10 +359,54 @@ static double layer_us(const mctx *m, const struct lb_jit *j, const double *t, u
   return us;
 }
 
+/* Whether name identifies exactly one node of the model g. */
+static int model_node(const lb_graph *g, const char *name) {
+  int same = 0;
+  for (uint32_t n = 0; n < g->n_nodes; n++) same += step_is(name, g->nodes[n].name);
+  return same == 1;
+}
+
+static int stepset_of(const mctx *m, const lb_graph *q, const struct lb_jit *j, const double *t,
+                      stepset *x) {
+  int n = lb_jit_step_count(j);
+  x->n = n;
+  x->name = malloc(((size_t)n + 1) * sizeof *x->name);
+  x->dt = malloc(((size_t)n + 1) * sizeof *x->dt);
+  x->t = malloc(((size_t)n + 1) * sizeof *x->t);
+  if (!x->name || !x->dt || !x->t) return stepset_free(x), LB_ERR_NOMEM;
+  for (int k = 0; k < n; k++) {
+    snprintf(x->name[k], sizeof x->name[k], "%s", lb_jit_step_name(j, k));
+    x->t[k] = t[k], x->dt[k] = LB_DTYPE_COUNT;
+    if (!model_node(m->e->g, x->name[k])) continue;
+    for (uint32_t i = 0; i < q->n_nodes; i++)
+      if (step_is(x->name[k], q->nodes[i].name)) x->dt[k] = q->values[q->nodes[i].out[0]].dtype;
+  }
+  return 0;
+}
+
+/* Whether step k of a differs from its counterpart in b: named after no model node, absent
+ * from b, or its node produces another dtype there (runs fp32 instead of integer). */
+static int step_changed(const stepset *a, int k, const stepset *b) {
+  if (a->dt[k] == LB_DTYPE_COUNT) return 1;
+  for (int i = 0; i < b->n; i++)
+    if (strcmp(a->name[k], b->name[i]) == 0) return b->dt[i] != a->dt[k];
+  return 1;
+}
+
+/* Time of the steps that differ between plans a and b (a's minus b's): the difference of two
+ * whole totals would carry the timing noise of every unchanged step. */
+static double changed_us(const stepset *a, const stepset *b) {
+  double dt = 0;
+  for (int k = 0; k < a->n; k++) dt += step_changed(a, k, b) ? a->t[k] : 0;
+  for (int k = 0; k < b->n; k++) dt -= step_changed(b, k, a) ? b->t[k] : 0;
+  return dt;
+}
+
 /* Compiles m->choice with per-step entry points, times the steps and records every layer
  * with want[li] (and, for the all-int8 plan, the rest: every other step); *sum gets the sum
- * of all steps. */
-static int time_variant(mctx *m, const unsigned char *want, int base, double *sum, lb_diag *d) {
+ * of all steps, *keep (if not NULL) the steps. */
+static int time_variant(mctx *m, const unsigned char *want, int base, double *sum,
+                        stepset *keep, lb_diag *d) {
   const lb_search *s = m->e->s;
   lb_graph *q = NULL;
   struct lb_jit *j = NULL;
@@ -373,6 +433,7 @@ static int time_variant(mctx *m, const unsigned char *want, int base, double *su
     make_key(m, "<rest>", "int8", key, sizeof key);
     if (cache_put(&m->c, key, m->rest_us)) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   }
+  if (!rc && keep && stepset_of(m, q, j, t, keep)) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   m->st->plans += !rc;
   *sum = total;
   free(t);
@@ -413,21 +474,24 @@ static int variant(mctx *m, const char *label, unsigned char *want) {
 
 /* An fp32 layer changes more than its own steps: quantize/dequantize around it, and the
  * weightless ops it feeds run fp32 too. So it is timed alone (the all-int8 plan with only
- * layer li in fp32), and its figure is that plan's total minus the all-int8 total plus the
- * layer's int8 figure: the whole change it brings. */
-static int time_alone(mctx *m, uint32_t li, int k, double base_total, unsigned char *want,
-                      lb_diag *d) {
-  const lb_search_layer *L = lb_search_layer_at(m->e->s, li);
+ * layer li in fp32), and its figure is its int8 figure plus the change of the steps that
+ * differ from the all-int8 plan (m->base, timed once per run): the whole change it brings. */
+static int time_alone(mctx *m, uint32_t li, int k, unsigned char *want, lb_diag *d) {
+  const lb_search *s = m->e->s;
+  const lb_search_layer *L = lb_search_layer_at(s, li);
   double *u = m->us + (size_t)li * LB_SEARCH_MAX_OPTS, total;
   if (u[L->base] < 0) return 0; /* the int8 figure is missing: the model stands in */
-  for (uint32_t i = 0; i < lb_search_n_layers(m->e->s); i++)
-    m->choice[i] = (unsigned char)lb_search_layer_at(m->e->s, i)->base;
+  memset(want, 0, lb_search_n_layers(s)); /* figures come from the step sets */
+  for (uint32_t i = 0; i < lb_search_n_layers(s); i++)
+    m->choice[i] = (unsigned char)lb_search_layer_at(s, i)->base;
+  if (!m->base.n) LB_TRY(time_variant(m, want, 0, &total, &m->base, d));
   m->choice[li] = (unsigned char)k;
-  memset(want, 0, lb_search_n_layers(m->e->s)); /* only the total */
-  LB_TRY(time_variant(m, want, 0, &total, d));
+  stepset alone = {0};
+  LB_TRY(time_variant(m, want, 0, &total, &alone, d));
+  u[k] = fmax(0.0, u[L->base] + changed_us(&alone, &m->base)), m->st->timed++;
+  stepset_free(&alone);
   char key[1024];
   make_key(m, m->e->g->nodes[L->node].name, L->opt[k].label, key, sizeof key);
-  u[k] = fmax(0.0, total - base_total + u[L->base]), m->st->timed++;
   return cache_put(&m->c, key, u[k]) ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
 }
 
@@ -444,12 +508,7 @@ static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
   if (rest) m->rest_us = rest->us, m->st->cached++;
   if (miss || !rest) {
     memset(want, 1, nl); /* the rest is total minus every layer */
-    LB_TRY(time_variant(m, want, 1, &total, d));
-  }
-  total = m->rest_us;
-  for (uint32_t li = 0; li < nl; li++) {
-    double b = m->us[li * LB_SEARCH_MAX_OPTS + lb_search_layer_at(s, li)->base];
-    total += b > 0 ? b : 0;
+    LB_TRY(time_variant(m, want, 1, &total, &m->base, d));
   }
   for (uint32_t li = 0; li < nl; li++) {
     const lb_search_layer *L = lb_search_layer_at(s, li);
@@ -457,7 +516,7 @@ static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
       if (!lb_search_opt_realizable(m->e->g, L, k) || m->us[li * LB_SEARCH_MAX_OPTS + k] >= 0)
         continue;
       if (!L->opt[k].combo) {
-        if (!from_cache(m, li, k)) LB_TRY(time_alone(m, li, k, total, want, d));
+        if (!from_cache(m, li, k)) LB_TRY(time_alone(m, li, k, want, d));
         continue;
       }
       double sum;
@@ -465,7 +524,8 @@ static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
       for (uint32_t i = 0; i <= li && !seen; i++)
         for (int o = 0; o < lb_search_layer_at(s, i)->n_opt && !seen; o++)
           seen = (i < li || o < k) && strcmp(lb_search_layer_at(s, i)->opt[o].label, L->opt[k].label) == 0;
-      if (!seen && variant(m, L->opt[k].label, want)) LB_TRY(time_variant(m, want, 0, &sum, d));
+      if (!seen && variant(m, L->opt[k].label, want))
+        LB_TRY(time_variant(m, want, 0, &sum, NULL, d));
       if (m->o->progress)
         fprintf(stderr, "\rmeasure      layer %u/%u, %u plans compiled", li + 1,
                 lb_search_n_layers(s), m->st->plans);
@@ -473,6 +533,30 @@ static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
   }
   if (m->o->progress) fputs("\r\033[K", stderr);
   return 0;
+}
+
+/* The fp32 model's steps summed (the all-fp32 assignment, whose islands all merge), from the
+ * cache or timed. */
+static int time_fp32(mctx *m, double *us, lb_diag *d) {
+  char key[1024];
+  make_key(m, "<fp32>", "f32", key, sizeof key);
+  const centry *c = cache_find(&m->c, key);
+  if (c) return *us = c->us, m->st->cached++, 0;
+  struct lb_jit *j = NULL;
+  lb_codegen_opts co = {NULL, 1};
+  double *t = NULL;
+  bufs b;
+  int rc = lb_jit_compile(m->e->g, m->e->spec, &co, &j, d);
+  if (!rc && !(t = calloc((size_t)lb_jit_step_count(j) + 1, sizeof *t)))
+    rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  if (!rc && !(rc = bufs_make(m->e, m->e->g, j, &b, d))) rc = time_steps(j, &b, t, d), bufs_free(&b);
+  *us = 0;
+  for (int k = 0; !rc && k < lb_jit_step_count(j); k++) *us += t[k];
+  m->st->plans += !rc;
+  if (!rc && cache_put(&m->c, key, *us)) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  free(t);
+  lb_jit_free(j);
+  return rc;
 }
 
 int lb_search_measure_default_cache(char *out, size_t n) {
@@ -488,7 +572,7 @@ int lb_search_measure_layers(const lb_search_env *e, const lb_measure_opts *o,
   lb_search *s = e->s;
   uint32_t nl = lb_search_n_layers(s);
   size_t n = (size_t)(nl ? nl : 1) * LB_SEARCH_MAX_OPTS;
-  mctx m = {e, o, st, {0}, {0}, malloc(n * sizeof(double)), 0, malloc(nl + 1)};
+  mctx m = {.e = e, .o = o, .st = st, .us = malloc(n * sizeof(double)), .choice = malloc(nl + 1)};
   unsigned char *want = malloc(nl + 1);
   memset(st, 0, sizeof *st);
   int rc = m.us && m.choice && want ? 0 : lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
@@ -499,13 +583,16 @@ int lb_search_measure_layers(const lb_search_env *e, const lb_measure_opts *o,
            (unsigned long long)hash_file("/proc/self/exe"));
   for (size_t i = 0; !rc && i < n; i++) m.us[i] = -1;
   if (!rc && o->cache) cache_load(&m.c, o->cache);
+  double f32 = 0;
   if (!rc) rc = measure_all(&m, want, d);
+  if (!rc) rc = time_fp32(&m, &f32, d);
   double ghz = lb_spec_clock_ghz(e->spec) > 0 ? lb_spec_clock_ghz(e->spec) : 1.0;
   for (size_t i = 0; !rc && i < n; i++) m.us[i] = m.us[i] >= 0 ? m.us[i] * ghz * 1e3 : -1;
-  if (!rc && lb_search_set_measured(s, m.us, m.rest_us * ghz * 1e3))
+  if (!rc && lb_search_set_measured(s, m.us, m.rest_us * ghz * 1e3, f32 * ghz * 1e3))
     rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   if (!rc && o->cache) rc = cache_save(&m.c, o->cache, d);
   cache_free(&m.c);
+  stepset_free(&m.base);
   free(m.us), free(m.choice), free(want);
   return rc;
 }

@@ -33,6 +33,7 @@ struct lb_search {
   double eval_s;    /* CPU seconds of the all-int8 evaluation on s->eval */
   double *meas;     /* --measure: cycles [layer * LB_SEARCH_MAX_OPTS + opt], <0 unknown; or NULL */
   double meas_rest; /* measured cycles of the rest of the all-int8 plan */
+  double meas_f32;  /* measured cycles of the fp32 model (<0: unknown) */
   /* evaluation */
   int64_t n_eval, out_n, sample_n;
   lb_tensor *val;        /* per value, one sample */
@@ -482,13 +483,21 @@ static double rest_cycles(const lb_search *s, const unsigned char *choice, doubl
 
 /* Modeled: every node from the spec. Measured: the measured rest of the all-int8 plan plus
  * the measured layers (an fp32 layer's figure already holds the change of the rest its island
- * brings: conversions, neighbours running fp32; lb_search_set_measured). */
+ * brings: conversions, neighbours running fp32; lb_search_set_measured). Islands are added up
+ * as if apart, which counts the conversions between adjacent fp32 layers twice; the all-fp32
+ * assignment, where that error would be largest, is the fp32 model measured whole. */
 double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
   int64_t wb = 0;
   for (uint32_t li = 0; li < s->n_layers; li++)
     wb += lb_cost_weight_bytes(s->g, s->layers[li].node, opt_wdt(&s->layers[li].opt[choice[li]]));
   double bw;
   lb_cost_weight_level(s->spec, wb, &bw);
+  int all_f32 = 1;
+  for (uint32_t li = 0; li < s->n_layers; li++) all_f32 &= s->layers[li].opt[choice[li]].combo == NULL;
+  if (s->meas && all_f32 && s->meas_f32 >= 0) { /* islands merged: measured whole */
+    if (wbytes) *wbytes = wb;
+    return s->meas_f32;
+  }
   double cyc = s->meas ? s->meas_rest : rest_cycles(s, choice, bw);
   for (uint32_t li = 0; li < s->n_layers; li++) cyc += layer_cost(s, li, choice[li], bw);
   if (wbytes) *wbytes = wb;
@@ -514,14 +523,14 @@ static double layer_cycles(const lb_search *s, uint32_t li, int k) {
   return layer_cost(s, li, k, s->wbw);
 }
 
-int lb_search_set_measured(lb_search *s, const double *cycles, double rest) {
+int lb_search_set_measured(lb_search *s, const double *cycles, double rest, double f32) {
   lb_free(s->meas);
   s->meas = NULL;
   if (cycles) {
     size_t n = (size_t)(s->n_layers ? s->n_layers : 1) * LB_SEARCH_MAX_OPTS;
     if (!(s->meas = lb_malloc(n * sizeof *s->meas))) return LB_ERR_NOMEM;
     memcpy(s->meas, cycles, (size_t)s->n_layers * LB_SEARCH_MAX_OPTS * sizeof *s->meas);
-    s->meas_rest = rest;
+    s->meas_rest = rest, s->meas_f32 = f32;
   }
   for (uint32_t i = 0; i < s->n_pts; i++) /* points made earlier take the new costs */
     s->pts[i].cycles = lb_search_cycles(s, s->pts[i].choice, &s->pts[i].weight_bytes);

@@ -117,11 +117,12 @@ double lb_search_layer_cycles(const lb_search *s, const unsigned char *choice, u
 /* Measured costs (--measure): cycles[li * LB_SEARCH_MAX_OPTS + k] is layer li under option k
  * on this host (negative: not measured; the layer's model scaled by its measured/modeled ratio
  * at the base option stands in), rest the measured cycles of every other step of the all-int8
- * plan. An option that changes the activation dtype (fp32) must hold the change of the rest
- * it brings (its island's conversions and neighbours). Afterwards every cost (points,
- * knapsack items, refinement) is rest + the layers' figures; NULL restores the model. 0 or
+ * plan, f32 those of the fp32 model (negative: unknown). An option that changes the activation
+ * dtype (fp32) must hold the change of the rest it brings (its island's conversions and
+ * neighbours). Afterwards every cost (points, knapsack items, refinement) is rest + the
+ * layers' figures (the all-fp32 assignment: f32); NULL restores the model. 0 or
  * LB_ERR_NOMEM. */
-int lb_search_set_measured(lb_search *s, const double *cycles, double rest);
+int lb_search_set_measured(lb_search *s, const double *cycles, double rest, double f32);
 int lb_search_measured(const lb_search *s);
 /* Evaluates an assignment on the whole evaluation set. */
 int lb_search_score_of(lb_search *s, const unsigned char *choice, lb_search_score *out,

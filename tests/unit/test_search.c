@@ -477,9 +477,9 @@ static int file_starts(const char *path, const char *prefix);
 /* ---- measured costs (--measure) -------------------------------------------------------------- */
 
 /* Measured figures replace the model everywhere: an assignment costs its layers' figures plus
- * the rest, and the strategy follows them: with int4 made slower than int8 and int2 much
- * faster (synthetic figures), the chosen plan has int2 layers and no int4 one; NULL restores
- * the model. */
+ * the rest, and the strategy follows them: with int4 (and binary) made slower than int8 and
+ * int2 much faster (synthetic figures), the chosen plan has int2 layers and no int4 one; the
+ * all-fp32 assignment costs the fp32 figure; NULL restores the model. */
 START_TEST(measured_costs_drive_search) {
   run r;
   prep(&r, digits[0].model, digits[0].calib, digits[0].x);
@@ -495,11 +495,12 @@ START_TEST(measured_costs_drive_search) {
     for (int k = 0; k < L->n_opt; k++) {
       lb_dtype w = L->opt[k].weight;
       meas[li * LB_SEARCH_MAX_OPTS + k] = !L->opt[k].combo ? 5 * b : w == LB_DTYPE_I4 ? 2 * b
-                                          : w == LB_DTYPE_I2 ? 0.3 * b : k == L->base ? b : -1;
+                                          : w == LB_DTYPE_I2 ? 0.3 * b : k == L->base ? b : 3 * b;
     }
     sum += b;
   }
-  ck_assert_int_eq(lb_search_set_measured(r.s, meas, 1234.0), 0);
+  double f32 = 5 * (sum + 1234.0); /* the fp32 model measured whole */
+  ck_assert_int_eq(lb_search_set_measured(r.s, meas, 1234.0, f32), 0);
   ck_assert(lb_search_measured(r.s));
   ck_assert_double_eq_tol(lb_search_cycles(r.s, base, NULL), sum + 1234.0, 1e-6);
   for (uint32_t li = 0; li < nl; li++)
@@ -515,7 +516,10 @@ START_TEST(measured_costs_drive_search) {
   }
   ck_assert_int_gt(w2, 0);
   ck_assert(c->cycles < lb_search_int8(r.s)->cycles);
-  ck_assert_int_eq(lb_search_set_measured(r.s, NULL, 0), 0);
+  unsigned char all_f32[64] = {0}; /* option 0 is fp32 in every layer */
+  ck_assert_double_eq_tol(lb_search_cycles(r.s, all_f32, NULL), f32, 1e-9);
+  ck_assert_double_eq_tol(lb_search_fp32(r.s)->cycles, f32, 1e-9);
+  ck_assert_int_eq(lb_search_set_measured(r.s, NULL, 0, 0), 0);
   ck_assert_double_eq_tol(lb_search_cycles(r.s, base, NULL), modeled, 1e-9);
   unrun(&r);
 }
@@ -564,14 +568,14 @@ START_TEST(measure_cache) {
   /* 4 layers x {f32, i8, i8_w4, i8_w2, binary}: the int8 plan, one plan per 8-bit-activation
    * label, and each layer alone in fp32 */
   ck_assert_uint_eq(st.timed, 20);
-  ck_assert_uint_eq(st.plans, 1 + 3 + 4);
+  ck_assert_uint_eq(st.plans, 1 + 3 + 4 + 1); /* ... and the fp32 model */
   ck_assert_uint_eq(st.cached, 0);
   ck_assert(file_starts(path, "lowbit-measure-cache 1\n"));
-  ck_assert_int_eq(count_lines(path), 1 + 20 + 1); /* magic, figures, the rest */
+  ck_assert_int_eq(count_lines(path), 1 + 20 + 2); /* magic, figures, the rest, fp32 */
   st = measure_once(&r, path, b);
   ck_assert_uint_eq(st.timed, 0);
   ck_assert_uint_eq(st.plans, 0);
-  ck_assert_uint_eq(st.cached, 21);
+  ck_assert_uint_eq(st.cached, 22);
   for (int li = 0; li < 4; li++) ck_assert_double_eq_tol(a[li], b[li], 1e-4 * 2.6e3);
   FILE *f = fopen(path, "a");
   fputs("x86-64-avx2@0\tnot a figure\n", f);
@@ -579,8 +583,8 @@ START_TEST(measure_cache) {
   st = measure_once(&r, path, b); /* warns on stderr */
   ck_assert_uint_eq(st.cached, 0);
   ck_assert_uint_eq(st.timed, 20);
-  ck_assert_int_eq(count_lines(path), 22);
-  ck_assert_uint_eq(measure_once(&r, path, b).cached, 21);
+  ck_assert_int_eq(count_lines(path), 23);
+  ck_assert_uint_eq(measure_once(&r, path, b).cached, 22);
   snprintf(cmd, sizeof cmd, "test $(ls -A %s/sub | wc -l) -eq 1 && rm -r %s", dir, dir);
   ck_assert_int_eq(system(cmd), 0);
   unrun(&r);
