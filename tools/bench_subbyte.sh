@@ -61,6 +61,12 @@ for name in digits_mlp digits_cnn digits_resnet; do
   onnx=$models/$name.onnx
   calib=$models/digits_calib_x.npy eval=$models/digits_test_x.npy
   [ "$name" = digits_resnet ] && calib=$models/digits16_calib_x.npy eval=$models/digits16_test_x.npy
+  if [ "$name" = digits_mlp ]; then # the MLP takes flat [N, 64] rows (calibration checks shapes)
+    for f in calib eval; do
+      /usr/bin/python3 -c 'import sys, numpy as np; x = np.load(sys.argv[1]); np.save(sys.argv[2], x.reshape(len(x), -1))' "${!f}" "$work/flat_$f.npy"
+    done
+    calib=$work/flat_calib.npy eval=$work/flat_eval.npy
+  fi
   plan=$work/$name.plan.yaml
   "$lowbit" search "$onnx" --spec "$spec" --calib "$calib" --eval "$eval" \
     --labels "$models/digits_test_y.npy" -o "$plan" -q > "$work/$name.search" 2>&1
@@ -68,10 +74,6 @@ for name in digits_mlp digits_cnn digits_resnet; do
   "$lowbit" compile "$onnx" --spec "$spec" --plan "$plan" --calib "$calib" -o "$work/mix.o" > /dev/null 2>&1
   wi8=$(rodata "$work/i8.o") wmix=$(rodata "$work/mix.o")
   bits=$(grep -o 'precision: i8_w[42]' "$plan" | sed 's/.*_w//' | sort | uniq -c | awk '{ printf "%sx%s ", $1, $2 }')
-  if [ "$name" = digits_mlp ]; then # the MLP takes flat [N, 64] rows
-    /usr/bin/python3 -c 'import sys, numpy as np; x = np.load(sys.argv[1]); np.save(sys.argv[2], x.reshape(len(x), -1))' "$eval" "$work/flat.npy"
-    eval=$work/flat.npy
-  fi
   "$lowbit" run "$onnx" --spec "$spec" --plan "$plan" --calib "$calib" -i "$eval" --batch -o "$work/interp.npy" --engine interp > /dev/null 2>&1
   "$lowbit" run "$onnx" --spec "$spec" --plan "$plan" --calib "$calib" -i "$eval" --batch -o "$work/jit.npy" --engine jit > /dev/null 2>&1
   same=$(cmp -s "$work/interp.npy" "$work/jit.npy" && echo yes || echo NO)
@@ -82,7 +84,7 @@ for name in digits_mlp digits_cnn digits_resnet; do
     "$(stat -c %s "$work/i8.o")" "$(stat -c %s "$work/mix.o")" "$wi8" "$wmix" "${bits:-none}" \
     "$t8" "$tm" "$tm8" "$(awk "BEGIN { print $tm / $t8 }")" "$(awk "BEGIN { print $tm / $tm8 }")" "$same"
   sed -n 's/^search auto: /  search: /p' "$work/$name.search"
-  [ "${ARM:-0}" = 1 ] && arm_check "$name" "$onnx" "$plan" "$calib" "$eval"
+  if [ "${ARM:-0}" = 1 ]; then arm_check "$name" "$onnx" "$plan" "$calib" "$eval"; fi
 done
 }
 
