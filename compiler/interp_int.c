@@ -24,6 +24,7 @@ static int32_t q_zp(const lb_graph *g, uint32_t id, int64_t k) {
 static int32_t ld8(const lb_tensor *t, int64_t i) {
   if (t->dtype == LB_DTYPE_I8) return ((const int8_t *)t->data)[i];
   if (t->dtype == LB_DTYPE_U8) return ((const uint8_t *)t->data)[i];
+  if (t->dtype != LB_DTYPE_I32) return lb_subbyte_get(t->dtype, t->data, i); /* packed weights */
   return ((const int32_t *)t->data)[i];
 }
 
@@ -40,7 +41,7 @@ static int quantized(const lb_graph *g, uint32_t id) {
   if (id == LB_NONE) return 0;
   const lb_value *v = &g->values[id];
   return v->q.n > 0 && v->q.scale && (v->dtype == LB_DTYPE_I8 || v->dtype == LB_DTYPE_U8 ||
-                                      v->dtype == LB_DTYPE_I32);
+                                      v->dtype == LB_DTYPE_I32 || lb_subbyte_weight(v));
 }
 
 int lb_int_node(const lb_graph *g, uint32_t id) {

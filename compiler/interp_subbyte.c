@@ -280,3 +280,19 @@ int lb_binary_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_t
   }
   return n->op == LB_OP_CONV ? bconv(g, id, a, &b, out, diag) : bgemm(g, id, a, &b, out, diag);
 }
+
+/* ---- packed sub-byte weights of integer nodes ---------------------------------------------- */
+
+int lb_subbyte_weight(const lb_value *v) {
+  lb_dtype t = v->dtype;
+  return v->data && (t == LB_DTYPE_I4 || t == LB_DTYPE_U4 || t == LB_DTYPE_I2 || t == LB_DTYPE_U2);
+}
+
+int32_t lb_qweight_at(const lb_value *w, int64_t i) {
+  switch (w->dtype) {
+  case LB_DTYPE_I8: return ((const int8_t *)w->data)[i];
+  case LB_DTYPE_U8: return ((const uint8_t *)w->data)[i];
+  case LB_DTYPE_I32: return ((const int32_t *)w->data)[i];
+  default: return lb_subbyte_get(w->dtype, w->data, i); /* i4 u4 i2 u2 (b1: +-1) */
+  }
+}

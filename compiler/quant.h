@@ -111,6 +111,13 @@ int lb_subbyte_conv_ref(const lb_subbyte_conv *c, const void *x, const void *w, 
  * lb_requantize(acc, lb_qmul(1, scale[c], s_y), ...) (lb_requantize2 with a residual input[3])
  * or the raw acc for an i32 output. */
 int lb_binary_node(const lb_graph *g, uint32_t id);
+/* Packed i4/u4/i2/u2 weights (ir.h storage) of integer conv/gemm/matmul nodes: the shape rules
+ * and the interpreter take them (element values as lb_subbyte_get reads them, zero points as
+ * for 8-bit weights). lb_subbyte_weight: v is such a constant. lb_qweight_at: element i of an
+ * integer weight constant of any of these dtypes or i8/u8/i32, for backends that read weights
+ * one by one (realize still stores i4/i2 plans in i8 containers until the backends do). */
+int lb_subbyte_weight(const lb_value *v);
+int32_t lb_qweight_at(const lb_value *w, int64_t i);
 int lb_binary_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                    lb_tensor *out, lb_diag *diag);
 

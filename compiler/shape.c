@@ -724,9 +724,13 @@ static int int_rule(sctx *c, rule_fn f) {
   for (uint32_t k = 0; k < c->n->n_in && k < 64; k++) {
     lb_dtype d = in[k].dtype;
     int want32 = k == 2 && op != LB_OP_ADD && op != LB_OP_SUB && op != LB_OP_MUL;
-    /* binary layers (quant.h lb_binary_node): packed b1 weights of a conv or gemm */
-    int b1 = k == 1 && d == LB_DTYPE_B1 && (op == LB_OP_CONV || op == LB_OP_GEMM);
-    if (in[k].present && !b1 &&
+    /* binary layers (quant.h lb_binary_node): packed b1 weights of a conv or gemm; packed
+     * i4/u4/i2/u2 weight constants of a conv, gemm or matmul (quant.h lb_subbyte_weight) */
+    int sub = d == LB_DTYPE_I4 || d == LB_DTYPE_U4 || d == LB_DTYPE_I2 || d == LB_DTYPE_U2;
+    int packed = k == 1 && (op == LB_OP_CONV || op == LB_OP_GEMM) &&
+             (d == LB_DTYPE_B1 || (sub && in[k].data));
+    packed |= k == 1 && op == LB_OP_MATMUL && sub && in[k].data;
+    if (in[k].present && !packed &&
         (want32 ? d != LB_DTYPE_I32 : !(d == LB_DTYPE_I8 || d == LB_DTYPE_U8)))
       return -1; /* not an integer form: the f32 rule reports the dtype */
     in[k].dtype = LB_DTYPE_F32;

@@ -723,6 +723,9 @@ int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
 
 int lb_lower_int(lb_lw *L, lb_op_args *a) {
   if (lb_binary_node(a->g, (uint32_t)(a->node - a->g->nodes))) return lb_lower_bin(L, a);
+  if (in_val(a, 1) && lb_subbyte_weight(in_val(a, 1))) /* (bin) until read via lb_qweight_at */
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "packed %s weights are not lowered yet (realize "
+                       "stores them in i8)", lb_dtype_name(in_val(a, 1)->dtype));
   for (uint32_t i = 0; i < a->node->n_in && i < 4; i++) {
     const lb_value *v = in_val(a, i);
     if (v && (!v->q.n || !v->q.scale))
