@@ -29,7 +29,7 @@ static int32_t ld_a(const lb_qk_shape *s, const void *a, int64_t i) {
 }
 
 static int32_t ld_b(const lb_qk_shape *s, const void *b, int64_t i) {
-  return s->wide ? ((const int16_t *)b)[i] : ((const int8_t *)b)[i];
+  return lb_qk_b_bytes(s) == 2 ? ((const int16_t *)b)[i] : ((const int8_t *)b)[i];
 }
 
 void lb_qgemm_packed_ref(const lb_qk_shape *s, const lb_qpacked *p, const void *a_packed,

@@ -57,6 +57,7 @@ int lb_qk_choose(const lb_spec *s, lb_spec_kernel k, int b_narrow_ok, lb_qk_shap
   out->kr = r->kr;
   out->wide = r->wide;
   out->a_signed = r->a_signed;
+  out->b8 = 0, out->pf_next = 0;
   return 0;
 }
 
@@ -97,7 +98,7 @@ int lb_qpack(const lb_qk_shape *s, const int16_t *wp, int64_t K, int64_t N, cons
   out->K = K, out->N = N;
   out->Kp = (K + s->kr - 1) / s->kr * s->kr;
   out->Np = (N + s->nr - 1) / s->nr * s->nr;
-  size_t esz = s->wide ? 2 : 1;
+  size_t esz = (size_t)lb_qk_b_bytes(s);
   out->b_bytes = (size_t)(out->Kp * out->Np) * esz;
   out->b = lb_calloc(out->b_bytes ? out->b_bytes : 1, 1);
   out->bias = lb_calloc((size_t)out->Np, sizeof *out->bias);
@@ -111,7 +112,7 @@ int lb_qpack(const lb_qk_shape *s, const int16_t *wp, int64_t K, int64_t N, cons
     for (int64_t k = 0; k < K; k++) {
       int16_t w = wp[k * N + n];
       int64_t i = lb_qpack_index(s, out->Kp, k, n);
-      if (s->wide)
+      if (esz == 2)
         ((int16_t *)out->b)[i] = w;
       else
         ((int8_t *)out->b)[i] = (int8_t)w;

@@ -26,7 +26,24 @@ typedef struct rowmap {
   int64_t ext[LB_MAX_RANK], st[LB_MAX_RANK];
 } rowmap;
 
-static LLVMValueRef rowmap_off(lb_lw *L, const rowmap *m, LLVMValueRef r) {
+/* m with each dim merged into the next inner one where they are laid out contiguously (and
+ * dims of extent 1 dropped): an NHWC output's rows are then one multiply, not a udiv/urem
+ * chain per tile row. */
+static rowmap rowmap_merged(const rowmap *m) {
+  rowmap r = {0};
+  for (int i = 0; i < m->n; i++) {
+    if (m->ext[i] == 1 && i < m->n - 1) continue;
+    if (r.n > 0 && r.st[r.n - 1] == m->ext[i] * m->st[i]) {
+      r.ext[r.n - 1] *= m->ext[i], r.st[r.n - 1] = m->st[i];
+      continue;
+    }
+    r.ext[r.n] = m->ext[i], r.st[r.n++] = m->st[i];
+  }
+  return r;
+}
+
+static LLVMValueRef rowmap_off(lb_lw *L, const rowmap *map, LLVMValueRef r) {
+  rowmap mm = rowmap_merged(map), *m = &mm;
   LLVMValueRef off = lb_c64(L, 0);
   for (int i = m->n - 1; i >= 0; i--) {
     LLVMValueRef idx = i == 0 ? r : LLVMBuildURem(L->b, r, lb_c64(L, m->ext[i]), "");
@@ -63,7 +80,14 @@ static LLVMValueRef a_xform(lb_lw *L, const apack *p, LLVMValueRef x) {
   return delta ? LLVMBuildXor(L->b, x, lb_ci(L, t, 0x80), "") : x;
 }
 
-/* dst[0..count) = packed src[i * stride]. */
+/* dst[i..i+16) = packed src[i..i+16). */
+static void copy16(lb_lw *L, const apack *p, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef i) {
+  LLVMValueRef x = lb_load(L, vec(L->t_i8, 16), lb_gep(L, L->t_i8, src, i), 1);
+  lb_store(L, a_xform(L, p, x), lb_gep(L, a_elem(L, p), dst, i), 1);
+}
+
+/* dst[0..count) = packed src[i * stride]. A contiguous run of 16 or more ends with one vector
+ * overlapping the previous one (the same values again) instead of a scalar tail. */
 static void copy_run(lb_lw *L, const apack *p, LLVMValueRef dst, LLVMValueRef src, int64_t count,
                      int64_t stride) {
   LLVMTypeRef et = a_elem(L, p);
@@ -71,11 +95,11 @@ static void copy_run(lb_lw *L, const apack *p, LLVMValueRef dst, LLVMValueRef sr
   if (nv > 0) {
     lb_loop lp;
     lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, nv), 16);
-    LLVMValueRef x = lb_load(L, vec(L->t_i8, 16), lb_gep(L, L->t_i8, src, lp.iv), 1);
-    lb_store(L, a_xform(L, p, x), lb_gep(L, et, dst, lp.iv), 1);
+    copy16(L, p, dst, src, lp.iv);
     lb_loop_end(L, &lp);
+    if (nv < count) copy16(L, p, dst, src, lb_c64(L, count - 16));
+    return;
   }
-  if (nv == count) return;
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, nv), lb_c64(L, count), 1);
   LLVMValueRef x = lb_load(L, L->t_i8, lb_gep(L, L->t_i8, src, mul64(L, lp.iv, stride)), 1);
@@ -90,6 +114,29 @@ static void fill_run(lb_lw *L, const apack *p, LLVMValueRef dst, int64_t count) 
   LLVMBuildMemSet(L->b, dst, byte, lb_c64(L, count * esz), 1);
 }
 
+/* Packs rows [row0, row0 + rows) of A (row r at rowmap offset, k stride sk). Rows that follow
+ * each other in x with nothing between them (a 1x1 conv over NHWC, a contiguous matrix) and
+ * no K padding are one run: one vector loop for the block instead of a loop per row, which
+ * for K = 16 cost more than the GEMM. */
+static void pack_rows(lb_lw *L, const apack *p, const rowmap *am, LLVMValueRef x, int64_t sk,
+                      int64_t K, int64_t Kp, LLVMValueRef dst, LLVMValueRef row0,
+                      LLVMValueRef rows) {
+  LLVMTypeRef et = a_elem(L, p);
+  rowmap m = rowmap_merged(am);
+  if (m.n == 1 && m.st[0] == K && sk == 1 && Kp == K && LLVMIsAConstantInt(rows)) {
+    LLVMValueRef src = lb_gep(L, L->t_i8, x, mul64(L, row0, K));
+    copy_run(L, p, dst, src, LLVMConstIntGetSExtValue(rows) * K, 1);
+    return;
+  }
+  lb_loop lr;
+  lb_loop_begin(L, &lr, lb_c64(L, 0), rows, 1);
+  LLVMValueRef src = lb_gep(L, L->t_i8, x, rowmap_off(L, am, add64(L, row0, lr.iv)));
+  LLVMValueRef d = lb_gep(L, et, dst, mul64(L, lr.iv, Kp));
+  copy_run(L, p, d, src, K, sk);
+  fill_run(L, p, lb_gep(L, et, d, lb_c64(L, K)), Kp - K);
+  lb_loop_end(L, &lr);
+}
+
 /* ---- kernel choice and constant blobs ----------------------------------------------------- */
 
 static int choose(lb_lw *L, const lb_op_args *a, lb_dtype wdt, int narrow_ok, lb_qk_shape *s) {
@@ -100,9 +147,19 @@ static int choose(lb_lw *L, const lb_op_args *a, lb_dtype wdt, int narrow_ok, lb
   return lb_qk_choose(L->spec, c ? c->kernel : LB_KERNEL_GENERIC, narrow_ok, s, L->diag);
 }
 
-/* Block of rows packed at once: about 256 KiB of packed A (L2-resident), a multiple of mr. */
-static int64_t block_rows(const lb_qk_shape *s, int64_t Kp, int64_t M) {
-  int64_t esz = s->wide ? 2 : 1, mb = (256 * 1024) / (Kp * esz);
+/* The spec's L2 size (512 KiB when it gives none). */
+static int64_t l2_bytes(lb_lw *L) {
+  int64_t l2 = lb_spec_cache_bytes(L->spec, 2);
+  return l2 > 0 ? l2 : 512 * 1024;
+}
+
+/* Block of rows packed at once: about 256 KiB of packed A, a multiple of mr, or all rows when
+ * they fit half the L2, so that B (which at batch 1 exceeds L2 in the late layers) streams
+ * from L3 once: ResNet-18 layer4 (49 rows x 4608 i16) takes 12% less time than in 2 blocks,
+ * while larger blocks elsewhere measured 3% slower. */
+static int64_t block_rows(lb_lw *L, const lb_qk_shape *s, int64_t Kp, int64_t M) {
+  int64_t esz = s->wide ? 2 : 1, row = Kp * esz;
+  int64_t mb = M * row <= l2_bytes(L) / 2 ? M + s->mr - 1 : (256 * 1024) / row;
   mb = mb / s->mr * s->mr;
   if (mb < s->mr) mb = s->mr;
   int64_t mcap = (M + s->mr - 1) / s->mr * s->mr;
@@ -115,12 +172,25 @@ typedef struct packed_c {
   lb_subw sub; /* (kern4) b compressed to i4/i2 fields when the weights fit; bits 0: int8 */
 } packed_c;
 
-/* Packs G groups of w' (each K x N) and puts B, folded bias and multipliers in globals. */
-static int pack_groups(lb_lw *L, const lb_qk_shape *s, const int16_t *wp, int64_t G, int64_t K,
+/* Rows of A at or below which a wide kernel keeps B as s8 (lb_qk_shape.b8): B is then read
+ * about once per run, so halving its bytes wins (ResNet-18's fc, M = 1: 0.030 -> 0.017 ms);
+ * with more rows the in-kernel vpmovsxbw costs ~9% of a compute-bound layer and saves nothing
+ * measurable (layer4, 49 rows). */
+#define B8_MAX_ROWS 16
+
+/* Narrows wide packed B (count i16 values, all in s8) to s8 in place. */
+static void narrow_b(void *b, int64_t count) {
+  for (int64_t i = 0; i < count; i++) ((int8_t *)b)[i] = (int8_t)((const int16_t *)b)[i];
+}
+
+/* Packs G groups of w' (each K x N) and puts B, folded bias and multipliers in globals; rows:
+ * how many rows of A use them (sets s->b8, see B8_MAX_ROWS). */
+static int pack_groups(lb_lw *L, lb_qk_shape *s, const int16_t *wp, int64_t G, int64_t K,
                        int64_t N, const int32_t *bias, const float *mult, lb_dtype act,
-                       int32_t zx, packed_c *out) {
+                       int32_t zx, int64_t rows, packed_c *out) {
   lb_qpacked pk[1];
   int64_t Kp = (K + s->kr - 1) / s->kr * s->kr, Np = (N + s->nr - 1) / s->nr * s->nr;
+  s->b8 = 0; /* packed as i16 first: lb_subw_try reads that layout */
   size_t esz = s->wide ? 2 : 1, gb = (size_t)(Kp * Np) * esz;
   char *b = lb_calloc((size_t)G, gb ? gb : 1);
   int32_t *bb = lb_calloc((size_t)(G * Np), sizeof *bb);
@@ -136,6 +206,13 @@ static int pack_groups(lb_lw *L, const lb_qk_shape *s, const int16_t *wp, int64_
   }
   if (!rc) {
     rc = lb_subw_try(L, s, b, G, Kp, Np, &out->sub, &out->b); /* (kern4) sub-byte weights */
+    if (!rc && !out->sub.bits && s->wide && rows <= B8_MAX_ROWS &&
+        lb_qk_fits_s8((const int16_t *)b, (int64_t)(G * gb / 2))) {
+      s->b8 = 1;
+      narrow_b(b, (int64_t)(G * gb / 2));
+      gb /= 2;
+    }
+    s->pf_next = (int64_t)gb > l2_bytes(L); /* see lb_qk_shape.pf_next */
     if (!rc && !out->sub.bits) out->b = lb_const_blob(L, b, G * gb, "qb");
     out->bias = lb_const_blob(L, bb, (size_t)(G * Np) * sizeof *bb, "qbias");
     out->mult = lb_const_blob(L, mm, (size_t)(G * Np) * sizeof *mm, "qmul");
@@ -176,6 +253,110 @@ static void conv_geo(const lb_op_args *a, cgeo *g) {
   if (in_val(a, 3)) view4(&a->in[3], g->rs);
 }
 
+/* if (cond) A else B: if_else positions the builder in the then-block; the caller emits A,
+ * calls or_else, emits B, then calls join_at. */
+typedef struct ifelse {
+  LLVMBasicBlockRef other, join;
+} ifelse;
+
+static ifelse if_else(lb_lw *L, LLVMValueRef cond) {
+  ifelse f = {LLVMAppendBasicBlockInContext(L->ctx, L->fn, "else"),
+              LLVMAppendBasicBlockInContext(L->ctx, L->fn, "join")};
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "then");
+  LLVMBuildCondBr(L->b, cond, then, f.other);
+  LLVMPositionBuilderAtEnd(L->b, then);
+  return f;
+}
+
+static void or_else(lb_lw *L, const ifelse *f) {
+  LLVMBuildBr(L->b, f->join);
+  LLVMPositionBuilderAtEnd(L->b, f->other);
+}
+
+static void join_at(lb_lw *L, const ifelse *f) {
+  LLVMBuildBr(L->b, f->join);
+  LLVMPositionBuilderAtEnd(L->b, f->join);
+}
+
+/* One im2col row, taps of kernel row kh (ih its input row) one by one: drow = the packed row,
+ * xb the offset of (batch, first channel). */
+static void pack_taps(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef x, LLVMValueRef drow,
+                      LLVMValueRef xb, LLVMValueRef ih, LLVMValueRef ow, LLVMValueRef kh) {
+  LLVMTypeRef et = a_elem(L, p);
+  lb_loop lw;
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
+  LLVMValueRef iw = add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw));
+  iw = LLVMBuildSub(L->b, iw, lb_c64(L, g->pw), "");
+  LLVMValueRef tap = add64(L, mul64(L, kh, g->KW), lw.iv);
+  LLVMValueRef d = lb_gep(L, et, drow, mul64(L, tap, g->cg));
+  LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
+                                 LLVMBuildICmp(L->b, LLVMIntULT, iw, lb_c64(L, g->W), ""), "");
+  LLVMValueRef off = add64(L, xb, add64(L, mul64(L, ih, g->xs[2]), mul64(L, iw, g->xs[3])));
+  ifelse f = if_else(L, ok);
+  copy_run(L, p, d, lb_gep(L, L->t_i8, x, off), g->cg, g->xs[1]);
+  or_else(L, &f);
+  fill_run(L, p, d, g->cg);
+  join_at(L, &f);
+  lb_loop_end(L, &lw);
+}
+
+/* Whether a whole kernel row is one contiguous run of the input (channels, then taps next to
+ * each other: NHWC with one group, no dilation along w). */
+static int taps_contiguous(const cgeo *g) {
+  return g->KW > 1 && g->xs[1] == 1 && g->xs[3] == g->cg && g->dw == 1;
+}
+
+/* Offset one past the last element of x. */
+static int64_t x_extent(const cgeo *g) {
+  return (g->N - 1) * g->xs[0] + (g->C - 1) * g->xs[1] + (g->H - 1) * g->xs[2] +
+         (g->W - 1) * g->xs[3] + 1;
+}
+
+/* The KW * cg contiguous elements at x + off to d. A run shorter than 16 (MobileNetV2's first
+ * conv: 9) is one 16-element vector instead of a scalar loop where that stays inside x: the
+ * extra elements land in the next kernel row's slot or the K padding, written after this, or
+ * (last row of a block) in the scratch's 64 spare bytes. */
+static void short_run(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef d, LLVMValueRef x,
+                      LLVMValueRef off) {
+  int64_t n = g->KW * g->cg;
+  LLVMValueRef src = lb_gep(L, L->t_i8, x, off);
+  if (n >= 16 || x_extent(g) < 16) {
+    copy_run(L, p, d, src, n, 1);
+    return;
+  }
+  LLVMValueRef fits = LLVMBuildICmp(L->b, LLVMIntSLE, off, lb_c64(L, x_extent(g) - 16), "");
+  ifelse f = if_else(L, fits);
+  copy16(L, p, d, src, lb_c64(L, 0));
+  or_else(L, &f);
+  copy_run(L, p, d, src, n, 1);
+  join_at(L, &f);
+}
+
+/* Kernel row kh of one im2col row: a single copy of KW * cg elements when the row lies inside
+ * the input and is contiguous (conv1 of ResNet-18, 7 x 3 channels: one run of 21 instead of 7
+ * of 3), else tap by tap. */
+static void pack_kernel_row(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef x,
+                            LLVMValueRef drow, LLVMValueRef xb, LLVMValueRef oh, LLVMValueRef ow,
+                            LLVMValueRef kh) {
+  LLVMValueRef ih = add64(L, mul64(L, oh, g->sh), mul64(L, kh, g->dh));
+  ih = LLVMBuildSub(L->b, ih, lb_c64(L, g->ph), "");
+  if (!taps_contiguous(g) || g->KW > g->W) {
+    pack_taps(L, p, g, x, drow, xb, ih, ow, kh);
+    return;
+  }
+  LLVMValueRef iw0 = LLVMBuildSub(L->b, mul64(L, ow, g->sw), lb_c64(L, g->pw), "");
+  LLVMValueRef in = LLVMBuildAnd(
+      L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
+      LLVMBuildICmp(L->b, LLVMIntULT, iw0, lb_c64(L, g->W - g->KW + 1), ""), "");
+  LLVMValueRef off = add64(L, xb, add64(L, mul64(L, ih, g->xs[2]), mul64(L, iw0, g->xs[3])));
+  LLVMValueRef d = lb_gep(L, a_elem(L, p), drow, mul64(L, kh, g->KW * g->cg));
+  ifelse f = if_else(L, in);
+  short_run(L, p, g, d, x, off);
+  or_else(L, &f);
+  pack_taps(L, p, g, x, drow, xb, ih, ow, kh);
+  join_at(L, &f);
+}
+
 /* Packs rows [row0, row0 + rows) of the im2col matrix of group channels [c0, c0 + cg), K in
  * (kh, kw, c) order, taps in the padding set to the packed zero. */
 static void pack_conv_rows(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef x,
@@ -190,30 +371,9 @@ static void pack_conv_rows(lb_lw *L, const apack *p, const cgeo *g, LLVMValueRef
   LLVMValueRef ow = LLVMBuildURem(L->b, rem, lb_c64(L, g->OW), "");
   LLVMValueRef drow = lb_gep(L, et, dst, mul64(L, lr.iv, Kp));
   LLVMValueRef xb = add64(L, mul64(L, b, g->xs[0]), mul64(L, c0, g->xs[1]));
-  lb_loop lh, lw;
+  lb_loop lh;
   lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->KH), 1);
-  LLVMValueRef ih = add64(L, mul64(L, oh, g->sh), mul64(L, lh.iv, g->dh));
-  ih = LLVMBuildSub(L->b, ih, lb_c64(L, g->ph), "");
-  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
-  LLVMValueRef iw = add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw));
-  iw = LLVMBuildSub(L->b, iw, lb_c64(L, g->pw), "");
-  LLVMValueRef tap = add64(L, mul64(L, lh.iv, g->KW), lw.iv);
-  LLVMValueRef d = lb_gep(L, et, drow, mul64(L, tap, g->cg));
-  LLVMValueRef ok = LLVMBuildAnd(L->b, LLVMBuildICmp(L->b, LLVMIntULT, ih, lb_c64(L, g->H), ""),
-                                 LLVMBuildICmp(L->b, LLVMIntULT, iw, lb_c64(L, g->W), ""), "");
-  LLVMBasicBlockRef bb_in = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_in");
-  LLVMBasicBlockRef bb_pad = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_pad");
-  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(L->ctx, L->fn, "tap_done");
-  LLVMBuildCondBr(L->b, ok, bb_in, bb_pad);
-  LLVMPositionBuilderAtEnd(L->b, bb_in);
-  LLVMValueRef off = add64(L, xb, add64(L, mul64(L, ih, g->xs[2]), mul64(L, iw, g->xs[3])));
-  copy_run(L, p, d, lb_gep(L, L->t_i8, x, off), g->cg, g->xs[1]);
-  LLVMBuildBr(L->b, join);
-  LLVMPositionBuilderAtEnd(L->b, bb_pad);
-  fill_run(L, p, d, g->cg);
-  LLVMBuildBr(L->b, join);
-  LLVMPositionBuilderAtEnd(L->b, join);
-  lb_loop_end(L, &lw);
+  pack_kernel_row(L, p, g, x, drow, xb, oh, ow, lh.iv);
   lb_loop_end(L, &lh);
   int64_t K = g->KH * g->KW * g->cg;
   fill_run(L, p, lb_gep(L, et, drow, lb_c64(L, K)), Kp - K);
@@ -257,6 +417,29 @@ int lb_int_const_i32(lb_lw *L, const lb_value *b, int64_t n, const int32_t **out
   return 0;
 }
 
+/* 1x1 convs that never read the padding are GEMMs over a strided view of x: *am maps their A
+ * rows (channel stride xs[1]). */
+static int conv_pointwise(const cgeo *g, rowmap *am) {
+  if (g->KH != 1 || g->KW != 1 || g->ph || g->pw || (g->OH - 1) * g->sh >= g->H ||
+      (g->OW - 1) * g->sw >= g->W)
+    return 0;
+  *am = (rowmap){3, {g->N, g->OH, g->OW}, {g->xs[0], g->sh * g->xs[2], g->sw * g->xs[3]}};
+  return 1;
+}
+
+/* Packs A rows [row0, row0 + rows) of group gi into the scratch. */
+static void conv_pack(lb_lw *L, const lb_op_args *a, const cgeo *g, const qmac *q, int64_t Kp,
+                      LLVMValueRef row0, LLVMValueRef rows, LLVMValueRef gi) {
+  LLVMValueRef c0 = mul64(L, gi, g->cg);
+  rowmap am;
+  if (conv_pointwise(g, &am)) {
+    LLVMValueRef x = lb_gep(L, L->t_i8, a->in[0].base, mul64(L, c0, g->xs[1]));
+    pack_rows(L, &q->ap, &am, x, g->xs[1], g->cg, Kp, a->scratch, row0, rows);
+  } else {
+    pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, Kp, row0, rows, c0);
+  }
+}
+
 static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int16_t *wp,
                      const float *mult) {
   const lb_value *bias = in_val(a, 2);
@@ -264,8 +447,9 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
   LB_TRY(lb_int_const_i32(L, bias, g->M, &bd));
   int64_t K = g->KH * g->KW * g->cg;
   packed_c pc;
-  LB_TRY(pack_groups(L, &q->s, wp, g->G, K, g->mg, bd, mult, q->ap.dt, q->ap.zx, &pc));
-  int64_t Mrows = g->N * g->OH * g->OW, MB = block_rows(&q->s, pc.Kp, Mrows);
+  int64_t Mrows = g->N * g->OH * g->OW;
+  LB_TRY(pack_groups(L, &q->s, wp, g->G, K, g->mg, bd, mult, q->ap.dt, q->ap.zx, Mrows, &pc));
+  int64_t MB = block_rows(L, &q->s, pc.Kp, Mrows);
   int64_t esz = q->s.wide ? 2 : 1;
   a->scratch_bytes = (size_t)(MB * pc.Kp * esz) + 64;
   LLVMValueRef sbuf = lb_subw_place(L, &pc.sub, &q->s, pc.Kp, a->scratch, &a->scratch_bytes);
@@ -273,7 +457,7 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
               {3, {g->N, g->OH, g->OW}, {g->rs[0], g->rs[2], g->rs[3]}}};
   lb_loop lg, lm;
   lb_loop_begin(L, &lg, lb_c64(L, 0), lb_c64(L, g->G), 1);
-  LLVMTypeRef et = q->s.wide ? LLVMInt16TypeInContext(L->ctx) : L->t_i8;
+  LLVMTypeRef et = lb_qk_b_bytes(&q->s) == 2 ? LLVMInt16TypeInContext(L->ctx) : L->t_i8;
   LLVMValueRef gnp = mul64(L, lg.iv, pc.Np), gm = mul64(L, lg.iv, g->mg);
   lb_qgemm_job j = {&q->s, pc.Kp, g->mg, pc.Np,
                     lb_gep(L, et, pc.b, mul64(L, gnp, pc.Kp)),
@@ -287,19 +471,14 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
     j.res_dt = a->in[3].dt;
   }
   if (pc.sub.bits) j.b = lb_subw_group(L, &pc.sub, pc.b, lg.iv);
-  lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, Mrows), MB);
-  LLVMValueRef left = LLVMBuildSub(L->b, lb_c64(L, Mrows), lm.iv, "");
-  LLVMValueRef rows = LLVMBuildSelect(
-      L->b, LLVMBuildICmp(L->b, LLVMIntSLT, left, lb_c64(L, MB), ""), left, lb_c64(L, MB), "");
-  pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, lm.iv, rows,
-                 mul64(L, lg.iv, g->cg));
-  lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, lm.iv, rows);
+  lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, Mrows), MB); /* whole blocks only */
+  conv_pack(L, a, g, q, pc.Kp, lm.iv, lb_c64(L, MB), lg.iv);
+  lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, lm.iv, lb_c64(L, MB));
   lb_loop_end(L, &lm);
   /* the last, partial block of rows */
   if (Mrows % MB) {
     LLVMValueRef r0 = lb_c64(L, Mrows / MB * MB), rr = lb_c64(L, Mrows % MB);
-    pack_conv_rows(L, &q->ap, g, a->in[0].base, a->scratch, pc.Kp, r0, rr,
-                   mul64(L, lg.iv, g->cg));
+    conv_pack(L, a, g, q, pc.Kp, r0, rr, lg.iv);
     lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, r0, rr);
   }
   lb_loop_end(L, &lg);
@@ -334,20 +513,6 @@ static int lower_conv(lb_lw *L, lb_op_args *a) {
 
 /* ---- gemm and matmul ------------------------------------------------------------------- */
 
-/* Packs rows [row0, row0 + rows) of A (row r at rowmap offset, k stride sk). */
-static void pack_rows(lb_lw *L, const apack *p, const rowmap *am, LLVMValueRef x, int64_t sk,
-                      int64_t K, int64_t Kp, LLVMValueRef dst, LLVMValueRef row0,
-                      LLVMValueRef rows) {
-  LLVMTypeRef et = a_elem(L, p);
-  lb_loop lr;
-  lb_loop_begin(L, &lr, lb_c64(L, 0), rows, 1);
-  LLVMValueRef src = lb_gep(L, L->t_i8, x, rowmap_off(L, am, add64(L, row0, lr.iv)));
-  LLVMValueRef d = lb_gep(L, et, dst, mul64(L, lr.iv, Kp));
-  copy_run(L, p, d, src, K, sk);
-  fill_run(L, p, lb_gep(L, et, d, lb_c64(L, K)), Kp - K);
-  lb_loop_end(L, &lr);
-}
-
 /* Packs a run-time B (k stride sbk, n stride sbn) minus zb as i16 into dst, pc's layout. */
 static void pack_b_runtime(lb_lw *L, const lb_qk_shape *s, const lb_view *B, int64_t sbk,
                            int64_t sbn, int64_t K, int64_t N, int32_t zb, LLVMValueRef dst,
@@ -379,7 +544,7 @@ typedef struct mmgeo {
 
 static int run_gemm(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const packed_c *pc,
                     LLVMValueRef bptr, size_t extra) {
-  int64_t MB = block_rows(&q->s, pc->Kp, mg->M), esz = q->s.wide ? 2 : 1;
+  int64_t MB = block_rows(L, &q->s, pc->Kp, mg->M), esz = q->s.wide ? 2 : 1;
   size_t ablk = (size_t)(MB * pc->Kp * esz + 63) / 64 * 64;
   a->scratch_bytes = ablk + extra;
   LLVMValueRef sbuf = lb_subw_place(L, &pc->sub, &q->s, pc->Kp, a->scratch, &a->scratch_bytes);
@@ -427,7 +592,7 @@ static int gemm_finish(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const 
   packed_c pc = {0};
   int rc = 0;
   if (wp) {
-    rc = pack_groups(L, &q->s, wp, 1, mg->K, mg->N, bias, mult, q->ap.dt, q->ap.zx, &pc);
+    rc = pack_groups(L, &q->s, wp, 1, mg->K, mg->N, bias, mult, q->ap.dt, q->ap.zx, mg->M, &pc);
     lb_free(bias);
     return rc ? rc : run_gemm(L, a, mg, q, &pc, pc.b, 0);
   }
@@ -446,7 +611,7 @@ static int gemm_finish(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const 
   }
   lb_free(bias), lb_free(bb), lb_free(mm);
   LB_TRY(rc);
-  int64_t MB = block_rows(&q->s, pc.Kp, mg->M), esz = q->s.wide ? 2 : 1;
+  int64_t MB = block_rows(L, &q->s, pc.Kp, mg->M), esz = q->s.wide ? 2 : 1;
   size_t ablk = (size_t)(MB * pc.Kp * esz + 63) / 64 * 64;
   LLVMValueRef bptr = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)ablk));
   pack_b_runtime(L, &q->s, &a->in[1], mg->sbk, mg->sbn, mg->K, mg->N, qz(in_val(a, 1), 0), bptr,

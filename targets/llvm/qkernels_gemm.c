@@ -146,12 +146,19 @@ static LLVMValueRef dot(lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc, LLVMVa
   }
 }
 
-/* B vector v of the k step at bp (element pointer). */
+/* Element type of the packed B in memory. */
+static LLVMTypeRef b_elem(lb_lw *L, const lb_qk_shape *s) {
+  return lb_qk_b_bytes(s) == 2 ? i16t(L) : L->t_i8;
+}
+
+/* B vector v of the k step at bp (element pointer); b8 storage is widened here (vpmovsxbw). */
 static LLVMValueRef b_operand(lb_lw *L, tile *t, LLVMValueRef bp, int v) {
   const lb_qk_shape *s = t->s;
-  LLVMTypeRef bt = bvec_t(L, s), et = s->wide ? i16t(L) : L->t_i8;
+  LLVMTypeRef bt = bvec_t(L, s), et = b_elem(L, s);
   int per = (int)LLVMGetVectorSize(bt);
-  return lb_load(L, bt, lb_gep(L, et, bp, lb_c64(L, (int64_t)v * per)), 1);
+  LLVMValueRef p = lb_gep(L, et, bp, lb_c64(L, (int64_t)v * per));
+  if (s->wide && s->b8) return LLVMBuildSExt(L->b, lb_load(L, vec(L->t_i8, per), p, 1), bt, "");
+  return lb_load(L, bt, p, 1);
 }
 
 /* The folded bias of accumulator vector v (smmla: [b0 b1 b0 b1] of column pair v). */
@@ -162,6 +169,24 @@ static LLVMValueRef acc_init(lb_lw *L, tile *t, LLVMValueRef bias, int v) {
   return LLVMBuildBitCast(L->b, lb_splat(L, b2, 2), t->acc_t, "");
 }
 
+/* Prefetches (into L2) the B bytes of this k step in the next panel: a panel serves every row
+ * tile of the block before the next one starts, and the next panel's first pass (which at
+ * batch 1 usually comes from L3 or DRAM) then finds it in L2. Past the last panel the address
+ * is out of bounds: a prefetch never faults, and the GEP is not inbounds. */
+static void prefetch_next(lb_lw *L, tile *t, LLVMValueRef bp) {
+  const lb_qk_shape *s = t->s;
+  int64_t step = (int64_t)s->nr * s->kr * lb_qk_b_bytes(s), pstride = t->j->Kp * s->nr;
+  LLVMTypeRef pt = LLVMTypeOf(bp), et = b_elem(L, s);
+  unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(L->mod, id, &pt, 1);
+  for (int64_t off = 0; off < step; off += 64) {
+    LLVMValueRef idx = lb_c64(L, pstride + off / lb_qk_b_bytes(s));
+    LLVMValueRef args[4] = {LLVMBuildGEP2(L->b, et, bp, &idx, 1, ""), lb_c32(L, 0), lb_c32(L, 2),
+                            lb_c32(L, 1)};
+    LLVMBuildCall2(L->b, LLVMIntrinsicGetType(L->ctx, id, &pt, 1), f, args, 4, "");
+  }
+}
+
 static void k_loop(lb_lw *L, tile *t, int mr, LLVMValueRef bpanel, LLVMValueRef bias) {
   const lb_qk_shape *s = t->s;
   int nacc = s->kind == LB_QK_SMMLA ? (mr / 2) * t->nv : mr * t->nv;
@@ -170,9 +195,10 @@ static void k_loop(lb_lw *L, tile *t, int mr, LLVMValueRef bpanel, LLVMValueRef 
   for (int i = 0; i < nacc; i++) slot[i] = lb_alloca(L, t->acc_t, init[i % t->nv]);
   lb_loop lp;
   lb_loop_begin(L, &lp, lb_c64(L, 0), lb_c64(L, t->j->Kp), s->kr);
-  LLVMTypeRef et = s->wide ? i16t(L) : L->t_i8;
-  LLVMValueRef bp = lb_gep(L, et, bpanel, LLVMBuildMul(L->b, lp.iv, lb_c64(L, s->nr), ""));
+  LLVMValueRef bk = LLVMBuildMul(L->b, lp.iv, lb_c64(L, s->nr), "");
+  LLVMValueRef bp = lb_gep(L, b_elem(L, s), bpanel, bk);
   LLVMValueRef b[16];
+  if (s->pf_next && t->j->Np > s->nr) prefetch_next(L, t, bp);
   for (int v = 0; v < t->nv; v++) b[v] = b_operand(L, t, bp, v);
   int rstep = s->kind == LB_QK_SMMLA ? 2 : 1;
   for (int r = 0; r < mr; r += rstep) {
@@ -265,24 +291,26 @@ static void epilogue_row(lb_lw *L, tile *t, int r, LLVMValueRef grow, LLVMValueR
   }
 }
 
-/* One mr x nr tile: rows [t0, t0 + mr) of the block (valid: rows - t0), panel at column n0. */
-static void emit_tile(lb_lw *L, tile *t, LLVMValueRef a_pk, LLVMValueRef row0, LLVMValueRef t0,
-                      LLVMValueRef rows, LLVMValueRef n0, int ncols) {
+/* One mr x nr tile (mr <= s->mr): rows [t0, t0 + mr) of the block (valid: rows - t0), panel at
+ * column n0. */
+static void emit_tile(lb_lw *L, tile *t, int mr, LLVMValueRef a_pk, LLVMValueRef row0,
+                      LLVMValueRef t0, LLVMValueRef rows, LLVMValueRef n0, int ncols) {
   const lb_qgemm_job *j = t->j;
   const lb_qk_shape *s = t->s;
   LLVMTypeRef et = s->wide ? i16t(L) : L->t_i8;
   LLVMValueRef last = LLVMBuildSub(L->b, rows, lb_c64(L, 1), "");
-  for (int r = 0; r < s->mr; r++) {
+  for (int r = 0; r < mr; r++) {
     LLVMValueRef ri = LLVMBuildAdd(L->b, t0, lb_c64(L, r), "");
     ri = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, ri, rows, ""), ri, last, "");
     t->arow[r] = lb_gep(L, et, a_pk, LLVMBuildMul(L->b, ri, lb_c64(L, j->Kp), ""));
   }
-  LLVMValueRef bpanel = lb_gep(L, et, j->b, LLVMBuildMul(L->b, n0, lb_c64(L, j->Kp), ""));
-  k_loop(L, t, s->mr, bpanel, lb_gep(L, L->t_i32, j->bias, n0));
+  LLVMValueRef bpanel =
+      lb_gep(L, b_elem(L, s), j->b, LLVMBuildMul(L->b, n0, lb_c64(L, j->Kp), ""));
+  k_loop(L, t, mr, bpanel, lb_gep(L, L->t_i32, j->bias, n0));
   for (int v = 0; v * s->lanes < ncols; v++) /* multipliers once per tile, not per row */
     t->mult[v] = lb_load(L, vec(L->t_f32, s->lanes),
                          lb_gep(L, L->t_f32, j->mult, LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * s->lanes), "")), 4);
-  for (int r = 0; r < s->mr; r++) {
+  for (int r = 0; r < mr; r++) {
     LLVMValueRef ri = LLVMBuildAdd(L->b, t0, lb_c64(L, r), "");
     LLVMBasicBlockRef join = lb_if_begin(L, LLVMBuildICmp(L->b, LLVMIntSLT, ri, rows, ""));
     epilogue_row(L, t, r, LLVMBuildAdd(L->b, row0, ri, ""), n0, ncols);
@@ -290,13 +318,30 @@ static void emit_tile(lb_lw *L, tile *t, LLVMValueRef a_pk, LLVMValueRef row0, L
   }
 }
 
+/* The row tiles of one panel. With a constant row count the last tile has only the rows left
+ * (ResNet-18 layer4: 49 rows = 12 tiles of 4 and one of 1, not 13 of 4); otherwise every tile
+ * has mr rows, the rows past the end clamped to the last one and not stored. */
 static void panel_rows(lb_lw *L, tile *t, LLVMValueRef a_pk, LLVMValueRef row0,
                        LLVMValueRef rows, LLVMValueRef n0, int ncols) {
+  int mr = t->s->mr;
+  if (LLVMIsAConstantInt(rows)) {
+    int64_t R = LLVMConstIntGetSExtValue(rows), full = R / mr * mr;
+    int rest = (int)(R - full);
+    if (t->s->kind == LB_QK_SMMLA) rest += rest & 1; /* smmla takes rows in pairs */
+    if (full > 0) {
+      lb_loop lt;
+      lb_loop_begin(L, &lt, lb_c64(L, 0), lb_c64(L, full), mr);
+      emit_tile(L, t, mr, a_pk, row0, lt.iv, rows, n0, ncols);
+      lb_loop_end(L, &lt);
+    }
+    if (rest) emit_tile(L, t, rest, a_pk, row0, lb_c64(L, full), rows, n0, ncols);
+    return;
+  }
   lb_loop lt;
   lb_loop_begin(L, &lt, lb_c64(L, 0), rows, 1);
-  emit_tile(L, t, a_pk, row0, lt.iv, rows, n0, ncols);
+  emit_tile(L, t, mr, a_pk, row0, lt.iv, rows, n0, ncols);
   /* the header tests t0 < rows (step 1), but tiles advance by mr: the last one is partial */
-  LLVMValueRef next = LLVMBuildNSWAdd(L->b, lt.iv, lb_c64(L, t->s->mr), "");
+  LLVMValueRef next = LLVMBuildNSWAdd(L->b, lt.iv, lb_c64(L, mr), "");
   LLVMBasicBlockRef from = LLVMGetInsertBlock(L->b);
   LLVMBuildBr(L->b, lt.header);
   LLVMAddIncoming(lt.iv, &next, &from, 1);

@@ -56,20 +56,23 @@ static void fill8(void *p, lb_dtype t, int64_t n) {
 }
 
 /* Every (M, K, N) below, equal to and above the tiles, i8 and u8 activations with extreme zero
- * points: requantize(packed accumulators) equals the unpacked definition. */
+ * points: requantize(packed accumulators) equals the unpacked definition. _i == LB_QK_COUNT:
+ * the wide AVX2 kernel with B stored as s8 (b8). */
 START_TEST(test_pack_ref) {
-  lb_spec *spec = load_spec(kind_specs[_i]);
+  int b8 = _i == LB_QK_COUNT, kind = b8 ? LB_QK_PMADDWD : _i;
+  lb_spec *spec = load_spec(kind_specs[kind]);
   lb_diag d;
   lb_diag_clear(&d);
   lb_qk_shape s;
-  ck_assert_int_eq(lb_qk_choose(spec, _i == 1 ? LB_KERNEL_VPDPBUSD
-                                      : _i == 3 ? LB_KERNEL_SDOT
-                                      : _i == 4 ? LB_KERNEL_SMMLA
-                                      : _i == 5 ? LB_KERNEL_PMADDUBSW
-                                                : LB_KERNEL_GENERIC,
+  ck_assert_int_eq(lb_qk_choose(spec, kind == 1 ? LB_KERNEL_VPDPBUSD
+                                      : kind == 3 ? LB_KERNEL_SDOT
+                                      : kind == 4 ? LB_KERNEL_SMMLA
+                                      : kind == 5 ? LB_KERNEL_PMADDUBSW
+                                                  : LB_KERNEL_GENERIC,
                                 2, &s, &d),
                    0);
-  ck_assert_int_eq(s.kind, _i);
+  ck_assert_int_eq(s.kind, kind);
+  s.b8 = b8;
   static const int64_t Ks[] = {1, 3, 4, 8, 9, 17}, Ns[] = {1, 5, 16, 17, 40};
   for (int t = 0; t < 24; t++) {
     int64_t M = pick(1, 9), K = Ks[t % 6], N = Ns[(t / 6 + t) % 5];
@@ -87,6 +90,7 @@ START_TEST(test_pack_ref) {
     for (int64_t i = 0; i < N; i++) bias[i] = (int32_t)pick(-5000, 5000), mult[i] = 0.003f;
     lb_qpacked p;
     ck_assert_int_eq(lb_qpack(&s, wp, K, N, bias, act, zx, &p), 0);
+    ck_assert_int_eq(p.b_bytes, (size_t)(p.Kp * p.Np * (s.wide && !b8 ? 2 : 1)));
     for (int64_t m = 0; m < M; m++)
       for (int64_t k = 0; k < p.Kp; k++) {
         int32_t v = lb_qk_act_pack(&s, act, k < K ? (act == LB_DTYPE_I8 ? x[m * K + k]
@@ -343,6 +347,11 @@ START_TEST(test_jit_blocks) {
        .m = 48, .kh = 3, .kw = 3, .s = 1, .p = 1, .dil = 2, .group = 48, .act_fn = 2},
       {.op = 3, .act = LB_DTYPE_U8, .out = LB_DTYPE_I32, .n = 1, .c = 24, .h = 8, .w = 7,
        .m = 24, .kh = 5, .kw = 5, .s = 2, .p = 2, .dil = 1, .group = 24},
+      /* B above the L2 (1 MiB): next-panel prefetch, with i16 and (3 rows) s8 storage */
+      {.op = 0, .act = LB_DTYPE_I8, .out = LB_DTYPE_I8, .M = 21, .K = 7000, .N = 70, .res = 1},
+      {.op = 0, .act = LB_DTYPE_U8, .out = LB_DTYPE_U8, .M = 3, .K = 14001, .N = 70},
+      {.op = 3, .act = LB_DTYPE_I8, .out = LB_DTYPE_I8, .n = 1, .c = 400, .h = 5, .w = 5,
+       .m = 150, .kh = 3, .kw = 3, .s = 1, .p = 1, .dil = 1, .group = 1, .act_fn = 1},
   };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     char what[256];
@@ -464,16 +473,33 @@ START_TEST(test_asm_wide_fallback) {
 }
 END_TEST
 
+/* Few rows and a B above the L2 on AVX2: s8 weights widened in the kernel (vpmovsxbw) and the
+ * next panel prefetched. */
+START_TEST(test_asm_b8_prefetch) {
+  lb_spec *spec = load_spec("x86-64-avx2");
+  qcase c = {.op = 0, .act = LB_DTYPE_I8, .out = LB_DTYPE_I8, .M = 2, .K = 24000, .N = 48};
+  rng = 5;
+  lb_graph *g = gemm_graph(&c);
+  char *s = emit_asm(g, spec);
+  ck_assert(strstr(s, "vpmovsxbw"));
+  ck_assert(strstr(s, "prefetcht1"));
+  free(s);
+  lb_graph_free(g);
+  lb_spec_free(spec);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("qkernels");
   TCase *t = tcase_create("core");
   tcase_set_timeout(t, 120);
-  tcase_add_loop_test(t, test_pack_ref, 0, LB_QK_COUNT);
+  tcase_add_loop_test(t, test_pack_ref, 0, LB_QK_COUNT + 1);
   tcase_add_loop_test(t, test_jit_random_nodes, 0, 3);
   tcase_add_loop_test(t, test_jit_blocks, 0, 3);
   tcase_add_test(t, test_jit_lut_and_pool);
   tcase_add_loop_test(t, test_asm, 0, (int)(sizeof asm_cases / sizeof asm_cases[0]));
   tcase_add_test(t, test_asm_wide_fallback);
+  tcase_add_test(t, test_asm_b8_prefetch);
   suite_add_tcase(s, t);
   return s;
 }
