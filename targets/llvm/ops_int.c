@@ -236,7 +236,7 @@ static void view4(const lb_view *v, int64_t *st) {
   }
 }
 
-static void conv_geo(const lb_op_args *a, cgeo *g) {
+void lb_int_conv_geo(const lb_op_args *a, cgeo *g) {
   const lb_view *x = &a->in[0], *y = &a->out[0];
   const lb_value *w = in_val(a, 1);
   const lb_attrs *at = &a->node->attr;
@@ -492,7 +492,7 @@ static int lower_conv(lb_lw *L, lb_op_args *a) {
   if (!w->data || (w->dtype != LB_DTYPE_I8 && w->dtype != LB_DTYPE_U8))
     return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv needs constant 8-bit weights");
   cgeo g;
-  conv_geo(a, &g);
+  lb_int_conv_geo(a, &g);
   int16_t *wp = conv_wp(w, &g);
   float *mult = lb_calloc((size_t)(g.M ? g.M : 1), sizeof *mult);
   int rc = wp && mult ? 0 : lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");

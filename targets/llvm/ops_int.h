@@ -54,6 +54,9 @@ typedef struct qmac {
   int32_t zr;
 } qmac;
 
+/* The geometry of the conv node of a (1-D convs as 2-D with H = 1). */
+void lb_int_conv_geo(const lb_op_args *a, cgeo *g);
+
 /* *out = the data of b, an i32 constant of n values or 1 (NULL when b is absent). */
 int lb_int_const_i32(lb_lw *L, const lb_value *b, int64_t n, const int32_t **out);
 
