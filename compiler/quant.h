@@ -115,7 +115,7 @@ int lb_binary_node(const lb_graph *g, uint32_t id);
  * and the interpreter take them (element values as lb_subbyte_get reads them, zero points as
  * for 8-bit weights). lb_subbyte_weight: v is such a constant. lb_qweight_at: element i of an
  * integer weight constant of any of these dtypes or i8/u8/i32, for backends that read weights
- * one by one (realize still stores i4/i2 plans in i8 containers until the backends do). */
+ * one by one (the LLVM backend does; realize stores a plan's i4/i2 weights packed). */
 int lb_subbyte_weight(const lb_value *v);
 int32_t lb_qweight_at(const lb_value *w, int64_t i);
 int lb_binary_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,

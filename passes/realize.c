@@ -63,10 +63,13 @@ static uint32_t add_node(rz *r, lb_op op, const char *name, const uint32_t *in, 
   return id;
 }
 
-/* (search) Storage dtype of a quantized tensor: i4/i2 weights live in i8 containers (values in
- * their narrow range, so every kernel computes the packed definition bit-exactly) until the
- * shape rules and kernels take packed sub-byte constants (interp_subbyte.c packs them). */
+/* Storage dtype of a quantized tensor's parameters and of constants outside the integer graph
+ * (QDQ export, simulation): i4/i2 values live in i8 containers there. The integer graph stores
+ * i4/i2 weights packed (packed_dtype), two and four to a byte as ir.h lays them out. */
 static lb_dtype storage(lb_dtype t) { return lb_dtype_bits(t) < 8 ? LB_DTYPE_I8 : t; }
+static lb_dtype packed_dtype(const rz *r, lb_dtype t) {
+  return r->mode == LB_REALIZE_INT && lb_dtype_bits(t) < 8 && t != LB_DTYPE_B1 ? t : storage(t);
+}
 
 /* Scale and zero-point constants for old value v (rank 0 per tensor, else [n]). */
 static int qconsts(rz *r, uint32_t v, uint32_t *s, uint32_t *z) {
@@ -129,19 +132,21 @@ static uint32_t quant_const(rz *r, uint32_t v, const char *suffix) {
   const lb_value *c = &r->g->values[v];
   const lb_qval *q = &r->p->v[v];
   int64_t n = lb_value_numel(c);
-  lb_dtype st = storage(q->dtype);
-  size_t es = (size_t)lb_dtype_bits(st) / 8;
+  lb_dtype st = packed_dtype(r, q->dtype);
+  int bits = lb_dtype_bits(st);
+  size_t es = (size_t)bits / 8, bytes = lb_dtype_bytes(st, n);
   int32_t *qd = quant_data(r, v);
-  unsigned char *buf = lb_malloc((size_t)(n ? n : 1) * es);
+  unsigned char *buf = lb_calloc(bytes ? bytes : 1, 1);
   uint32_t id = LB_NONE;
   if (qd && buf) {
-    for (int64_t i = 0; i < n; i++) {
+    if (bits < 8) lb_subbyte_pack(st, qd, n, buf);
+    for (int64_t i = 0; bits >= 8 && i < n; i++) {
       if (es == 1) buf[i] = st == LB_DTYPE_I8 ? (unsigned char)(int8_t)qd[i] : (unsigned char)qd[i];
       else memcpy(buf + i * 4, &qd[i], 4);
     }
     char name[256];
     id = lb_graph_add_const(r->ng, uniq(r, c->name, suffix, name, sizeof name), st, c->rank,
-                            c->dims, buf, (size_t)n * es);
+                            c->dims, buf, bytes);
   }
   lb_free(qd), lb_free(buf);
   if (id != LB_NONE && set_q(r, id, v)) return LB_NONE;

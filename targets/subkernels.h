@@ -85,9 +85,9 @@ void lb_subgemm_emit(struct lb_lw *L, const lb_qgemm_job *j, const lb_subpacked 
 void lb_subw_shape(struct lb_lw *L, const int16_t *wp, int64_t count, lb_qk_shape *s);
 
 /* The sub-byte form of one layer's packed weights, for ops_int.c: bits 0 = the layer stays on
- * the int8 kernel. Realized graphs keep i4/i2 weights in i8 containers with values in the
- * narrow range, so the form is chosen from the packed values themselves: lossless by
- * construction, whatever the plan said. LB_SUBBYTE=0 in the environment keeps every layer on
+ * the int8 kernel. The form is chosen from the weight values themselves (realize's packed
+ * i4/i2 weights, or narrow values in 8-bit weights): lossless by construction, whatever the
+ * plan said. LB_SUBBYTE=0 in the environment keeps every layer on
  * int8 (for benchmarks of the same weights on both kernels). */
 typedef struct lb_subw {
   int bits;

@@ -142,6 +142,9 @@ static void pack_rows(lb_lw *L, const apack *p, const rowmap *am, LLVMValueRef x
 static int choose(lb_lw *L, const lb_op_args *a, lb_dtype wdt, int narrow_ok, lb_qk_shape *s) {
   int kind = lb_spec_opkind_of(a->g, (uint32_t)(a->node - a->g->nodes));
   const lb_value *x = in_val(a, 0);
+  /* packed i4/i2 weights run on the int8 combination's kernel shape; lb_subw_shape then swaps
+   * in the sub-byte kernel from the values, as for i4/i2 values in i8 containers */
+  if (lb_dtype_bits(wdt) < 8) wdt = LB_DTYPE_I8;
   const lb_spec_combo *c =
       kind >= 0 ? lb_spec_find(L->spec, (lb_spec_opkind)kind, x->dtype, wdt) : NULL;
   return lb_qk_choose(L->spec, c ? c->kernel : LB_KERNEL_GENERIC, narrow_ok, s, L->diag);
@@ -390,8 +393,7 @@ static int16_t *conv_wp(const lb_value *w, const cgeo *g) {
     for (int64_t c = 0; c < g->cg; c++)
       for (int64_t t = 0; t < g->KH * g->KW; t++) {
         int64_t src = (m * g->cg + c) * g->KH * g->KW + t;
-        int32_t v = w->dtype == LB_DTYPE_U8 ? ((const uint8_t *)w->data)[src]
-                                            : ((const int8_t *)w->data)[src];
+        int32_t v = lb_qweight_at(w, src);
         wp[(gi * K + t * g->cg + c) * g->mg + n] = (int16_t)(v - qz(w, m));
       }
   }
@@ -489,8 +491,9 @@ static int lower_conv(lb_lw *L, lb_op_args *a) {
   const lb_value *x = in_val(a, 0), *w = in_val(a, 1), *y = &a->g->values[a->node->out[0]];
   if (a->in[0].rank != 3 && a->in[0].rank != 4)
     return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv supports 1-D and 2-D only");
-  if (!w->data || (w->dtype != LB_DTYPE_I8 && w->dtype != LB_DTYPE_U8))
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv needs constant 8-bit weights");
+  if (!w->data || (w->dtype != LB_DTYPE_I8 && w->dtype != LB_DTYPE_U8 && !lb_subbyte_weight(w)))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer conv needs constant 8-bit or packed "
+                       "4/2-bit weights");
   cgeo g;
   lb_int_conv_geo(a, &g);
   int16_t *wp = conv_wp(w, &g);
@@ -644,7 +647,7 @@ static int lower_mm(lb_lw *L, lb_op_args *a) {
   for (int64_t k = 0; wp && k < mg.K; k++)
     for (int64_t j = 0; j < mg.N; j++) {
       int64_t i = tb ? j * mg.K + k : k * mg.N + j;
-      int32_t v = w->dtype == LB_DTYPE_U8 ? ((const uint8_t *)w->data)[i] : ((const int8_t *)w->data)[i];
+      int32_t v = lb_qweight_at(w, i);
       wp[k * mg.N + j] = (int16_t)(v - qz(w, j));
     }
   qmac q;
@@ -888,9 +891,6 @@ int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
 
 int lb_lower_int(lb_lw *L, lb_op_args *a) {
   if (lb_binary_node(a->g, (uint32_t)(a->node - a->g->nodes))) return lb_lower_bin(L, a);
-  if (in_val(a, 1) && lb_subbyte_weight(in_val(a, 1))) /* (bin) until read via lb_qweight_at */
-    return lb_diag_err(L->diag, LB_ERR_INPUT, "packed %s weights are not lowered yet (realize "
-                       "stores them in i8)", lb_dtype_name(in_val(a, 1)->dtype));
   for (uint32_t i = 0; i < a->node->n_in && i < 4; i++) {
     const lb_value *v = in_val(a, i);
     if (v && (!v->q.n || !v->q.scale))
