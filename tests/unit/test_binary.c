@@ -21,6 +21,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../quick.h"
 
 static unsigned rng = 4242;
@@ -291,51 +292,15 @@ END_TEST
 
 /* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------- */
 
-static int shell(const char *cmd) {
-  int rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "test_binary: command failed (%d): %s\n", rc, cmd);
-  return rc;
-}
-
-static const struct {
-  const char *spec, *cc, *runner;
-} aot[] = {
-    {"x86-64-avx2", "gcc", ""},
-    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
-    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-};
+static const lb_test_aot_target aot[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD};
 
 /* Object + header for g, the harness linked against it, run on in[]: outputs match want. */
 static void aot_run(lb_graph *g, int a, const lb_tensor *in, const lb_tensor *want, const char *what) {
-  char tmpl[] = "/tmp/lb_binary_XXXXXX", obj[600], hdr[600], path[600], cmd[4096];
-  char *tmp = mkdtemp(tmpl);
-  ck_assert_ptr_nonnull(tmp);
-  lb_diag d;
-  lb_diag_clear(&d);
   lb_spec *spec = load_spec(aot[a].spec);
-  snprintf(obj, sizeof obj, "%s/m.o", tmp);
-  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
-  lb_codegen_opts o = {.name = "m"};
-  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
-  snprintf(cmd, sizeof cmd, "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm -o %s/h",
-           aot[a].cc, tmp, LB_SOURCE_DIR, obj, tmp);
-  ck_assert_int_eq(shell(cmd), 0);
-  int n = snprintf(cmd, sizeof cmd, "%s %s/h", aot[a].runner, tmp);
-  for (uint32_t k = 0; k < g->n_inputs; k++) {
-    snprintf(path, sizeof path, "%s/in%u.bin", tmp, k);
-    ck_assert_msg(lb_bin_write(path, &in[k], &d) == 0, "%s", d.msg);
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
-  }
-  snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out0.bin", tmp);
-  ck_assert_int_eq(shell(cmd), 0);
-  const lb_value *v = &g->values[g->outputs[0]];
   lb_tensor got;
-  snprintf(path, sizeof path, "%s/out0.bin", tmp);
-  ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+  lb_test_aot_run(g, spec, &aot[a], in, &got, what);
   same_bytes(&got, want, what, aot[a].spec);
   lb_free(got.data);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  shell(cmd);
   lb_spec_free(spec);
 }
 

@@ -19,6 +19,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../quick.h"
 
 static unsigned rng;
@@ -342,56 +343,23 @@ END_TEST
 
 /* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------- */
 
-static int shell(const char *cmd) {
-  int rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "test_qdiff: command failed (%d): %s\n", rc, cmd);
-  return rc;
-}
-
-static const struct {
-  const char *spec, *cc, *runner;
-} aot[] = {
-    {"x86-64-avx2", "gcc", ""},
-    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
-    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-    {"aarch64-i8mm", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-};
+static const lb_test_aot_target aot[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD,
+                                         LB_TEST_AOT_I8MM};
 
 static void aot_case(lb_graph *q, lb_spec *spec, int a, const char *what) {
-  char tmpl[] = "/tmp/lb_qdiff_XXXXXX", obj[600], hdr[600], path[600], cmd[4096];
-  char *tmp = mkdtemp(tmpl);
-  ck_assert_ptr_nonnull(tmp);
   lb_diag d;
   lb_diag_clear(&d);
-  snprintf(obj, sizeof obj, "%s/m.o", tmp);
-  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
-  lb_codegen_opts o = {.name = "m"};
-  ck_assert_msg(lb_target_emit(q, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
-  lb_tensor in, want[3], got;
+  lb_tensor in, want[3], got[3];
+  ck_assert_uint_le(q->n_outputs, 3);
   rand_f32(&q->values[q->inputs[0]], 0, &in);
   ck_assert_msg(lb_interp_run(q, &in, want, &d) == 0, "%s: %s", what, d.msg);
-  snprintf(path, sizeof path, "%s/in0.bin", tmp);
-  ck_assert_msg(lb_bin_write(path, &in, &d) == 0, "%s", d.msg);
-  snprintf(cmd, sizeof cmd,
-           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s "
-           "-lm -o %s/h",
-           aot[a].cc, tmp, LB_SOURCE_DIR, obj, tmp);
-  ck_assert_int_eq(shell(cmd), 0);
-  int n = snprintf(cmd, sizeof cmd, "%s %s/h %s", aot[a].runner, tmp, path);
-  for (uint32_t i = 0; i < q->n_outputs; i++)
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
-  ck_assert_int_eq(shell(cmd), 0);
+  lb_test_aot_run(q, spec, &aot[a], &in, got, what);
   for (uint32_t i = 0; i < q->n_outputs; i++) {
-    const lb_value *v = &q->values[q->outputs[i]];
-    snprintf(path, sizeof path, "%s/out%u.bin", tmp, i);
-    ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
-    compare(&got, &want[i], what, i);
-    lb_free(got.data);
+    compare(&got[i], &want[i], what, i);
+    lb_free(got[i].data);
   }
   free_outs(want, q->n_outputs, 1);
   free(in.data);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  shell(cmd);
 }
 
 START_TEST(test_aot_random_graphs) {

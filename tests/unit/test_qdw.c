@@ -15,6 +15,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../quick.h"
 
 static unsigned rng = 4242;
@@ -212,56 +213,19 @@ END_TEST
 
 /* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------ */
 
-static const struct {
-  const char *spec, *cc, *runner;
-} aot[] = {
-    {"x86-64-avx2", "gcc", ""},
-    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
-    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-};
-
-static int shell(const char *cmd) {
-  int rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "test_qdw: command failed (%d): %s\n", rc, cmd);
-  return rc;
-}
+static const lb_test_aot_target aot[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD};
 
 /* Emits g for spec, links it with tests/aot/harness.c, runs it and compares the output. */
 static void aot_case(lb_graph *g, lb_spec *spec, int a, const char *what) {
-  char tmpl[] = "/tmp/lb_qdw_XXXXXX", obj[600], hdr[600], path[600], cmd[4096];
-  char *tmp = mkdtemp(tmpl);
-  ck_assert_ptr_nonnull(tmp);
   lb_diag d;
   lb_diag_clear(&d);
-  snprintf(obj, sizeof obj, "%s/m.o", tmp);
-  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
-  lb_codegen_opts o = {.name = "m"};
-  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
   lb_tensor in[2], want, got;
-  int n = snprintf(cmd, sizeof cmd, "%s %s/h", aot[a].runner, tmp);
-  for (uint32_t j = 0; j < g->n_inputs; j++) {
-    random_bytes(&g->values[g->inputs[j]], &in[j]);
-    snprintf(path, sizeof path, "%s/in%u.bin", tmp, j);
-    ck_assert_msg(lb_bin_write(path, &in[j], &d) == 0, "%s", d.msg);
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
-  }
-  snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out0.bin", tmp);
+  for (uint32_t j = 0; j < g->n_inputs; j++) random_bytes(&g->values[g->inputs[j]], &in[j]);
   ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
-  char build[4096];
-  snprintf(build, sizeof build,
-           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s "
-           "-lm -o %s/h",
-           aot[a].cc, tmp, LB_SOURCE_DIR, obj, tmp);
-  ck_assert_int_eq(shell(build), 0);
-  ck_assert_int_eq(shell(cmd), 0);
-  const lb_value *v = &g->values[g->outputs[0]];
-  snprintf(path, sizeof path, "%s/out0.bin", tmp);
-  ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+  lb_test_aot_run(g, spec, &aot[a], in, &got, what);
   same_bytes(&got, &want, what, aot[a].spec);
   lb_free(got.data), lb_free(want.data);
   for (uint32_t j = 0; j < g->n_inputs; j++) free(in[j].data);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  shell(cmd);
 }
 
 START_TEST(test_aot_sweep) {

@@ -15,6 +15,7 @@
 #include "tensor_io.h"
 #include "quant.h"
 #include "subkernels.h"
+#include "../aot.h"
 #include "../quick.h"
 
 static unsigned rng = 4242;
@@ -536,64 +537,28 @@ START_TEST(test_nodes_jit) {
 }
 END_TEST
 
-static int sh(const char *cmd) {
-  int rc = system(cmd);
-  return rc;
-}
-
-/* AOT object + tests/aot/harness.c built with cc, run with runner, against the interpreter. */
-static void aot_node(const lb_graph *g, lb_spec *spec, const char *cc, const char *runner,
+/* AOT object + tests/aot/harness.c, against the interpreter. */
+static void aot_node(const lb_graph *g, lb_spec *spec, const lb_test_aot_target *t,
                      const char *what) {
-  char tmpl[] = "/tmp/lb_sub_aot_XXXXXX", cmd[4096], path[600];
-  char *tmp = mkdtemp(tmpl);
-  ck_assert_ptr_nonnull(tmp);
   lb_diag d;
   lb_diag_clear(&d);
-  char obj[600], hdr[600];
-  snprintf(obj, sizeof obj, "%s/m.o", tmp);
-  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
-  lb_codegen_opts o = {.name = "m"};
-  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s", d.msg);
   lb_tensor in[4], want[1], got;
   rand_in(g, in);
   ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s", d.msg);
-  snprintf(cmd, sizeof cmd,
-           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s "
-           "-lm -o %s/h",
-           cc, tmp, LB_SOURCE_DIR, obj, tmp);
-  ck_assert_int_eq(sh(cmd), 0);
-  int n = snprintf(cmd, sizeof cmd, "%s %s/h", runner, tmp);
-  for (uint32_t i = 0; i < g->n_inputs; i++) {
-    snprintf(path, sizeof path, "%s/in%u.bin", tmp, i);
-    ck_assert_msg(lb_bin_write(path, &in[i], &d) == 0, "%s", d.msg);
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
-  }
-  snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out0.bin", tmp);
-  ck_assert_int_eq(sh(cmd), 0);
-  const lb_value *v = &g->values[g->outputs[0]];
-  snprintf(path, sizeof path, "%s/out0.bin", tmp);
-  ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
+  lb_test_aot_run(g, spec, t, in, &got, what);
   same_bytes(&got, &want[0], what);
   lb_free(got.data), lb_free(want[0].data);
   for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  sh(cmd);
 }
 
 /* x86-64 (gcc) and AArch64 objects (aarch64-linux-gnu-gcc, qemu -cpu cortex-a72 for plain NEON:
  * panel path, max for dot product and i8mm: native sdot kernel): convs and gemms per spec, i4
  * and i2, small and big. */
-static const struct {
-  const char *spec, *cc, *runner;
-} aot_targets[] = {
-    {"x86-64-avx2", "gcc", ""},
-    {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
-    {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-    {"aarch64-i8mm", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"},
-};
+static const lb_test_aot_target aot_targets[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON,
+                                                 LB_TEST_AOT_DOTPROD, LB_TEST_AOT_I8MM};
 
 START_TEST(test_nodes_aot) {
-  if (_i > 0 && sh("command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null")) {
+  if (_i > 0 && lb_test_shell("command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null")) {
     printf("test_subkernels: skipping AArch64 AOT (no qemu-aarch64 or cross gcc)\n");
     return;
   }
@@ -607,7 +572,7 @@ START_TEST(test_nodes_aot) {
     char what[160];
     snprintf(what, sizeof what, "AOT %s %s on %s", c.conv ? "conv" : "gemm", lb_dtype_name(c.wt),
              aot_targets[_i].spec);
-    aot_node(g, spec, aot_targets[_i].cc, aot_targets[_i].runner, what);
+    aot_node(g, spec, &aot_targets[_i], what);
     lb_graph_free(g);
   }
   lb_spec_free(spec);
