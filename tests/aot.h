@@ -1,7 +1,8 @@
 /* Ahead-of-time checks shared by the unit tests: emit a graph as an object for a spec, link it
  * with tests/aot/harness.c (gcc, or the AArch64 cross compiler), run the program (natively or
  * under qemu) on input files and read its outputs back. The caller compares them with the
- * interpreter. Scratch files live in a fresh /tmp directory that is removed afterwards. */
+ * interpreter. Scratch files live in a fresh /tmp directory that is removed afterwards. Also
+ * load_spec, which every test that compiles for a spec needs. */
 #ifndef LB_TESTS_AOT_H
 #define LB_TESTS_AOT_H
 #include <check.h>
@@ -20,6 +21,15 @@ typedef struct lb_test_aot_target {
 #define LB_TEST_AOT_NEON {"aarch64-neon", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"}
 #define LB_TEST_AOT_DOTPROD {"aarch64-dotprod", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"}
 #define LB_TEST_AOT_I8MM {"aarch64-i8mm", "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"}
+
+/* A bundled spec (or file) by name; the test fails if it does not load. */
+static inline lb_spec *load_spec(const char *name) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
+  return s;
+}
 
 static inline int lb_test_shell(const char *cmd) {
   int rc = system(cmd);

@@ -30,14 +30,6 @@ static unsigned rnd(void) {
 static int64_t pick(int64_t lo, int64_t hi) { return lo + (int64_t)(rnd() % (unsigned)(hi - lo + 1)); }
 static float frand(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
 
-static lb_spec *load_spec(const char *name) {
-  lb_diag d;
-  lb_diag_clear(&d);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
-  return s;
-}
-
 /* ---- random fp32 graphs -------------------------------------------------------------------- */
 
 typedef struct gen {

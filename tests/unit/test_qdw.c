@@ -168,14 +168,6 @@ static void same_bytes(const lb_tensor *got, const lb_tensor *want, const char *
                   ((uint8_t *)got->data)[i], ((uint8_t *)want->data)[i]);
 }
 
-static lb_spec *load_spec(const char *name) {
-  lb_diag d;
-  lb_diag_clear(&d);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
-  return s;
-}
-
 /* ---- JIT --------------------------------------------------------------------------------- */
 
 static const char *jit_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "host"};

@@ -25,14 +25,6 @@ static unsigned rnd(void) {
 }
 static int32_t pick(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (unsigned)(hi - lo + 1)); }
 
-static lb_spec *load_spec(const char *name) {
-  lb_diag d;
-  lb_diag_clear(&d);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load(name, &s, &d) == 0, "spec %s: %s", name, d.msg);
-  return s;
-}
-
 static const char *kind_specs[LB_QK_COUNT] = {"x86-64-avx2",  "x86-64-avx512-vnni", "aarch64-neon",
                                               "aarch64-dotprod", "aarch64-i8mm", "x86-64-avx2"};
 static const lb_spec_kernel kind_kernel[LB_QK_COUNT] = {
