@@ -1,8 +1,9 @@
 /* Sub-byte kernels of the LLVM backend: int4/int2 weights stored as a lossless compression of the
- * int8 kernels' packed B (subpack.c). On x86 and AArch64 with dot product they run native register
- * kernels (llvm/qkernels_sub.c: fields unpacked in registers, then vpmaddubsw with int16
- * accumulation on AVX2, vpdpbusd with VNNI, sdot); for wide int8 kernels (plain NEON) each panel
- * is decompressed into an L1 buffer in front of the int8 micro-kernel. Binary GEMMs: sign activations and weights, dot = K - 2 * popcount(xor).
+ * int8 kernels' packed B (subpack.c). On x86 and AArch64 they run native register kernels
+ * (llvm/qkernels_sub.c: fields unpacked in registers, then vpmaddubsw with int16 accumulation
+ * on AVX2, vpdpbusd with VNNI, sdot, or smull/smlal2 with int16 accumulation on plain NEON);
+ * for wide int8 kernel shapes (pmaddwd) each panel is decompressed into an L1 buffer in front
+ * of the int8 micro-kernel. Binary GEMMs: sign activations and weights, dot = K - 2 * popcount(xor).
  * Invariant: a sub-byte kernel reads exactly the packed int8 elements lb_qpack wrote, so it
  * computes lb_qgemm_packed_ref's accumulators bit for bit. */
 #ifndef LB_SUBKERNELS_H
@@ -34,10 +35,10 @@ typedef struct lb_subpacked {
 /* The smallest of 2 and 4 such that every packed B element of p fits a signed field of that
  * many bits (0 if none: the layer stays on the int8 kernel). */
 int lb_sub_bits_for(const lb_qk_shape *s, const lb_qpacked *p);
-/* Native register kernel of a packing shape: x86 u8 x s8 shapes and AArch64 sdot shapes with
- * kr 4 (what lb_sub_shape returns) unpack fields in registers; every other shape (wide ones:
- * pmaddwd, smlal) takes the panel path. */
-typedef enum { LB_SUBK_PANEL = 0, LB_SUBK_MADDUBS, LB_SUBK_VNNI, LB_SUBK_SDOT } lb_subk;
+/* Native register kernel of a packing shape: x86 u8 x s8 shapes, AArch64 sdot shapes and
+ * narrow s8 smlal shapes with kr 4 (what lb_sub_shape returns) unpack fields in registers;
+ * every other shape (wide ones: pmaddwd, smlal) takes the panel path. */
+typedef enum { LB_SUBK_PANEL = 0, LB_SUBK_MADDUBS, LB_SUBK_VNNI, LB_SUBK_SDOT, LB_SUBK_SMLAL } lb_subk;
 lb_subk lb_sub_kernel(const lb_qk_shape *s);
 /* Chunk bytes of shape s: one B vector of a k step for native kernels, else LB_SUB_CHUNK. */
 int lb_sub_chunk(const lb_qk_shape *s);
@@ -45,7 +46,8 @@ int lb_sub_chunk(const lb_qk_shape *s);
  * with AVX2, u8 activations (i8 ones XOR 0x80: the -128 * sum_k w' term folds into the bias)
  * by s8 weights, kr 4: LB_QK_PMADDUBSW lanes 8 (vpmaddubsw, int16 sums) or, when base is
  * LB_QK_VPDPBUSD, base's width with a taller tile (vpdpbusd). AArch64 with dot product: an
- * LB_QK_SDOT shape (s8 x s8, kr 4). Elsewhere base itself. */
+ * LB_QK_SDOT shape (s8 x s8, kr 4); plain NEON (base smlal): a narrow LB_QK_SMLAL shape (s8 x
+ * s8, kr 4, 4 x 8 tile: smull/smlal2 into int16 sums). Elsewhere base itself. */
 lb_qk_shape lb_sub_shape(const lb_spec *spec, const lb_qk_shape *base);
 /* Compresses p's packed B (n_panels = Np / nr panels) into bits-wide fields. Every element must
  * fit (lb_sub_bits_for). 0 or LB_ERR_NOMEM; free with lb_subpacked_free. */

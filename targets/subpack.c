@@ -10,6 +10,7 @@
 lb_subk lb_sub_kernel(const lb_qk_shape *s) {
   if (s->wide || s->kr != 4) return LB_SUBK_PANEL;
   if (s->kind == LB_QK_SDOT && s->a_signed) return LB_SUBK_SDOT;
+  if (s->kind == LB_QK_SMLAL && s->a_signed) return LB_SUBK_SMLAL;
   if (s->a_signed) return LB_SUBK_PANEL;
   if (s->kind == LB_QK_VPDPBUSD) return LB_SUBK_VNNI;
   return s->kind == LB_QK_PMADDUBSW ? LB_SUBK_MADDUBS : LB_SUBK_PANEL;
@@ -26,6 +27,10 @@ lb_qk_shape lb_sub_shape(const lb_spec *spec, const lb_qk_shape *base) {
      * sdot's kr 4 keeps the unpacked B vectors one per 4 columns) */
     if (base->kind == LB_QK_SMMLA && f && strstr(f, "+dotprod"))
       return (lb_qk_shape){.kind = LB_QK_SDOT, .mr = 4, .nr = 16, .kr = 4, .lanes = 4, .a_signed = 1};
+    /* plain NEON: s8 x s8 by smull/smlal2 into int16 sums (4 x 8 x 2 halves = 16 of the 32
+     * registers, the i32 accumulators beside them) instead of the wide i16 smlal kernel */
+    if (base->kind == LB_QK_SMLAL)
+      return (lb_qk_shape){.kind = LB_QK_SMLAL, .mr = 4, .nr = 8, .kr = 4, .lanes = 4, .a_signed = 1};
     return *base;
   }
   if (!t || strncmp(t, "x86_64", 6)) return *base; /* every x86 spec's int8 kernels assume AVX2 */

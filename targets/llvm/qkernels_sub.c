@@ -1,8 +1,9 @@
 /* LLVM emitters of the sub-byte kernels. int4/int2 weights: native register kernels on x86 and
- * AArch64 dot product (compressed B vectors loaded once per k step, fields cut out by a shift
- * and a mask and sign extended by a vpshufb table (x86) or by shl + sshr (NEON), amortized over
- * the tile's rows; then vpmaddubsw on u8 activations with int16 sums widened by vpmaddwd every
- * few steps (AVX2), vpdpbusd (VNNI) or sdot); for the wide int8 kernels (plain NEON smlal)
+ * AArch64 (compressed B vectors loaded once per k step, fields cut out by a shift and a mask
+ * and sign extended by a vpshufb table (x86) or by shl + sshr (NEON), amortized over the tile's
+ * rows; then vpmaddubsw on u8 activations with int16 sums widened by vpmaddwd every few steps
+ * (AVX2), vpdpbusd (VNNI), sdot (dot product) or, on plain NEON, smull/smlal2 on s8 x s8 into
+ * int16 sums widened by saddlp + addp every few steps); for the wide int8 kernels (pmaddwd)
  * panels decompressed into L1 in front of the int8 micro-kernel of qkernels_gemm.c.
  * Binary dense layers: sign bits by one vector compare into a mask, XOR with 8 weight columns,
  * llvm.ctpop (vpopcntq, vpshufb lookup on AVX2, cnt + uaddlp on NEON). Invariant: every kernel
@@ -79,6 +80,7 @@ typedef struct ntile {
   const lb_subpacked *sp;
   lb_subk kind;
   int mr, nv, lanes, G, vb; /* rows, B vectors per k step, i32 lanes, fields per byte, B bytes */
+  int h; /* sums per row x B vector: 2 int16 halves (smull / smull2) on plain NEON, else 1 */
   LLVMTypeRef bt, acc_t, p_t; /* <vb x i8>, <lanes x i32>, <2 lanes x i16> */
   LLVMValueRef lut, mask, bsub, a_pk;
   LLVMValueRef arow[8];
@@ -114,7 +116,7 @@ static void ntile_consts(lb_lw *L, ntile *t) {
  * crossed a byte), mask, table lookup; AArch64: byte shifts left then arithmetic right. */
 static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
   int bits = t->sp->bits;
-  if (t->kind == LB_SUBK_SDOT) {
+  if (t->kind == LB_SUBK_SDOT || t->kind == LB_SUBK_SMLAL) {
     int up = 8 - bits * (f + 1);
     if (up) x = LLVMBuildShl(L->b, x, lb_ci(L, t->bt, up), "");
     return LLVMBuildAShr(L->b, x, lb_ci(L, t->bt, 8 - bits), "");
@@ -152,11 +154,50 @@ static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueR
   return lb_intr(L, "llvm.sadd.sat", t->p_t, x, 2);
 }
 
+static LLVMValueRef half8(lb_lw *L, LLVMValueRef v, int h) {
+  LLVMValueRef m[8];
+  for (int i = 0; i < 8; i++) m[i] = lb_c32(L, 8 * h + i);
+  return LLVMBuildShuffleVector(L->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(m, 8), "");
+}
+
+/* The t->h sums of one row x B vector: nmadd, or on plain NEON the low and the high 8 bytes
+ * of a (4 k values, twice) times those of b (2 columns x 4 k each) by smull into int16 lanes;
+ * the add folds into smlal / smlal2. int16 adds wrap, so their order does not matter: only
+ * the block's final sums must fit (i16_steps). */
+static void nmac(lb_lw *L, const ntile *t, LLVMValueRef *acc, LLVMValueRef a32, LLVMValueRef b) {
+  if (t->kind != LB_SUBK_SMLAL) {
+    acc[0] = nmadd(L, t, acc[0], a32, b);
+    return;
+  }
+  LLVMValueRef a = LLVMBuildBitCast(L->b, a32, t->bt, "");
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef x[2] = {half8(L, a, h), half8(L, b, h)};
+    acc[h] = LLVMBuildAdd(L->b, acc[h], lb_intr(L, "llvm.aarch64.neon.smull", t->p_t, x, 2), "");
+  }
+}
+
+/* Sums kept in int16 between widenings: vpmaddubsw pairs (AVX2), NEON smull halves. */
+static int sums16(const ntile *t) { return t->kind == LB_SUBK_MADDUBS || t->kind == LB_SUBK_SMLAL; }
+
+/* Activation operand of row r at k step ks: its 4 bytes in every i32 lane. Plain NEON loads 4
+ * steps of a row at once (a4: one ldr q) and splats lane s (dup by element, which LLVM widens
+ * to 128 bits for smlal2) instead of an address add and an ld1r per step. */
+static LLVMValueRef nact(lb_lw *L, const ntile *t, int r, LLVMValueRef ks, LLVMValueRef a4, int s) {
+  if (a4) {
+    LLVMValueRef m[16];
+    for (int i = 0; i < t->lanes; i++) m[i] = lb_c32(L, s);
+    return LLVMBuildShuffleVector(L->b, a4, LLVMGetUndef(LLVMTypeOf(a4)),
+                                  LLVMConstVector(m, (unsigned)t->lanes), "");
+  }
+  LLVMValueRef p = lb_gep(L, L->t_i8, t->arow[r], mul64(L, ks, 4));
+  return lb_splat(L, lb_load(L, L->t_i32, p, 1), t->lanes);
+}
+
 /* n k steps from k step ks0 (a multiple of the unit) on the accumulator values acc. */
 static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int n,
                    LLVMValueRef *acc) {
   LLVMValueRef g0 = lb_gep(L, L->t_i8, bpan, mul64(L, ks0, (int64_t)t->nv * (t->vb / t->G)));
-  LLVMValueRef raw = NULL, b[8];
+  LLVMValueRef raw = NULL, b[8], a4[8] = {0};
   for (int s = 0; s < n; s++) {
     for (int v = 0; v < t->nv; v++) {
       int ti = s * t->nv + v;
@@ -164,11 +205,13 @@ static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0
         raw = lb_load(L, t->bt, lb_gep(L, L->t_i8, g0, lb_c64(L, (int64_t)(ti / t->G) * t->vb)), 1);
       b[v] = nfield(L, t, raw, ti % t->G);
     }
-    LLVMValueRef k = mul64(L, LLVMBuildAdd(L->b, ks0, lb_c64(L, s), ""), 4);
+    LLVMValueRef ks = LLVMBuildAdd(L->b, ks0, lb_c64(L, s), "");
+    int quad = t->kind == LB_SUBK_SMLAL && n - s >= 4 - s % 4; /* steps s .. s | 3 all here */
     for (int r = 0; r < t->mr; r++) {
-      LLVMValueRef a = lb_splat(L, lb_load(L, L->t_i32, lb_gep(L, L->t_i8, t->arow[r], k), 1),
-                                t->lanes);
-      for (int v = 0; v < t->nv; v++) acc[r * t->nv + v] = nmadd(L, t, acc[r * t->nv + v], a, b[v]);
+      if (quad && s % 4 == 0)
+        a4[r] = lb_load(L, t->acc_t, lb_gep(L, L->t_i8, t->arow[r], mul64(L, ks, 4)), 1);
+      LLVMValueRef a = nact(L, t, r, ks, quad ? a4[r] : NULL, s % 4);
+      for (int v = 0; v < t->nv; v++) nmac(L, t, &acc[(r * t->nv + v) * t->h], a, b[v]);
     }
   }
 }
@@ -176,8 +219,8 @@ static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0
 /* n k steps from ks0 on the slots: a loop of u-step bodies, then the n % u tail. */
 static void nrun(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int64_t n, int u,
                  LLVMValueRef *slots) {
-  int na = t->mr * t->nv;
-  LLVMTypeRef st = t->kind != LB_SUBK_MADDUBS ? t->acc_t : t->p_t;
+  int na = t->mr * t->nv * t->h;
+  LLVMTypeRef st = sums16(t) ? t->p_t : t->acc_t;
   LLVMValueRef acc[16];
   if (n >= u) {
     lb_loop lk;
@@ -196,12 +239,16 @@ static void nrun(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, 
 /* k steps whose int16 sums cannot overflow, a multiple of the unit. Proof: each vpmaddubsw lane
  * is a0 * w0 + a1 * w1 with a in [0, 255] (u8) and |w| <= wmax (the weights' own bound, known
  * at compile time), so after S steps |sum| <= S * 2 * 255 * wmax <= 32767: no vpmaddubsw
- * saturation (S >= 1) and no int16 wrap. int4 -7..7: 9 steps, -8..7: 8; int2 -1..1: 64. */
+ * saturation (S >= 1) and no int16 wrap. int4 -7..7: 9 steps, -8..7: 8; int2 -1..1: 64.
+ * NEON: each smull lane is one product a * w per k step with a in [-128, 127] (s8), so
+ * S * 128 * wmax <= 32767, S rounded down to whole 4-step bodies: int4 -8..7: 28 (31), -7..7:
+ * 36; int2: 64 (the cap). */
 static int i16_steps(const ntile *t) {
   int w = t->sp->wmax > 0 ? t->sp->wmax : 1, unit = unit_of(t);
-  int s = 32767 / (2 * 255 * w);
-  s = (s > 64 ? 64 : s) / unit * unit;
-  LB_ASSERT(s >= unit && (int64_t)s * 2 * 255 * w <= 32767);
+  int per = t->kind == LB_SUBK_SMLAL ? 128 * w : 2 * 255 * w, s = 32767 / per;
+  int m = t->kind == LB_SUBK_SMLAL && s >= 4 * unit ? 4 * unit : unit;
+  s = (s > 64 ? 64 : s) / m * m;
+  LB_ASSERT(s >= unit && (int64_t)s * per <= 32767);
   return s;
 }
 
@@ -213,14 +260,33 @@ static int body_steps(const ntile *t, int64_t n) {
   return u;
 }
 
+/* The int16 sums of accumulator i as <lanes x i32> column sums. AVX2: vpmaddwd by ones adds
+ * each int16 pair into an i32 lane. NEON: the low half holds columns 0, 1 and the high half
+ * columns 2, 3 (4 k values each): saddlp pairs them, addp finishes [c0 c1 c2 c3]. */
+static LLVMValueRef nwiden(lb_lw *L, const ntile *t, int i) {
+  if (t->kind != LB_SUBK_SMLAL) {
+    LLVMValueRef x[2] = {lb_load(L, t->p_t, t->slot16[i], 32), lb_ci(L, t->p_t, 1)};
+    return x86_intr(L, t, "llvm.x86.avx2.pmadd.wd", "llvm.x86.avx512.pmaddw.d.512", x, 2);
+  }
+  const char *n = "llvm.aarch64.neon.saddlp";
+  unsigned id = LLVMLookupIntrinsicID(n, strlen(n));
+  LLVMTypeRef tys[2] = {t->acc_t, t->p_t};
+  LLVMTypeRef ft = LLVMIntrinsicGetType(L->ctx, id, tys, 2);
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(L->mod, id, tys, 2), p[2];
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef x = lb_load(L, t->p_t, t->slot16[2 * i + h], 32);
+    p[h] = LLVMBuildCall2(L->b, ft, fn, &x, 1, "");
+  }
+  return lb_intr(L, "llvm.aarch64.neon.addp", t->acc_t, p, 2);
+}
+
 /* One int16 block: zeroed sums, len k steps from ks0, widened into the i32 accumulators. */
 static void nblock(lb_lw *L, ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int64_t len) {
   int na = t->mr * t->nv;
-  for (int i = 0; i < na; i++) lb_store(L, LLVMConstNull(t->p_t), t->slot16[i], 32);
+  for (int i = 0; i < na * t->h; i++) lb_store(L, LLVMConstNull(t->p_t), t->slot16[i], 32);
   nrun(L, t, bpan, ks0, len, body_steps(t, len), t->slot16);
-  for (int i = 0; i < na; i++) { /* vpmaddwd by ones adds each int16 pair into an i32 lane */
-    LLVMValueRef x[2] = {lb_load(L, t->p_t, t->slot16[i], 32), lb_ci(L, t->p_t, 1)};
-    LLVMValueRef w = x86_intr(L, t, "llvm.x86.avx2.pmadd.wd", "llvm.x86.avx512.pmaddw.d.512", x, 2);
+  for (int i = 0; i < na; i++) {
+    LLVMValueRef w = nwiden(L, t, i);
     lb_store(L, LLVMBuildAdd(L->b, lb_load(L, t->acc_t, t->slot[i], 32), w, ""), t->slot[i], 32);
   }
 }
@@ -228,7 +294,7 @@ static void nblock(lb_lw *L, ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int6
 /* The k loop of one tile into t->slot (initialized with the folded bias). */
 static void nkloop(lb_lw *L, ntile *t, LLVMValueRef bpan) {
   int64_t steps = t->j->Kp / 4;
-  if (t->kind != LB_SUBK_MADDUBS) { /* vpdpbusd, sdot: straight into i32 */
+  if (!sums16(t)) { /* vpdpbusd, sdot: straight into i32 */
     nrun(L, t, bpan, lb_c64(L, 0), steps, body_steps(t, 4 * unit_of(t)), t->slot);
     return;
   }
@@ -346,15 +412,13 @@ static void native_emit(lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp,
   const lb_qk_shape *s = j->s;
   ntile t = {.j = j, .sp = sp, .kind = lb_sub_kernel(s), .mr = s->mr, .lanes = s->lanes,
              .nv = s->nr / s->lanes, .G = 8 / sp->bits, .vb = s->lanes * 4, .bsub = bsub,
-             .a_pk = a_pk};
-  LB_ASSERT(t.mr <= 8 && t.nv <= 4 && t.mr * t.nv <= 16 && sp->chunk == t.vb && s->kr == 4);
+             .a_pk = a_pk, .h = lb_sub_kernel(s) == LB_SUBK_SMLAL ? 2 : 1};
+  LB_ASSERT(t.mr <= 8 && t.nv <= 4 && t.mr * t.nv * t.h <= 16 && sp->chunk == t.vb && s->kr == 4);
   t.bt = vec(L->t_i8, t.vb), t.acc_t = vec(L->t_i32, t.lanes);
   t.p_t = vec(LLVMInt16TypeInContext(L->ctx), 2 * t.lanes);
-  if (t.kind != LB_SUBK_SDOT) ntile_consts(L, &t);
-  for (int i = 0; i < t.mr * t.nv; i++) {
-    t.slot[i] = lb_alloca(L, t.acc_t, NULL);
-    t.slot16[i] = lb_alloca(L, t.p_t, NULL);
-  }
+  if (t.kind != LB_SUBK_SDOT && t.kind != LB_SUBK_SMLAL) ntile_consts(L, &t);
+  for (int i = 0; i < t.mr * t.nv; i++) t.slot[i] = lb_alloca(L, t.acc_t, NULL);
+  for (int i = 0; i < t.mr * t.nv * t.h; i++) t.slot16[i] = lb_alloca(L, t.p_t, NULL);
   int64_t full = j->N / s->nr;
   if (full > 0) {
     lb_loop lp;

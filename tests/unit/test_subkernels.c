@@ -368,6 +368,8 @@ typedef struct ncase {
   int res;
   int64_t M, K, N;                  /* gemm */
   int64_t n, c, h, w, m, k, s, p, g; /* conv */
+  int full;  /* weights over the whole field range (-8..7, -2..1) */
+  int worst; /* every weight -8 (-2), every activation packing to -128, output not saturated */
 } ncase;
 
 static void setq(lb_graph *g, uint32_t v, uint32_t n, float s0, int32_t z, int vary) {
@@ -385,48 +387,57 @@ static uint32_t actv(lb_graph *g, const char *name, lb_dtype t, int rank, const 
   return v;
 }
 
-/* An integer gemm or conv whose i8 weights hold i4 (-7..7) or i2 (-1..1) values, as realize
- * stores a plan's sub-byte weights. */
-static lb_graph *node_graph(const ncase *c) {
-  lb_graph *g = lb_graph_new("sub");
+/* Adds an integer gemm or conv (value names prefixed by pfx) whose i8 weights hold i4 (-7..7)
+ * or i2 (-1..1) values, as realize stores a plan's sub-byte weights (c->full, c->worst: the
+ * whole field range, its edge). */
+static void add_case(lb_graph *g, const ncase *c, const char *pfx) {
+  char nm[6][32];
+  for (int i = 0; i < 6; i++) snprintf(nm[i], sizeof nm[i], "%s%c", pfx, "xwbryq"[i]);
   int64_t oh = (c->h + 2 * c->p - c->k) / c->s + 1, ow = (c->w + 2 * c->p - c->k) / c->s + 1;
   int64_t xd[4] = {c->n, c->c, c->h, c->w}, yd[4] = {c->n, c->m, oh, ow};
   int64_t wd[4] = {c->m, c->c / c->g, c->k, c->k}, gx[2] = {c->M, c->K}, gy[2] = {c->M, c->N};
   int64_t gw[2] = {c->N, c->K}, ch = c->conv ? c->m : c->N;
   int rank = c->conv ? 4 : 2;
-  uint32_t x = actv(g, "x", c->act, rank, c->conv ? xd : gx), in[4] = {x, 0, 0, LB_NONE};
+  uint32_t x = actv(g, nm[0], c->act, rank, c->conv ? xd : gx), in[4] = {x, 0, 0, LB_NONE};
   ck_assert_int_eq(lb_graph_add_input(g, x), 0);
   int64_t nw = c->conv ? wd[0] * wd[1] * wd[2] * wd[3] : c->N * c->K;
   int8_t *w = malloc((size_t)nw);
   int32_t hi = c->wt == LB_DTYPE_I4 ? 7 : 1, *b = malloc((size_t)ch * 4);
-  for (int64_t i = 0; i < nw; i++) w[i] = (int8_t)pick(-hi, hi);
+  for (int64_t i = 0; i < nw; i++) w[i] = (int8_t)(c->worst ? -hi - 1 : pick(-hi - c->full, hi));
   for (int64_t i = 0; i < ch; i++) b[i] = pick(-3000, 3000);
-  in[1] = lb_graph_add_const(g, "w", LB_DTYPE_I8, rank, c->conv ? wd : gw, w, (size_t)nw);
-  setq(g, in[1], (uint32_t)ch, 0.01f, 0, 1);
-  in[2] = lb_graph_add_const(g, "b", LB_DTYPE_I32, 1, &ch, b, (size_t)ch * 4);
+  in[1] = lb_graph_add_const(g, nm[1], LB_DTYPE_I8, rank, c->conv ? wd : gw, w, (size_t)nw);
+  setq(g, in[1], (uint32_t)ch, c->worst ? 5e-5f : 0.01f, 0, 1);
+  in[2] = lb_graph_add_const(g, nm[2], LB_DTYPE_I32, 1, &ch, b, (size_t)ch * 4);
   setq(g, in[2], 1, 1e-4f, 0, 0);
   free(w), free(b);
   uint32_t n_in = 3;
   if (c->res) {
-    in[3] = actv(g, "r", c->act, rank, c->conv ? yd : gy), n_in = 4;
+    in[3] = actv(g, nm[3], c->act, rank, c->conv ? yd : gy), n_in = 4;
     ck_assert_int_eq(lb_graph_add_input(g, in[3]), 0);
   }
-  uint32_t y = actv(g, "y", c->act, rank, c->conv ? yd : gy);
+  uint32_t y = actv(g, nm[4], c->act, rank, c->conv ? yd : gy);
+  if (c->worst) /* x - zx = 0: the kernel's int16 sums cancel the bias compensation exactly */
+    g->values[x].q.zero_point[0] = -128, g->values[y].q.scale[0] = g->values[x].q.scale[0];
   lb_attrs at = {.alpha = 1, .beta = 1, .trans_b = 1};
   if (c->conv) {
     at = (lb_attrs){.n_spatial = 2, .group = c->g};
     for (int i = 0; i < 2; i++) at.strides[i] = c->s, at.dilations[i] = 1, at.kernel[i] = c->k;
     for (int i = 0; i < 4; i++) at.pads[i] = c->p;
   }
-  uint32_t k = lb_graph_add_node(g, c->conv ? LB_OP_CONV : LB_OP_GEMM, "q", in, n_in, &y, 1);
+  uint32_t k = lb_graph_add_node(g, c->conv ? LB_OP_CONV : LB_OP_GEMM, nm[5], in, n_in, &y, 1);
   g->nodes[k].attr = at;
   g->nodes[k].attr.act = (lb_act)(c->res ? 0 : pick(0, 2));
   g->nodes[k].attr.act_min = -0.3f, g->nodes[k].attr.act_max = 0.4f; /* LB_ACT_CLIP */
   ck_assert_int_eq(lb_graph_add_output(g, y), 0);
+  ck_assert(lb_int_node(g, k));
+}
+
+static lb_graph *node_graph(const ncase *c) {
+  lb_graph *g = lb_graph_new("sub");
+  add_case(g, c, "");
   lb_diag d;
   lb_diag_clear(&d);
   ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s", d.msg);
-  ck_assert(lb_int_node(g, k));
   return g;
 }
 
@@ -476,25 +487,30 @@ static void same_bytes(const lb_tensor *got, const lb_tensor *want, const char *
                   ((uint8_t *)want->data)[i]);
 }
 
-/* The sub-byte blob is in the module (the layer did not stay on int8). */
-static void check_subbyte_ir(const lb_graph *g, lb_spec *spec, lb_dtype wt) {
+/* Whether g emitted for spec as kind (LLVM IR or asm) has a line containing needle. */
+static int emitted_has(const lb_graph *g, lb_spec *spec, lb_emit_kind kind, const char *needle) {
   char path[] = "/tmp/lb_sub_ll_XXXXXX";
   int fd = mkstemp(path);
   ck_assert_int_ge(fd, 0);
   close(fd);
   lb_diag d;
   lb_diag_clear(&d);
-  ck_assert_msg(lb_target_emit(g, spec, NULL, LB_EMIT_LLVM, path, NULL, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_target_emit(g, spec, NULL, kind, path, NULL, &d) == 0, "%s", d.msg);
   FILE *f = fopen(path, "rb");
   ck_assert_ptr_nonnull(f);
   char line[4096];
   int found = 0;
-  while (!found && fgets(line, sizeof line, f))
-    found = strstr(line, wt == LB_DTYPE_I4 ? "qb_i4" : "qb_i2") != NULL;
+  while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
   fclose(f);
   if (!found && getenv("LB_SUB_KEEP")) printf("kept %s\n", path);
   else unlink(path);
-  ck_assert_msg(found, "%s: no %s weights in the module", lb_spec_name(spec), lb_dtype_name(wt));
+  return found;
+}
+
+/* The sub-byte blob is in the module (the layer did not stay on int8). */
+static void check_subbyte_ir(const lb_graph *g, lb_spec *spec, lb_dtype wt) {
+  ck_assert_msg(emitted_has(g, spec, LB_EMIT_LLVM, wt == LB_DTYPE_I4 ? "qb_i4" : "qb_i2"),
+                "%s: no %s weights in the module", lb_spec_name(spec), lb_dtype_name(wt));
 }
 
 static const char *node_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "x86-64-zen5"};
@@ -571,6 +587,78 @@ START_TEST(test_nodes_aot) {
 }
 END_TEST
 
+/* Many gemm and conv nodes in one graph, one AOT run each on AArch64 (the native kernels:
+ * plain NEON smull/smlal2 under qemu -cpu cortex-a72, sdot under -cpu max): M below, at and
+ * above the 4-row tile, K below and above a 4-step body and the int16 blocks (odd, prime),
+ * N not a multiple of the 8- or 16-column panel, i8/u8, relu/clip, residual, per-channel
+ * scales, the whole field range, and the worst case of the int16 budget (every weight -8 / -2
+ * and every activation packing to -128, K = 1000, output scale keeping the sums unclamped). */
+static const lb_test_aot_target sweep_targets[] = {LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD};
+
+/* Sweep case t of n random ones (then the two budget edges and two convs). */
+static ncase sweep_case(int t, int n) {
+  static const int64_t Ms[] = {1, 3, 4, 5, 9, 13}, Ks[] = {1, 3, 4, 7, 9, 37, 64, 130, 300, 577},
+                       Ns[] = {1, 5, 8, 9, 17, 40};
+  if (t >= n + 2) return node_case(t == n + 2 ? 1 : 13); /* two convs: groups, stride 2 */
+  if (t >= n) /* the budget's edge, i4 then i2 */
+    return (ncase){.wt = t == n ? LB_DTYPE_I4 : LB_DTYPE_I2, .act = LB_DTYPE_I8, .M = 5,
+                   .K = 1000, .N = 12, .worst = 1, .k = 1, .s = 1, .g = 1};
+  return (ncase){.wt = t & 2 ? LB_DTYPE_I2 : LB_DTYPE_I4, .act = t & 1 ? LB_DTYPE_U8 : LB_DTYPE_I8,
+                 .res = t % 4 == 1, .M = Ms[t % 6], .K = Ks[t % 10], .N = Ns[(t + t / 6) % 6],
+                 .full = t % 3 == 2, .n = 1, .c = 1, .h = 1, .w = 1, .m = 1, .k = 1, .s = 1, .g = 1};
+}
+
+/* One AOT run of g (several nodes, each with its inputs and output) against the interpreter;
+ * inputs of worst-case nodes (first input index in worst[], -1 ends) hold -128. */
+static void sweep_run(lb_graph *g, lb_spec *spec, const lb_test_aot_target *tg, const int *worst) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s", d.msg);
+  lb_tensor in[3], want[3], got[3];
+  rand_in(g, in);
+  for (int i = 0; worst[i] >= 0; i++)
+    memset(in[worst[i]].data, 0x80, lb_dtype_bytes(in[worst[i]].dtype, lb_tensor_numel(&in[worst[i]])));
+  ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s", d.msg);
+  lb_test_aot_run(g, spec, tg, in, got, "sweep");
+  for (uint32_t o = 0; o < g->n_outputs; o++) {
+    char what[96];
+    snprintf(what, sizeof what, "sweep output %s on %s", g->values[g->outputs[o]].name, tg->spec);
+    same_bytes(&got[o], &want[o], what);
+    lb_free(got[o].data), lb_free(want[o].data);
+  }
+  for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
+}
+
+START_TEST(test_sweep_aot) {
+  if (lb_test_shell("command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null")) {
+    printf("test_subkernels: skipping AArch64 AOT sweep (no qemu-aarch64 or cross gcc)\n");
+    return;
+  }
+  const lb_test_aot_target *tg = &sweep_targets[_i];
+  lb_spec *spec = load_spec(tg->spec);
+  rng = 700 + (unsigned)_i;
+  int n = lb_test_count(16, 6), t = 0, checked = 0;
+  while (t < n + 4) { /* graphs of up to 3 nodes: the AOT harness takes 3 inputs, 3 outputs */
+    lb_graph *g = lb_graph_new("sweep");
+    int worst[4] = {-1, -1, -1, -1}, nw = 0;
+    for (; t < n + 4 && g->n_outputs < 3; t++) {
+      ncase c = sweep_case(t, n);
+      if (g->n_inputs + 1 + c.res > 3) break;
+      char pfx[16];
+      snprintf(pfx, sizeof pfx, "n%d_", t);
+      if (c.worst) worst[nw++] = (int)g->n_inputs;
+      add_case(g, &c, pfx);
+    }
+    /* the native kernel, not the panel path nor int8: only it widens int16 sums by saddlp */
+    if (_i == 0 && !checked++)
+      ck_assert_msg(emitted_has(g, spec, LB_EMIT_ASM, "saddlp"), "no smlal int16 kernel");
+    sweep_run(g, spec, tg, worst);
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("subkernels");
   TCase *tc = tcase_create("core");
@@ -581,6 +669,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(tc, test_binary_asm, 0, 3);
   tcase_add_loop_test(tc, test_nodes_jit, 0, 3);
   tcase_add_loop_test(tc, test_nodes_aot, 0, 4);
+  tcase_add_loop_test(tc, test_sweep_aot, 0, 2);
   suite_add_tcase(s, tc);
   return s;
 }
