@@ -4,6 +4,7 @@
  * Invariant: after each node, every defined name maps to a value with a known static shape whose
  * size is within LB_ONNX_MAX_NUMEL; the graph stays topologically ordered. */
 #include "onnx_internal.h"
+#include "onnx_wide.h"
 
 #include <string.h>
 
@@ -162,19 +163,21 @@ int lb_onnx_const_scalar(lb_onnx_ctx *c, uint32_t id, const char *what, double *
 
 /* ---- initializers and inputs -------------------------------------------------------------- */
 
-static int import_initializer(lb_onnx_ctx *c, const Onnx__TensorProto *t) {
+static int import_initializer(lb_onnx_ctx *c, lb_onnx_wide *w, const Onnx__TensorProto *t) {
   const char *name = S(t->name);
   if (!*name) return lb_diag_err(c->diag, LB_ERR_INPUT, "initializer has no name");
   if (map_get(c, name) != LB_NONE)
     return lb_diag_err(c->diag, LB_ERR_INPUT, "name defined twice");
   lb_tensor tt;
   size_t nbytes;
-  LB_TRY(lb_onnx_decode_tensor(t, &tt, &nbytes, c->diag));
+  int u16;
+  LB_TRY(lb_onnx_wide_decode(t, &tt, &nbytes, &u16, c->diag));
   int rc = count_const(c, nbytes);
   uint32_t id = LB_NONE;
   if (!rc) id = lb_graph_add_const(c->g, name, tt.dtype, tt.rank, tt.dims, tt.data, nbytes);
   lb_free(tt.data);
   if (!rc && id == LB_NONE) rc = lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
+  if (!rc && u16) rc = lb_onnx_wide_mark(w, id, c->diag);
   if (!rc) rc = map_put(c, lb_onnx_val(c, id)->name, id);
   return rc;
 }
@@ -187,6 +190,7 @@ static int value_type(lb_onnx_ctx *c, const Onnx__ValueInfoProto *vi, lb_dtype *
     return lb_diag_err(c->diag, LB_ERR_INPUT, "not a tensor (sequence, map and optional types "
                                               "are not supported)");
   const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+  LB_TRY(lb_onnx_wide_io_type(tt->has_elem_type ? tt->elem_type : 0, "input", c->diag));
   LB_TRY(lb_onnx_dtype(tt->has_elem_type ? tt->elem_type : 0, dt, c->diag));
   if (!tt->shape)
     return lb_diag_err(c->diag, LB_ERR_INPUT, "has no shape; static shapes are required");
@@ -405,15 +409,27 @@ static int unsupported(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
                      S(c->np->op_type), dom, ver, list);
 }
 
-static int lower_node(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
+/* Adds the node a lowering asks for; onnx_wide.c then marks or annotates its output. */
+static int finish(lb_onnx_ctx *c, lb_onnx_wide *w, const lb_lowering *l) {
+  if (l->kind == LB_LOWER_EMIT) LB_TRY(emit(c, l));
+  if (l->kind == LB_LOWER_ALIAS) {
+    LB_TRY(claim(c, S(c->np->output[0])));
+    LB_TRY(map_put(c, S(c->np->output[0]), l->alias));
+  }
+  return lb_onnx_wide_after(c, w, map_get(c, S(c->np->output[0])));
+}
+
+static int lower_node(lb_onnx_ctx *c, lb_onnx_wide *w, const Onnx__ModelProto *m) {
   const Onnx__NodeProto *np = c->np;
   const char *dom = S(np->domain);
   const lb_onnx_op *op = NULL;
-  if (!*dom || !strcmp(dom, "ai.onnx")) op = lb_onnx_find_op(S(np->op_type));
+  if (!*dom || !strcmp(dom, "ai.onnx") || lb_onnx_wide_domain(np))
+    op = lb_onnx_find_op(S(np->op_type));
   if (!op) return unsupported(c, m);
   LB_TRY(check_node_shape(c, op));
   uint32_t ids[64], n_in = 0;
   LB_TRY(resolve_inputs(c, op, ids, &n_in));
+  LB_TRY(lb_onnx_wide_check_inputs(c, w, ids, n_in));
   lb_lowering l;
   memset(&l, 0, sizeof l);
   l.kind = LB_LOWER_EMIT;
@@ -422,13 +438,10 @@ static int lower_node(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
   l.attr.axis = -1;
   memcpy(l.in, ids, n_in * sizeof *ids);
   l.n_in = n_in;
-  LB_TRY(op->fn(c, ids, n_in, &l));
-  if (l.kind == LB_LOWER_EMIT) return emit(c, &l);
-  if (l.kind == LB_LOWER_ALIAS) {
-    LB_TRY(claim(c, S(np->output[0])));
-    return map_put(c, S(np->output[0]), l.alias);
-  }
-  return 0;
+  int done;
+  LB_TRY(lb_onnx_wide_lower(c, w, op, ids, n_in, &l, &done));
+  if (!done) LB_TRY(op->fn(c, ids, n_in, &l));
+  return finish(c, w, &l);
 }
 
 /* Marks a defined-but-unsupported name (Dropout's mask) so that only its use is an error. */
@@ -437,7 +450,7 @@ int lb_onnx_poison(lb_onnx_ctx *c, const char *name) {
   return map_put(c, name, LB_ONNX_POISON);
 }
 
-static int import_nodes(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
+static int import_nodes(lb_onnx_ctx *c, lb_onnx_wide *w, const Onnx__ModelProto *m) {
   const Onnx__GraphProto *gp = m->graph;
   if (gp->n_node > LB_ONNX_MAX_NODES)
     return lb_diag_err(c->diag, LB_ERR_INPUT, "too many nodes (%zu)", gp->n_node);
@@ -446,7 +459,7 @@ static int import_nodes(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
     c->np = gp->node[i];
     snprintf(gen, sizeof gen, "op_%zu", i);
     c->node_name = *S(c->np->name) ? c->np->name : gen;
-    int rc = lower_node(c, m);
+    int rc = lower_node(c, w, m);
     if (rc) {
       lb_diag_prefix(c->diag, "graph.node[%zu] \"%s\" (%s)", i, c->node_name,
                      S(c->np->op_type));
@@ -462,6 +475,7 @@ static int check_declared(lb_onnx_ctx *c, const Onnx__ValueInfoProto *vi, const 
   const Onnx__TypeProto *tp = vi->type;
   if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type) return 0;
   const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+  if (tt->has_elem_type) LB_TRY(lb_onnx_wide_io_type(tt->elem_type, "output", c->diag));
   int bad = 0;
   lb_dtype dt;
   lb_diag scratch;
@@ -483,7 +497,7 @@ static int check_declared(lb_onnx_ctx *c, const Onnx__ValueInfoProto *vi, const 
                      got);
 }
 
-static int import_outputs(lb_onnx_ctx *c, const Onnx__GraphProto *gp) {
+static int import_outputs(lb_onnx_ctx *c, const lb_onnx_wide *w, const Onnx__GraphProto *gp) {
   for (size_t i = 0; i < gp->n_output; i++) {
     const char *name = S(gp->output[i]->name);
     uint32_t id = map_get(c, name);
@@ -492,6 +506,8 @@ static int import_outputs(lb_onnx_ctx *c, const Onnx__GraphProto *gp) {
       rc = lb_diag_err(c->diag, LB_ERR_INPUT, "not produced by any node, input or initializer");
     else if (id == LB_ONNX_POISON)
       rc = lb_diag_err(c->diag, LB_ERR_INPUT, "Dropout masks are not supported");
+    else if (lb_onnx_wide_is_u16(w, id))
+      rc = lb_onnx_wide_io_type(ONNX__TENSOR_PROTO__DATA_TYPE__UINT16, "output", c->diag);
     if (!rc) rc = check_declared(c, gp->output[i], lb_onnx_val(c, id));
     if (!rc && lb_graph_add_output(c->g, id))
       rc = lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
@@ -524,11 +540,11 @@ static int check_model(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
   return 0;
 }
 
-static int import_graph(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
+static int import_graph(lb_onnx_ctx *c, lb_onnx_wide *w, const Onnx__ModelProto *m) {
   const Onnx__GraphProto *gp = m->graph;
   c->graph = gp;
   for (size_t i = 0; i < gp->n_initializer; i++) {
-    int rc = import_initializer(c, gp->initializer[i]);
+    int rc = import_initializer(c, w, gp->initializer[i]);
     if (rc) {
       lb_diag_prefix(c->diag, "graph.initializer[%zu] \"%s\"", i, S(gp->initializer[i]->name));
       return rc;
@@ -543,8 +559,8 @@ static int import_graph(lb_onnx_ctx *c, const Onnx__ModelProto *m) {
       return rc;
     }
   }
-  LB_TRY(import_nodes(c, m));
-  LB_TRY(import_outputs(c, gp));
+  LB_TRY(import_nodes(c, w, m));
+  LB_TRY(import_outputs(c, w, gp));
   if (lb_graph_compact(c->g)) return lb_diag_err(c->diag, LB_ERR_NOMEM, "out of memory");
   int rc = lb_graph_verify(c->g, c->diag);
   if (rc) lb_diag_prefix(c->diag, "internal error after import");
@@ -556,7 +572,9 @@ int lb_onnx_load_buffer(const void *buf, size_t len, const char *name, lb_graph 
   *out = NULL;
   Onnx__ModelProto *m = NULL;
   lb_onnx_ctx c;
+  lb_onnx_wide w;
   memset(&c, 0, sizeof c);
+  memset(&w, 0, sizeof w);
   c.diag = diag;
   c.fold_budget = len < LB_ONNX_MAX_FOLD_BYTES / 16 ? LB_ONNX_MAX_FOLD_BYTES : 16 * (uint64_t)len;
   int rc = lb_onnx_unpack_model(buf, len, &m, diag);
@@ -565,7 +583,8 @@ int lb_onnx_load_buffer(const void *buf, size_t len, const char *name, lb_graph 
     c.g = lb_graph_new(*S(m->graph->name) ? m->graph->name : "graph");
     if (!c.g) rc = lb_diag_err(diag, LB_ERR_NOMEM, "out of memory");
   }
-  if (!rc) rc = import_graph(&c, m);
+  if (!rc) rc = import_graph(&c, &w, m);
+  lb_onnx_wide_free(&w);
   lb_onnx_free_model(m);
   lb_free(c.keys);
   lb_free(c.vals);

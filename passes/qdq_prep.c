@@ -3,7 +3,9 @@
  * DequantizeLinear of a constant operand of add/sub/mul, folded to f32 at import, is put back as
  * an integer constant behind a DequantizeLinear, in the activation dtype when that is exact; a
  * QuantizeLinear after a copy op is repeated in front of it) and, after it, the report of every
- * layer next to a QuantizeLinear/DequantizeLinear that stayed fp32, with the reason.
+ * layer next to a QuantizeLinear/DequantizeLinear that stayed fp32, with the reason. 16-bit
+ * QDQ (int16/uint16 activations, weights beyond 8 bits) has no integer kernel: those layers
+ * stay fp32 on the exactly simulated QuantizeLinear/DequantizeLinear values.
  * Invariant: the normalization only re-expresses values exactly (same fp32 semantics). */
 #include <stdio.h>
 #include <string.h>
@@ -260,16 +262,34 @@ static int dq_zero(const lb_graph *g, uint32_t dq) {
   return z->dtype == LB_DTYPE_I8 ? ((const int8_t *)z->data)[0] : ((const uint8_t *)z->data)[0];
 }
 
+/* Weights of more than 8 bits (the import's wide list), by name: the import renumbers values. */
+typedef struct wide {
+  const char **v;
+  uint32_t n;
+} wide;
+
+static int is_wide(const wide *w, const char *name) {
+  for (uint32_t i = 0; w && i < w->n; i++)
+    if (!strcmp(w->v[i], name)) return 1;
+  return 0;
+}
+
+#define NO_16BIT "no 16-bit integer combination, runs fp32 (QuantizeLinear/DequantizeLinear " \
+                 "simulated exactly)"
+
 /* Why input k of node n keeps it fp32: pass 0 looks at what the input is (a constant, no
  * DequantizeLinear), pass 1 at its DequantizeLinear. NULL when the input looks fine. */
 static const char *input_why(const lb_graph *g, uint32_t n, uint32_t k, uint32_t q, int pass,
-                             char *buf, size_t cap) {
+                             const wide *w, char *buf, size_t cap) {
   const lb_node *nd = &g->nodes[n];
   const lb_value *x = &g->values[nd->in[k]];
   int mac = is_mac(nd->op), weight = mac && k == 1, bias = mac && k == 2;
   if (x->data && x->dtype == LB_DTYPE_F32 && (bias || (weight && x->q.n))) return NULL;
   if (pass == 0) {
-    if (x->data && x->q.n)
+    if (weight && is_wide(w, x->name))
+      snprintf(buf, cap, "input[%u] '%s' has weights beyond 8 bits (16-bit QDQ): " NO_16BIT, k,
+               x->name);
+    else if (x->data && x->q.n)
       snprintf(buf, cap, "input[%u] '%s' is a dequantized constant: only conv/gemm/matmul "
                "weights and biases may be", k, x->name);
     else if (x->data)
@@ -284,7 +304,9 @@ static const char *input_why(const lb_graph *g, uint32_t n, uint32_t k, uint32_t
   uint32_t dq = x->producer;
   const lb_value *s = &g->values[g->nodes[dq].in[1]], *xi = &g->values[g->nodes[dq].in[0]];
   lb_dtype qt = q != LB_NONE ? g->values[g->nodes[q].out[0]].dtype : xi->dtype;
-  if (xi->dtype == LB_DTYPE_I32 && !xi->data)
+  if (xi->dtype == LB_DTYPE_I16)
+    snprintf(buf, cap, "input[%u] '%s' is 16-bit: " NO_16BIT, k, x->name);
+  else if (xi->dtype == LB_DTYPE_I32 && !xi->data)
     snprintf(buf, cap, "input[%u] '%s' is an int32 accumulator (no QuantizeLinear after the "
              "layer that makes it)", k, x->name);
   else if (!s->data)
@@ -305,7 +327,7 @@ static const char *input_why(const lb_graph *g, uint32_t n, uint32_t k, uint32_t
 }
 
 /* Why node n (fp32 after the QDQ import, next to QDQ nodes) stayed fp32. */
-static void why_fp32(const lb_graph *g, uint32_t n, char *buf, size_t cap) {
+static void why_fp32(const lb_graph *g, uint32_t n, const wide *w, char *buf, size_t cap) {
   const lb_node *nd = &g->nodes[n];
   uint32_t q, nr = readers(g, nd->out[0], &q);
   if (!qdq_kind(nd->op)) {
@@ -314,8 +336,10 @@ static void why_fp32(const lb_graph *g, uint32_t n, char *buf, size_t cap) {
   }
   for (int pass = 0; pass < 2; pass++)
     for (uint32_t k = 0; k < nd->n_in; k++)
-      if (nd->in[k] != LB_NONE && input_why(g, n, k, q, pass, buf, cap)) return;
-  if (q == LB_NONE && is_mac(nd->op))
+      if (nd->in[k] != LB_NONE && input_why(g, n, k, q, pass, w, buf, cap)) return;
+  if (q != LB_NONE && g->values[g->nodes[q].out[0]].dtype == LB_DTYPE_I16)
+    snprintf(buf, cap, "its QuantizeLinear is 16-bit: " NO_16BIT);
+  else if (q == LB_NONE && is_mac(nd->op))
     snprintf(buf, cap, "no QuantizeLinear after it, and a fused activation or residual needs one");
   else if (q == LB_NONE)
     snprintf(buf, cap, "its output is not quantized (no QuantizeLinear reads it)");
@@ -335,7 +359,7 @@ static int touches_qdq(const lb_graph *g, uint32_t n) {
   return readers(g, g->nodes[n].out[0], &q) && q != LB_NONE;
 }
 
-int lb_qdq_report(const lb_graph *g, FILE *f) {
+static int report(const lb_graph *g, const wide *w, FILE *f) {
   uint32_t n_int = 0, n_f32 = 0;
   char why[300];
   for (uint32_t n = 0; n < g->n_nodes; n++) {
@@ -347,7 +371,7 @@ int lb_qdq_report(const lb_graph *g, FILE *f) {
     }
     if (!touches_qdq(g, n)) continue;
     if (!n_f32++ && f) fprintf(f, "QDQ layers left fp32:\n");
-    why_fp32(g, n, why, sizeof why);
+    why_fp32(g, n, w, why, sizeof why);
     if (f)
       fprintf(f, "  %3u %-28.28s %-16s f32  %s\n", n, g->nodes[n].name ? g->nodes[n].name : "",
               lb_op_get(op)->name, why);
@@ -356,15 +380,51 @@ int lb_qdq_report(const lb_graph *g, FILE *f) {
   return (int)n_f32;
 }
 
-int lb_qdq_import(lb_graph *g, FILE *report, lb_diag *diag) {
+int lb_qdq_report(const lb_graph *g, FILE *f) { return report(g, NULL, f); }
+
+/* Whether the integers of folded constant x (its lb_quant) fit in int8 or uint8. */
+static int fits_8bit(const lb_value *x) {
+  const lb_quant *q = &x->q;
+  int64_t n = lb_value_numel(x), inner = 1;
+  for (int d = q->axis + 1; q->n > 1 && d < x->rank; d++) inner *= x->dims[d];
+  int s8 = 1, u8 = 1;
+  for (int64_t i = 0; i < n && (s8 || u8); i++) {
+    int64_t k = q->n > 1 ? (i / inner) % q->n : 0;
+    int32_t v = lb_qquantize(((const float *)x->data)[i], q->scale[k],
+                             q->zero_point ? q->zero_point[k] : 0, INT32_MIN, INT32_MAX);
+    s8 &= v >= -128 && v <= 127, u8 &= v >= 0 && v <= 255;
+  }
+  return s8 || u8;
+}
+
+/* Folded conv/gemm/matmul weights wider than 8 bits (16-bit QDQ) lose their parameters, so
+ * the import leaves their layers fp32 on the exact dequantized values; listed in *w. */
+static int strip_wide(lb_graph *g, wide *w) {
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    if (!is_mac(g->nodes[n].op) || g->nodes[n].n_in < 2) continue;
+    uint32_t v = g->nodes[n].in[1];
+    lb_value *x = &g->values[v];
+    if (!x->data || x->dtype != LB_DTYPE_F32 || !x->q.n || fits_8bit(x)) continue;
+    const char **p = lb_realloc(w->v, (w->n + 1) * sizeof *p);
+    if (!p) return LB_ERR_NOMEM;
+    w->v = p, w->v[w->n++] = x->name;
+    x->q = (lb_quant){-1, 0, NULL, NULL};
+  }
+  return 0;
+}
+
+int lb_qdq_import(lb_graph *g, FILE *out, lb_diag *diag) {
   lb_arena scratch;
   lb_arena_init(&scratch);
   lb_pass_ctx ctx = {&scratch, 1};
-  int rc = lb_pass_qdq_prepare(g, &ctx, diag);
+  wide w = {NULL, 0};
+  int rc = strip_wide(g, &w) ? lb_diag_err(diag, LB_ERR_NOMEM, "out of memory") : 0;
+  if (!rc) rc = lb_pass_qdq_prepare(g, &ctx, diag);
   lb_arena_free(&scratch);
   if (!rc) rc = lb_graph_verify(g, diag);
   if (rc) lb_diag_prefix(diag, "qdq_prepare");
   if (!rc) rc = lb_quant_qdq_import(g, diag);
-  if (!rc && report) lb_qdq_report(g, report);
+  if (!rc && out) report(g, &w, out);
+  lb_free(w.v);
   return rc;
 }

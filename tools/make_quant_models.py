@@ -34,7 +34,17 @@ symmetric in [-127, 127] per tensor or per channel, biases int32 with scale s_x 
   each with NAME_input.npy (8 samples).
 qdq/cast_ops.onnx  Cast of constants (f64 -> f32, f32 -> i8 -> f32) and of u8/i8/i32 inputs,
   with cast_ops_in{0,1,2}.npy and numpy's cast_ops_out{0,1,2}.npy; cast_bad_runtime.onnx (a
-  run-time f32 -> int8 Cast) and cast_bad_to.onnx (to float16) must be refused.
+  run-time f32 -> int8 Cast) and cast_bad_to.onnx (to uint16) must be refused.
+qdq/ float16 and 16-bit QDQ (opset 19/21; the references are numpy's ONNX semantics in float32):
+  qdq16_mlp       activation_type QUInt16 as ORT writes it: u16 activations (one Q with
+                  output_dtype and no zero point), i16 symmetric ones, int8 and int16 weights,
+                  int32 biases, the last Q u8; NAME_input.npy, NAME_expected.npy (8 samples).
+  qdq16_io        int16 graph input and output around a Gemm.
+  qdq16_elem      Q -> DQ pairs alone (u16, per-axis i16, an i16 output, com.microsoft's ops).
+  qdq_fp16_cnn    a float16 model quantized with keep_io_types: Casts at the boundary, float16
+                  scales and Constant Clip bounds, u8 activations, int8 weights.
+  qdq_blocked     a blocked DequantizeLinear (block_size 4) of int8 weights.
+  fp16_bad_input, fp16_bad_output, u16_bad_input, blocked_bad: refused forms.
 """
 import os
 
@@ -405,10 +415,264 @@ def cast_models():
         save_npy(os.path.join(MODELS, "qdq", "cast_ops_in%d.npy" % i), t)
     for i, t in enumerate(outs):
         save_npy(os.path.join(MODELS, "qdq", "cast_ops_out%d.npy" % i), t)
-    for name, to in (("cast_bad_runtime", I8), ("cast_bad_to", TensorProto.FLOAT16)):
+    for name, to in (("cast_bad_runtime", I8), ("cast_bad_to", TensorProto.UINT16)):
         save_model(os.path.join(MODELS, "qdq", name + ".onnx"),
                    [n("Cast", ["x"], ["y"], name="cast", to=to)], [vi("x", F32, [2])],
                    [vi("y", to, [2])], [], name)
+
+
+# ---- float16 and 16-bit QDQ ---------------------------------------------------------------------
+# References in numpy/torch float32 with ONNX's QuantizeLinear/DequantizeLinear semantics
+# (saturate(rint(x / s) + z), (q - z) * s; rint rounds half to even) on the true uint16/int16
+# values; float16 scales and constants widened to f32 (as ONNX Runtime's CPU kernels compute).
+
+U16, I16 = (0, 65535), (-32768, 32767)
+
+
+def q_np(x, s, z, rng_):
+    return np.clip(np.rint(np.asarray(x, np.float32) / np.float32(s)) + z, *rng_)
+
+
+def dq_np(q, s, z):
+    return (np.asarray(q, np.float32) - np.float32(z)) * np.float32(s)
+
+
+def save_opset(path, nodes, inputs, outputs, inits, name, opset, extra=()):
+    """Like save_model at a newer opset (ONNX 1.12's checker predates opset 21: not run)."""
+    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
+    ops = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in extra]
+    m = helper.make_model(graph, opset_imports=ops, producer_name="lowbit-make_quant_models")
+    m.ir_version = 9
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+
+
+class Wide:
+    """A QDQ graph with 16-bit or float16 parameters, evaluated on a batch next to it."""
+
+    def __init__(self, half=False):
+        self.nodes, self.inits, self.half = [], [], half
+
+    def init(self, name, arr):
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    def scale(self, name, s):
+        """A scale initializer (float16 in a half model); returns (name, the f32 value used)."""
+        v = np.asarray(s, np.float16 if self.half else np.float32)
+        return self.init(name, v), v.astype(np.float32)
+
+    def qdq(self, x, val, kind, name, zp=True):
+        """x -> QuantizeLinear (u8/u16 asymmetric, i16 symmetric) -> DequantizeLinear."""
+        lo, hi = min(0.0, float(val.min())), max(0.0, float(val.max()))
+        if kind == "i16":
+            rng_, zt = I16, np.int16
+            s, z = max(-lo, hi) / 32767 or 1, 0
+        else:
+            rng_, zt = (U16, np.uint16) if kind == "u16" else ((0, 255), np.uint8)
+            s = (hi - lo) / rng_[1] or 1
+            z = int(np.clip(np.round(-lo / s), *rng_)) if zp else 0
+        sn, s = self.scale(name + "_scale", s)
+        ins = [x, sn] + ([self.init(name + "_zp", zt(z))] if zp else [])
+        kw = {} if zp else {"output_dtype": TensorProto.UINT16}
+        self.nodes.append(helper.make_node("QuantizeLinear", ins, [name + "_q"], name=name + "_Q", **kw))
+        self.nodes.append(helper.make_node("DequantizeLinear", [name + "_q"] + ins[1:], [name + "_dq"],
+                                           name=name + "_DQ"))
+        return name + "_dq", dq_np(q_np(val, s, z, rng_), s, z)
+
+    def weight(self, name, w, bits=8, axis=0):
+        """Symmetric weights, int8 per channel along axis or int16 per tensor (axis None)."""
+        qmax = 127 if bits == 8 else 32767
+        red = tuple(i for i in range(w.ndim) if i != axis) if axis is not None else None
+        s = np.abs(w).max(axis=red) / qmax
+        sn, s = self.scale(name + "_scale", s)
+        shape = [-1 if i == axis else 1 for i in range(w.ndim)] if axis is not None else [1] * w.ndim
+        q = np.clip(np.rint(w / s.reshape(shape)), -qmax, qmax).astype(np.int8 if bits == 8 else np.int16)
+        kw = {"axis": axis} if axis is not None else {}
+        ins = [self.init(name + "_quantized", q), sn, self.init(name + "_zp", np.zeros(np.shape(s), q.dtype))]
+        self.nodes.append(helper.make_node("DequantizeLinear", ins, [name + "_dq"], name=name + "_DQ", **kw))
+        return name + "_dq", q.astype(np.float32) * s.reshape(shape)
+
+    def bias(self, name, b, sx, sw):
+        sn, s = self.scale(name + "_scale", np.float32(sx) * np.asarray(sw, np.float32) * np.ones_like(b))
+        q = np.rint(b / s).astype(np.int32)
+        ins = [self.init(name + "_quantized", q), sn, self.init(name + "_zp", np.zeros(len(b), np.int32))]
+        self.nodes.append(helper.make_node("DequantizeLinear", ins, [name + "_dq"], name=name + "_DQ", axis=0))
+        return name + "_dq", q.astype(np.float32) * s
+
+    def node(self, op, ins, out, **kw):
+        self.nodes.append(helper.make_node(op, ins, [out], name=out + "_" + op, **kw))
+        return out
+
+
+def qdq16_mlp():
+    """16-bit activation QDQ as ONNX Runtime writes it with activation_type QUInt16 (opset 21):
+    u16 activations with zero points, a Q with output_dtype uint16 and no zero point, i16
+    symmetric activations, int8 per-channel and int16 per-tensor weights, int32 biases, and a
+    last layer quantized to u8 (the tolerance of the test: one step of that scale)."""
+    rng = np.random.RandomState(21)
+    m, vi = Wide(), helper.make_tensor_value_info
+    x = (rng.randn(8, 16) * 2).astype(np.float32)
+    xd, xv = m.qdq("x", x, "u16", "x")
+    w1, w1v = m.weight("fc1_w", kaiming(rng, 32, 16))
+    sx = numpy_helper.to_array(next(t for t in m.inits if t.name == "x_scale"))
+    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc1_w_scale"))
+    b1, b1v = m.bias("fc1_b", (rng.randn(32) * .1).astype(np.float32), sx, sw)
+    h = m.node("Gemm", [xd, w1, b1], "fc1", transB=1)
+    hd, hv = m.qdq(h, xv @ w1v.T + b1v, "u16", "fc1")
+    r = m.node("Relu", [hd], "relu")
+    rd, rv = m.qdq(r, np.maximum(hv, 0), "u16", "relu", zp=False)
+    w2, w2v = m.weight("fc2_w", kaiming(rng, 8, 32).T.copy(), bits=16, axis=None)
+    mm = m.node("MatMul", [rd, w2], "mm")
+    b2 = (rng.randn(8) * .1).astype(np.float32)
+    a = m.node("Add", [mm, m.init("fc2_b", b2)], "add")
+    ad, av = m.qdq(a, rv @ w2v + b2, "i16", "add")
+    w3, w3v = m.weight("fc3_w", kaiming(rng, 4, 8))
+    sa = numpy_helper.to_array(next(t for t in m.inits if t.name == "add_scale"))
+    sw3 = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc3_w_scale"))
+    b3, b3v = m.bias("fc3_b", (rng.randn(4) * .1).astype(np.float32), sa, sw3)
+    o = m.node("Gemm", [ad, w3, b3], "fc3", transB=1)
+    y, yv = m.qdq(o, av @ w3v.T + b3v, "u8", "out")
+    m.node("Identity", [y], "y")
+    d = os.path.join(MODELS, "qdq")
+    save_opset(os.path.join(d, "qdq16_mlp.onnx"), m.nodes, [vi("x", TensorProto.FLOAT, [1, 16])],
+               [vi("y", TensorProto.FLOAT, [1, 4])], m.inits, "qdq16_mlp", 21)
+    save_npy(os.path.join(d, "qdq16_mlp_input.npy"), x)
+    save_npy(os.path.join(d, "qdq16_mlp_expected.npy"), yv.astype(np.float32))
+
+
+def qdq16_io():
+    """int16 graph input and output: DQ(x i16) -> Gemm (int8 weights, int32 bias) -> Q(i16)."""
+    rng = np.random.RandomState(22)
+    m, vi = Wide(), helper.make_tensor_value_info
+    xi = rng.randint(-3000, 3000, (8, 8)).astype(np.int16)
+    sn, sx = m.scale("x_scale", 0.001)
+    zn = m.init("x_zp", np.int16(3))
+    m.nodes.append(helper.make_node("DequantizeLinear", ["x", sn, zn], ["x_dq"], name="x_DQ"))
+    xv = dq_np(xi, sx, 3)
+    w, wv = m.weight("fc_w", kaiming(rng, 4, 8))
+    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc_w_scale"))
+    b, bv = m.bias("fc_b", (rng.randn(4) * .1).astype(np.float32), sx, sw)
+    m.node("Gemm", ["x_dq", w, b], "fc", transB=1)
+    yv = xv @ wv.T + bv
+    s = np.float32(np.abs(yv).max() / 32767)
+    m.nodes.append(helper.make_node("QuantizeLinear", ["fc", m.init("y_scale", s), m.init("y_zp", np.int16(0))],
+                                    ["y"], name="y_Q"))
+    d = os.path.join(MODELS, "qdq")
+    save_opset(os.path.join(d, "qdq16_io.onnx"), m.nodes, [vi("x", TensorProto.INT16, [1, 8])],
+               [vi("y", TensorProto.INT16, [1, 4])], m.inits, "qdq16_io", 21)
+    save_npy(os.path.join(d, "qdq16_io_input.npy"), xi)
+    save_npy(os.path.join(d, "qdq16_io_expected.npy"), q_np(yv, s, 0, I16).astype(np.int16))
+
+
+def qdq16_elem():
+    """Q -> DQ pairs alone, checked element by element in test_qdq.c against constants it repeats:
+    y_u16: uint16, scale 2^-6 (ties exact), zero point 40000; y_i16: int16 per axis 1, scale
+    0.001 * (j + 1), zero point (j - 6) * 1000; q_i16: int16 output, scale 0.01, zero point -5;
+    y_ms: com.microsoft QuantizeLinear/DequantizeLinear, uint16, scale 0.003, zero point 100."""
+    m, vi, n = Wide(), helper.make_tensor_value_info, helper.make_node
+    j = np.arange(12)
+    ins = {"su": np.float32(2 ** -6), "zu": np.uint16(40000),
+           "si": (0.001 * (j + 1)).astype(np.float32), "zi": ((j - 6) * 1000).astype(np.int16),
+           "sq": np.float32(0.01), "zq": np.int16(-5), "sm": np.float32(0.003), "zm": np.uint16(100)}
+    for k, v in ins.items():
+        m.init(k, v)
+    m.nodes += [n("QuantizeLinear", ["x", "su", "zu"], ["qu"]), n("DequantizeLinear", ["qu", "su", "zu"], ["y_u16"]),
+                n("QuantizeLinear", ["x", "si", "zi"], ["qi"], axis=1),
+                n("DequantizeLinear", ["qi", "si", "zi"], ["y_i16"], axis=1),
+                n("QuantizeLinear", ["x", "sq", "zq"], ["q_i16"]),
+                n("QuantizeLinear", ["x", "sm", "zm"], ["qm"], domain="com.microsoft"),
+                n("DequantizeLinear", ["qm", "sm", "zm"], ["y_ms"], domain="com.microsoft")]
+    x = np.array([[0, 1 / 128, 3 / 128, -5 / 128, 1e4, -1e4, 399.5, -625.25, 0.3, -0.3, 12.345, 700],
+                  [2.5, -2.5, 31.99, -33.0, 98.765, -120, 1 / 128 + 1e-3, 0.0045, -0.0015, 327.7, -327.7, 5e-4]],
+                 np.float32)
+    d = os.path.join(MODELS, "qdq")
+    outs = [vi(k, TensorProto.FLOAT, [2, 12]) for k in ("y_u16", "y_i16")] + \
+        [vi("q_i16", TensorProto.INT16, [2, 12]), vi("y_ms", TensorProto.FLOAT, [2, 12])]
+    save_opset(os.path.join(d, "qdq16_elem.onnx"), m.nodes, [vi("x", TensorProto.FLOAT, [2, 12])], outs,
+               m.inits, "qdq16_elem", 21, extra=("com.microsoft",))
+    save_npy(os.path.join(d, "qdq16_elem_input.npy"), x)
+
+
+def qdq_fp16_cnn():
+    """A float16 QDQ model as ONNX Runtime quantizes a float16 model converted with
+    keep_io_types: Cast to float16 after the input and to float before the output, float16
+    scales (activations u8, per-channel int8 weights, int32 biases), Clip bounds as float16
+    Constant nodes. The inputs are float16 values (the Cast is exact)."""
+    rng = np.random.RandomState(23)
+    m, vi, n = Wide(half=True), helper.make_tensor_value_info, helper.make_node
+    x = rand(24, 8, 3, 8, 8).astype(np.float16).astype(np.float32)
+    m.node("Cast", ["x"], "x16", to=TensorProto.FLOAT16)
+    xd, xv = m.qdq("x16", x, "u8", "xq")
+    w, wv = m.weight("conv_w", kaiming(rng, 8, 3, 3, 3))
+    sx = numpy_helper.to_array(next(t for t in m.inits if t.name == "xq_scale")).astype(np.float32)
+    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "conv_w_scale")).astype(np.float32)
+    b, bv = m.bias("conv_b", (rng.randn(8) * .1).astype(np.float32), sx, sw)
+    c = m.node("Conv", [xd, w, b], "conv", kernel_shape=[3, 3], pads=[1] * 4)
+    cv = F.conv2d(torch.from_numpy(xv), torch.from_numpy(wv), torch.from_numpy(bv), padding=1).numpy()
+    cd, cv = m.qdq(c, cv, "u8", "conv")
+    for k, v in (("lo", 0.0), ("hi", 6.0)):
+        m.nodes.append(n("Constant", [], [k], name=k, value=numpy_helper.from_array(np.float16(v), k)))
+    cl = m.node("Clip", [cd, "lo", "hi"], "clip")
+    cld, clv = m.qdq(cl, np.clip(cv, 0, 6), "u8", "clip")
+    p = m.node("MaxPool", [cld], "pool", kernel_shape=[2, 2], strides=[2, 2])
+    pv = F.max_pool2d(torch.from_numpy(clv), 2).numpy()
+    sn = next(t.name for t in m.inits if t.name == "clip_scale")
+    zn = next(t.name for t in m.inits if t.name == "clip_zp")
+    m.nodes += [n("QuantizeLinear", [p, sn, zn], ["pool_q"]), n("DequantizeLinear", ["pool_q", sn, zn], ["pool_dq"])]
+    g = m.node("GlobalAveragePool", ["pool_dq"], "gap")
+    gd, gv = m.qdq(g, pv.mean(axis=(2, 3), keepdims=True), "u8", "gap")
+    f = m.node("Flatten", [gd], "flat")
+    wf, wfv = m.weight("fc_w", kaiming(rng, 10, 8))
+    sg = numpy_helper.to_array(next(t for t in m.inits if t.name == "gap_scale")).astype(np.float32)
+    swf = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc_w_scale")).astype(np.float32)
+    bf, bfv = m.bias("fc_b", (rng.randn(10) * .1).astype(np.float32), sg, swf)
+    o = m.node("Gemm", [f, wf, bf], "fc", transB=1)
+    od, ov = m.qdq(o, gv.reshape(-1, 8) @ wfv.T + bfv, "u8", "out")
+    m.node("Cast", [od], "y", to=TensorProto.FLOAT)
+    d = os.path.join(MODELS, "qdq")
+    save_opset(os.path.join(d, "qdq_fp16_cnn.onnx"), m.nodes, [vi("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+               [vi("y", TensorProto.FLOAT, [1, 10])], m.inits, "qdq_fp16_cnn", 19)
+    save_npy(os.path.join(d, "qdq_fp16_cnn_input.npy"), x)
+    save_npy(os.path.join(d, "qdq_fp16_cnn_expected.npy"), ov.astype(np.float32))
+
+
+def qdq_blocked():
+    """Blocked DequantizeLinear (opset 21) of int8 weights: blocks of 4 along axis 0 of a
+    [16, 6] MatMul weight with int8 zero points, folded at import."""
+    rng = np.random.RandomState(24)
+    vi, n = helper.make_tensor_value_info, helper.make_node
+    wq = rng.randint(-128, 128, (16, 6)).astype(np.int8)
+    s = (rng.uniform(0.5, 2, (4, 6)) / 64).astype(np.float32)
+    z = rng.randint(-3, 4, (4, 6)).astype(np.int8)
+    inits = [numpy_helper.from_array(a, k) for k, a in (("w_q", wq), ("w_scale", s), ("w_zp", z))]
+    nodes = [n("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w"], axis=0, block_size=4),
+             n("MatMul", ["x", "w"], ["y"])]
+    x = rand(25, 8, 16)
+    wv = (wq.astype(np.float32) - np.repeat(z, 4, axis=0).astype(np.float32)) * np.repeat(s, 4, axis=0)
+    d = os.path.join(MODELS, "qdq")
+    save_opset(os.path.join(d, "qdq_blocked.onnx"), nodes, [vi("x", TensorProto.FLOAT, [1, 16])],
+               [vi("y", TensorProto.FLOAT, [1, 6])], inits, "qdq_blocked", 21)
+    save_npy(os.path.join(d, "qdq_blocked_input.npy"), x)
+    save_npy(os.path.join(d, "qdq_blocked_expected.npy"), x @ wv)
+
+
+def wide_refused():
+    """Forms refused with a located message: float16 input, float16 output, uint16 input, a
+    blocked QuantizeLinear of a run-time tensor."""
+    vi, n, d = helper.make_tensor_value_info, helper.make_node, os.path.join(MODELS, "qdq")
+    F16, F32, U16_ = TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.UINT16
+    one = lambda k, dt, v: numpy_helper.from_array(np.asarray(v, dt), k)
+    cases = {
+        "fp16_bad_input": ([n("Cast", ["x"], ["y"], to=F32)], vi("x", F16, [2]), vi("y", F32, [2]), []),
+        "fp16_bad_output": ([n("Cast", ["x"], ["y"], to=F16)], vi("x", F32, [2]), vi("y", F16, [2]), []),
+        "u16_bad_input": ([n("DequantizeLinear", ["x", "s", "z"], ["y"])], vi("x", U16_, [2]), vi("y", F32, [2]),
+                          [one("s", np.float32, 0.5), one("z", np.uint16, 7)]),
+        "blocked_bad": ([n("QuantizeLinear", ["x", "s"], ["y"], name="q", axis=0, block_size=2)], vi("x", F32, [4]),
+                        vi("y", TensorProto.UINT8, [4]), [one("s", np.float32, [0.5, 0.25])]),
+    }
+    for name, (nodes, i, o, inits) in cases.items():
+        save_opset(os.path.join(d, name + ".onnx"), nodes, [i], [o], inits, name, 21)
 
 
 def main():
@@ -420,6 +684,12 @@ def main():
     qdq_mixed_nozp()
     qdq_qat_s8()
     cast_models()
+    qdq16_mlp()
+    qdq16_io()
+    qdq16_elem()
+    qdq_fp16_cnn()
+    qdq_blocked()
+    wide_refused()
     print("wrote tests/models/multi/ and tests/models/qdq/")
 
 

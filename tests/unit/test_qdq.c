@@ -3,7 +3,9 @@
  * the report says about the others; the integer graph against the fp32 semantics of the QDQ
  * graph (ONNX's QuantizeLinear/DequantizeLinear run by the interpreter) on 8 samples; the JIT
  * bit-exact against the interpreter on every integer tensor, AArch64 AOT under qemu byte-exact
- * (also the multi-input model); Cast in the importer. */
+ * (also the multi-input model); Cast in the importer. float16 and 16-bit QDQ (opset 21): outputs
+ * against numpy's ONNX semantics from the generator, Q/DQ pairs element by element against
+ * ONNX's definition computed here, and the refused forms. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +42,9 @@ static const qdq_case cases[] = {
                               "0.00392157, zero point 0 but the output 0.0106172, 0 (concat copies "
                               "integers: one scale and zero point)", 1},
     {"qdq_qat_s8", 5, 0, "QDQ import: 5 integer layers", 1},
+    {"qdq_fp16_cnn", 6, 1, "QDQ import: 6 integer layers", 1},
+    {"qdq16_mlp", 0, 6, "mm_MatMul                    matmul           f32  input[1] 'fc2_w_dq' has "
+                        "weights beyond 8 bits (16-bit QDQ): no 16-bit integer combination, runs fp32", 1},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -285,9 +290,128 @@ START_TEST(cast_refused) {
       {"cast_bad_runtime", "graph.node[0] \"cast\" (Cast): Cast of a run-time f32 tensor to i8 is "
                            "not supported (only uint8, int8 and int32 to float)"},
       {"cast_bad_to", "graph.node[0] \"cast\" (Cast): attribute \"to\": unsupported data type "
-                      "float16 (10)"},
+                      "uint16 (4)"},
   };
   for (int i = 0; i < 2; i++) {
+    char path[512];
+    snprintf(path, sizeof path, QDQ_DIR "%s.onnx", bad[i][0]);
+    lb_graph *g = NULL;
+    lb_diag d = {0};
+    ck_assert_int_eq(lb_onnx_load(path, &g, &d), LB_ERR_INPUT);
+    ck_assert_msg(strstr(d.msg, bad[i][1]) && !strchr(d.msg, '\n'), "%s", d.msg);
+    ck_assert_ptr_null(g);
+  }
+}
+END_TEST
+
+/* ---- float16 and 16-bit QDQ ------------------------------------------------------------- */
+
+/* The imported graph (--quantize qdq) on every sample against the generator's numpy reference
+ * (NAME_expected.npy: ONNX semantics in float32 on the true uint16/int16 values, float16
+ * parameters widened): within one step of the last QuantizeLinear (integer outputs: one unit),
+ * or 1e-5 relative for the blocked weights (no Q). */
+static const char *const wide_models[] = {"qdq16_mlp", "qdq_fp16_cnn", "qdq_blocked", "qdq16_io"};
+
+static double elem(const lb_tensor *t, int64_t i) {
+  return t->dtype == LB_DTYPE_I16 ? ((const int16_t *)t->data)[i] : ((const float *)t->data)[i];
+}
+
+START_TEST(wide_vs_numpy) {
+  const char *name = wide_models[_i];
+  lb_graph *q = import(name, NULL);
+  char path[512];
+  lb_tensor x, want, got;
+  lb_diag d = {0};
+  snprintf(path, sizeof path, QDQ_DIR "%s_input.npy", name);
+  ck_assert_msg(lb_npy_read(path, &x, &d) == 0, "%s", d.msg);
+  snprintf(path, sizeof path, QDQ_DIR "%s_expected.npy", name);
+  ck_assert_msg(lb_npy_read(path, &want, &d) == 0, "%s", d.msg);
+  const lb_value *out = &q->values[q->outputs[0]];
+  double tol = out->dtype == LB_DTYPE_I16 ? 1 : last_q_scale(q), worst = 0, m = 0;
+  int64_t per = lb_value_numel(out);
+  for (int64_t i = 0; i < x.dims[0]; i++) {
+    lb_tensor in = sample(&x, &q->values[q->inputs[0]], i);
+    ck_assert_msg(lb_interp_run(q, &in, &got, &d) == 0, "%s", d.msg);
+    ck_assert_int_eq(got.dtype, want.dtype);
+    for (int64_t e = 0; e < per; e++) {
+      worst = fmax(worst, fabs(elem(&got, e) - elem(&want, i * per + e)));
+      m = fmax(m, fabs(elem(&want, i * per + e)));
+    }
+    lb_free(got.data);
+  }
+  if (tol == 0) tol = 1e-5 * m;
+  printf("test_qdq: %s: interpreter vs numpy's ONNX semantics, max |diff| %.3g (tolerance %.3g)\n",
+         name, worst, tol);
+  ck_assert_msg(worst <= tol, "%s: max |diff| %g > %g", name, worst, tol);
+  lb_free(x.data), lb_free(want.data);
+  lb_graph_free(q);
+}
+END_TEST
+
+/* ONNX's QuantizeLinear on the true 16-bit value: saturate(round_half_even(x / s) + z). */
+static double q16(float x, float s, int z, int is_u16) {
+  double q = (double)nearbyintf(x / s) + z, lo = is_u16 ? 0 : -32768, hi = is_u16 ? 65535 : 32767;
+  return q < lo ? lo : q > hi ? hi : q;
+}
+
+/* qdq16_elem's outputs from its input and the constants make_quant_models.py gives it. */
+static void elem_expected(const float *x, int64_t i, double want[4]) {
+  int j = (int)(i % 12);
+  float si = (float)(0.001 * (j + 1)), su = 1.0f / 64; /* as numpy rounds it */
+  double qu = q16(x[i], su, 40000, 1), qi = q16(x[i], si, (j - 6) * 1000, 0);
+  double qm = q16(x[i], 0.003f, 100, 1);
+  want[0] = (float)((float)qu - 40000.0f) * su;
+  want[1] = (float)((float)qi - (float)((j - 6) * 1000)) * si;
+  want[2] = q16(x[i], 0.01f, -5, 0);
+  want[3] = (float)((float)qm - 100.0f) * 0.003f;
+}
+
+static void check_elem(const lb_tensor *x, const lb_tensor *got, const char *engine) {
+  for (int64_t i = 0; i < lb_tensor_numel(x); i++) {
+    double want[4];
+    elem_expected(x->data, i, want);
+    for (int o = 0; o < 4; o++)
+      ck_assert_msg(elem(&got[o], i) == want[o], "%s: output %d element %lld: %.9g, want %.9g",
+                    engine, o, (long long)i, elem(&got[o], i), want[o]);
+  }
+}
+
+/* uint16 (shifted to int16 inside), per-axis int16, an int16 graph output and com.microsoft's
+ * ops, exactly, on the interpreter and the JIT: ties, saturation at both ends, zero. */
+START_TEST(q16_elem_semantics) {
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_onnx_load(QDQ_DIR "qdq16_elem.onnx", &g, &d) == 0, "%s", d.msg);
+  ck_assert_int_eq(g->values[g->outputs[2]].dtype, LB_DTYPE_I16);
+  lb_tensor x, got[4];
+  ck_assert_msg(lb_npy_read(QDQ_DIR "qdq16_elem_input.npy", &x, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_interp_run(g, &x, got, &d) == 0, "%s", d.msg);
+  check_elem(&x, got, "interp");
+  for (int o = 0; o < 4; o++) lb_free(got[o].data);
+  lb_spec *s = NULL;
+  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, s, NULL, &j, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_jit_run_tensors(j, g, &x, got, &d) == 0, "%s", d.msg);
+  check_elem(&x, got, "jit");
+  for (int o = 0; o < 4; o++) lb_free(got[o].data);
+  lb_jit_free(j);
+  lb_spec_free(s);
+  lb_free(x.data);
+  lb_graph_free(g);
+}
+END_TEST
+
+START_TEST(wide_refused) {
+  static const char *const bad[][2] = {
+      {"fp16_bad_input", "graph.input[0] \"x\": float16 inputs are not supported: lowbit runs "
+                         "float16 models in f32 (keep float inputs"},
+      {"fp16_bad_output", "graph.output[0] \"y\": float16 outputs are not supported"},
+      {"u16_bad_input", "graph.input[0] \"x\": uint16 inputs are not supported"},
+      {"blocked_bad", "graph.node[0] \"q\" (QuantizeLinear): blocked quantization (block_size 2) "
+                      "is not supported in QuantizeLinear"},
+  };
+  for (int i = 0; i < 4; i++) {
     char path[512];
     snprintf(path, sizeof path, QDQ_DIR "%s.onnx", bad[i][0]);
     lb_graph *g = NULL;
@@ -309,6 +433,7 @@ static const struct {
 } arm[] = {
     {"qdq/qdq_mlp_u8", {"qdq/qdq_mlp_u8_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
     {"qdq/qdq_qat_s8", {"qdq/qdq_qat_s8_input"}, "--quantize qdq", "aarch64-neon", "cortex-a72"},
+    {"qdq/qdq_fp16_cnn", {"qdq/qdq_fp16_cnn_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
     {"multi/multi_input", {"multi/image_test", "multi/ids_test", "multi/aux_test"},
      "--quantize int8 --calib-method max --calib " MULTI "image_calib.npy," MULTI "ids_calib.npy,"
      MULTI "aux_calib.npy",
@@ -377,6 +502,9 @@ int main(void) {
   tcase_add_loop_test(tc, own_export_unchanged, 0, 2);
   tcase_add_test(tc, cast_matches_numpy);
   tcase_add_test(tc, cast_refused);
+  tcase_add_loop_test(tc, wide_vs_numpy, 0, (int)(sizeof wide_models / sizeof wide_models[0]));
+  tcase_add_test(tc, q16_elem_semantics);
+  tcase_add_test(tc, wide_refused);
   tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count((int)(sizeof arm / sizeof arm[0]), 1));
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
