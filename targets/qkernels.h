@@ -128,15 +128,34 @@ typedef struct lb_qgemm_job {
   float mr;
   lb_qrow_fn row_off;
   void *ud;
+  /* x86, fp32 requantize method only: no |acc * m + r * mr| of any column reaches 2^30
+   * (lb_qgemm_nosat), so full tiles skip the float clamp: vcvtps2dq rounds as lb_requantize
+   * does, and saturating packs plus a byte clamp give the clamped bytes */
+  int nosat;
 } lb_qgemm_job;
 
+/* 1 when for every column n of w' (K x N, row-major, one group) and |x - zx| <= 255,
+ * (|bias[n]| + 255 * sum_k |w'[k][n]|) * |mult[n]| + 255 * |mr| < 2^30 (bias may be NULL). */
+int lb_qgemm_nosat(const int16_t *wp, int64_t K, int64_t N, const int32_t *bias,
+                   const float *mult, float mr);
 /* Emits the tiles for rows [row0, row0 + rows) whose packed A starts at a_pk. */
 void lb_qgemm_emit(struct lb_lw *L, const lb_qgemm_job *j, LLVMValueRef a_pk, LLVMValueRef row0,
                    LLVMValueRef rows);
+/* x86: float vector x (8 or 16 lanes) rounded to i32 by vcvtps2dq (nearest even). */
+LLVMValueRef lb_qcvt_rne(struct lb_lw *L, LLVMValueRef x);
+/* Bytes v of dtype dt (i8 or u8) clamped to [lo, hi] (no op for the dtype's own bounds). */
+LLVMValueRef lb_qclamp_bytes(struct lb_lw *L, LLVMValueRef v, lb_dtype dt, int32_t lo,
+                             int32_t hi);
 /* lb_requantize (r == NULL) or lb_requantize2 on i32 scalars or vectors: acc * m (+ r * mr),
  * clamp to [lo - zy, hi - zy] in float, round half to even, + zy; returns i32. */
 LLVMValueRef lb_qrequant(struct lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc,
                          LLVMValueRef m, LLVMValueRef r, LLVMValueRef mr, int32_t zy,
                          int32_t lo, int32_t hi);
+/* lb_qrequant for L->rq fixed_point or shift (quant.h; lb_qrequant dispatches to it): the
+ * same fp32 multipliers m and mr, exact i64 arithmetic per lane (qrequant.c). Any path that
+ * requantizes without lb_qrequant must be limited to !lb_requant_integer(L->rq). */
+LLVMValueRef lb_qrequant_fixed(struct lb_lw *L, int method, LLVMValueRef acc, LLVMValueRef m,
+                               LLVMValueRef r, LLVMValueRef mr, int32_t zy, int32_t lo,
+                               int32_t hi);
 
 #endif

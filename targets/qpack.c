@@ -1,6 +1,8 @@
 /* Kernel-family choice and compile-time packing of int8 weights for the integer GEMM kernels
  * (see qkernels.h for the layouts). Invariant: for every packed element,
  * sum_k (a_packed - c) * b_packed + bias_packed equals bias + sum_k (x - zx) * (w - zw). */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qkernels.h"
@@ -127,4 +129,15 @@ int lb_qpack(const lb_qk_shape *s, const int16_t *wp, int64_t K, int64_t N, cons
 void lb_qpacked_free(lb_qpacked *p) {
   lb_free(p->b), lb_free(p->bias);
   p->b = NULL, p->bias = NULL;
+}
+
+int lb_qgemm_nosat(const int16_t *wp, int64_t K, int64_t N, const int32_t *bias,
+                   const float *mult, float mr) {
+  for (int64_t n = 0; n < N; n++) {
+    double a = bias ? fabs((double)bias[n]) : 0.0;
+    for (int64_t k = 0; k < K; k++) a += 255.0 * abs(wp[k * N + n]);
+    double x = a * fabs((double)mult[n]) + 255.0 * fabs((double)mr);
+    if (!(x < 1073741824.0)) return 0;
+  }
+  return 1;
 }

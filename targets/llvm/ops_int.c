@@ -173,6 +173,7 @@ typedef struct packed_c {
   LLVMValueRef b, bias, mult;
   int64_t Kp, Np;
   lb_subw sub; /* (kern4) b compressed to i4/i2 fields when the weights fit; bits 0: int8 */
+  int nosat;   /* lb_qgemm_job.nosat */
 } packed_c;
 
 /* Rows of A at or below which a wide kernel keeps B as s8 (lb_qk_shape.b8): B is then read
@@ -442,13 +443,26 @@ static void conv_pack(lb_lw *L, const lb_op_args *a, const cgeo *g, const qmac *
   }
 }
 
+/* lb_qgemm_job.nosat for G groups of w' (K x N each, bias and mult G * N values): x86, the
+ * fp32 requantize method, and the bound holds for every group. */
+static int gemm_nosat(lb_lw *L, const lb_op_args *a, const int16_t *wp, int64_t G, int64_t K,
+                      int64_t N, const int32_t *bias, const float *mult, float mr) {
+  const char *t = lb_spec_llvm_triple(L->spec);
+  if (!wp || !t || strncmp(t, "x86_64", 6))
+    return 0;
+  for (int64_t g = 0; g < G; g++)
+    if (!lb_qgemm_nosat(wp + g * K * N, K, N, bias ? bias + g * N : NULL, mult + g * N, mr))
+      return 0;
+  return 1;
+}
+
 static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int16_t *wp,
                      const float *mult) {
   const lb_value *bias = in_val(a, 2);
   const int32_t *bd;
   LB_TRY(lb_int_const_i32(L, bias, g->M, &bd));
   int64_t K = g->KH * g->KW * g->cg;
-  packed_c pc;
+  packed_c pc = {0};
   int64_t Mrows = g->N * g->OH * g->OW;
   LB_TRY(pack_groups(L, &q->s, wp, g->G, K, g->mg, bd, mult, q->ap.dt, q->ap.zx, Mrows, &pc));
   int64_t MB = block_rows(L, &q->s, pc.Kp, Mrows);
@@ -467,12 +481,13 @@ static int conv_gemm(lb_lw *L, lb_op_args *a, const cgeo *g, qmac *q, const int1
                     q->zy, q->lo, q->hi, a->out[0].dt,
                     lb_gep(L, lb_lw_type(L, a->out[0].dt), a->out[0].base, mul64(L, gm, g->ys[1])),
                     g->ys[1],
-                    NULL, g->rs[1], LB_DTYPE_I8, q->zr, q->mr, row_off, &rm};
+                    NULL, g->rs[1], LB_DTYPE_I8, q->zr, q->mr, row_off, &rm, 0};
   if (in_val(a, 3)) {
     j.res = lb_gep(L, L->t_i8, a->in[3].base, mul64(L, gm, g->rs[1]));
     j.res_dt = a->in[3].dt;
   }
   if (pc.sub.bits) j.b = lb_subw_group(L, &pc.sub, pc.b, lg.iv);
+  j.nosat = gemm_nosat(L, a, wp, g->G, K, g->mg, bd, mult, q->mr);
   lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, Mrows), MB); /* whole blocks only */
   conv_pack(L, a, g, q, pc.Kp, lm.iv, lb_c64(L, MB), lg.iv);
   lb_subw_gemm(L, &j, &pc.sub, sbuf, a->scratch, lm.iv, lb_c64(L, MB));
@@ -554,11 +569,12 @@ static int run_gemm(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const pac
   rows2 rm = mg->ym;
   lb_qgemm_job j = {&q->s, pc->Kp, mg->N, pc->Np, bptr, pc->bias, pc->mult, q->zy, q->lo,
                     q->hi, a->out[0].dt, a->out[0].base, a->out[0].st[a->out[0].rank - 1],
-                    NULL, 0, LB_DTYPE_I8, q->zr, q->mr, row_off, &rm};
+                    NULL, 0, LB_DTYPE_I8, q->zr, q->mr, row_off, &rm, 0};
   if (in_val(a, 3)) {
     j.res = a->in[3].base, j.res_dt = a->in[3].dt;
     j.sr_n = a->in[3].st[a->in[3].rank - 1];
   }
+  j.nosat = pc->nosat;
   lb_loop lm;
   lb_loop_begin(L, &lm, lb_c64(L, 0), lb_c64(L, mg->M), MB);
   pack_rows(L, &q->ap, &mg->am, a->in[0].base, mg->sak, mg->K, pc->Kp, a->scratch, lm.iv,
@@ -596,6 +612,7 @@ static int gemm_finish(lb_lw *L, lb_op_args *a, const mmgeo *mg, qmac *q, const 
   int rc = 0;
   if (wp) {
     rc = pack_groups(L, &q->s, wp, 1, mg->K, mg->N, bias, mult, q->ap.dt, q->ap.zx, mg->M, &pc);
+    pc.nosat = gemm_nosat(L, a, wp, 1, mg->K, mg->N, bias, mult, q->mr);
     lb_free(bias);
     return rc ? rc : run_gemm(L, a, mg, q, &pc, pc.b, 0);
   }

@@ -55,32 +55,12 @@ static LLVMValueRef req(lb_lw *L, const dwk *k, LLVMValueRef acc, LLVMValueRef m
   LLVMTypeRef ft = vec(L->t_f32, lanes);
   LLVMValueRef x = LLVMBuildFMul(L->b, LLVMBuildSIToFP(L->b, acc, ft, ""), m, "");
   if (rv) x = LLVMBuildFAdd(L->b, x, LLVMBuildFMul(L->b, LLVMBuildSIToFP(L->b, rv, ft, ""), mr, ""), "");
-  LLVMValueRef q;
-  if (lanes == 16) {
-    LLVMValueRef a[4] = {x, LLVMGetUndef(it), LLVMConstInt(LLVMInt16TypeInContext(L->ctx), 0xffff, 0),
-                         lb_c32(L, 4)}; /* 4: the MXCSR rounding (nearest-even) */
-    q = lb_intr(L, "llvm.x86.avx512.mask.cvtps2dq.512", NULL, a, 4);
-  } else {
-    q = lb_intr(L, lanes == 8 ? "llvm.x86.avx.cvt.ps2dq.256" : "llvm.x86.sse2.cvtps2dq", NULL, &x, 1);
-  }
-  return LLVMBuildAdd(L->b, q, lb_ci(L, it, k->q->zy), "");
+  return LLVMBuildAdd(L->b, lb_qcvt_rne(L, x), lb_ci(L, it, k->q->zy), "");
 }
 
 /* The fused activation's bounds on bytes packed from req() values (k->nosat). */
 static LLVMValueRef clamp_bytes(lb_lw *L, const dwk *k, LLVMValueRef v) {
-  int u = k->ydt == LB_DTYPE_U8;
-  LLVMTypeRef t = LLVMTypeOf(v);
-  if (!k->nosat) return v;
-  LLVMValueRef a[2] = {v, NULL};
-  if (k->q->lo > (u ? 0 : -128)) {
-    a[1] = lb_ci(L, t, k->q->lo);
-    a[0] = lb_intr(L, u ? "llvm.umax" : "llvm.smax", t, a, 2);
-  }
-  if (k->q->hi < (u ? 255 : 127)) {
-    a[1] = lb_ci(L, t, k->q->hi);
-    a[0] = lb_intr(L, u ? "llvm.umin" : "llvm.smin", t, a, 2);
-  }
-  return a[0];
+  return k->nosat ? lb_qclamp_bytes(L, v, k->ydt, k->q->lo, k->q->hi) : v;
 }
 
 /* Requantized lanes channels from c of pixel (b, oh, ow), with the residual, as i32. */
@@ -751,7 +731,8 @@ static int dw_setup(lb_lw *L, lb_op_args *a, dwk *k, const int16_t *wp, const fl
   }
   lb_free(w), lb_free(mm), lb_free(zpage);
   if (!rc && lb_qk_fits_s8(wp, taps * C)) rc = dw_pack_fast(L, k, wp, bias, C);
-  if (!rc) k->nosat = k->fast == 1 && k->ydt != LB_DTYPE_I32 && no_sat(k, wp, bias, mult);
+  if (!rc) k->nosat = k->fast == 1 && k->ydt != LB_DTYPE_I32 &&
+                     no_sat(k, wp, bias, mult);
   lb_free(bias);
   return rc;
 }

@@ -268,6 +268,83 @@ static void store_vec(lb_lw *L, const lb_qgemm_job *j, LLVMValueRef q, LLVMValue
   }
 }
 
+LLVMValueRef lb_qcvt_rne(lb_lw *L, LLVMValueRef x) {
+  int lanes = (int)LLVMGetVectorSize(LLVMTypeOf(x));
+  LLVMTypeRef it = vec(L->t_i32, lanes);
+  if (lanes == 16) {
+    LLVMValueRef a[4] = {x, LLVMGetUndef(it), LLVMConstInt(i16t(L), 0xffff, 0),
+                         lb_c32(L, 4)}; /* 4: the MXCSR rounding (nearest-even) */
+    return lb_intr(L, "llvm.x86.avx512.mask.cvtps2dq.512", NULL, a, 4);
+  }
+  return lb_intr(L, lanes == 8 ? "llvm.x86.avx.cvt.ps2dq.256" : "llvm.x86.sse2.cvtps2dq", NULL,
+                 &x, 1);
+}
+
+LLVMValueRef lb_qclamp_bytes(lb_lw *L, LLVMValueRef v, lb_dtype dt, int32_t lo, int32_t hi) {
+  int u = dt == LB_DTYPE_U8;
+  LLVMTypeRef t = LLVMTypeOf(v);
+  LLVMValueRef a[2] = {v, NULL};
+  if (lo > (u ? 0 : -128)) {
+    a[1] = lb_ci(L, t, lo);
+    a[0] = lb_intr(L, u ? "llvm.umax" : "llvm.smax", t, a, 2);
+  }
+  if (hi < (u ? 255 : 127)) {
+    a[1] = lb_ci(L, t, hi);
+    a[0] = lb_intr(L, u ? "llvm.umin" : "llvm.smin", t, a, 2);
+  }
+  return a[0];
+}
+
+/* Whether row epilogues of this tile take the packs (j->nosat): x86 kinds, two full output
+ * vectors of 8 or 16 lanes, contiguous 8-bit output. */
+static int packs_ok(const tile *t, int ncols) {
+  const lb_qgemm_job *j = t->j;
+  return j->nosat && !is_arm(t->s) && t->nv == 2 && ncols == t->s->nr && j->so_n == 1 &&
+         (t->s->lanes == 8 || t->s->lanes == 16) &&
+         (j->out_dt == LB_DTYPE_I8 || j->out_dt == LB_DTYPE_U8);
+}
+
+/* The packs epilogue of one row (j->nosat): acc * m (+ r * mr) rounded by vcvtps2dq without
+ * the float clamp, vpackssdw, + zy saturating in i16, vpacksswb / vpackuswb, then one vpermd
+ * puts the 2 * lanes bytes (two copies per 128-bit lane) in column order; the byte clamp
+ * applies the fused activation. Every saturation lies outside [lo, hi]: the result is
+ * lb_qrequant's. */
+static void epilogue_packs(lb_lw *L, tile *t, int r, LLVMValueRef ooff, LLVMValueRef roff,
+                           LLVMValueRef n0) {
+  const lb_qgemm_job *j = t->j;
+  int lanes = t->s->lanes, w = lanes == 16;
+  LLVMTypeRef ft = vec(L->t_f32, lanes);
+  LLVMValueRef q[2], m[8];
+  for (int v = 0; v < 2; v++) {
+    LLVMValueRef x = LLVMBuildFMul(L->b, LLVMBuildSIToFP(L->b, row_acc(L, t, r, v), ft, ""),
+                                   t->mult[v], "");
+    if (j->res) {
+      LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * lanes), "");
+      LLVMValueRef rv = LLVMBuildSIToFP(L->b, res_vec(L, j, roff, n, lanes, lanes), ft, "");
+      x = LLVMBuildFAdd(L->b, x, LLVMBuildFMul(L->b, rv, lb_cf(L, ft, j->mr), ""), "");
+    }
+    q[v] = lb_qcvt_rne(L, x);
+  }
+  LLVMValueRef h = lb_intr(L, w ? "llvm.x86.avx512.packssdw.512" : "llvm.x86.avx2.packssdw",
+                           NULL, q, 2);
+  if (j->zy) {
+    LLVMValueRef a[2] = {h, lb_ci(L, LLVMTypeOf(h), j->zy)};
+    h = lb_intr(L, "llvm.sadd.sat", LLVMTypeOf(h), a, 2);
+  }
+  LLVMValueRef hh[2] = {h, h};
+  const char *pk = j->out_dt == LB_DTYPE_U8
+                       ? (w ? "llvm.x86.avx512.packuswb.512" : "llvm.x86.avx2.packuswb")
+                       : (w ? "llvm.x86.avx512.packsswb.512" : "llvm.x86.avx2.packsswb");
+  LLVMValueRef d = LLVMBuildBitCast(L->b, lb_intr(L, pk, NULL, hh, 2), vec(L->t_i32, lanes), "");
+  for (int i = 0; i < lanes / 2; i++) /* dword l of a 128-bit lane: vector l % 2, twice */
+    m[i] = lb_c32(L, 4 * (i % (lanes / 4)) + i / (lanes / 4));
+  d = LLVMBuildShuffleVector(L->b, d, LLVMGetUndef(LLVMTypeOf(d)),
+                             LLVMConstVector(m, (unsigned)lanes / 2), "");
+  d = LLVMBuildBitCast(L->b, d, vec(L->t_i8, 2 * lanes), "");
+  d = lb_qclamp_bytes(L, d, j->out_dt, j->lo, j->hi);
+  lb_store(L, d, lb_gep(L, L->t_i8, j->out, LLVMBuildAdd(L->b, ooff, n0, "")), 1);
+}
+
 /* Row r of the tile (global row index grow) for columns [n0, n0 + ncols). */
 static void epilogue_row(lb_lw *L, tile *t, int r, LLVMValueRef grow, LLVMValueRef n0,
                          int ncols) {
@@ -275,6 +352,10 @@ static void epilogue_row(lb_lw *L, tile *t, int r, LLVMValueRef grow, LLVMValueR
   int lanes = t->s->lanes;
   LLVMValueRef ooff = j->row_off(L, grow, j->ud, 0);
   LLVMValueRef roff = j->res && j->out_dt != LB_DTYPE_I32 ? j->row_off(L, grow, j->ud, 1) : NULL;
+  if (packs_ok(t, ncols)) {
+    epilogue_packs(L, t, r, ooff, roff, n0);
+    return;
+  }
   for (int v = 0; v * lanes < ncols; v++) {
     int cnt = ncols - v * lanes < lanes ? ncols - v * lanes : lanes;
     LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * lanes), "");

@@ -489,6 +489,43 @@ START_TEST(test_asm_b8_prefetch) {
 }
 END_TEST
 
+/* lb_qgemm_nosat at its 2^30 edge: |bias| + 255 * sum |w'| of the worst column, times m, plus
+ * 255 * |mr|. */
+START_TEST(test_nosat_bound) {
+  const int16_t wp[4] = {127, 3, -127, -2}; /* K = 2, N = 2: column 0 sums 254 */
+  const int32_t bias[2] = {-1000, 7};
+  double a0 = 1000.0 + 255.0 * 254.0, edge = 1073741824.0 / a0;
+  float below[2] = {(float)(edge * 0.999), 1.0f}, above[2] = {(float)(edge * 1.001), 1.0f};
+  ck_assert_int_eq(lb_qgemm_nosat(wp, 2, 2, bias, below, 0.0f), 1);
+  ck_assert_int_eq(lb_qgemm_nosat(wp, 2, 2, bias, above, 0.0f), 0);
+  ck_assert_int_eq(lb_qgemm_nosat(wp, 2, 2, NULL, above, 0.0f), 1); /* no bias: 64770 m */
+  ck_assert_int_eq(lb_qgemm_nosat(wp, 2, 2, bias, below, 1e7f), 0); /* the residual term */
+}
+END_TEST
+
+/* AVX2 1x1 conv with the fp32 method: full tiles requantize through the packs (no float
+ * clamp) when the bound holds; a huge multiplier keeps the clamped float path. JIT == interp
+ * for both. */
+START_TEST(test_asm_packs) {
+  lb_spec *spec = load_spec("x86-64-avx2");
+  qcase c = {.op = 3, .act = LB_DTYPE_U8, .out = LB_DTYPE_U8, .n = 1, .c = 24, .h = 9, .w = 9,
+             .m = 48, .kh = 1, .kw = 1, .s = 1, .p = 0, .dil = 1, .group = 1, .act_fn = 2,
+             .res = _i == 1};
+  rng = 11 + (unsigned)_i;
+  for (int huge = 0; huge < 2; huge++) {
+    lb_graph *g = conv_graph(&c);
+    if (huge) g->values[g->nodes[0].out[0]].q.scale[0] = 1e-9f;
+    char *s = emit_asm(g, spec);
+    ck_assert_msg((strstr(s, "vpackssdw") != NULL) == !huge, "huge %d: vpackssdw", huge);
+    ck_assert_msg((strstr(s, "vmaxps") != NULL) == huge, "huge %d: vmaxps", huge);
+    free(s);
+    if (host_runs(spec)) jit_vs_interp(g, spec, huge ? "packs: huge m" : "packs");
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("qkernels");
   TCase *t = tcase_create("core");
@@ -500,6 +537,8 @@ static Suite *suite(void) {
   tcase_add_loop_test(t, test_asm, 0, (int)(sizeof asm_cases / sizeof asm_cases[0]));
   tcase_add_test(t, test_asm_wide_fallback);
   tcase_add_test(t, test_asm_b8_prefetch);
+  tcase_add_test(t, test_nosat_bound);
+  tcase_add_loop_test(t, test_asm_packs, 0, 2);
   suite_add_tcase(s, t);
   return s;
 }
