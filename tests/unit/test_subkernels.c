@@ -560,7 +560,7 @@ static void aot_node(const lb_graph *g, lb_spec *spec, const lb_test_aot_target 
 }
 
 /* x86-64 (gcc) and AArch64 objects (aarch64-linux-gnu-gcc, qemu -cpu cortex-a72 for plain NEON:
- * panel path, max for dot product and i8mm: native sdot kernel): convs and gemms per spec, i4
+ * native smull/smlal2 kernel, max for dot product and i8mm: native sdot kernel): convs and gemms per spec, i4
  * and i2, small and big. */
 static const lb_test_aot_target aot_targets[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON,
                                                  LB_TEST_AOT_DOTPROD, LB_TEST_AOT_I8MM};
