@@ -19,20 +19,6 @@ static void usage(FILE *f) {
              "How to write one: specs/README.md\n");
 }
 
-/* One located warning per combination whose requantize method lowbit does not implement
- * (annotate leaves layers that would use it fp32, with that reason in the plan report). */
-static void warn_requant(const lb_spec *s) {
-  for (int k = 0; k < LB_SPEC_OPKIND_COUNT; k++) {
-    const lb_spec_combo *c;
-    size_t n = lb_spec_combos(s, (lb_spec_opkind)k, &c);
-    for (size_t j = 0; j < n; j++)
-      if (c[j].requant == LB_REQUANT_FIXED_POINT || c[j].requant == LB_REQUANT_SHIFT)
-        fprintf(stderr, "%s:%d: warning: ops.%s.%s: requantize %s is not implemented (lowbit "
-                "implements fp32); layers that would use it stay fp32\n", c[j].file, c[j].line,
-                lb_spec_opkind_name((lb_spec_opkind)k), c[j].label, lb_requant_name(c[j].requant));
-  }
-}
-
 static int check(int argc, char **argv) {
   int status = 0;
   if (argc < 1) {
@@ -49,7 +35,6 @@ static int check(int argc, char **argv) {
       if (lb_exit_code(rc) > status) status = lb_exit_code(rc);
       continue;
     }
-    warn_requant(s);
     printf("%s: ok (%s, %s)\n", argv[i], lb_spec_name(s), lb_spec_llvm_triple(s));
     lb_spec_free(s);
   }

@@ -113,6 +113,7 @@ static int k_conv(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   cgeo g;
   conv_geo(c, &in[0], &in[1], out, &g);
   int bias = lb_kin(c, in, 2), res = lb_kin(c, in, 3), acc32 = out->dtype == LB_DTYPE_I32;
+  int rq = c->a->requant;
   float sx = q_scale(G, id[0], 0), sy = q_scale(G, c->n->out[0], 0);
   int32_t zx = q_zp(G, id[0], 0), zy = q_zp(G, c->n->out[0], 0), lo, hi;
   out_bounds(c, 0, &lo, &hi);
@@ -127,8 +128,8 @@ static int k_conv(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
           int64_t o = ((n * g.M + m) * g.OH + oh) * g.OW + ow;
           int32_t acc = b + conv_acc(&g, &in[0], &in[1], n, m, oh, ow, zx, zw);
           int32_t q = acc32 ? acc
-                      : res ? lb_requantize2(acc, mul, ld8(&in[3], o) - zr, mr, zy, lo, hi)
-                            : lb_requantize(acc, mul, zy, lo, hi);
+                      : res ? lb_requantize2_by(rq, acc, mul, ld8(&in[3], o) - zr, mr, zy, lo, hi)
+                            : lb_requantize_by(rq, acc, mul, zy, lo, hi);
           st8(out, o, q);
         }
   }
@@ -163,8 +164,9 @@ static void mm_run(const lb_kctx *c, const mm *p, lb_tensor *out, int64_t out_of
                (ld8(p->B, k * p->sb_k + j * p->sb_j) - zb);
       int64_t o = out_off + r * p->N + j;
       int32_t q = out->dtype == LB_DTYPE_I32 ? acc
-                  : p->res ? lb_requantize2(acc, mul, ld8(p->res, o) - zr, mr, zy, lo, hi)
-                           : lb_requantize(acc, mul, zy, lo, hi);
+                  : p->res ? lb_requantize2_by(c->a->requant, acc, mul, ld8(p->res, o) - zr, mr,
+                                               zy, lo, hi)
+                           : lb_requantize_by(c->a->requant, acc, mul, zy, lo, hi);
       st8(out, o, q);
     }
   }
@@ -232,8 +234,8 @@ static int k_binary(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   for (int64_t i = 0; i < total; i++) {
     int32_t a = ld8(&in[0], same ? i : bcast_off(&in[0], out, i)) - za;
     int32_t b = ld8(&in[1], same ? i : bcast_off(&in[1], out, i)) - zb;
-    st8(out, i, c->n->op == LB_OP_MUL ? lb_requantize(a * b, mab, zy, lo, hi)
-                                      : lb_requantize2(a, ma, b, mb, zy, lo, hi));
+    st8(out, i, c->n->op == LB_OP_MUL ? lb_requantize_by(c->a->requant, a * b, mab, zy, lo, hi)
+                                      : lb_requantize2_by(c->a->requant, a, ma, b, mb, zy, lo, hi));
   }
   return 0;
 }
@@ -248,7 +250,8 @@ static int k_unary(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   lb_qact_bounds(relu ? LB_ACT_RELU : LB_ACT_CLIP, c->a->clip_min, c->a->clip_max, out->dtype,
                  sy, zy, &lo, &hi);
   int64_t total = lb_tensor_numel(out);
-  for (int64_t i = 0; i < total; i++) st8(out, i, lb_requantize(ld8(&in[0], i) - zx, m, zy, lo, hi));
+  for (int64_t i = 0; i < total; i++)
+    st8(out, i, lb_requantize_by(c->a->requant, ld8(&in[0], i) - zx, m, zy, lo, hi));
   return 0;
 }
 
@@ -265,7 +268,7 @@ static int k_global_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *o
   for (int64_t p = 0; p < planes; p++) {
     int32_t acc = 0;
     for (int64_t i = 0; i < sz; i++) acc += ld8(&in[0], p * sz + i) - zx;
-    st8(out, p, lb_requantize(acc, m, zy, lo, hi));
+    st8(out, p, lb_requantize_by(c->a->requant, acc, m, zy, lo, hi));
   }
   return 0;
 }
@@ -325,7 +328,7 @@ static int k_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
         int64_t cnt = a->count_include_pad
                           ? taps_in(y0, KH, dh, -ph, H + peh) * taps_in(x0, KW, dw, -pw, W + pew)
                           : taps_in(y0, KH, dh, 0, H) * taps_in(x0, KW, dw, 0, W);
-        st8(out, i, lb_requantize(acc, lb_qmul_pool(sx, sy, cnt), zy, lo, hi));
+        st8(out, i, lb_requantize_by(a->requant, acc, lb_qmul_pool(sx, sy, cnt), zy, lo, hi));
       }
   return 0;
 }

@@ -160,6 +160,9 @@ typedef struct lb_attrs {
   /* fused epilogue (conv, gemm, matmul, add): y = act(op(...) + residual) */
   lb_act act;
   float act_min, act_max; /* LB_ACT_CLIP bounds */
+  /* integer nodes of a realized graph: the spec's requantize method (an lb_requant of spec.h;
+   * 0 and fp32: the fp32 definition), see quant.h */
+  int requant;
 } lb_attrs;
 
 /* ---- values, nodes, graph --------------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "quant.h"
+#include "spec.h"
 
 /* ---- the integer semantics ---------------------------------------------------------------- */
 
@@ -33,6 +34,74 @@ int32_t lb_requantize2(int32_t a, float ma, int32_t b, float mb, int32_t zp, int
   float y = (float)b * mb;
   float s = x + y;
   return round_clamped(s, zp, lo, hi);
+}
+
+/* ---- integer-only requantize (quant.h gives the definition) ------------------------------ */
+
+lb_qfixed lb_qfixed_of(float m) {
+  uint32_t u;
+  memcpy(&u, &m, sizeof u);
+  int32_t e = (int32_t)((u >> 23) & 255u);
+  lb_qfixed f = {0, 0};
+  if (e == 0) return f; /* zero or subnormal: |acc * m| < 2^-95, every result is 0 */
+  f.mult = (int32_t)(((u & 0x7fffffu) | 0x800000u) << 7);
+  if (u >> 31) f.mult = -f.mult;
+  f.shift = e - 126;
+  return f;
+}
+
+int lb_requant_integer(int method) {
+  return method == LB_REQUANT_FIXED_POINT || method == LB_REQUANT_SHIFT;
+}
+
+/* floor(v / 2^s): GCC and clang define >> of a negative value as the arithmetic shift. */
+static int64_t floor_shift(int64_t v, int s) { return v >> s; }
+
+int64_t lb_qfixed_term(int method, int32_t acc, float m) {
+  lb_qfixed f = lb_qfixed_of(m);
+  int64_t M = f.mult;
+  int32_t sh = f.shift;
+  if (method == LB_REQUANT_SHIFT && (M == (1 << 30) || M == -(1 << 30))) M *= 2, sh -= 1;
+  int ls = sh < 0 ? 0 : sh > 32 ? 32 : sh, rs = sh > 0 ? 0 : -sh > 40 ? 40 : -sh;
+  int64_t x = (int64_t)acc * ((int64_t)1 << ls);
+  x = x < INT32_MIN ? INT32_MIN : x > INT32_MAX ? INT32_MAX : x;
+  int64_t t = floor_shift(x * M + ((int64_t)1 << 30), 31);
+  return floor_shift(t + (((int64_t)1 << rs) >> 1), rs);
+}
+
+static int32_t clamp_zp(int64_t y, int32_t zp, int32_t lo, int32_t hi) {
+  int64_t l = (int64_t)lo - zp, h = (int64_t)hi - zp;
+  return (int32_t)((y < l ? l : y > h ? h : y) + zp);
+}
+
+int32_t lb_requantize_by(int method, int32_t acc, float m, int32_t zp, int32_t lo, int32_t hi) {
+  if (!lb_requant_integer(method)) return lb_requantize(acc, m, zp, lo, hi);
+  return clamp_zp(lb_qfixed_term(method, acc, m), zp, lo, hi);
+}
+
+int32_t lb_requantize2_by(int method, int32_t a, float ma, int32_t b, float mb, int32_t zp,
+                          int32_t lo, int32_t hi) {
+  if (!lb_requant_integer(method)) return lb_requantize2(a, ma, b, mb, zp, lo, hi);
+  return clamp_zp(lb_qfixed_term(method, a, ma) + lb_qfixed_term(method, b, mb), zp, lo, hi);
+}
+
+float lb_qpow2_up(float s) {
+  if (!(s > 0.0f) || !isfinite(s)) return s;
+  int e;
+  float f = frexpf(s, &e); /* s = f * 2^e, 0.5 <= f < 1 */
+  return ldexpf(1.0f, f == 0.5f ? e - 1 : e);
+}
+
+void lb_qparams_pow2(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t *zp) {
+  lb_qparams(lo, hi, t, symmetric, s, zp);
+  *s = lb_qpow2_up(*s);
+  if (!(lo <= 0.0f)) lo = 0.0f; /* widened to include 0 as lb_qparams does */
+  if (!(hi >= 0.0f)) hi = 0.0f;
+  if (symmetric || !(hi - lo > 0.0f)) return;
+  int32_t qmin, qmax;
+  lb_qrange(t, &qmin, &qmax);
+  double z = nearbyint((double)qmin - lo / *s);
+  *zp = z < qmin ? qmin : z > qmax ? qmax : (int32_t)z;
 }
 
 float lb_qmul(float s_in, float s_w, float s_out) {
@@ -231,6 +300,8 @@ void lb_qplan_write(const lb_qplan *p, const lb_graph *g, FILE *f) {
     fprintf(f, ", op: %s, precision: %s", lb_op_get(nd->op)->name, l->integer ? l->combo : "f32");
     if (l->integer)
       fprintf(f, ", act: %s, out: %s", lb_dtype_name(l->act), lb_dtype_name(l->out));
+    if (l->integer && lb_requant_integer(l->requant)) /* fp32 (the default) is not written */
+      fprintf(f, ", requantize: %s", lb_requant_name((lb_requant)l->requant));
     if (l->integer && l->act == LB_DTYPE_B1) /* (bin) threshold and s_b of a binary layer */
       fprintf(f, ", binary: [%d, %.9g]", (int)l->bin_thr, l->bin_scale);
     fputs(", why: ", f), put_str(f, l->why), fputs("}\n", f);
@@ -361,6 +432,24 @@ static int read_binary(rd *r, yaml_node_t *bn, uint32_t n) {
   return 0;
 }
 
+/* "requantize: fp32 | fixed_point | shift": the method annotate gives the layer. */
+static int read_requant(rd *r, yaml_node_t *qn, uint32_t n) {
+  int rc = 0;
+  const char *m = scalar(r, qn, "requantize", &rc);
+  if (!m) return rc;
+  int k = LB_REQUANT_FP32;
+  while (k < LB_REQUANT_COUNT && strcmp(m, lb_requant_name((lb_requant)k)) != 0) k++;
+  if (k == LB_REQUANT_COUNT)
+    return at_err(r, qn, "requantize: expected fp32, fixed_point or shift, got '%s'", m);
+  char at[600];
+  snprintf(at, sizeof at, "%s:%d:%d", r->path, (int)qn->start_mark.line + 1,
+           (int)qn->start_mark.column + 1);
+  r->p->l[n].requant = k;
+  if (!(r->p->l[n].rq_at = lb_arena_strdup(&r->p->arena, at)))
+    return lb_diag_err(r->diag, LB_ERR_NOMEM, "out of memory");
+  return 0;
+}
+
 static uint32_t layer_by_output(const lb_graph *g, const char *name) {
   for (uint32_t n = 0; n < g->n_nodes; n++)
     if (strcmp(g->values[g->nodes[n].out[0]].name, name) == 0) return n;
@@ -378,6 +467,8 @@ static int read_layer(rd *r, yaml_node_t *item) {
   if (n == LB_NONE) return at_err(r, on, "no layer writes tensor '%s'", out);
   yaml_node_t *bn = get(r, item, "binary");
   if (bn) LB_TRY(read_binary(r, bn, n));
+  yaml_node_t *qn = get(r, item, "requantize");
+  if (qn) LB_TRY(read_requant(r, qn, n));
   if (!pn) return 0;
   const char *prec = scalar(r, pn, "precision", &rc);
   if (!prec) return rc;

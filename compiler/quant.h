@@ -24,6 +24,43 @@
  * once, in double, by lb_qmul (m = s_in*s_w/s_out) and lb_qmul_pool. */
 int32_t lb_requantize(int32_t acc, float m, int32_t zp, int32_t lo, int32_t hi);
 int32_t lb_requantize2(int32_t a, float ma, int32_t b, float mb, int32_t zp, int32_t lo, int32_t hi);
+/* ---- integer-only requantize (the spec's `requantize: fixed_point | shift`) ----------------
+ * The method of an integer node is its attrs.requant (an lb_requant of spec.h: 0 = none and
+ * LB_REQUANT_FP32 mean the fp32 definition above). The multiplier is still the fp32 m of
+ * lb_qmul, decomposed exactly (an fp32 has 24 significant bits) by lb_qfixed_of into
+ *   m = M * 2^(shift - 31),  2^30 <= |M| < 2^31, M of m's sign  (M = shift = 0 when |m| < 2^-126)
+ * and applied with integer arithmetic only, every step exact (i64 intermediates):
+ *   x = sat32(acc * 2^ls)                    ls = clamp(shift, 0, 32)
+ *   t = floor((x * M + 2^30) / 2^31)         SQRDMULH(x, M): rounding doubling high multiply
+ *   y = floor((t + 2^(rs-1)) / 2^rs)         rs = clamp(-shift, 0, 40); SRSHL(t, -rs), rs 0: t
+ *   q = clamp(y, lo - z, hi - z) + z
+ * Ties: both roundings are half up (toward +inf), what SQRDMULH and SRSHL do (gemmlowp's
+ * SaturatingRoundingDoublingHighMul too; its RoundingDivideByPOT rounds half away from zero:
+ * lowbit does not). The clamps of ls and rs change no result (bigger shifts saturate or give 0).
+ * shift: the same, except that an exact power of two m = +-2^-n is applied as a single rounding
+ * shift (M = +-2^31, rs = n: t = x, y = x / 2^n rounded half up); calibration makes every scale
+ * of a shift layer a power of two, so only average pooling over a window that is not a power
+ * of two takes the multiply there. The two-input form (add, conv + residual) sums the two y terms
+ * exactly (no int32 sum of them can wrap: |y| <= 2^31 each, then clamped) before clamp and z. */
+typedef struct lb_qfixed {
+  int32_t mult;  /* M: Q31, 2^30 <= |M| < 2^31, or 0 */
+  int32_t shift; /* m = M * 2^(shift - 31) */
+} lb_qfixed;
+lb_qfixed lb_qfixed_of(float m);
+/* The methods lowbit executes with integer arithmetic only (fixed_point and shift). */
+int lb_requant_integer(int method);
+/* y of the definition above (before clamp and zero point) for method fixed_point or shift. */
+int64_t lb_qfixed_term(int method, int32_t acc, float m);
+/* lb_requantize / lb_requantize2 by the node's method (fp32 for 0 and LB_REQUANT_FP32). */
+int32_t lb_requantize_by(int method, int32_t acc, float m, int32_t zp, int32_t lo, int32_t hi);
+int32_t lb_requantize2_by(int method, int32_t a, float ma, int32_t b, float mb, int32_t zp,
+                          int32_t lo, int32_t hi);
+/* lb_qparams with the scale rounded up to a power of two (the zero point recomputed for it):
+ * the parameters of a value a shift layer reads or writes. */
+void lb_qparams_pow2(float lo, float hi, lb_dtype t, int symmetric, float *s, int32_t *zp);
+/* The smallest power of two >= s (s > 0 finite; else s). */
+float lb_qpow2_up(float s);
+
 /* m = s_in * s_w / s_out rounded once from double to fp32 (s_w = 1 when absent). */
 float lb_qmul(float s_in, float s_w, float s_out);
 /* m = s_in / (s_out * count) for average pooling over count elements. */
@@ -161,6 +198,10 @@ typedef struct lb_qlayer {
    * value +-s_b); bin_scale 0 = not set. Set by the search, kept by annotate. */
   int32_t bin_thr;
   float bin_scale;
+  /* the requantize method (lb_requant) of an integer layer: the spec combination's, or the
+   * plan's `requantize:` (rq_at says where) */
+  int requant;
+  const char *rq_at;
 } lb_qlayer;
 
 typedef struct lb_qplan {

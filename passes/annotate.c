@@ -81,10 +81,6 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   if (!c) {
     snprintf(why, wn, "spec has no %s combination for %s activations%s", kn, lb_dtype_name(act),
              w ? " and i8 weights" : "");
-  } else if (c->requant != LB_REQUANT_NONE && c->requant != LB_REQUANT_FP32) {
-    snprintf(why, wn, "spec %s.%s requantizes with %s; lowbit implements fp32 only", kn,
-             c->label, lb_requant_name(c->requant));
-    c = NULL;
   } else if (c->out != act || (w && !(c->weight_scheme & LB_SCHEME_SYMMETRIC))) {
     snprintf(why, wn, "spec %s.%s: output %s / weight scheme do not fit", kn, c->label,
              lb_dtype_name(c->out));
@@ -147,10 +143,13 @@ static int decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id)
   const char *want = l->want, *want_at = l->want_at;
   int32_t bin_thr = l->bin_thr;
   float bin_scale = l->bin_scale;
+  int rq = l->requant;
+  const char *rq_at = l->rq_at;
   memset(l, 0, sizeof *l);
   l->forced_f32 = forced;
   l->want = want, l->want_at = want_at;
   l->bin_thr = bin_thr, l->bin_scale = bin_scale;
+  l->requant = rq, l->rq_at = rq_at;
   l->combo = "f32";
   l->act = l->weight = l->out = LB_DTYPE_F32;
   const char *gap = is_layout(n->op) ? NULL : kernel_gap(g, n);
@@ -180,9 +179,11 @@ static int decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id)
     if (!l->combo) return LB_ERR_NOMEM;
     l->act = c->act, l->out = c->out;
     l->weight = c->weight_scheme ? c->weight : LB_DTYPE_F32;
+    /* an edited plan's requantize method wins over the spec's (a binary layer keeps fp32) */
+    if (!rq_at || c->act == LB_DTYPE_B1 || c->requant == LB_REQUANT_NONE) l->requant = (int)c->requant;
     snprintf(l->why, sizeof l->why, "spec %s: %s x %s -> %s, requantize %s", c->label,
              lb_dtype_name(c->act), c->weight_scheme ? lb_dtype_name(c->weight) : "-",
-             lb_dtype_name(c->out), lb_requant_name(c->requant));
+             lb_dtype_name(c->out), lb_requant_name((lb_requant)l->requant));
   }
   return 0;
 }

@@ -542,15 +542,17 @@ static void const_range(const lb_value *v, float *lo, float *hi) {
 }
 
 /* One class: plan-given parameters of a member win, else the union of the members' ranges. */
-static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, lb_diag *diag) {
+static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, const uint8_t *pow2,
+                        lb_diag *diag) {
   float lo = 0, hi = 0;
-  int have = 0;
+  int have = 0, two = 0;
   unsigned schemes = LB_SCHEME_SYMMETRIC | LB_SCHEME_ASYMMETRIC;
   const lb_qval *given = NULL;
   for (uint32_t v = 0; v < g->n_values; v++) {
     lb_qval *q = &p->v[v];
     if (q->cls != root || q->dtype == LB_DTYPE_F32) continue;
     schemes &= q->schemes;
+    two |= pow2[v];
     if (q->yaml_at && q->n) given = q;
     float a = q->lo, b = q->hi;
     if (q->role == LB_QROLE_CONST && g->values[v].dtype == LB_DTYPE_F32) const_range(&g->values[v], &a, &b);
@@ -567,6 +569,7 @@ static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, lb_diag *
   int sym = !(schemes & LB_SCHEME_ASYMMETRIC) ||
             ((schemes & LB_SCHEME_SYMMETRIC) && r->dtype == LB_DTYPE_I8 && lo < 0);
   if (given) s = given->scale[0], z = given->zp[0], sym = z == 0;
+  else if (two) lb_qparams_pow2(lo, hi, r->dtype, sym, &s, &z);
   else lb_qparams(lo, hi, r->dtype, sym, &s, &z);
   for (uint32_t v = 0; v < g->n_values; v++) {
     lb_qval *q = &p->v[v];
@@ -580,7 +583,7 @@ static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, lb_diag *
 /* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127; i4/i2 weights
  * (a plan's sub-byte precision) get the search's scales (lb_search_quant_weights), so a hand-
  * edited plan realizes what the search would have simulated. */
-static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
+static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {
   const lb_value *w = &g->values[v];
   lb_qval *q = &p->v[v];
   if (q->yaml_at && q->n) return 0;
@@ -596,6 +599,7 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
     for (int64_t c = 0; c < ch; c++)
       for (int64_t i = 0; i < inner; i++) s[c] = fmaxf(s[c], fabsf(x[(o * ch + c) * inner + i]));
   for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
+  for (int64_t c = 0; pow2 && c < ch; c++) s[c] = lb_qpow2_up(s[c]); /* a shift layer's */
   int rc = 0;
   if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2)
     rc = lb_search_quant_weights(x, lb_value_numel(w), ch, inner, q->dtype, s, NULL);
@@ -622,14 +626,32 @@ static int bias_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
   return rc;
 }
 
+/* pow2[v] = 1 for the values a layer with requantize shift reads or writes: their scales are
+ * powers of two, so its multipliers are too (quant.h). */
+static uint8_t *shift_values(const lb_graph *g, const lb_qplan *p) {
+  uint8_t *pow2 = lb_calloc(g->n_values ? g->n_values : 1, 1);
+  for (uint32_t n = 0; pow2 && n < g->n_nodes; n++) {
+    const lb_node *nd = &g->nodes[n];
+    if (!p->l[n].integer || p->l[n].requant != LB_REQUANT_SHIFT) continue;
+    for (uint32_t k = 0; k < nd->n_in; k++)
+      if (nd->in[k] != LB_NONE) pow2[nd->in[k]] = 1;
+    for (uint32_t k = 0; k < nd->n_out; k++) pow2[nd->out[k]] = 1;
+  }
+  return pow2;
+}
+
 int lb_quant_params(const lb_graph *g, lb_qplan *p, lb_diag *diag) {
-  int rc = 0;
+  uint8_t *pow2 = shift_values(g, p);
+  int rc = pow2 ? 0 : LB_ERR_NOMEM;
   for (uint32_t v = 0; !rc && v < g->n_values; v++) {
     const lb_qval *q = &p->v[v];
     if (q->dtype == LB_DTYPE_F32 || q->cls != v) continue;
-    if (q->role == LB_QROLE_WEIGHT) rc = weight_params(g, p, v);
-    else if (q->role != LB_QROLE_BIAS && q->role != LB_QROLE_ACC) rc = class_params(g, p, v, diag);
+    if (q->role == LB_QROLE_WEIGHT) rc = weight_params(g, p, v, pow2[v]);
+    else if (q->role != LB_QROLE_BIAS && q->role != LB_QROLE_ACC)
+      rc = class_params(g, p, v, pow2, diag);
   }
+  lb_free(pow2);
+
   for (uint32_t v = 0; !rc && v < g->n_values; v++)
     if (p->v[v].dtype != LB_DTYPE_F32 &&
         (p->v[v].role == LB_QROLE_BIAS || p->v[v].role == LB_QROLE_ACC))

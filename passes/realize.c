@@ -430,6 +430,7 @@ static int realize_node(rz *r, uint32_t n) {
   if (id == LB_NONE) return LB_ERR_NOMEM;
   lb_node *m = &r->ng->nodes[id];
   m->attr = nd->attr;
+  m->attr.requant = as_int ? r->p->l[n].requant : 0; /* the layer's method (quant.h) */
   /* the source graph may be freed before this one: copy the string into our arena */
   m->onnx_op = lb_arena_strdup(&r->ng->arena, nd->onnx_op);
   if (!m->onnx_op) return LB_ERR_NOMEM;

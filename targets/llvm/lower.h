@@ -28,6 +28,7 @@ typedef struct lb_lw {
   LLVMTypeRef t_f32, t_f64, t_i64, t_i32, t_i8, t_i1, t_ptr, t_void;
   LLVMValueRef fn; /* function being emitted */
   int n_globals;   /* counter for unique constant names */
+  int rq;          /* requantize method (attrs.requant) of the integer node being lowered */
 } lb_lw;
 
 /* Sets up context (ctx == NULL: a new owned one), module, builder and the target machine for

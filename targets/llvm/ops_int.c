@@ -448,7 +448,7 @@ static void conv_pack(lb_lw *L, const lb_op_args *a, const cgeo *g, const qmac *
 static int gemm_nosat(lb_lw *L, const lb_op_args *a, const int16_t *wp, int64_t G, int64_t K,
                       int64_t N, const int32_t *bias, const float *mult, float mr) {
   const char *t = lb_spec_llvm_triple(L->spec);
-  if (!wp || !t || strncmp(t, "x86_64", 6))
+  if (!wp || !t || strncmp(t, "x86_64", 6) || lb_requant_integer(L->rq))
     return 0;
   for (int64_t g = 0; g < G; g++)
     if (!lb_qgemm_nosat(wp + g * K * N, K, N, bias ? bias + g * N : NULL, mult + g * N, mr))
@@ -907,6 +907,7 @@ int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
 }
 
 int lb_lower_int(lb_lw *L, lb_op_args *a) {
+  L->rq = a->node->attr.requant; /* lb_qrequant's method for this node */
   if (lb_binary_node(a->g, (uint32_t)(a->node - a->g->nodes))) return lb_lower_bin(L, a);
   for (uint32_t i = 0; i < a->node->n_in && i < 4; i++) {
     const lb_value *v = in_val(a, i);

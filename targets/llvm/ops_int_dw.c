@@ -731,7 +731,7 @@ static int dw_setup(lb_lw *L, lb_op_args *a, dwk *k, const int16_t *wp, const fl
   }
   lb_free(w), lb_free(mm), lb_free(zpage);
   if (!rc && lb_qk_fits_s8(wp, taps * C)) rc = dw_pack_fast(L, k, wp, bias, C);
-  if (!rc) k->nosat = k->fast == 1 && k->ydt != LB_DTYPE_I32 &&
+  if (!rc) k->nosat = k->fast == 1 && k->ydt != LB_DTYPE_I32 && !lb_requant_integer(L->rq) &&
                      no_sat(k, wp, bias, mult);
   lb_free(bias);
   return rc;

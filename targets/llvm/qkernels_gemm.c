@@ -7,6 +7,7 @@
 
 #include "lower.h"
 #include "qkernels.h"
+#include "quant.h"
 
 static LLVMTypeRef vec(LLVMTypeRef t, int n) { return LLVMVectorType(t, (unsigned)n); }
 static LLVMTypeRef i16t(lb_lw *L) { return LLVMInt16TypeInContext(L->ctx); }
@@ -34,6 +35,7 @@ static LLVMValueRef fsplat(lb_lw *L, LLVMTypeRef ft, LLVMValueRef v) {
 
 LLVMValueRef lb_qrequant(lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc, LLVMValueRef m,
                          LLVMValueRef r, LLVMValueRef mr, int32_t zy, int32_t lo, int32_t hi) {
+  if (lb_requant_integer(L->rq)) return lb_qrequant_fixed(L, L->rq, acc, m, r, mr, zy, lo, hi);
   LLVMTypeRef it = LLVMTypeOf(acc), ft = L->t_f32;
   int lanes = LLVMGetTypeKind(it) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(it) : 1;
   if (lanes > 1) ft = vec(L->t_f32, lanes);

@@ -1,7 +1,8 @@
 /* Differential test of the integer backend: seeded random small fp32 graphs (conv: dense,
  * grouped, depthwise, strided, dilated, padded; relu, clip, residual add, sub, mul, concat,
  * max_pool, global_avg_pool, flatten, gemm, matmul) are quantized and realized through the real
- * passes for a bundled spec, then run by the interpreter and by the JIT (and a subset as AOT
+ * passes for a bundled spec (or a test spec with requantize fixed_point or shift), then run by
+ * the interpreter and by the JIT (and a subset as AOT
  * objects on x86 and on AArch64 under qemu); every integer tensor must be bit-identical.
  * LB_QDIFF_SEED=N picks another seed, LB_QDIFF_CASES=N another count (default 200; 40, one
  * AOT graph per target and each model on a share of the specs under LB_TEST_QUICK). */
@@ -276,8 +277,12 @@ static void free_outs(lb_tensor *t, uint32_t n, int lb) {
 
 /* ---- JIT ------------------------------------------------------------------------------------ */
 
-static const char *jit_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "x86-64-zen5"};
-enum { N_JIT_SPECS = 3, MAX_OUT = 64 };
+/* the last three: integer-only requantize (quant.h), fixed_point on AVX2 and AVX-512, shift */
+#define RQ_SPEC(n) LB_SOURCE_DIR "/tests/specs/good/" n ".yaml"
+static const char *jit_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "x86-64-zen5",
+                                  RQ_SPEC("x86-64-avx2-fixed"), RQ_SPEC("x86-64-zen5-fixed"),
+                                  RQ_SPEC("x86-64-avx2-shift")};
+enum { N_JIT_SPECS = 6, MAX_OUT = 64 };
 
 static unsigned seed0(void) {
   const char *e = getenv("LB_QDIFF_SEED");
@@ -335,8 +340,11 @@ END_TEST
 
 /* ---- AOT: x86 natively, AArch64 under qemu ------------------------------------------------- */
 
-static const lb_test_aot_target aot[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD,
-                                         LB_TEST_AOT_I8MM};
+static const lb_test_aot_target aot[] = {
+    LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD, LB_TEST_AOT_I8MM,
+    {RQ_SPEC("x86-64-avx2-fixed"), "gcc", ""},
+    {RQ_SPEC("aarch64-neon-fixed"), "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72"},
+    {RQ_SPEC("aarch64-dotprod-shift"), "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu max"}};
 
 static void aot_case(lb_graph *q, lb_spec *spec, int a, const char *what) {
   lb_diag d;
