@@ -291,32 +291,120 @@ static void store_lanes(lb_lw *L, LLVMValueRef v, LLVMValueRef base, lb_dtype dt
     lb_store(L, LLVMBuildExtractElement(L->b, v, lb_c32(L, l), ""), lb_gep(L, et, base, lb_c64(L, l * stride)), 1);
 }
 
+/* x86 without AVX512-VPOPCNTDQ and AArch64 count bits per byte (vpshufb nibble lookup, cnt),
+ * add the byte counts of up to BW words and widen the sums once (vpsadbw, uaddlp): per word and
+ * 16 bytes 7 instead of 9 AVX2 instructions (x86-64-avx2, 56x56x64 3x3: 0.37 -> 0.33 ms) and 2
+ * instead of 5 NEON ones. With vpopcntq (one instruction per word: Zen 4/5, Ice Lake and later;
+ * byte counts measured 18% slower on Zen 5) and elsewhere: llvm.ctpop on i64 lanes per word. */
+#define BW 31 /* words whose byte counts (<= 8 each) fit a u8 sum: 31 * 8 = 248 */
+
+static int byte_counts(lb_lw *L) {
+  static const char *const vpopcntq[] = {"znver4", "znver5", "icelake", "tigerlake", "rocketlake",
+                                         "sapphirerapids", "emeraldrapids", "graniterapids",
+                                         "alderlake-avx512", "diamondrapids"};
+  const char *t = lb_spec_llvm_triple(L->spec), *c = lb_spec_llvm_cpu(L->spec);
+  const char *f = lb_spec_llvm_features(L->spec);
+  if (t && !strncmp(t, "aarch64", 7)) return 1;
+  if (!t || strncmp(t, "x86_64", 6) || (f && strstr(f, "+avx512vpopcntdq"))) return 0;
+  for (size_t i = 0; c && i < sizeof vpopcntq / sizeof vpopcntq[0]; i++)
+    if (!strncmp(c, vpopcntq[i], strlen(vpopcntq[i]))) return 0;
+  return 1;
+}
+
+/* The <64 x i8> byte counts c8 as <8 x i64> sums of their 8-byte lanes (one per column). */
+static LLVMValueRef widen_counts(lb_lw *L, LLVMValueRef c8) {
+  int x86 = !strncmp(lb_spec_llvm_triple(L->spec), "x86_64", 6), n = x86 ? 2 : 4, len = 64 / n;
+  LLVMValueRef part[4], m[64];
+  for (int q = 0; q < n; q++) {
+    for (int i = 0; i < len; i++) m[i] = lb_c32(L, q * len + i);
+    LLVMValueRef v = LLVMBuildShuffleVector(L->b, c8, LLVMGetUndef(LLVMTypeOf(c8)), LLVMConstVector(m, (unsigned)len), "");
+    if (x86) {
+      LLVMValueRef a[2] = {v, LLVMConstNull(LLVMTypeOf(v))};
+      part[q] = lb_intr(L, "llvm.x86.avx2.psad.bw", NULL, a, 2);
+      continue;
+    }
+    for (int w = 8; w <= 32; w *= 2) { /* u8 -> u16 -> u32 -> u64 pair sums */
+      LLVMTypeRef tys[2] = {vec(LLVMIntTypeInContext(L->ctx, (unsigned)(2 * w)), 64 / w), LLVMTypeOf(v)};
+      unsigned id = LLVMLookupIntrinsicID("llvm.aarch64.neon.uaddlp", 24);
+      v = LLVMBuildCall2(L->b, LLVMIntrinsicGetType(L->ctx, id, tys, 2),
+                         LLVMGetIntrinsicDeclaration(L->mod, id, tys, 2), &v, 1, "");
+    }
+    part[q] = v;
+  }
+  for (int i = 0; i < 8; i++) m[i] = lb_c32(L, i);
+  if (n == 4) {
+    part[0] = LLVMBuildShuffleVector(L->b, part[0], part[1], LLVMConstVector(m, 4), "");
+    part[1] = LLVMBuildShuffleVector(L->b, part[2], part[3], LLVMConstVector(m, 4), "");
+  }
+  return LLVMBuildShuffleVector(L->b, part[0], part[1], LLVMConstVector(m, 8), "");
+}
+
+typedef struct wrows {
+  LLVMValueRef xrow[RR], mrow[RR], wblk;
+  int R;
+} wrows;
+
+/* Words [w0, w0 + n) of the R rows into the accumulators acc (<8 x i64> popcounts, or <64 x i8>
+ * byte counts when bytes); the weight vector is loaded once for the R rows. */
+static void count_words(lb_lw *L, const wrows *wr, LLVMValueRef w0, LLVMValueRef n, int bytes,
+                        LLVMValueRef *acc) {
+  LLVMTypeRef v64 = vec(L->t_i64, BN), ct = bytes ? vec(L->t_i8, 8 * BN) : v64;
+  lb_loop lw;
+  lb_loop_begin(L, &lw, lb_c64(L, 0), n, 1);
+  LLVMValueRef wi = add64(L, w0, lw.iv);
+  LLVMValueRef wv = lb_load(L, v64, lb_gep(L, L->t_i64, wr->wblk, mul64(L, wi, BN)), 64);
+  for (int r = 0; r < wr->R; r++) {
+    LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, wr->xrow[r], wi), 8), BN);
+    LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
+    if (wr->mrow[r])
+      d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, wr->mrow[r], wi), 8), BN), "");
+    d = LLVMBuildBitCast(L->b, d, ct, "");
+    d = lb_intr(L, "llvm.ctpop", ct, &d, 1);
+    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, ct, acc[r], 64), d, ""), acc[r], 64);
+  }
+  lb_loop_end(L, &lw);
+}
+
+/* One batch of at most BW words from word w0 in byte counts, widened into the i64 sums. */
+static void count_batch(lb_lw *L, const wrows *wr, LLVMValueRef w0, int64_t n, LLVMValueRef *c8,
+                        LLVMValueRef *sum) {
+  LLVMTypeRef v8 = vec(L->t_i8, 8 * BN), v64 = vec(L->t_i64, BN);
+  for (int r = 0; r < wr->R; r++) lb_store(L, LLVMConstNull(v8), c8[r], 64);
+  count_words(L, wr, w0, lb_c64(L, n), 1, c8);
+  for (int r = 0; r < wr->R; r++) {
+    LLVMValueRef s = widen_counts(L, lb_load(L, v8, c8[r], 64));
+    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, sum[r], 64), s, ""), sum[r], 64);
+  }
+}
+
 /* For R rows starting at local row i: sum over the words of popcount((x xor w) and mask) for 8
- * columns, <8 x i64> each into out[]; the weight vector is loaded once for the R rows. */
+ * columns, <8 x i64> each into out[]. */
 static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, int masked,
                        LLVMValueRef *out) {
   const bgeo *g = k->g;
   LLVMTypeRef v64 = vec(L->t_i64, BN);
-  LLVMValueRef slot[RR], xrow[RR], mrow[RR];
+  LLVMValueRef slot[RR], c8[RR];
+  wrows wr = {.wblk = wblk, .R = R};
   for (int r = 0; r < R; r++) {
     slot[r] = lb_alloca(L, v64, NULL);
+    c8[r] = lb_alloca(L, vec(L->t_i8, 8 * BN), NULL);
     lb_store(L, LLVMConstNull(v64), slot[r], 64);
     LLVMValueRef at = mul64(L, add64(L, i, lb_c64(L, r)), g->words);
-    xrow[r] = lb_gep(L, L->t_i64, k->xr, at);
-    mrow[r] = masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
+    wr.xrow[r] = lb_gep(L, L->t_i64, k->xr, at);
+    wr.mrow[r] = masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
   }
-  lb_loop lw;
-  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->words), 1);
-  LLVMValueRef wv = lb_load(L, v64, lb_gep(L, L->t_i64, wblk, mul64(L, lw.iv, BN)), 64);
-  for (int r = 0; r < R; r++) {
-    LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, xrow[r], lw.iv), 8), BN);
-    LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
-    if (mrow[r])
-      d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, mrow[r], lw.iv), 8), BN), "");
-    d = lb_intr(L, "llvm.ctpop", v64, &d, 1);
-    lb_store(L, LLVMBuildAdd(L->b, lb_load(L, v64, slot[r], 64), d, ""), slot[r], 64);
+  int64_t full = g->words / BW;
+  if (!byte_counts(L)) {
+    count_words(L, &wr, lb_c64(L, 0), lb_c64(L, g->words), 0, slot);
+  } else {
+    if (full > 0) {
+      lb_loop lb;
+      lb_loop_begin(L, &lb, lb_c64(L, 0), lb_c64(L, full), 1);
+      count_batch(L, &wr, mul64(L, lb.iv, BW), BW, c8, slot);
+      lb_loop_end(L, &lb);
+    }
+    if (g->words % BW) count_batch(L, &wr, lb_c64(L, full * BW), g->words % BW, c8, slot);
   }
-  lb_loop_end(L, &lw);
   for (int r = 0; r < R; r++) out[r] = lb_load(L, v64, slot[r], 64);
 }
 

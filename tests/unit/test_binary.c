@@ -309,6 +309,41 @@ START_TEST(test_aot_nodes) {
 }
 END_TEST
 
+/* Rows longer than one batch of byte counts (ops_bin.c: 31 words): 3x3 convs over 256 channels
+ * (36 words: a batch and a tail; padded, so border rows take the masked path) and a gemm of
+ * exactly two batches (62 words); JIT on x86-64-avx2 (byte counts) and the host, AOT on plain
+ * NEON under qemu (byte counts by cnt). */
+static const bcase wide_cases[] = {
+    {.conv = 1, .two = 1, .bias = 1, .per_channel = 1, .group = 1, .xt = LB_DTYPE_I8,
+     .yt = LB_DTYPE_I8, .thr = 3, .n = 1, .c = 256, .h = 5, .w = 4, .m = 11, .kh = 3, .kw = 3,
+     .s = 1, .p = 1, .dil = 1},
+    {.conv = 1, .two = 1, .res = 1, .act = 1, .group = 1, .xt = LB_DTYPE_U8, .yt = LB_DTYPE_U8,
+     .thr = 130, .n = 1, .c = 256, .h = 4, .w = 4, .m = 9, .kh = 3, .kw = 3, .s = 1, .p = 1,
+     .dil = 1},
+    {.bias = 1, .group = 1, .xt = LB_DTYPE_I8, .yt = LB_DTYPE_I8, .thr = -1, .n = 5,
+     .c = 62 * 64, .m = 17, .h = 1, .w = 1, .kh = 1, .kw = 1, .s = 1, .dil = 1},
+};
+
+START_TEST(test_wide_rows) {
+  const bcase *c = &wide_cases[_i];
+  for (int s = 0; s < 2; s++) {
+    lb_spec *spec = load_spec(jit_specs[s]);
+    lb_diag d;
+    lb_diag_clear(&d);
+    if (lb_target_host_check(spec, &d) == 0) jit_vs_interp(c, spec);
+    lb_spec_free(spec);
+  }
+  if (lb_test_shell("command -v qemu-aarch64 >/dev/null && command -v aarch64-linux-gnu-gcc >/dev/null"))
+    return;
+  char what[300];
+  lb_tensor in[2], want;
+  lb_graph *g = interp_case(c, what, sizeof what, in, &want);
+  aot_run(g, 1, in, &want, what);
+  lb_free(want.data), free_ins(in, g->n_inputs);
+  lb_graph_free(g);
+}
+END_TEST
+
 /* ---- packed i4/i2 weights ------------------------------------------------------------------ */
 
 /* Case c's graph with its weight constant replaced by the values q (n of them) stored as wt:
@@ -566,6 +601,7 @@ static Suite *suite(void) {
   tcase_add_test(t, test_interp_ref);
   tcase_add_loop_test(t, test_jit_nodes, 0, 2);
   tcase_add_loop_test(t, test_aot_nodes, 0, 3);
+  tcase_add_loop_test(t, test_wide_rows, 0, (int)(sizeof wide_cases / sizeof wide_cases[0]));
   tcase_add_test(t, test_packed_weights);
   suite_add_tcase(s, t);
   TCase *m = tcase_create("models");
