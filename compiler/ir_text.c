@@ -17,7 +17,7 @@ typedef enum {
   F_KERNEL, F_STRIDES, F_DILATIONS, F_PADS, F_GROUP, F_CEIL_MODE, F_COUNT_INCLUDE_PAD,
   F_TRANS_A, F_TRANS_B, F_ALPHA, F_BETA, F_CLIP_MIN, F_CLIP_MAX, F_PAD_VALUE, F_PAD_MODE,
   F_EPSILON, F_AXIS, F_LEGACY_2D, F_AXES, F_PERM, F_KEEPDIMS, F_START, F_END,
-  F_ACT, F_ACT_MIN, F_ACT_MAX, F_COUNT
+  F_ACT, F_ACT_MIN, F_ACT_MAX, F_REQUANT, F_COUNT
 } field;
 
 /* Printed in this order; the parser accepts any order. */
@@ -25,12 +25,12 @@ static const char *const field_names[] = {
     "kernel", "strides", "dilations", "pads", "group", "ceil_mode", "count_include_pad",
     "trans_a", "trans_b", "alpha", "beta", "clip_min", "clip_max", "pad_value", "pad_mode",
     "epsilon", "axis", "legacy_2d", "axes", "perm", "keepdims", "start", "end",
-    "act", "act_min", "act_max"};
+    "act", "act_min", "act_max", "requantize"};
 _Static_assert(sizeof field_names / sizeof field_names[0] == F_COUNT, "field names");
 
 #define B(f) (1u << F_##f)
 #define SPATIAL (B(KERNEL) | B(STRIDES) | B(DILATIONS) | B(PADS))
-#define EPILOGUE (B(ACT) | B(ACT_MIN) | B(ACT_MAX))
+#define EPILOGUE (B(ACT) | B(ACT_MIN) | B(ACT_MAX) | B(REQUANT))
 
 /* op -> the lb_attrs fields it reads (ops.def comments say the same in prose). */
 static const uint32_t op_fields[LB_OP_COUNT] = {
@@ -39,11 +39,15 @@ static const uint32_t op_fields[LB_OP_COUNT] = {
     [LB_OP_MATMUL] = EPILOGUE,
     [LB_OP_ADD] = EPILOGUE,
     [LB_OP_LEAKY_RELU] = B(ALPHA),
-    [LB_OP_CLIP] = B(CLIP_MIN) | B(CLIP_MAX),
+    [LB_OP_CLIP] = B(CLIP_MIN) | B(CLIP_MAX) | B(REQUANT),
+    [LB_OP_RELU] = B(REQUANT), /* integer nodes: quant.h's method */
+    [LB_OP_SUB] = B(REQUANT),
+    [LB_OP_MUL] = B(REQUANT),
+    [LB_OP_GLOBAL_AVG_POOL] = B(REQUANT),
     [LB_OP_HARD_SIGMOID] = B(ALPHA) | B(BETA),
     [LB_OP_SOFTMAX] = B(AXIS) | B(LEGACY_2D),
     [LB_OP_MAX_POOL] = SPATIAL | B(CEIL_MODE),
-    [LB_OP_AVG_POOL] = SPATIAL | B(CEIL_MODE) | B(COUNT_INCLUDE_PAD),
+    [LB_OP_AVG_POOL] = SPATIAL | B(CEIL_MODE) | B(COUNT_INCLUDE_PAD) | B(REQUANT),
     [LB_OP_BATCHNORM] = B(EPSILON),
     [LB_OP_CONCAT] = B(AXIS),
     [LB_OP_FLATTEN] = B(AXIS),
@@ -60,11 +64,14 @@ static const uint32_t op_fields[LB_OP_COUNT] = {
 
 static const char *const pad_mode_names[] = {"constant", "reflect", "edge"};
 static const char *const act_names[] = {"none", "relu", "clip"};
+/* attrs.requant (spec.h lb_requant), shown only for the integer methods */
+static const char *const requant_names[] = {"none", "fp32", "fixed_point", "shift"};
 
 /* The act bounds only mean something for clip, and act itself is noise when it is none. */
 static int field_shown(const lb_node *nd, field k) {
   if (!(op_fields[nd->op] & (1u << k))) return 0;
   if (k == F_ACT) return nd->attr.act != LB_ACT_NONE;
+  if (k == F_REQUANT) return nd->attr.requant >= 2 && nd->attr.requant < 4;
   if (k == F_ACT_MIN || k == F_ACT_MAX) return nd->attr.act == LB_ACT_CLIP;
   return 1;
 }
@@ -312,6 +319,7 @@ static void print_field(const printer *pr, const lb_node *nd, field k) {
   case F_ACT_MAX: fprintf(f, "%.9g", a->act_max); break;
   case F_PAD_MODE: fputs((unsigned)a->pad_mode < 3 ? pad_mode_names[a->pad_mode] : "?", f); break;
   case F_ACT: fputs((unsigned)a->act < 3 ? act_names[a->act] : "?", f); break;
+  case F_REQUANT: fputs(requant_names[a->requant], f); break;
   case F_COUNT: LB_ASSERT(0);
   }
 }
@@ -886,7 +894,7 @@ static int enum_word(parser *p, const char *const *names, int count, int *out) {
 }
 
 static int parse_field(parser *p, lb_attrs *a, field k, attr_state *st) {
-  int e;
+  int e = 0;
   switch (k) {
   case F_KERNEL: return spatial_list(p, a->kernel, st);
   case F_STRIDES: return spatial_list(p, a->strides, st);
@@ -914,6 +922,7 @@ static int parse_field(parser *p, lb_attrs *a, field k, attr_state *st) {
   case F_ACT_MAX: return num_f32(p, &a->act_max);
   case F_PAD_MODE: LB_TRY(enum_word(p, pad_mode_names, 3, &e)); a->pad_mode = (lb_pad_mode)e; return 0;
   case F_ACT: LB_TRY(enum_word(p, act_names, 3, &e)); a->act = (lb_act)e; return 0;
+  case F_REQUANT: return enum_word(p, requant_names, 4, &a->requant);
   case F_COUNT: break;
   }
   lb_assert_fail(__FILE__, __LINE__, "field in range");

@@ -1,7 +1,8 @@
 /* The integer-only requantize methods (quant.h, spec `requantize: fixed_point | shift`): the
  * scalar definition against hand-computed cases (ties, negatives, saturation, shift 0, large
  * shifts both ways, negative multipliers) and against an independent __int128 formulation on
- * random inputs; power-of-two calibration; the plan's `requantize:` round trip; and digits models
+ * random inputs; power-of-two calibration; the plan's `requantize:` and the textual IR's
+ * `requantize=` round trips; and digits models
  * quantized for the fixed_point and shift test specs within 0.5 points of fp32, with the JIT
  * bit-identical to the interpreter. Random graphs on every backend: test_qdiff. */
 #include <check.h>
@@ -331,6 +332,42 @@ START_TEST(plan_round_trip) {
 }
 END_TEST
 
+/* The textual IR keeps the method (`requantize=` on integer nodes): print, parse, same nodes
+ * and the same interpreter bytes. */
+START_TEST(text_round_trip) {
+  lb_spec *s;
+  lb_diag d = {0};
+  ck_assert_msg(lb_spec_load(SPECS "x86-64-avx2-shift.yaml", &s, &d) == 0, "%s", d.msg);
+  lb_graph *g = load_prepared("digits_mlp"), *back = NULL;
+  lb_tensor cal = load_npy("digits64_calib_x"), x = load_npy("digits64_test_x");
+  lb_qplan *p = annotated(g, s);
+  lb_graph *q = realized(g, p, &cal);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  lb_graph_print(q, f, 1 << 30);
+  fclose(f);
+  ck_assert_ptr_nonnull(strstr(text, "requantize=shift"));
+  ck_assert_msg(lb_graph_parse(text, "q.lbir", &back, &d) == 0, "%s", d.msg);
+  ck_assert_int_eq(back->n_nodes, q->n_nodes);
+  for (uint32_t k = 0; k < q->n_nodes; k++)
+    ck_assert_int_eq(back->nodes[k].attr.requant, q->nodes[k].attr.requant);
+  ck_assert_int_gt(check_nodes(back, SHIFT, 1), 0);
+  const lb_value *iv = &q->values[q->inputs[0]];
+  for (int64_t i = 0; i < 8; i++) {
+    lb_tensor in = {iv->dtype, iv->rank, {0}, (float *)x.data + i * lb_value_numel(iv)}, a, b;
+    memcpy(in.dims, iv->dims, sizeof in.dims);
+    ck_assert_msg(lb_interp_run(q, &in, &a, &d) == 0, "%s", d.msg);
+    ck_assert_msg(lb_interp_run(back, &in, &b, &d) == 0, "%s", d.msg);
+    ck_assert(!memcmp(a.data, b.data, lb_dtype_bytes(a.dtype, lb_tensor_numel(&a))));
+    lb_free(a.data), lb_free(b.data);
+  }
+  free(text);
+  lb_graph_free(back), lb_graph_free(q), lb_graph_free(g), lb_qplan_free(p), lb_spec_free(s);
+  lb_free(cal.data), lb_free(x.data);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("requant");
   TCase *t = tcase_create("scalar"), *m = tcase_create("models");
@@ -342,6 +379,7 @@ static Suite *suite(void) {
   tcase_set_timeout(m, 600);
   tcase_add_loop_test(m, digits_accuracy, 0, (int)(sizeof acc_cases / sizeof acc_cases[0]));
   tcase_add_test(m, plan_round_trip);
+  tcase_add_test(m, text_round_trip);
   suite_add_tcase(s, t);
   suite_add_tcase(s, m);
   return s;
