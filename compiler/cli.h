@@ -13,6 +13,13 @@ int lb_cmd_spec(int argc, char **argv);
 /* `lowbit spec calibrate ...` (cmd_spec_calibrate.c); argv starts after "calibrate". */
 int lb_cmd_spec_calibrate(int argc, char **argv);
 
+/* Which .npy goes to which graph input (cmd_quant.c), from the values of an option that takes
+ * them as --calib does (repeatable; each a comma list of FILE in graph input order, or of
+ * NAME=FILE): path[k] for input k (g->n_inputs entries), pointing into text (cap bytes).
+ * One-line errors start with opt ("--calib", "--eval"). */
+int lb_cli_input_files(const char *opt, const char *const *values, int n_values,
+                       const lb_graph *g, char *text, size_t cap, const char **path, lb_diag *d);
+
 /* Maps a library status to an exit status. */
 static inline int lb_exit_code(int status) {
   return status == 0 ? 0 : status == LB_ERR_INPUT ? 2 : 1;

@@ -206,31 +206,30 @@ static void calib_close(calib_set *c) {
     if (c->s[k].f) fclose(c->s[k].f);
 }
 
-/* Splits the --calib values into items (pointers into c->text). */
-static int calib_items(const lb_qcli *o, calib_set *c, char **item, int *n, lb_diag *d) {
-  const char *const *v = o->n_calibs ? o->calibs : &o->calib;
-  int nv = o->n_calibs ? o->n_calibs : 1;
+/* Splits the option's values into items (pointers into text). */
+static int calib_items(const char *opt, const char *const *v, int nv, char *text, size_t cap,
+                       char **item, int *n, lb_diag *d) {
   size_t used = 0;
   *n = 0;
   for (int i = 0; i < nv; i++) {
     size_t len = strlen(v[i]);
-    if (used + len + 1 > sizeof c->text)
-      return lb_diag_err(d, LB_ERR_INPUT, "--calib: the file list is too long");
-    char *t = memcpy(c->text + used, v[i], len + 1);
+    if (used + len + 1 > cap) return lb_diag_err(d, LB_ERR_INPUT, "%s: the file list is too long", opt);
+    char *t = memcpy(text + used, v[i], len + 1);
     used += len + 1;
     for (char *tok = strtok(t, ","); tok; tok = strtok(NULL, ",")) {
       if (*n == LB_QCLI_MAX_CALIB)
-        return lb_diag_err(d, LB_ERR_INPUT, "--calib: more than %d files", LB_QCLI_MAX_CALIB);
+        return lb_diag_err(d, LB_ERR_INPUT, "%s: more than %d files", opt, LB_QCLI_MAX_CALIB);
       item[(*n)++] = tok;
     }
   }
-  if (!*n) return lb_diag_err(d, LB_ERR_INPUT, "--calib: no file given");
+  if (!*n) return lb_diag_err(d, LB_ERR_INPUT, "%s: no file given", opt);
   return 0;
 }
 
 /* Graph input index of item's NAME= prefix (*file: the rest), -1 if it is a plain file,
  * -2 (diag set) for an unknown name. */
-static int item_input(const lb_graph *g, char *item, const char **file, lb_diag *d) {
+static int item_input(const char *opt, const lb_graph *g, char *item, const char **file,
+                      lb_diag *d) {
   char *eq = strchr(item, '=');
   *file = item;
   if (!eq || memchr(item, '/', (size_t)(eq - item))) return -1;
@@ -241,47 +240,50 @@ static int item_input(const lb_graph *g, char *item, const char **file, lb_diag 
   for (uint32_t k = 0; k < g->n_inputs; k++)
     snprintf(names + strlen(names), sizeof names - strlen(names), "%s'%s'", k ? ", " : "",
              g->values[g->inputs[k]].name);
-  lb_diag_err(d, LB_ERR_INPUT, "--calib %s=%s: the model has no input '%s' (its inputs: %s)",
+  lb_diag_err(d, LB_ERR_INPUT, "%s %s=%s: the model has no input '%s' (its inputs: %s)", opt,
               item, *file, item, names);
   return -2;
 }
 
-/* Which file goes to which graph input: path[k] for input k. */
-static int calib_assign(const lb_qcli *o, const lb_graph *g, calib_set *c, const char **path,
-                        lb_diag *d) {
+int lb_cli_input_files(const char *opt, const char *const *values, int n_values,
+                       const lb_graph *g, char *text, size_t cap, const char **path, lb_diag *d) {
+  if (g->n_inputs > LB_QCLI_MAX_CALIB)
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: the model has %u inputs (at most %d)", opt,
+                       g->n_inputs, LB_QCLI_MAX_CALIB);
   char *item[LB_QCLI_MAX_CALIB];
   int n, named = 0;
-  LB_TRY(calib_items(o, c, item, &n, d));
+  for (uint32_t k = 0; k < g->n_inputs; k++) path[k] = NULL;
+  LB_TRY(calib_items(opt, values, n_values, text, cap, item, &n, d));
   for (int i = 0; i < n; i++) {
     const char *file;
-    int k = item_input(g, item[i], &file, d);
+    int k = item_input(opt, g, item[i], &file, d);
     if (k == -2) return LB_ERR_INPUT;
     if (i == 0) named = k >= 0;
     else if ((k >= 0) != named)
-      return lb_diag_err(d, LB_ERR_INPUT, "--calib: give every file as NAME=FILE or none of them");
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: give every file as NAME=FILE or none of them", opt);
     if (k >= 0 && path[k])
-      return lb_diag_err(d, LB_ERR_INPUT, "--calib: two files for input '%s'", g->values[g->inputs[k]].name);
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: two files for input '%s'", opt,
+                         g->values[g->inputs[k]].name);
     if (k < 0 && i < (int)g->n_inputs) k = i;
     if (k >= 0) path[k] = file;
   }
   if (!named && n != (int)g->n_inputs)
-    return lb_diag_err(d, LB_ERR_INPUT, "--calib: the model has %u input%s, got %d file%s (one per "
-                       "input, in input order, or NAME=FILE)", g->n_inputs,
+    return lb_diag_err(d, LB_ERR_INPUT, "%s: the model has %u input%s, got %d file%s (one per "
+                       "input, in input order, or NAME=FILE)", opt, g->n_inputs,
                        g->n_inputs == 1 ? "" : "s", n, n == 1 ? "" : "s");
   for (uint32_t k = 0; k < g->n_inputs; k++)
     if (!path[k])
-      return lb_diag_err(d, LB_ERR_INPUT, "--calib: no file for input '%s'", g->values[g->inputs[k]].name);
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: no file for input '%s'", opt,
+                         g->values[g->inputs[k]].name);
   return 0;
 }
 
 /* Opens one sample file per graph input (c->n set on return, also on error). */
 static int calib_open(const lb_qcli *o, const lb_graph *g, calib_set *c, lb_diag *d) {
   c->n = 0;
-  if (g->n_inputs > LB_QCLI_MAX_CALIB)
-    return lb_diag_err(d, LB_ERR_INPUT, "--calib: the model has %u inputs (at most %d)",
-                       g->n_inputs, LB_QCLI_MAX_CALIB);
   const char *path[LB_QCLI_MAX_CALIB] = {0};
-  LB_TRY(calib_assign(o, g, c, path, d));
+  LB_TRY(lb_cli_input_files("--calib", o->n_calibs ? o->calibs : &o->calib,
+                            o->n_calibs ? o->n_calibs : 1, g, c->text, sizeof c->text, path, d));
   for (uint32_t k = 0; k < g->n_inputs; k++) {
     c->n = k + 1;
     LB_TRY(npy_open(path[k], &c->s[k], &c->in[k], d));

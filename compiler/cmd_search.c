@@ -1,7 +1,8 @@
 /* `lowbit search MODEL --spec S --calib C.npy [--eval E.npy] [--labels L.npy] -o plan.yaml`:
  * the int8 plan (annotate + calibrate), then the per-layer precision search (passes/search.c),
- * the per-layer table and Pareto front on stdout, the plan and an SVG plot. Invariant: nothing
- * is written unless the whole search succeeded; files are written atomically. */
+ * the per-layer table and Pareto front on stdout, the plan and an SVG plot. --calib and --eval
+ * take one .npy per model input, as compile's --calib does. Invariant: nothing is written
+ * unless the whole search succeeded; files are written atomically. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 
 typedef struct sopts {
   const char *model, *spec, *calib, *eval, *labels, *out, *plot, *method, *engine, *cache;
+  const char *calibs[LB_QCLI_MAX_CALIB], *evals[LB_QCLI_MAX_CALIB]; /* every value given */
+  int n_calibs, n_evals;
   lb_search_opts so;
   int quiet, measure, time_front;
 } sopts;
@@ -32,8 +35,11 @@ static void usage(FILE *f) {
           "Prints the per-layer table and the Pareto front; writes the plan for --plan.\n"
           "\n"
           "  --spec S              target spec (bundled name, file, or host; default host)\n"
-          "  --calib C.npy         calibration samples along axis 0 (f32)\n"
-          "  --eval E.npy          evaluation samples (default: the calibration samples)\n"
+          "  --calib C.npy         calibration samples along axis 0: one .npy per model input\n"
+          "                        (a comma list in input order, NAME=FILE items, or repeated),\n"
+          "                        each of its input's dtype, all with the same sample count\n"
+          "  --eval E.npy          evaluation samples, given as --calib (default: the\n"
+          "                        calibration samples)\n"
           "  --labels L.npy        integer labels of the evaluation samples\n"
           "  --max-drop X          allowed quality drop in points (default 1)\n"
           "  --latency-budget MS   modeled latency budget in milliseconds\n"
@@ -68,10 +74,22 @@ static int num_arg(const char *opt, const char *v, double *out) {
   return 0;
 }
 
+/* A --calib or --eval value: kept with the others (the first also in *first). */
+static int list_opt(const char *a, const char *v, const char **first, const char **all, int *n) {
+  if (*n == LB_QCLI_MAX_CALIB) {
+    fprintf(stderr, "lowbit search: more than %d %s options\n", LB_QCLI_MAX_CALIB, a);
+    return 2;
+  }
+  all[(*n)++] = v;
+  *first = all[0];
+  return 0;
+}
+
 static int value_opt(sopts *o, const char *a, const char *v) {
   double x;
-  const char **slot = is(a, "--spec") ? &o->spec : is(a, "--calib") ? &o->calib
-                      : is(a, "--eval") ? &o->eval : is(a, "--labels") ? &o->labels
+  if (is(a, "--calib")) return list_opt(a, v, &o->calib, o->calibs, &o->n_calibs);
+  if (is(a, "--eval")) return list_opt(a, v, &o->eval, o->evals, &o->n_evals);
+  const char **slot = is(a, "--spec") ? &o->spec : is(a, "--labels") ? &o->labels
                       : is(a, "-o") || is(a, "--output") ? &o->out : is(a, "--plot") ? &o->plot
                       : is(a, "--calib-method") ? &o->method : is(a, "--engine") ? &o->engine
                       : is(a, "--measure-cache") ? &o->cache : NULL;
@@ -141,13 +159,21 @@ static int parse(sopts *o, int argc, char **argv) {
 
 /* ---- the pipeline ------------------------------------------------------------------------- */
 
+/* The samples of every graph input (from --calib or --eval). */
+typedef struct sample_set {
+  lb_tensor t[LB_QCLI_MAX_CALIB];
+  const char *path[LB_QCLI_MAX_CALIB];
+  char text[4096]; /* the option's items (path points here) */
+} sample_set;
+
 typedef struct state {
   lb_graph *g;
   lb_spec *spec;
   lb_qplan *p;
-  lb_tensor calib, eval, labels;
+  sample_set calib, eval;
+  lb_tensor labels;
   lb_search *s;
-  const lb_tensor *x; /* the evaluation samples */
+  const lb_tensor *x; /* the evaluation samples, one tensor per graph input */
   double seconds, setup; /* strategy run; shared setup (fp32 reference, weights) */
   double *us;         /* --time-front: JIT microseconds per point (-1: not timed) */
   lb_search_env env;  /* for the JIT evaluator and --measure */
@@ -164,7 +190,8 @@ static void state_free(state *st) {
   lb_qplan_free(st->p);
   lb_spec_free(st->spec);
   lb_graph_free(st->g);
-  lb_free(st->calib.data), lb_free(st->eval.data), lb_free(st->labels.data);
+  for (int k = 0; k < LB_QCLI_MAX_CALIB; k++) lb_free(st->calib.t[k].data), lb_free(st->eval.t[k].data);
+  lb_free(st->labels.data);
 }
 
 static double now(void) {
@@ -182,14 +209,18 @@ static int eval_jit(lb_search *s, void *user, const unsigned char *choice, int64
   lb_graph *q;
   lb_jit *j;
   int rc = lb_search_jit(e, choice, 0, &q, &j, d);
-  const lb_value *in = rc ? NULL : &q->values[q->inputs[0]];
-  int64_t per = in ? lb_value_numel(in) : 0, on = lb_search_out_numel(s);
+  int64_t on = lb_search_out_numel(s);
   for (int64_t i = 0; !rc && i < n; i++) {
-    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)e->x->data + i * per}, o[8];
-    memcpy(t.dims, in->dims, sizeof t.dims);
+    lb_tensor t[LB_QCLI_MAX_CALIB], o[8];
+    for (uint32_t k = 0; k < q->n_inputs && k < LB_QCLI_MAX_CALIB; k++) {
+      const lb_value *in = &q->values[q->inputs[k]];
+      size_t per = lb_dtype_bytes(in->dtype, lb_value_numel(in));
+      t[k] = (lb_tensor){in->dtype, in->rank, {0}, (char *)e->x[k].data + (size_t)i * per};
+      memcpy(t[k].dims, in->dims, sizeof t[k].dims);
+    }
     memset(o, 0, sizeof o);
     if (q->n_outputs > 8) rc = lb_diag_err(d, LB_ERR_INPUT, "jit evaluation: more than 8 outputs");
-    if (!rc) rc = lb_jit_run_tensors(j, q, &t, o, d);
+    if (!rc) rc = lb_jit_run_tensors(j, q, t, o, d);
     if (!rc) memcpy(out + i * on, o[0].data, (size_t)on * sizeof(float));
     for (uint32_t k = 0; k < q->n_outputs && k < 8; k++) lb_free(o[k].data);
   }
@@ -234,17 +265,34 @@ static int read_npy(const char *path, lb_tensor *t, lb_diag *d) {
   return rc;
 }
 
+/* Reads one .npy per graph input (the option's values as --calib takes them) and checks them
+ * against the inputs as compile does (dtype, sample shape, equal sample counts); in[k] reads
+ * input k's samples. */
+static int read_set(const char *opt, const char *const *v, int nv, const lb_graph *g,
+                    sample_set *set, lb_calib_input *in, lb_diag *d) {
+  LB_TRY(lb_cli_input_files(opt, v, nv, g, set->text, sizeof set->text, set->path, d));
+  for (uint32_t k = 0; k < g->n_inputs; k++) {
+    LB_TRY(read_npy(set->path[k], &set->t[k], d));
+    if (set->t[k].rank < 1)
+      return lb_diag_err(d, LB_ERR_INPUT, "%s: %s data needs a sample axis", set->path[k], opt + 2);
+    in[k] = lb_calib_input_tensor(&set->t[k], set->path[k]);
+  }
+  return lb_calib_check(g, in, d);
+}
+
 static int int8_plan(const sopts *o, state *st, lb_diag *d) {
   LB_TRY(lb_onnx_load(o->model, &st->g, d));
   LB_TRY(lb_pass_prepare_fp32(st->g, d));
   LB_TRY(lb_spec_load(o->spec ? o->spec : "host", &st->spec, d));
   if (!(st->p = lb_qplan_new(st->g))) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   LB_TRY(lb_quant_annotate(st->g, st->spec, st->p, d));
-  LB_TRY(read_npy(o->calib, &st->calib, d));
+  lb_calib_input in[LB_QCLI_MAX_CALIB];
+  LB_TRY(read_set("--calib", o->calibs, o->n_calibs, st->g, &st->calib, in, d));
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, !o->quiet && isatty(2)};
   if (o->method) lb_calib_method_from_name(o->method, &co.method);
-  int rc = lb_quant_calibrate(st->g, st->p, &st->calib, &co, d);
-  if (rc && strncmp(d->msg, o->calib, strlen(o->calib)) != 0) lb_diag_prefix(d, "%s", o->calib);
+  int rc = lb_quant_calibrate_inputs(st->g, st->p, in, &co, d);
+  if (rc && st->g->n_inputs == 1 && strncmp(d->msg, o->calib, strlen(o->calib)) != 0)
+    lb_diag_prefix(d, "%s", o->calib);
   return rc;
 }
 
@@ -264,15 +312,16 @@ static int pick_engine(const sopts *o, state *st, lb_diag *d) {
 
 static int search(const sopts *o, state *st, lb_diag *d) {
   LB_TRY(int8_plan(o, st, d));
-  if (o->eval) LB_TRY(read_npy(o->eval, &st->eval, d));
+  lb_calib_input in[LB_QCLI_MAX_CALIB];
+  if (o->eval) LB_TRY(read_set("--eval", o->evals, o->n_evals, st->g, &st->eval, in, d));
   if (o->labels) LB_TRY(read_npy(o->labels, &st->labels, d));
-  st->x = o->eval ? &st->eval : &st->calib;
+  st->x = o->eval ? st->eval.t : st->calib.t;
   LB_TRY(pick_engine(o, st, d));
   if (o->time_front) LB_TRY(lb_target_host_check(st->spec, d)); /* timing needs this host */
   lb_search_opts so = o->so;
   if (st->jit) so.eval = eval_jit, so.eval_user = &st->env;
   double t0 = now();
-  int rc = lb_search_new(st->g, st->spec, st->p, &st->calib, st->x,
+  int rc = lb_search_new(st->g, st->spec, st->p, st->calib.t, st->x,
                          o->labels ? &st->labels : NULL, &st->s, d);
   if (rc && o->labels && strncmp(d->msg, "labels", 6) == 0) lb_diag_prefix(d, "%s", o->labels);
   st->env = (lb_search_env){st->g, st->spec, st->p, st->s, st->x};

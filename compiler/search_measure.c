@@ -61,7 +61,7 @@ static double thread_cpu(void) {
 /* Buffers to run a JIT'd graph on sample 0 of the evaluation set. */
 typedef struct bufs {
   void *ws, *outs[8];
-  const void *ins[1];
+  const void *ins[8];
 } bufs;
 
 static void bufs_free(bufs *b) {
@@ -72,11 +72,11 @@ static void bufs_free(bufs *b) {
 static int bufs_make(const lb_search_env *e, const lb_graph *g, const struct lb_jit *j, bufs *b,
                      lb_diag *d) {
   memset(b, 0, sizeof *b);
-  if (g->n_outputs > 8 || g->n_inputs != 1)
-    return lb_diag_err(d, LB_ERR_INPUT, "--measure: needs one input and at most 8 outputs");
+  if (g->n_outputs > 8 || g->n_inputs > 8)
+    return lb_diag_err(d, LB_ERR_INPUT, "--measure: needs at most 8 inputs and 8 outputs");
   size_t ws = lb_jit_workspace_size(j);
   b->ws = aligned_alloc(64, (ws + 64) / 64 * 64);
-  b->ins[0] = e->x->data;
+  for (uint32_t k = 0; k < g->n_inputs; k++) b->ins[k] = e->x[k].data; /* sample 0 of each */
   int rc = b->ws ? 0 : LB_ERR_NOMEM;
   for (uint32_t k = 0; !rc && k < g->n_outputs; k++) {
     const lb_value *v = &g->values[g->outputs[k]];

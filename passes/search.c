@@ -348,10 +348,14 @@ static int run_nodes(lb_search *s, const unsigned char *choice, uint32_t start, 
   return 0;
 }
 
+/* Sample i of every graph input: x holds one tensor per input, in input order. */
 static void set_input(lb_search *s, const lb_tensor *x, int64_t i) {
-  uint32_t v = s->g->inputs[0];
-  s->val[v].data = (float *)x->data + i * s->sample_n;
-  s->is_fq[v] = 0;
+  for (uint32_t k = 0; k < s->g->n_inputs; k++) {
+    uint32_t v = s->g->inputs[k];
+    size_t per = lb_dtype_bytes(x[k].dtype, lb_value_numel(&s->g->values[v]));
+    s->val[v].data = (char *)x[k].data + (size_t)i * per;
+    s->is_fq[v] = 0;
+  }
 }
 
 static void copy_out(lb_search *s, float *out) {
@@ -550,7 +554,7 @@ static int alloc_values(lb_search *s) {
   if (!s->val || !s->is_fq || !s->integer) return LB_ERR_NOMEM;
   for (uint32_t v = 0; v < g->n_values; v++) {
     const lb_value *val = &g->values[v];
-    if (val->dtype != LB_DTYPE_F32 && !val->data)
+    if (val->dtype != LB_DTYPE_F32 && !val->data && !val->is_input)
       return LB_ERR_INPUT; /* reported by the caller */
     s->val[v] = tensor_of(val, val->data);
     int64_t ne = lb_value_numel(val);
@@ -639,20 +643,22 @@ static int reference(lb_search *s, const unsigned char *f32, lb_diag *d) {
 
 static int check_data(const lb_search *s, lb_diag *d) {
   const lb_graph *g = s->g;
-  if (g->n_inputs != 1 || g->n_outputs < 1)
-    return lb_diag_err(d, LB_ERR_INPUT, "search needs a model with one input, not %u", g->n_inputs);
-  const lb_value *in = &g->values[g->inputs[0]];
-  const lb_tensor *sets[2] = {s->calib, s->x};
+  if (g->n_inputs < 1 || g->n_outputs < 1)
+    return lb_diag_err(d, LB_ERR_INPUT, "search needs a model with inputs and outputs");
+  const lb_tensor *sets[2] = {s->calib, s->x}; /* one tensor per graph input each */
   const char *what[2] = {"calibration", "evaluation"};
-  for (int k = 0; k < 2; k++) {
-    const lb_tensor *t = sets[k];
-    if (t->dtype != LB_DTYPE_F32 || t->rank < 1 || t->dims[0] < 1)
-      return lb_diag_err(d, LB_ERR_INPUT, "%s data: need f32 samples along axis 0", what[k]);
-    if (lb_tensor_numel(t) / t->dims[0] != lb_value_numel(in))
-      return lb_diag_err(d, LB_ERR_INPUT, "%s data: a sample has %lld values, input '%s' has %lld",
-                         what[k], (long long)(lb_tensor_numel(t) / t->dims[0]), in->name,
-                         (long long)lb_value_numel(in));
-  }
+  for (int k = 0; k < 2; k++)
+    for (uint32_t j = 0; j < g->n_inputs; j++) {
+      const lb_value *in = &g->values[g->inputs[j]];
+      const lb_tensor *t = &sets[k][j];
+      if (t->dtype != in->dtype || t->rank < 1 || t->dims[0] < 1 || t->dims[0] != sets[k][0].dims[0])
+        return lb_diag_err(d, LB_ERR_INPUT, "%s data: need %s samples along axis 0 for input '%s', "
+                           "as many as for the first input", what[k], lb_dtype_name(in->dtype), in->name);
+      if (lb_tensor_numel(t) / t->dims[0] != lb_value_numel(in))
+        return lb_diag_err(d, LB_ERR_INPUT, "%s data: a sample has %lld values, input '%s' has %lld",
+                           what[k], (long long)(lb_tensor_numel(t) / t->dims[0]), in->name,
+                           (long long)lb_value_numel(in));
+    }
   if (s->labels) {
     const lb_tensor *l = s->labels;
     if ((l->dtype != LB_DTYPE_I64 && l->dtype != LB_DTYPE_I32) || lb_tensor_numel(l) != s->x->dims[0])

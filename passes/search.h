@@ -99,7 +99,8 @@ typedef struct lb_search_opts {
 /* Builds the search for an annotated and calibrated int8 plan p of the prepared graph g:
  * layers, options, and the evaluation set x (N samples along axis 0) with optional labels
  * (N integers, i64 or i32). calib is the calibration set, used for binary activation
- * thresholds. g, s, p, x, labels must outlive the search. */
+ * thresholds. calib and x are arrays of g->n_inputs tensors (graph input order, each of its
+ * input's dtype, the same N). g, s, p, x, labels must outlive the search. */
 int lb_search_new(const lb_graph *g, const lb_spec *s, const lb_qplan *p, const lb_tensor *calib,
                   const lb_tensor *x, const lb_tensor *labels, lb_search **out, lb_diag *d);
 void lb_search_free(lb_search *s);
@@ -168,7 +169,7 @@ typedef struct lb_search_env {
   const lb_spec *spec;
   const lb_qplan *p;
   lb_search *s;
-  const lb_tensor *x;
+  const lb_tensor *x; /* one tensor per graph input, as lb_search_new's x */
 } lb_search_env;
 
 /* The integer graph of assignment choice, JIT-compiled for the spec (profile: with per-step
