@@ -159,12 +159,41 @@ static LLVMValueRef pix_byte(lb_lw *L, const bgeo *g, LLVMValueRef src, int64_t 
   return acc;
 }
 
-/* The cg channels of one group from src (channel stride xs[1]) into Cb bytes at dst. */
+/* 64 contiguous channels at src as 8 bytes of bits on AArch64 (a <64 x i1> bitcast has no good
+ * NEON lowering): 4 x (cmge, and with the bit weights 1, 2, .. 128), then 4 addp: pair sums,
+ * quad sums, then the sums of 8 = the bytes; 17 instructions instead of 8 x (cmge, and, addv,
+ * store). */
+static LLVMValueRef pack64_neon(lb_lw *L, const bgeo *g, LLVMValueRef src) {
+  LLVMTypeRef v16 = vec(L->t_i8, 16);
+  LLVMValueRef wts[16], v[4];
+  for (int i = 0; i < 16; i++) wts[i] = LLVMConstInt(L->t_i8, 1u << (i % 8), 0);
+  for (int q = 0; q < 4; q++) {
+    LLVMValueRef x = lb_load(L, v16, lb_gep(L, L->t_i8, src, lb_c64(L, 16 * q)), 1);
+    v[q] = LLVMBuildAnd(L->b, LLVMBuildSExt(L->b, ge_thr(L, g, x), v16, ""), LLVMConstVector(wts, 16), "");
+  }
+  for (int n = 4; n > 1; n /= 2) /* 4 -> 2 -> 1 vectors */
+    for (int q = 0; q < n / 2; q++)
+      v[q] = lb_intr(L, "llvm.aarch64.neon.addp", v16, &v[2 * q], 2);
+  v[1] = v[0];
+  v[0] = lb_intr(L, "llvm.aarch64.neon.addp", v16, v, 2);
+  return LLVMBuildExtractElement(L->b, LLVMBuildBitCast(L->b, v[0], vec(L->t_i64, 2), ""), lb_c32(L, 0), "");
+}
+
+/* The cg channels of one group from src (channel stride xs[1]) into Cb bytes at dst: 64 at a
+ * time on AArch64 when they are contiguous, then 8 at a time, then the rest. */
 static void group_bits(lb_lw *L, const bgeo *g, LLVMValueRef src, LLVMValueRef dst) {
-  int64_t full = g->cg / 8;
-  if (full > 0) {
+  const char *tr = lb_spec_llvm_triple(L->spec);
+  int64_t full = g->cg / 8, q = g->xs[1] == 1 && tr && !strncmp(tr, "aarch64", 7) ? g->cg / 64 : 0;
+  if (q > 0) {
+    lb_loop lq;
+    lb_loop_begin(L, &lq, lb_c64(L, 0), lb_c64(L, q), 1);
+    LLVMValueRef s64 = lb_gep(L, L->t_i8, src, mul64(L, lq.iv, 64));
+    lb_store(L, pack64_neon(L, g, s64), lb_gep(L, L->t_i8, dst, mul64(L, lq.iv, 8)), 1);
+    lb_loop_end(L, &lq);
+  }
+  if (full > q * 8) {
     lb_loop lc;
-    lb_loop_begin(L, &lc, lb_c64(L, 0), lb_c64(L, full), 1);
+    lb_loop_begin(L, &lc, lb_c64(L, q * 8), lb_c64(L, full), 1);
     LLVMValueRef s8 = lb_gep(L, L->t_i8, src, mul64(L, lc.iv, 8 * g->xs[1]));
     lb_store(L, pix_byte(L, g, s8, g->xs[1], 8), lb_gep(L, L->t_i8, dst, lc.iv), 1);
     lb_loop_end(L, &lc);
