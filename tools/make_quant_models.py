@@ -493,7 +493,12 @@ class Wide:
         self.nodes.append(helper.make_node("DequantizeLinear", ins, [name + "_dq"], name=name + "_DQ", **kw))
         return name + "_dq", q.astype(np.float32) * s.reshape(shape)
 
-    def bias(self, name, b, sx, sw):
+    def value(self, name):
+        return numpy_helper.to_array(next(t for t in self.inits if t.name == name)).astype(np.float32)
+
+    def bias(self, name, b, x_scale, w_scale):
+        """int32 bias on the scale of initializers x_scale * w_scale."""
+        sx, sw = self.value(x_scale), self.value(w_scale)
         sn, s = self.scale(name + "_scale", np.float32(sx) * np.asarray(sw, np.float32) * np.ones_like(b))
         q = np.rint(b / s).astype(np.int32)
         ins = [self.init(name + "_quantized", q), sn, self.init(name + "_zp", np.zeros(len(b), np.int32))]
@@ -515,9 +520,7 @@ def qdq16_mlp():
     x = (rng.randn(8, 16) * 2).astype(np.float32)
     xd, xv = m.qdq("x", x, "u16", "x")
     w1, w1v = m.weight("fc1_w", kaiming(rng, 32, 16))
-    sx = numpy_helper.to_array(next(t for t in m.inits if t.name == "x_scale"))
-    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc1_w_scale"))
-    b1, b1v = m.bias("fc1_b", (rng.randn(32) * .1).astype(np.float32), sx, sw)
+    b1, b1v = m.bias("fc1_b", (rng.randn(32) * .1).astype(np.float32), "x_scale", "fc1_w_scale")
     h = m.node("Gemm", [xd, w1, b1], "fc1", transB=1)
     hd, hv = m.qdq(h, xv @ w1v.T + b1v, "u16", "fc1")
     r = m.node("Relu", [hd], "relu")
@@ -528,9 +531,7 @@ def qdq16_mlp():
     a = m.node("Add", [mm, m.init("fc2_b", b2)], "add")
     ad, av = m.qdq(a, rv @ w2v + b2, "i16", "add")
     w3, w3v = m.weight("fc3_w", kaiming(rng, 4, 8))
-    sa = numpy_helper.to_array(next(t for t in m.inits if t.name == "add_scale"))
-    sw3 = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc3_w_scale"))
-    b3, b3v = m.bias("fc3_b", (rng.randn(4) * .1).astype(np.float32), sa, sw3)
+    b3, b3v = m.bias("fc3_b", (rng.randn(4) * .1).astype(np.float32), "add_scale", "fc3_w_scale")
     o = m.node("Gemm", [ad, w3, b3], "fc3", transB=1)
     y, yv = m.qdq(o, av @ w3v.T + b3v, "u8", "out")
     m.node("Identity", [y], "y")
@@ -551,8 +552,7 @@ def qdq16_io():
     m.nodes.append(helper.make_node("DequantizeLinear", ["x", sn, zn], ["x_dq"], name="x_DQ"))
     xv = dq_np(xi, sx, 3)
     w, wv = m.weight("fc_w", kaiming(rng, 4, 8))
-    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc_w_scale"))
-    b, bv = m.bias("fc_b", (rng.randn(4) * .1).astype(np.float32), sx, sw)
+    b, bv = m.bias("fc_b", (rng.randn(4) * .1).astype(np.float32), "x_scale", "fc_w_scale")
     m.node("Gemm", ["x_dq", w, b], "fc", transB=1)
     yv = xv @ wv.T + bv
     s = np.float32(np.abs(yv).max() / 32767)
@@ -605,9 +605,7 @@ def qdq_fp16_cnn():
     m.node("Cast", ["x"], "x16", to=TensorProto.FLOAT16)
     xd, xv = m.qdq("x16", x, "u8", "xq")
     w, wv = m.weight("conv_w", kaiming(rng, 8, 3, 3, 3))
-    sx = numpy_helper.to_array(next(t for t in m.inits if t.name == "xq_scale")).astype(np.float32)
-    sw = numpy_helper.to_array(next(t for t in m.inits if t.name == "conv_w_scale")).astype(np.float32)
-    b, bv = m.bias("conv_b", (rng.randn(8) * .1).astype(np.float32), sx, sw)
+    b, bv = m.bias("conv_b", (rng.randn(8) * .1).astype(np.float32), "xq_scale", "conv_w_scale")
     c = m.node("Conv", [xd, w, b], "conv", kernel_shape=[3, 3], pads=[1] * 4)
     cv = F.conv2d(torch.from_numpy(xv), torch.from_numpy(wv), torch.from_numpy(bv), padding=1).numpy()
     cd, cv = m.qdq(c, cv, "u8", "conv")
@@ -624,9 +622,7 @@ def qdq_fp16_cnn():
     gd, gv = m.qdq(g, pv.mean(axis=(2, 3), keepdims=True), "u8", "gap")
     f = m.node("Flatten", [gd], "flat")
     wf, wfv = m.weight("fc_w", kaiming(rng, 10, 8))
-    sg = numpy_helper.to_array(next(t for t in m.inits if t.name == "gap_scale")).astype(np.float32)
-    swf = numpy_helper.to_array(next(t for t in m.inits if t.name == "fc_w_scale")).astype(np.float32)
-    bf, bfv = m.bias("fc_b", (rng.randn(10) * .1).astype(np.float32), sg, swf)
+    bf, bfv = m.bias("fc_b", (rng.randn(10) * .1).astype(np.float32), "gap_scale", "fc_w_scale")
     o = m.node("Gemm", [f, wf, bf], "fc", transB=1)
     od, ov = m.qdq(o, gv.reshape(-1, 8) @ wfv.T + bfv, "u8", "out")
     m.node("Cast", [od], "y", to=TensorProto.FLOAT)
