@@ -224,7 +224,7 @@ static int check_blocks(lb_onnx_ctx *c, const lb_value *x, const lb_value *p, in
                         int64_t block, const char *what) {
   int ok = p->rank == x->rank;
   for (int d = 0; ok && d < x->rank; d++)
-    ok = p->dims[d] == (d == ax ? (x->dims[d] + block - 1) / block : x->dims[d]);
+    ok = p->dims[d] == (d == ax ? x->dims[d] / block + (x->dims[d] % block != 0) : x->dims[d]);
   if (!ok)
     return ERR("%s: expected the shape of input[0] with dim %d = ceil(%lld / block_size %lld)", what,
                ax, (long long)x->dims[ax], (long long)block);
