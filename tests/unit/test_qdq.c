@@ -408,6 +408,40 @@ START_TEST(refused) {
 }
 END_TEST
 
+/* Out of memory anywhere in the float16/16-bit import and the QDQ import: allocation N fails,
+ * for N = 1, 2, ... until the import completes; every failure is LB_ERR_NOMEM (and leaks
+ * nothing under ASan). */
+static long oom_left;
+
+static void *oom_alloc(void *p, size_t n) {
+  if (!n) return free(p), NULL;
+  return --oom_left == 0 ? NULL : realloc(p, n);
+}
+
+START_TEST(wide_import_oom) {
+  static const char *const models[] = {"qdq16_elem", "qdq_blocked", "qdq16_mlp", "qdq_fp16_cnn"};
+  char path[512];
+  snprintf(path, sizeof path, QDQ_DIR "%s.onnx", models[_i]);
+  for (long n = 1;; n++) {
+    lb_graph *g = NULL;
+    lb_diag d = {0};
+    oom_left = n;
+    lb_set_allocator(oom_alloc);
+    int rc = lb_onnx_load(path, &g, &d);
+    if (!rc) rc = lb_pass_prepare_fp32(g, &d);
+    if (!rc) rc = lb_qdq_import(g, NULL, &d);
+    lb_set_allocator(NULL);
+    lb_graph_free(g);
+    if (oom_left > 0) {
+      ck_assert_msg(rc == 0, "%s: %s", models[_i], d.msg);
+      break;
+    }
+    ck_assert_msg(rc == LB_ERR_NOMEM, "%s: allocation %ld failed: rc %d (%s)", models[_i], n, rc,
+                  d.msg);
+  }
+}
+END_TEST
+
 /* ---- AArch64 AOT under qemu, through the CLI ----------------------------------------------
  * `lowbit compile --quantize qdq|int8 --spec aarch64-*` + tests/aot/harness.c, run under
  * qemu, against `lowbit run` (the interpreter) on the same inputs: byte-identical outputs
@@ -489,6 +523,7 @@ int main(void) {
   tcase_add_loop_test(tc, wide_vs_numpy, 0, (int)(sizeof wide_models / sizeof wide_models[0]));
   tcase_add_test(tc, q16_elem_semantics);
   tcase_add_loop_test(tc, refused, 0, (int)(sizeof refused_models / sizeof refused_models[0]));
+  tcase_add_loop_test(tc, wide_import_oom, 0, lb_test_count(4, 2));
   tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count((int)(sizeof arm / sizeof arm[0]), 1));
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
