@@ -105,11 +105,32 @@ typedef struct bk {
   LLVMValueRef w, bias, mul; /* globals: packed weights, bias, multipliers (Np each) */
   LLVMValueRef img, xr, mr, kv, y, res;
   LLVMValueRef yoff, roff; /* per gathered row: output and residual pixel offsets (i64) */
+  LLVMValueRef xoff, wofs; /* direct words: per row, its first tap's image byte; per word, the
+                            * word's byte offset from there (NULL: every row is gathered) */
   LLVMValueRef grp; /* the group being computed (i64) */
   lb_dtype yt, rt;
   int32_t zy, lo, hi, zr;
   float mres;
 } bk;
+
+/* Interior rows (every tap inside the image) read their words straight from the bit image,
+ * gathering nothing, when every tap is whole words (Cb a multiple of 8: 64, 128, .. channels
+ * per group): word w of such a row lies wofs[w] bytes after its first tap. Only border rows,
+ * and interior rows sharing a 4-row step with one, are gathered (with masks). */
+static int direct_words(const bgeo *g) { return !g->direct && g->Cb % 8 == 0; }
+
+static int word_offsets(lb_lw *L, const bgeo *g, bk *k) {
+  if (!direct_words(g)) return 0;
+  int64_t per = g->Cb / 8, *o = lb_calloc((size_t)g->words + 1, 8);
+  if (!o) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int64_t w = 0; w < g->words; w++) {
+    int64_t t = w / per, kh = t / g->KW, kw = t % g->KW;
+    o[w] = (kh * g->dh * g->W + kw * g->dw) * g->pix_bytes + 8 * (w % per);
+  }
+  k->wofs = lb_const_blob(L, o, (size_t)g->words * 8, "bwofs");
+  lb_free(o);
+  return 0;
+}
 
 static int consts(lb_lw *L, const lb_op_args *a, const bgeo *g, bk *k) {
   const lb_value *w = in_val(a, 1), *y = &a->g->values[a->node->out[0]];
@@ -131,7 +152,7 @@ static int consts(lb_lw *L, const lb_op_args *a, const bgeo *g, bk *k) {
     k->mul = lb_const_blob(L, mm, (size_t)Np * 4, "bmul");
   }
   lb_free(wp), lb_free(bb), lb_free(mm);
-  return rc;
+  return rc ? rc : word_offsets(L, g, k);
 }
 
 /* ---- the bit image ------------------------------------------------------------------------ */
@@ -237,10 +258,10 @@ static void pixel_of(lb_lw *L, const bgeo *g, LLVMValueRef r, LLVMValueRef *n, L
   *ow = LLVMBuildURem(L->b, rem, lb_c64(L, g->OW), "");
 }
 
-/* Tap (kh, kw) of row i: its Cb bytes from the image and 0xff mask bytes when in bounds, else
- * zero bytes in both; cnt counts the valid taps. */
+/* Tap (kh, kw) of row i: with copy, its Cb bytes from the image and 0xff mask bytes when in
+ * bounds, else zero bytes in both; cnt (unless NULL) counts the valid taps. */
 static void gather_tap(lb_lw *L, const bk *k, LLVMValueRef i, LLVMValueRef n, LLVMValueRef ih,
-                       LLVMValueRef iw, LLVMValueRef t, LLVMValueRef cnt) {
+                       LLVMValueRef iw, LLVMValueRef t, LLVMValueRef cnt, int copy) {
   const bgeo *g = k->g;
   LLVMValueRef at = add64(L, mul64(L, i, g->words * 8), mul64(L, t, g->Cb));
   LLVMValueRef xd = lb_gep(L, L->t_i8, k->xr, at), md = lb_gep(L, L->t_i8, k->mr, at);
@@ -250,21 +271,38 @@ static void gather_tap(lb_lw *L, const bk *k, LLVMValueRef i, LLVMValueRef n, LL
   LLVMBasicBlockRef join = lb_if_begin(L, ok);
   LLVMValueRef p = add64(L, mul64(L, n, g->H * g->W), add64(L, mul64(L, ih, g->W), iw));
   p = add64(L, mul64(L, p, g->pix_bytes), mul64(L, k->grp, g->Cb));
-  LLVMBuildMemCpy(L->b, xd, 1, lb_gep(L, L->t_i8, k->img, p), 1, cb);
-  LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0xff, 0), cb, 1);
-  lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, 1), ""), cnt, 4);
+  if (copy) LLVMBuildMemCpy(L->b, xd, 1, lb_gep(L, L->t_i8, k->img, p), 1, cb);
+  if (copy) LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0xff, 0), cb, 1);
+  if (cnt) lb_store(L, LLVMBuildAdd(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, 1), ""), cnt, 4);
   lb_if_end(L, join);
+  if (!copy) return;
   LLVMBasicBlockRef skip = lb_if_begin(L, LLVMBuildNot(L->b, ok, ""));
   LLVMBuildMemSet(L->b, xd, LLVMConstInt(L->t_i8, 0, 0), cb, 1);
   LLVMBuildMemSet(L->b, md, LLVMConstInt(L->t_i8, 0, 0), cb, 1);
   lb_if_end(L, skip);
 }
 
-/* Rows [row0, row0 + rows) into xr / mr (words * 8 bytes each) and kv (i32 per row). */
-static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
+/* The taps of row i (pixel n, oh, ow): copied into xr / mr (copy) and counted in cnt (unless
+ * NULL). */
+static void taps(lb_lw *L, const bk *k, LLVMValueRef i, LLVMValueRef n, LLVMValueRef oh,
+                 LLVMValueRef ow, LLVMValueRef cnt, int copy) {
+  const bgeo *g = k->g;
+  lb_loop lh, lw;
+  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->KH), 1);
+  LLVMValueRef ih = LLVMBuildSub(L->b, add64(L, mul64(L, oh, g->sh), mul64(L, lh.iv, g->dh)), lb_c64(L, g->ph), "");
+  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
+  LLVMValueRef iw = LLVMBuildSub(L->b, add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw)), lb_c64(L, g->pw), "");
+  gather_tap(L, k, i, n, ih, iw, add64(L, mul64(L, lh.iv, g->KW), lw.iv), cnt, copy);
+  lb_loop_end(L, &lw);
+  lb_loop_end(L, &lh);
+}
+
+/* Per row: output / residual offsets, first-tap image byte (direct words), kv; the taps too
+ * unless direct words. */
+static void row_info(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
   const bgeo *g = k->g;
   int64_t tail = g->words * 8 - g->T * g->Cb;
-  lb_loop li, lh, lw;
+  lb_loop li;
   lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
   LLVMValueRef n, oh, ow, cnt = lb_alloca(L, L->t_i32, NULL);
   pixel_of(L, g, add64(L, row0, li.iv), &n, &oh, &ow);
@@ -273,6 +311,12 @@ static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
   lb_store(L, add64(L, mul64(L, n, g->ys[0]), at), lb_gep(L, L->t_i64, k->yoff, li.iv), 8);
   at = add64(L, mul64(L, oh, g->rs[2]), mul64(L, ow, g->rs[3]));
   if (k->res) lb_store(L, add64(L, mul64(L, n, g->rs[0]), at), lb_gep(L, L->t_i64, k->roff, li.iv), 8);
+  if (k->wofs) { /* ((n H + oh sh - ph) W + ow sw - pw) pix_bytes + grp Cb */
+    LLVMValueRef p = add64(L, mul64(L, n, g->H), LLVMBuildSub(L->b, mul64(L, oh, g->sh), lb_c64(L, g->ph), ""));
+    p = add64(L, mul64(L, p, g->W), LLVMBuildSub(L->b, mul64(L, ow, g->sw), lb_c64(L, g->pw), ""));
+    p = add64(L, mul64(L, p, g->pix_bytes), mul64(L, k->grp, g->Cb));
+    lb_store(L, p, lb_gep(L, L->t_i64, k->xoff, li.iv), 8);
+  }
   lb_store(L, lb_c32(L, 0), cnt, 4);
   if (tail > 0) {
     LLVMValueRef at = lb_c64(L, g->T * g->Cb), z = LLVMConstInt(L->t_i8, 0, 0);
@@ -280,15 +324,38 @@ static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
     LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, k->xr, at), z, lb_c64(L, tail), 1);
     LLVMBuildMemSet(L->b, lb_gep(L, L->t_i8, k->mr, at), z, lb_c64(L, tail), 1);
   }
-  lb_loop_begin(L, &lh, lb_c64(L, 0), lb_c64(L, g->KH), 1);
-  LLVMValueRef ih = LLVMBuildSub(L->b, add64(L, mul64(L, oh, g->sh), mul64(L, lh.iv, g->dh)), lb_c64(L, g->ph), "");
-  lb_loop_begin(L, &lw, lb_c64(L, 0), lb_c64(L, g->KW), 1);
-  LLVMValueRef iw = LLVMBuildSub(L->b, add64(L, mul64(L, ow, g->sw), mul64(L, lw.iv, g->dw)), lb_c64(L, g->pw), "");
-  gather_tap(L, k, li.iv, n, ih, iw, add64(L, mul64(L, lh.iv, g->KW), lw.iv), cnt);
-  lb_loop_end(L, &lw);
-  lb_loop_end(L, &lh);
+  taps(L, k, li.iv, n, oh, ow, cnt, k->wofs == NULL);
   LLVMValueRef kv = LLVMBuildMul(L->b, lb_load(L, L->t_i32, cnt, 4), lb_c32(L, (int32_t)g->cg), "");
   lb_store(L, kv, lb_gep(L, L->t_i32, k->kv, li.iv), 4);
+  lb_loop_end(L, &li);
+}
+
+/* Whether row i has every tap inside the image (kv = cg * T). */
+static LLVMValueRef interior(lb_lw *L, const bk *k, LLVMValueRef i) {
+  LLVMValueRef kv = lb_load(L, L->t_i32, lb_gep(L, L->t_i32, k->kv, i), 4);
+  return LLVMBuildICmp(L->b, LLVMIntEQ, kv, lb_c32(L, (int32_t)(k->g->cg * k->g->T)), "");
+}
+
+/* Rows [row0, row0 + rows) into xr / mr (words * 8 bytes each) and kv (i32 per row). With
+ * direct words, only the rows mism_rows reads gathered: those with a tap in the padding and
+ * the others of their 4-row step (rows_step takes [0, rows & -4) 4 at a time). */
+static void gather(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) {
+  row_info(L, k, row0, rows);
+  if (!k->wofs) return;
+  LLVMValueRef full = LLVMBuildAnd(L->b, rows, lb_c64(L, -(int64_t)RR), "");
+  lb_loop li;
+  lb_loop_begin(L, &li, lb_c64(L, 0), rows, 1);
+  LLVMValueRef g0 = LLVMBuildAnd(L->b, li.iv, lb_c64(L, -(int64_t)RR), "");
+  LLVMValueRef in4 = LLVMBuildICmp(L->b, LLVMIntSLT, li.iv, full, ""), all = interior(L, k, li.iv);
+  for (int r = 0; r < RR; r++) { /* rows past the end (in4 false) read themselves */
+    LLVMValueRef ri = LLVMBuildSelect(L->b, in4, add64(L, g0, lb_c64(L, r)), li.iv, "");
+    all = LLVMBuildAnd(L->b, all, interior(L, k, ri), "");
+  }
+  LLVMBasicBlockRef join = lb_if_begin(L, LLVMBuildNot(L->b, all, ""));
+  LLVMValueRef n, oh, ow;
+  pixel_of(L, k->g, add64(L, row0, li.iv), &n, &oh, &ow);
+  taps(L, k, li.iv, n, oh, ow, NULL, 1);
+  lb_if_end(L, join);
   lb_loop_end(L, &li);
 }
 
@@ -370,6 +437,7 @@ static LLVMValueRef widen_counts(lb_lw *L, LLVMValueRef c8) {
 
 typedef struct wrows {
   LLVMValueRef xrow[RR], mrow[RR], wblk;
+  LLVMValueRef tbl; /* direct words: byte offsets of the words from xrow (k->wofs) */
   int R;
 } wrows;
 
@@ -382,8 +450,10 @@ static void count_words(lb_lw *L, const wrows *wr, LLVMValueRef w0, LLVMValueRef
   lb_loop_begin(L, &lw, lb_c64(L, 0), n, 1);
   LLVMValueRef wi = add64(L, w0, lw.iv);
   LLVMValueRef wv = lb_load(L, v64, lb_gep(L, L->t_i64, wr->wblk, mul64(L, wi, BN)), 64);
+  LLVMValueRef off = wr->tbl ? lb_load(L, L->t_i64, lb_gep(L, L->t_i64, wr->tbl, wi), 8) : NULL;
   for (int r = 0; r < wr->R; r++) {
-    LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, wr->xrow[r], wi), 8), BN);
+    LLVMValueRef xp = off ? lb_gep(L, L->t_i8, wr->xrow[r], off) : lb_gep(L, L->t_i64, wr->xrow[r], wi);
+    LLVMValueRef xw = lb_splat(L, lb_load(L, L->t_i64, xp, 8), BN);
     LLVMValueRef d = LLVMBuildXor(L->b, xw, wv, "");
     if (wr->mrow[r])
       d = LLVMBuildAnd(L->b, d, lb_splat(L, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, wr->mrow[r], wi), 8), BN), "");
@@ -407,20 +477,21 @@ static void count_batch(lb_lw *L, const wrows *wr, LLVMValueRef w0, int64_t n, L
 }
 
 /* For R rows starting at local row i: sum over the words of popcount((x xor w) and mask) for 8
- * columns, <8 x i64> each into out[]. */
+ * columns, <8 x i64> each into out[]. Unmasked rows read the image itself with direct words. */
 static void mismatches(lb_lw *L, const bk *k, LLVMValueRef i, int R, LLVMValueRef wblk, int masked,
                        LLVMValueRef *out) {
   const bgeo *g = k->g;
   LLVMTypeRef v64 = vec(L->t_i64, BN);
   LLVMValueRef slot[RR], c8[RR];
-  wrows wr = {.wblk = wblk, .R = R};
+  wrows wr = {.wblk = wblk, .R = R, .tbl = masked ? NULL : k->wofs};
   for (int r = 0; r < R; r++) {
     slot[r] = lb_alloca(L, v64, NULL);
     c8[r] = lb_alloca(L, vec(L->t_i8, 8 * BN), NULL);
     lb_store(L, LLVMConstNull(v64), slot[r], 64);
-    LLVMValueRef at = mul64(L, add64(L, i, lb_c64(L, r)), g->words);
+    LLVMValueRef ri = add64(L, i, lb_c64(L, r)), at = mul64(L, ri, g->words);
     wr.xrow[r] = lb_gep(L, L->t_i64, k->xr, at);
     wr.mrow[r] = masked ? lb_gep(L, L->t_i64, k->mr, at) : NULL;
+    if (wr.tbl) wr.xrow[r] = lb_gep(L, L->t_i8, k->img, lb_load(L, L->t_i64, lb_gep(L, L->t_i64, k->xoff, ri), 8));
   }
   int64_t full = g->words / BW;
   if (!byte_counts(L)) {
@@ -545,7 +616,7 @@ static void blocks(lb_lw *L, const bk *k, LLVMValueRef row0, LLVMValueRef rows) 
 /* ---- entry point --------------------------------------------------------------------------- */
 
 /* Scratch: the bit image, then (unless the image is the row matrix) RB gathered rows, their
- * masks, valid-bit counts and output / residual offsets. */
+ * masks, valid-bit counts, output / residual offsets and first-tap image bytes. */
 static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
   size_t img = (size_t)(g->N * g->H * g->W * g->pix_bytes + 63) / 64 * 64;
   size_t rowb = (size_t)(RB * g->words * 8);
@@ -555,7 +626,8 @@ static void place(lb_lw *L, lb_op_args *a, const bgeo *g, bk *k) {
   k->kv = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb)));
   k->yoff = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb + RB * 4)));
   k->roff = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb + RB * 12)));
-  a->scratch_bytes = g->direct ? img + 64 : img + 2 * rowb + RB * 20 + 64;
+  k->xoff = lb_gep(L, L->t_i8, a->scratch, lb_c64(L, (int64_t)(img + 2 * rowb + RB * 20)));
+  a->scratch_bytes = g->direct ? img + 64 : img + 2 * rowb + RB * 28 + 64;
   if (g->direct) k->xr = k->img;
 }
 

@@ -311,8 +311,9 @@ END_TEST
 
 /* Rows longer than one batch of byte counts (ops_bin.c: 31 words): 3x3 convs over 256 channels
  * (36 words: a batch and a tail; padded, so border rows take the masked path) and a gemm of
- * exactly two batches (62 words); JIT on x86-64-avx2 (byte counts) and the host, AOT on plain
- * NEON under qemu (byte counts by cnt). */
+ * exactly two batches (62 words); then direct words (64 channels per group: interior rows read
+ * the bit image, no gather): unpadded and strided, and grouped with padding. JIT on
+ * x86-64-avx2 (byte counts) and the host, AOT on plain NEON under qemu (byte counts by cnt). */
 static const bcase wide_cases[] = {
     {.conv = 1, .two = 1, .bias = 1, .per_channel = 1, .group = 1, .xt = LB_DTYPE_I8,
      .yt = LB_DTYPE_I8, .thr = 3, .n = 1, .c = 256, .h = 5, .w = 4, .m = 11, .kh = 3, .kw = 3,
@@ -322,6 +323,11 @@ static const bcase wide_cases[] = {
      .dil = 1},
     {.bias = 1, .group = 1, .xt = LB_DTYPE_I8, .yt = LB_DTYPE_I8, .thr = -1, .n = 5,
      .c = 62 * 64, .m = 17, .h = 1, .w = 1, .kh = 1, .kw = 1, .s = 1, .dil = 1},
+    {.conv = 1, .two = 1, .bias = 1, .group = 1, .xt = LB_DTYPE_U8, .yt = LB_DTYPE_U8, .thr = 90,
+     .n = 2, .c = 64, .h = 7, .w = 6, .m = 10, .kh = 3, .kw = 3, .s = 2, .p = 0, .dil = 1},
+    {.conv = 1, .two = 1, .res = 1, .per_channel = 1, .group = 2, .xt = LB_DTYPE_I8,
+     .yt = LB_DTYPE_I8, .thr = -5, .n = 1, .c = 128, .h = 6, .w = 7, .m = 6, .kh = 3, .kw = 2,
+     .s = 1, .p = 1, .dil = 2},
 };
 
 START_TEST(test_wide_rows) {
