@@ -18,6 +18,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../quick.h"
 
 #define FIXED LB_REQUANT_FIXED_POINT
@@ -368,6 +369,148 @@ START_TEST(text_round_trip) {
 }
 END_TEST
 
+/* ---- the emitted code on edge cases ------------------------------------------------------ */
+
+/* An integer gemm [R,1] x [N,1]^T with w = 1 and x = 0..R-1 (scale 1, zero point 0): column n
+ * requantizes acc = bias[n] + r with m[n] = s_w[n] / s_y; with a residual (input %q) a second
+ * term (q - 5) * s_q / s_y. The cases pick (bias, m) pairs at the rounding ties, the int32
+ * extremes, left shifts (m >= 1), huge and tiny multipliers and exact powers of two. */
+enum { R = 4, N = 384 };
+
+static void edge_case(unsigned i, int32_t *bias, float *m) {
+  int k = (int)(rnd() % 40);
+  int32_t b = (int32_t)(((rnd() << 8) ^ rnd()) & 0x7fffffff) >> (rnd() % 31);
+  if (rnd() % 2) b = -b;
+  switch (i % 8) {
+  case 0: /* (2j - 199) / 2 exactly: the ties, both signs */
+    k = k % 23 + 1, *m = ldexpf(1.0f, -k);
+    b = (int32_t)((2 * (int64_t)(rnd() % 200) - 199) * ((int64_t)1 << (k - 1)));
+    break;
+  case 1: *m = ldexpf((float)(rnd() % 0x800000 + 0x800000), -23 - k); break; /* any fixed point */
+  case 2: *m = ldexpf((float)(rnd() % 0x800000 + 0x800000), -23 + (int)(rnd() % 12)); b %= 64; break;
+  case 3: *m = ldexpf(1.0f, -(int)(rnd() % 12) - 30); b = rnd() % 2 ? INT32_MAX - 8 : INT32_MIN + 8; break;
+  case 4: *m = 150.0f / (float)(b ? b : 1); if (*m < 0) *m = -*m; break;
+  case 5: *m = ldexpf(0.75f, -k); b = 3 << (k < 28 ? k : 28) >> 1; if (rnd() % 2) b = -b; break;
+  case 6: *m = 1e-40f; break; /* subnormal */
+  default: *m = ldexpf(1.0f, (int)(rnd() % 24) - 12); b %= 1000; break;
+  }
+  if (!(*m > 0) || !isfinite(*m)) *m = 0.5f;
+  if (b > INT32_MAX - 8) b = INT32_MAX - 8;
+  if (b < INT32_MIN + 8) b = INT32_MIN + 8;
+  *bias = b;
+}
+
+static void put_list(char **p, const char *end, const char *pre, int n, const int32_t *iv,
+                     const float *fv) {
+  *p += snprintf(*p, (size_t)(end - *p), "%s", pre);
+  for (int i = 0; i < n; i++)
+    *p += iv ? snprintf(*p, (size_t)(end - *p), "%s%d", i ? ", " : "", (int)iv[i])
+              : snprintf(*p, (size_t)(end - *p), "%s%.9g", i ? ", " : "", (double)fv[i]);
+  *p += snprintf(*p, (size_t)(end - *p), "]");
+}
+
+static lb_graph *edge_graph(const char *method, int residual, lb_dtype yt) {
+  static char text[1 << 17];
+  int32_t bias[N], ones[N], zeros[N];
+  float m[N];
+  for (unsigned i = 0; i < N; i++) edge_case(i, &bias[i], &m[i]), ones[i] = 1, zeros[i] = 0;
+  char *p = text, *end = text + sizeof text;
+  int zy = yt == LB_DTYPE_U8 ? 128 : -3;
+  const char *t = lb_dtype_name(yt), *rz = yt == LB_DTYPE_U8 ? "133" : "5";
+  p += snprintf(p, (size_t)(end - p), "graph \"rq\" {\n  input %%x: f32[%d,1]\n", R);
+  if (residual)
+    p += snprintf(p, (size_t)(end - p), "  input %%r: f32[%d,%d]\n  const %%rs: f32[] = [0.375]\n"
+                  "  const %%rz: %s[] = [%s]\n", R, N, t, rz);
+  p += snprintf(p, (size_t)(end - p), "  const %%s1: f32[] = [1]\n  const %%z0: %s[] = [0]\n", t);
+  put_list(&p, end, "  const %w: i8[384,1] quant(axis=0, scale=[", N, NULL, m);
+  put_list(&p, end, ", zero_point=[", N, zeros, NULL);
+  put_list(&p, end, ") = [", N, ones, NULL);
+  put_list(&p, end, "\n  const %b: i32[384] quant(axis=0, scale=[", N, NULL, m);
+  put_list(&p, end, ", zero_point=[", N, zeros, NULL);
+  put_list(&p, end, ") = [", N, bias, NULL);
+  p += snprintf(p, (size_t)(end - p),
+                "\n  %%xq: %s[%d,1] quant(scale=1, zero_point=0) = quantize(%%x, %%s1, %%z0) {axis=1}\n",
+                t, R);
+  if (residual)
+    p += snprintf(p, (size_t)(end - p), "  %%rq: %s[%d,%d] quant(scale=0.375, zero_point=%s) = "
+                  "quantize(%%r, %%rs, %%rz) {axis=1}\n", t, R, N, rz);
+  p += snprintf(p, (size_t)(end - p), "  %%y: %s[%d,%d] quant(scale=1, zero_point=%d) = gemm(%%xq, "
+                "%%w, %%b%s) {trans_a=0, trans_b=1, alpha=1, beta=1, requantize=%s}\n  output %%y\n}\n",
+                t, R, N, zy, residual ? ", %rq" : "", method);
+  ck_assert(p < end - 1);
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  ck_assert_msg(lb_graph_parse(text, "edge.lbir", &g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+static void edge_inputs(lb_tensor *in, int residual) {
+  static float x[R], r[R * N];
+  for (int i = 0; i < R; i++) x[i] = (float)i;
+  for (int i = 0; i < R * N; i++) r[i] = (float)((int)(rnd() % 256) - 128) * 0.375f;
+  in[0] = (lb_tensor){LB_DTYPE_F32, 2, {R, 1}, x};
+  in[1] = (lb_tensor){LB_DTYPE_F32, 2, {R, N}, r};
+  (void)residual;
+}
+
+static void edge_compare(const lb_tensor *got, const lb_tensor *want, const char *what) {
+  const uint8_t *a = got->data, *b = want->data;
+  for (int64_t i = 0; i < R * N; i++)
+    ck_assert_msg(a[i] == b[i], "%s: element %lld: got %u, want %u", what, (long long)i, a[i], b[i]);
+}
+
+static const char *const edge_specs[] = {"x86-64-avx2-fixed", "x86-64-zen5-fixed", "x86-64-avx2-shift",
+                                         "aarch64-neon-fixed", "aarch64-dotprod-shift"};
+
+START_TEST(emitted_edge_cases) {
+  char path[512], what[600];
+  snprintf(path, sizeof path, SPECS "%s.yaml", edge_specs[_i]);
+  lb_spec *s;
+  lb_diag d = {0};
+  ck_assert_msg(lb_spec_load(path, &s, &d) == 0, "%s", d.msg);
+  const char *method = strstr(edge_specs[_i], "shift") ? "shift" : "fixed_point";
+  int arm = !strncmp(lb_spec_llvm_triple(s), "aarch64", 7);
+  rng = 777u + (unsigned)_i;
+  for (int v = 0; v < (arm ? 2 : 4); v++) {
+    int residual = v & 1;
+    lb_graph *g = edge_graph(method, residual, v & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8);
+    lb_tensor in[2], want, got;
+    edge_inputs(in, residual);
+    snprintf(what, sizeof what, "%s %s%s", edge_specs[_i], lb_dtype_name(v & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8),
+             residual ? " + residual" : "");
+    ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
+    if (arm) {
+      lb_test_aot_target t = {path, "aarch64-linux-gnu-gcc -static",
+                              strstr(path, "neon") ? "qemu-aarch64 -cpu cortex-a72" : "qemu-aarch64 -cpu max"};
+      lb_test_aot_run(g, s, &t, in, &got, what);
+    } else if (lb_target_host_check(s, &d) == 0) {
+      lb_jit *j = NULL;
+      ck_assert_msg(lb_jit_compile(g, s, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+      ck_assert_msg(lb_jit_run_tensors(j, g, in, &got, &d) == 0, "%s: %s", what, d.msg);
+      lb_jit_free(j);
+    } else {
+      printf("test_requant: this host cannot run %s: skipped\n", edge_specs[_i]);
+      lb_free(want.data), lb_graph_free(g);
+      break;
+    }
+    /* the interpreter is the C definition itself: check a few columns against it directly */
+    const lb_value *w = &g->values[g->nodes[g->n_nodes - 1].in[1]];
+    const int32_t *bias = g->values[g->nodes[g->n_nodes - 1].in[2]].data;
+    int mth = strcmp(method, "shift") ? FIXED : SHIFT, zy = v & 2 ? 128 : -3;
+    for (int n = 0; !residual && n < N; n++) {
+      int32_t q = lb_requantize_by(mth, bias[n] + 2, w->q.scale[n], zy, v & 2 ? 0 : -128,
+                                   v & 2 ? 255 : 127);
+      int32_t e = v & 2 ? ((uint8_t *)want.data)[2 * N + n] : ((int8_t *)want.data)[2 * N + n];
+      ck_assert_int_eq(e, q);
+    }
+    edge_compare(&got, &want, what);
+    lb_free(got.data), lb_free(want.data);
+    lb_graph_free(g);
+  }
+  lb_spec_free(s);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("requant");
   TCase *t = tcase_create("scalar"), *m = tcase_create("models");
@@ -380,6 +523,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(m, digits_accuracy, 0, (int)(sizeof acc_cases / sizeof acc_cases[0]));
   tcase_add_test(m, plan_round_trip);
   tcase_add_test(m, text_round_trip);
+  tcase_add_loop_test(m, emitted_edge_cases, 0, (int)(sizeof edge_specs / sizeof edge_specs[0]));
   suite_add_tcase(s, t);
   suite_add_tcase(s, m);
   return s;
