@@ -339,6 +339,13 @@ static int read_combo_dtypes(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo 
   LB_TRY(read_dtype(v, "dtype", &c->acc, d));
   LB_TRY(need(n, "out", "a combination", &v, d));
   LB_TRY(read_dtype(v, "dtype", &c->out, d));
+  /* i6/i5 are weight precisions (8-bit storage, narrower range), never activations */
+  const char *keys[3] = {"act", "acc", "out"};
+  lb_dtype dts[3] = {c->act, c->acc, c->out};
+  for (int i = 0; i < 3; i++)
+    if (lb_dtype_narrow8(dts[i]))
+      return lb_yaml_err(d, lb_yaml_get(n, keys[i]), "%s is a weight dtype, not an '%s' dtype",
+                         lb_dtype_name(dts[i]), keys[i]);
   int fl = lb_dtype_is_float(c->act);
   if (fl && ((c->weight != LB_DTYPE_COUNT && c->weight != LB_DTYPE_F32) ||
              c->acc != LB_DTYPE_F32 || c->out != LB_DTYPE_F32))

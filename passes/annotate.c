@@ -125,7 +125,8 @@ static const lb_spec_combo *wanted(const lb_graph *g, const lb_spec *s, const lb
   for (size_t i = 0; i < nc; i++) {
     const lb_spec_combo *c = &cs[i];
     if (strcmp(c->label, label) != 0) continue;
-    int w = c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2;
+    int w = c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2 ||
+            lb_dtype_narrow8(c->weight);
     if (c->act == LB_DTYPE_B1 && c->weight == LB_DTYPE_B1)
       return c->out == p->act && c->requant == LB_REQUANT_FP32 && binary_ok(g, p, id) ? c : NULL;
     return c->act == p->act && c->out == p->act && c->requant == LB_REQUANT_FP32 && w &&

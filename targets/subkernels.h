@@ -19,9 +19,12 @@
  * bytes), so field f of a chunk is the f-th B vector of the k-step stream. The last chunk of a
  * panel is padded with zero fields. */
 #define LB_SUB_CHUNK 64
+/* Narrow int8 weights: 8-bit B with every |w'| <= this runs the x86 vpmaddubsw kernel with
+ * int16 sums widened every S = 32767 / (2 * 255 * wmax) >= 2 steps (bits 8: no compression). */
+#define LB_SUB_NARROW_WMAX 32
 
 typedef struct lb_subpacked {
-  int bits;            /* 4 or 2 */
+  int bits;            /* 4 or 2; 8: narrow int8 weights (lb_sub_narrow), not compressed */
   int chunk;           /* bytes per chunk (lb_sub_chunk) */
   int wmax;            /* max |element|: bounds the native kernels' int16 sums */
   int wide;            /* decompressed elements are i16 (pmaddwd, smlal) else i8 */
@@ -53,6 +56,12 @@ lb_qk_shape lb_sub_shape(const lb_spec *spec, const lb_qk_shape *base);
  * fit (lb_sub_bits_for). 0 or LB_ERR_NOMEM; free with lb_subpacked_free. */
 int lb_subpack(const lb_qk_shape *s, const lb_qpacked *p, int bits, lb_subpacked *out);
 void lb_subpacked_free(lb_subpacked *p);
+/* Narrow int8 weights (x86 AVX2): when s is an LB_SUBK_MADDUBS shape and wmax (the largest
+ * |element| of the packed 8-bit B, Kp x Np) is at most LB_SUB_NARROW_WMAX, fills *out with the
+ * geometry of that B read as is (bits 8, one field per byte, chunk = one B vector of a k step;
+ * out->b NULL) and returns 1: the native kernel then skips the unpack and widens its int16 sums
+ * every 32767 / (2 * 255 * wmax) >= 2 steps. Else 0. (llvm/qkernels_sub.c) */
+int lb_sub_narrow(const lb_qk_shape *s, int64_t Kp, int64_t Np, int wmax, lb_subpacked *out);
 
 /* ---- scalar references (subkernels_ref.c) ------------------------------------------------ */
 

@@ -135,7 +135,7 @@ static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
 static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueRef a32,
                           LLVMValueRef b) {
   if (t->kind == LB_SUBK_SDOT) {
-    LLVMValueRef x[3] = {acc, LLVMBuildBitCast(L->b, a32, t->bt, ""), b};
+    LLVMValueRef x[3] = {acc, b, LLVMBuildBitCast(L->b, a32, t->bt, "")}; /* a last: sdot by lane */
     LLVMTypeRef tys[2] = {t->acc_t, t->bt};
     const char *n = "llvm.aarch64.neon.sdot";
     unsigned id = LLVMLookupIntrinsicID(n, strlen(n));
@@ -179,9 +179,10 @@ static void nmac(lb_lw *L, const ntile *t, LLVMValueRef *acc, LLVMValueRef a32, 
 /* Sums kept in int16 between widenings: vpmaddubsw pairs (AVX2), NEON smull halves. */
 static int sums16(const ntile *t) { return t->kind == LB_SUBK_MADDUBS || t->kind == LB_SUBK_SMLAL; }
 
-/* Activation operand of row r at k step ks: its 4 bytes in every i32 lane. Plain NEON loads 4
- * steps of a row at once (a4: one ldr q) and splats lane s (dup by element, which LLVM widens
- * to 128 bits for smlal2) instead of an address add and an ld1r per step. */
+/* Activation operand of row r at k step ks: its 4 bytes in every i32 lane. AArch64 loads 4
+ * steps of a row at once (a4: one ldr q) and splats lane s instead of an address add and an
+ * ld1r per step: plain NEON by dup (which LLVM widens to 128 bits for smlal2), dot product as
+ * the lane operand of sdot (vm.4b[s]; int4 loop over 4 rows x 16 columns x 16 k: 128 -> 101 instructions). */
 static LLVMValueRef nact(lb_lw *L, const ntile *t, int r, LLVMValueRef ks, LLVMValueRef a4, int s) {
   if (a4) {
     LLVMValueRef m[16];
@@ -206,7 +207,7 @@ static void nsteps(lb_lw *L, const ntile *t, LLVMValueRef bpan, LLVMValueRef ks0
       b[v] = nfield(L, t, raw, ti % t->G);
     }
     LLVMValueRef ks = LLVMBuildAdd(L->b, ks0, lb_c64(L, s), "");
-    int quad = t->kind == LB_SUBK_SMLAL && n - s >= 4 - s % 4; /* steps s .. s | 3 all here */
+    int quad = (t->kind == LB_SUBK_SMLAL || t->kind == LB_SUBK_SDOT) && n - s >= 4 - s % 4;
     for (int r = 0; r < t->mr; r++) {
       if (quad && s % 4 == 0)
         a4[r] = lb_load(L, t->acc_t, lb_gep(L, L->t_i8, t->arow[r], mul64(L, ks, 4)), 1);

@@ -67,7 +67,7 @@ static void add_dtype_consts(lb_graph *g) {
   int64_t i64[5] = {INT64_MIN, -1, 0, 1, INT64_MAX};
   int32_t i32[5] = {INT32_MIN, -7, 0, 7, INT32_MAX};
   int16_t i16[5] = {-32768, -1, 0, 1, 32767};
-  int8_t i8[5] = {-128, -1, 0, 1, 127};
+  int8_t i8[5] = {-128, -1, 0, 1, 127}, i6[5] = {-32, -1, 0, 1, 31}, i5[5] = {-16, -1, 0, 1, 15};
   uint8_t u8[5] = {0, 1, 128, 254, 255}, bl[5] = {1, 0, 0, 1, 1};
   /* i4 [2,3] = {-8,7,-1,0,3,-4}: nibbles 8,7 | f,0 | 3,c */
   uint8_t i4[3] = {0x78, 0x0f, 0xc3}, u4[3] = {0x10, 0xfe, 0x09};
@@ -77,6 +77,8 @@ static void add_dtype_consts(lb_graph *g) {
   cst(g, "c_i32", LB_DTYPE_I32, 1, d5, i32);
   cst(g, "c_i16", LB_DTYPE_I16, 1, d5, i16);
   cst(g, "c_i8", LB_DTYPE_I8, 1, d5, i8);
+  cst(g, "c_i6", LB_DTYPE_I6, 1, d5, i6); /* i6/i5: one byte each, as i8 */
+  cst(g, "c_i5", LB_DTYPE_I5, 1, d5, i5);
   cst(g, "c_u8", LB_DTYPE_U8, 1, d5, u8);
   cst(g, "c_bool", LB_DTYPE_BOOL, 1, d5, bl);
   uint32_t w4 = cst(g, "c_i4", LB_DTYPE_I4, 2, d23, i4);

@@ -40,11 +40,13 @@ static void shape_of(int kind, lb_qk_shape *s) {
   lb_spec_free(spec);
 }
 
-/* Random sub-byte weights w[N][K] (i4 -7..7 or i2 -1..1, as realize quantizes; with full, the
- * whole two's complement range -8..7 or -2..1, which halves the native kernels' int16 budget),
- * as int16 w'[K][N]. */
+/* Random sub-byte or narrow weights w[N][K] (i4 -7..7, i2 -1..1, i6 -31..31, i5 -15..15, as
+ * realize quantizes; with full, the whole range of the dtype, -8..7 ... -16..15, which lowers
+ * the native kernels' int16 budget), as int16 w'[K][N]. */
 static void rand_w_range(lb_dtype wt, int full, int64_t K, int64_t N, int32_t *q, int16_t *wp) {
-  int32_t hi = wt == LB_DTYPE_I4 ? 7 : 1, lo = full ? -hi - 1 : -hi;
+  int32_t lo, hi;
+  lb_qrange(wt, &lo, &hi);
+  if (!full) lo = -hi;
   for (int64_t n = 0; n < N; n++)
     for (int64_t k = 0; k < K; k++) {
       q[n * K + k] = pick(lo, hi);
@@ -153,47 +155,81 @@ static void *pack_a(const lb_qk_shape *s, const gcase *c, const uint8_t *x, int6
   return a;
 }
 
+/* bias[n] + sum_k (x[m][k] - zx) * q[n][k]: the integer gemm's accumulator. */
+static int32_t acc_at(const gcase *c, const uint8_t *x, const int32_t *q, const int32_t *bias,
+                      int64_t m, int64_t n) {
+  int32_t acc = bias[n];
+  for (int64_t k = 0; k < c->K; k++)
+    acc += ((c->act == LB_DTYPE_U8 ? x[m * c->K + k] : (int8_t)x[m * c->K + k]) - c->zx) *
+           q[n * c->K + k];
+  return acc;
+}
+
+/* The interpreter's results: sub-byte weights through lb_subbyte_dense_ref, narrow ones (i6,
+ * i5: an int8 gemm) through lb_requantize; with an i32 output the raw accumulators. */
+static void ref_gemm(const gcase *c, const uint8_t *x, const int32_t *q, const int32_t *bias,
+                     const float *mul, char *want) {
+  int64_t M = c->M, K = c->K, N = c->N;
+  if (c->out != LB_DTYPE_I32 && !lb_dtype_narrow8(c->wt)) {
+    uint8_t *wpk = malloc((size_t)(K * N) + 1);
+    lb_subbyte_pack(c->wt, q, K * N, wpk);
+    lb_subbyte_dense ref = {M, K, N, c->act, c->wt, c->out, c->zx, 0, bias, mul, c->zy, c->lo, c->hi};
+    ck_assert_int_eq(lb_subbyte_dense_ref(&ref, x, wpk, want), 0);
+    free(wpk);
+    return;
+  }
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      int32_t acc = acc_at(c, x, q, bias, m, n);
+      if (c->out == LB_DTYPE_I32) ((int32_t *)want)[m * N + n] = acc;
+      else want[m * N + n] = (char)lb_requantize(acc, mul[n], c->zy, c->lo, c->hi);
+    }
+}
+
+/* Largest |element| of 8-bit packed B. */
+static int packed_wmax(const lb_qpacked *p) {
+  int m = 0;
+  for (int64_t i = 0; i < p->Kp * p->Np; i++) m = abs(((int8_t *)p->b)[i]) > m ? abs(((int8_t *)p->b)[i]) : m;
+  return m;
+}
+
 static void run_gemm_case(lb_spec *spec, const lb_qk_shape *s, const gcase *c) {
   int64_t M = c->M, K = c->K, N = c->N;
   int32_t *q = malloc((size_t)(K * N) * 4), *bias = malloc((size_t)N * 4);
   int16_t *wp = malloc((size_t)(K * N) * 2);
   float *mul = malloc((size_t)N * 4);
-  uint8_t *x = malloc((size_t)(M * K)), *wpk = malloc((size_t)(K * N) + 1);
+  uint8_t *x = malloc((size_t)(M * K));
   rand_w_range(c->wt, c->full, K, N, q, wp);
   for (int64_t i = 0; i < M * K; i++) x[i] = (uint8_t)rnd();
   if (c->worst) {
-    for (int64_t i = 0; i < K * N; i++) q[i] = c->wt == LB_DTYPE_I4 ? -8 : -2;
+    int32_t qmin, qmax;
+    lb_qrange(c->wt, &qmin, &qmax);
+    for (int64_t i = 0; i < K * N; i++) q[i] = qmin;
     for (int64_t n = 0; n < N; n++)
       for (int64_t k = 0; k < K; k++) wp[k * N + n] = (int16_t)q[n * K + k];
     for (int64_t i = 0; i < M * K; i++) x[i] = c->act == LB_DTYPE_U8 ? 255 : 127;
   }
   for (int64_t n = 0; n < N; n++) bias[n] = pick(-3000, 3000), mul[n] = 0.001f * (float)pick(1, 40);
-  lb_subbyte_pack(c->wt, q, K * N, wpk);
-  size_t ysz = c->out == LB_DTYPE_I32 ? 4 : 1;
+  size_t ysz = c->out == LB_DTYPE_I32 ? 4 : 1; /* i32: the raw accumulator (fp32 layers read it) */
   char *want = malloc((size_t)(M * N) * ysz), *got = malloc((size_t)(M * N) * ysz);
-  lb_subbyte_dense ref = {M, K, N, c->act, c->wt, c->out, c->zx, 0, bias, mul, c->zy, c->lo, c->hi};
-  ck_assert_int_eq(lb_subbyte_dense_ref(&ref, x, wpk, want), 0);
-  if (c->out == LB_DTYPE_I32) /* the kernel stores the raw accumulator (read by fp32 layers) */
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t n = 0; n < N; n++) {
-        int32_t acc = bias[n];
-        for (int64_t k = 0; k < K; k++)
-          acc += ((c->act == LB_DTYPE_U8 ? x[m * K + k] : (int8_t)x[m * K + k]) - c->zx) *
-                 lb_subbyte_get(c->wt, wpk, n * K + k);
-        ((int32_t *)want)[m * N + n] = acc;
-      }
+  ref_gemm(c, x, q, bias, mul, want);
 
   lb_qpacked p;
   ck_assert_int_eq(lb_qpack(s, wp, K, N, bias, c->act, c->zx, &p), 0);
   lb_subpacked sp;
-  ck_assert_int_eq(lb_subpack(s, &p, lb_sub_bits_for(s, &p), &sp), 0);
-  ck_assert_int_eq(sp.bits, lb_dtype_bits(c->wt));
+  if (lb_dtype_narrow8(c->wt)) { /* B as lb_qpack wrote it */
+    ck_assert(lb_sub_narrow(s, p.Kp, p.Np, packed_wmax(&p), &sp));
+  } else {
+    ck_assert_int_eq(lb_subpack(s, &p, lb_sub_bits_for(s, &p), &sp), 0);
+    ck_assert_int_eq(sp.bits, lb_dtype_bits(c->wt));
+  }
   kj k;
   kj_begin(&k, spec);
   lb_lw *L = &k.L;
   float *mp = calloc((size_t)p.Np, 4);
   memcpy(mp, mul, (size_t)N * 4);
-  LLVMValueRef bsub = lb_const_blob(L, sp.b, sp.b_bytes, "sb");
+  LLVMValueRef bsub = sp.bits == 8 ? lb_const_blob(L, p.b, (size_t)(p.Kp * p.Np), "sb")
+                                   : lb_const_blob(L, sp.b, sp.b_bytes, "sb");
   LLVMValueRef bb = lb_const_blob(L, p.bias, (size_t)p.Np * 4, "bias");
   LLVMValueRef mb = lb_const_blob(L, mp, (size_t)p.Np * 4, "mul");
   LLVMValueRef fn = lb_fn_begin(L, "t_sub", 3);
@@ -219,7 +255,7 @@ static void run_gemm_case(lb_spec *spec, const lb_qk_shape *s, const gcase *c) {
   lb_kjit_free(k.j);
   free(a), free(buf), free(mp), free(want), free(got);
   lb_subpacked_free(&sp), lb_qpacked_free(&p);
-  free(q), free(bias), free(wp), free(mul), free(x), free(wpk);
+  free(q), free(bias), free(wp), free(mul), free(x);
 }
 
 static int host_runs(int kind) {
@@ -267,6 +303,44 @@ START_TEST(test_gemm_jit) {
     if (t % 8 == 6) /* a fused clip */
       c.lo = c.zy - 40 > c.lo ? c.zy - 40 : c.lo, c.hi = c.zy + 50 < c.hi ? c.zy + 50 : c.hi;
     if (c.worst) c.K = 1000, c.zx = 0, c.full = 1;
+    run_gemm_case(spec, &s, &c);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
+/* Narrow int8 weights (i6, i5) on the AVX2 native shape: the kernel reads B as lb_qpack wrote
+ * it, widening the int16 sums every S = 32767 / (2 * 255 * wmax) steps (2 for i6, 4 for i5).
+ * The worst cases (every weight at the dtype's minimum -32 / -16, every packed activation 255,
+ * K = 1000, raw i32 output) sum S * 2 * 255 * 32 = 32640 per block: one step more per block
+ * would saturate the int16 sums and change the accumulators, so raising S fails here. Narrow
+ * weights are refused on other shapes and beyond LB_SUB_NARROW_WMAX. */
+START_TEST(test_narrow_jit) {
+  lb_spec *spec = load_spec("x86-64-avx2");
+  lb_qk_shape base, s, vnni;
+  shape_of(LB_QK_PMADDWD, &base);
+  shape_of(LB_QK_VPDPBUSD, &vnni);
+  s = lb_sub_shape(spec, &base);
+  lb_subpacked sp;
+  ck_assert(lb_sub_narrow(&s, 64, 16, LB_SUB_NARROW_WMAX, &sp) && sp.bits == 8 && sp.chunk == 32);
+  ck_assert(!lb_sub_narrow(&s, 64, 16, LB_SUB_NARROW_WMAX + 1, &sp));
+  ck_assert(!lb_sub_narrow(&base, 64, 16, 7, &sp));
+  ck_assert(!lb_sub_narrow(&vnni, 64, 64, 7, &sp));
+  if (!host_runs(s.kind)) {
+    printf("test_subkernels: skipping narrow GEMM (host lacks AVX2)\n");
+    return lb_spec_free(spec);
+  }
+  static const int64_t Ms[] = {1, 3, 4, 5, 9, 13}, Ks[] = {1, 3, 4, 7, 8, 9, 37, 130, 577},
+                       Ns[] = {1, 5, 16, 17, 33, 64};
+  for (int t = 0, n = lb_test_count(20, 8); t < n; t++) {
+    gcase c = {Ms[t % 6], Ks[t % 9], Ns[(t + t / 6) % 6], t & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8,
+               t & 1 ? LB_DTYPE_I6 : LB_DTYPE_I5, t % 7 == 3 ? LB_DTYPE_U8 : LB_DTYPE_I8,
+               0, pick(-5, 5), -128, 127, t % 3 == 2, t < 4};
+    if (t % 5 == 4) c.out = LB_DTYPE_I32;
+    if (c.out == LB_DTYPE_U8) c.zy = pick(0, 255), c.lo = 0, c.hi = 255;
+    c.zx = c.act == LB_DTYPE_U8 ? pick(0, 255) : pick(-128, 127);
+    if (t % 4 == 1) c.lo = c.zy; /* a fused relu */
+    if (c.worst) c.K = 1000, c.zx = 0, c.full = 1, c.out = LB_DTYPE_I32;
     run_gemm_case(spec, &s, &c);
   }
   lb_spec_free(spec);
@@ -402,7 +476,8 @@ static void add_case(lb_graph *g, const ncase *c, const char *pfx) {
   ck_assert_int_eq(lb_graph_add_input(g, x), 0);
   int64_t nw = c->conv ? wd[0] * wd[1] * wd[2] * wd[3] : c->N * c->K;
   int8_t *w = malloc((size_t)nw);
-  int32_t hi = c->wt == LB_DTYPE_I4 ? 7 : 1, *b = malloc((size_t)ch * 4);
+  int32_t qmin, hi, *b = malloc((size_t)ch * 4);
+  lb_qrange(c->wt, &qmin, &hi); /* i4 -8..7, i2 -2..1, i6 -32..31, i5 -16..15 */
   for (int64_t i = 0; i < nw; i++) w[i] = (int8_t)(c->worst ? -hi - 1 : pick(-hi - c->full, hi));
   for (int64_t i = 0; i < ch; i++) b[i] = pick(-3000, 3000);
   in[1] = lb_graph_add_const(g, nm[1], LB_DTYPE_I8, rank, c->conv ? wd : gw, w, (size_t)nw);
@@ -441,9 +516,16 @@ static lb_graph *node_graph(const ncase *c) {
   return g;
 }
 
-/* Cases 0..23 sweep small shapes; 24.. are layers big enough that O3 keeps the compressed
- * blob (3x3 conv with K = 216, a 600-deep gemm; i4 and i2). */
+/* Cases 0..23 sweep small shapes; 24..27 are layers big enough that O3 keeps the compressed
+ * blob (3x3 conv with K = 216, a 600-deep gemm; i4 and i2); 28..35 the same with narrow int8
+ * weights (i6, i5): four small cases, then the four big ones. */
+#define N_NODE_CASES 36
 static ncase node_case(int t) {
+  if (t >= 28) {
+    ncase c = node_case(t < 32 ? (t - 28) * 5 + 1 : t - 8);
+    c.wt = t % 2 ? LB_DTYPE_I6 : LB_DTYPE_I5;
+    return c;
+  }
   if (t >= 24) {
     ncase c = {.conv = t % 2, .wt = (t / 2) % 2 ? LB_DTYPE_I2 : LB_DTYPE_I4,
                .act = t % 3 ? LB_DTYPE_I8 : LB_DTYPE_U8, .res = t % 4 == 1, .M = 5, .K = 600,
@@ -509,7 +591,9 @@ static int emitted_has(const lb_graph *g, lb_spec *spec, lb_emit_kind kind, cons
 
 /* The sub-byte blob is in the module (the layer did not stay on int8). */
 static void check_subbyte_ir(const lb_graph *g, lb_spec *spec, lb_dtype wt) {
-  ck_assert_msg(emitted_has(g, spec, LB_EMIT_LLVM, wt == LB_DTYPE_I4 ? "qb_i4" : "qb_i2"),
+  ck_assert_msg(emitted_has(g, spec, LB_EMIT_LLVM, wt == LB_DTYPE_I4   ? "qb_i4"
+                                                         : wt == LB_DTYPE_I2 ? "qb_i2"
+                                                                             : "qb_n8"),
                 "%s: no %s weights in the module", lb_spec_name(spec), lb_dtype_name(wt));
 }
 
@@ -519,14 +603,15 @@ START_TEST(test_nodes_jit) {
   lb_spec *spec = load_spec(node_specs[_i]);
   if (!host_ok(spec)) return lb_spec_free(spec);
   rng = 99 + (unsigned)_i;
-  for (int t = 0; t < 28; t++) {
+  int maddubs = !strcmp(node_specs[_i], "x86-64-avx2"); /* VNNI specs: narrow stays int8 */
+  for (int t = 0; t < N_NODE_CASES; t++) {
     ncase c = node_case(t);
     lb_graph *g = node_graph(&c);
     char what[160];
     snprintf(what, sizeof what, "case %d (%s %s) on %s", t, c.conv ? "conv" : "gemm",
              lb_dtype_name(c.wt), lb_spec_name(spec));
     /* (O3 folds small unrolled layers' weights into the code: look in the big ones) */
-    if (t >= 24) check_subbyte_ir(g, spec, c.wt);
+    if ((t >= 24 && t < 28) || (t >= 32 && maddubs)) check_subbyte_ir(g, spec, c.wt);
     lb_diag d;
     lb_diag_clear(&d);
     lb_tensor in[4], want[1], got[1];
@@ -574,8 +659,9 @@ START_TEST(test_nodes_aot) {
   if (_i == 0 && !host_ok(spec)) return lb_spec_free(spec);
   rng = 500 + (unsigned)_i;
   static const int picks[] = {1, 2, 3, 6};
-  for (int t = 0, n = lb_test_count(5, 2); t < n; t++) { /* the last: a big layer (24..27) */
-    ncase c = node_case(t == 4 ? 24 + _i : picks[t] + 8 * (_i % 2));
+  /* then a big layer (24..27) and a big narrow one (32..35) */
+  for (int t = 0, n = lb_test_count(6, 2); t < n; t++) {
+    ncase c = node_case(t == 5 ? 32 + _i : t == 4 ? 24 + _i : picks[t] + 8 * (_i % 2));
     lb_graph *g = node_graph(&c);
     char what[160];
     snprintf(what, sizeof what, "AOT %s %s on %s", c.conv ? "conv" : "gemm", lb_dtype_name(c.wt),
@@ -665,6 +751,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, test_roundtrip, 0, LB_QK_COUNT);
   tcase_add_loop_test(tc, test_gemm_jit, 0, (int)(sizeof x86_gemms / sizeof x86_gemms[0]));
+  tcase_add_test(tc, test_narrow_jit);
   tcase_add_test(tc, test_binary_jit);
   tcase_add_loop_test(tc, test_binary_asm, 0, 3);
   tcase_add_loop_test(tc, test_nodes_jit, 0, 3);
