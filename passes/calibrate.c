@@ -601,7 +601,7 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {
   for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
   for (int64_t c = 0; pow2 && c < ch; c++) s[c] = lb_qpow2_up(s[c]); /* a shift layer's */
   int rc = 0;
-  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2 || lb_dtype_narrow8(q->dtype))
+  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2)
     rc = lb_search_quant_weights(x, lb_value_numel(w), ch, inner, q->dtype, s, NULL);
   if (!rc) rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
   lb_free(s);
@@ -617,12 +617,16 @@ static int bias_params(const lb_graph *g, lb_qplan *p, uint32_t v) {
   if (p->v[v].role == LB_QROLE_ACC) len = w->n > 1 ? (int64_t)w->n : 1;
   if (!x->n || !w->n) return LB_ERR_INTERNAL;
   float *s = lb_calloc((size_t)(len ? len : 1), sizeof *s);
-  if (!s) return LB_ERR_NOMEM;
+  int32_t *z = lb_calloc((size_t)(len ? len : 1), sizeof *z);
+  if (!s || !z) return lb_free(s), lb_free(z), LB_ERR_NOMEM;
   for (int64_t c = 0; c < len; c++)
     s[c] = (float)((double)x->scale[0] * (double)w->scale[w->n > 1 ? c : 0]);
+  /* (sq) a plan file's bias zero points are its bias correction (lb_search_bias_units) */
+  const lb_qval *b = &p->v[v];
+  if (b->role == LB_QROLE_BIAS && b->yaml_at && b->n == (uint32_t)len) memcpy(z, b->zp, (size_t)len * sizeof *z);
   int ax = p->v[v].role == LB_QROLE_ACC ? p->v[v].axis : 0;
-  int rc = lb_qplan_set(p, v, (uint32_t)len, len > 1 ? ax : -1, s, NULL);
-  lb_free(s);
+  int rc = lb_qplan_set(p, v, (uint32_t)len, len > 1 ? ax : -1, s, z);
+  lb_free(s), lb_free(z);
   return rc;
 }
 

@@ -43,6 +43,11 @@ static uint32_t new_value(rz *r, uint32_t old, const char *suffix, lb_dtype t) {
   return lb_graph_add_value(r->ng, uniq(r, v->name, suffix, buf, sizeof buf), t, v->rank, v->dims);
 }
 
+/* (sq) Zero point i of a tensor's parameters in the new graph. A bias's plan zero points are
+ * its correction (search.h lb_search_bias_units): quant_data adds them to the integer bias,
+ * which then carries zero point 0 like every int32 bias. */
+static int32_t plan_zp(const lb_qval *q, uint32_t i) { return q->role == LB_QROLE_BIAS ? 0 : q->zp[i]; }
+
 /* Copies the plan's parameters of old value `old` onto new value id. */
 static int set_q(rz *r, uint32_t id, uint32_t old) {
   const lb_qval *q = qv(r, old);
@@ -53,7 +58,7 @@ static int set_q(rz *r, uint32_t id, uint32_t old) {
   d->zero_point = lb_arena_array(&r->ng->arena, q->n, sizeof(int32_t));
   if (!d->scale || !d->zero_point) return LB_ERR_NOMEM;
   memcpy(d->scale, q->scale, q->n * sizeof(float));
-  memcpy(d->zero_point, q->zp, q->n * sizeof(int32_t));
+  for (uint32_t i = 0; i < q->n; i++) d->zero_point[i] = plan_zp(q, i);
   return 0;
 }
 
@@ -66,9 +71,7 @@ static uint32_t add_node(rz *r, lb_op op, const char *name, const uint32_t *in, 
 /* Storage dtype of a quantized tensor's parameters and of constants outside the integer graph
  * (QDQ export, simulation): i4/i2 values live in i8 containers there. The integer graph stores
  * i4/i2 weights packed (packed_dtype), two and four to a byte as ir.h lays them out. */
-static lb_dtype storage(lb_dtype t) {
-  return lb_dtype_bits(t) < 8 || lb_dtype_narrow8(t) ? LB_DTYPE_I8 : t; /* (rn) i6/i5 too */
-}
+static lb_dtype storage(lb_dtype t) { return lb_dtype_bits(t) < 8 ? LB_DTYPE_I8 : t; }
 static lb_dtype packed_dtype(const rz *r, lb_dtype t) {
   return r->mode == LB_REALIZE_INT && lb_dtype_bits(t) < 8 && t != LB_DTYPE_B1 ? t : storage(t);
 }
@@ -88,7 +91,7 @@ static int qconsts(rz *r, uint32_t v, uint32_t *s, uint32_t *z) {
   unsigned char *zb = lb_malloc(q->n * 4 + 1);
   if (!zb) return LB_ERR_NOMEM;
   for (uint32_t i = 0; i < q->n; i++) {
-    int32_t zz = q->zp[i];
+    int32_t zz = plan_zp(q, i);
     if (es == 1) zb[i] = (unsigned char)(st == LB_DTYPE_I8 ? (uint8_t)(int8_t)zz : (uint8_t)zz);
     else memcpy(zb + i * 4, &zz, 4);
   }
@@ -167,7 +170,7 @@ static uint32_t fq_const(rz *r, uint32_t v, const char *suffix) {
   if (qd && f) {
     for (int64_t i = 0; i < n; i++) {
       int64_t k = q->axis >= 0 ? (i / inner) % ch : 0;
-      f[i] = ((float)qd[i] - (float)q->zp[k]) * q->scale[k];
+      f[i] = ((float)qd[i] - (float)plan_zp(q, (uint32_t)k)) * q->scale[k];
     }
     char name[256];
     id = lb_graph_add_const(r->ng, uniq(r, c->name, suffix, name, sizeof name), LB_DTYPE_F32,

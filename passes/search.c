@@ -16,6 +16,7 @@ typedef struct fqw {
   float *w, *b; /* fake-quantized weight and bias of one option (NULL for fp32: originals) */
   float *scale; /* per-channel weight scales */
   uint32_t n_scale;
+  int32_t *bz;  /* bias correction in units of the int32 bias (lb_search_bias_units), or NULL */
 } fqw;
 
 struct lb_search {
@@ -28,6 +29,7 @@ struct lb_search {
   fqw *fq;          /* [layer * LB_SEARCH_MAX_OPTS + opt] */
   float *bin_scale; /* per layer: binary activation magnitude s_b */
   int32_t *bin_thr; /* per layer: threshold in the input's integer domain */
+  double **mean;    /* per layer: mean of its fp32 input per input channel (calibration set) */
   double wbw;       /* weight bandwidth (level of the all-int8 weights) */
   double interp_s;  /* CPU seconds of one sample on the interpreter (the fp32 reference) */
   double eval_s;    /* CPU seconds of the all-int8 evaluation on s->eval */
@@ -75,45 +77,66 @@ static double cpu_s(void) {
 
 /* ---- weight quantization (the semantics the sub-byte kernels share) ------------------------ */
 
+/* Largest magnitude of a symmetric narrow weight of dtype t: i8 127, i4 7, i2 1 (and any other
+ * integer dtype's qmax); b1 1 (its +-1). */
 static int32_t wmax(lb_dtype t) {
-  switch (t) {
-  case LB_DTYPE_I8: return 127;
-  case LB_DTYPE_I4: return 7;
-  case LB_DTYPE_I2: return 1;
-  default: return 1; /* b1 */
-  }
+  int32_t qmin, qmax;
+  lb_qrange(t, &qmin, &qmax);
+  return t == LB_DTYPE_B1 ? 1 : qmax;
 }
 
-/* Squared error of quantizing values v[0..n) with scale s to [-qm, qm]. */
-static double chan_err(const float *v, int64_t n, float s, int32_t qm) {
-  double e = 0;
+/* Squared error of quantizing v[0..n) with scale s to [-qm, qm]; *vq and *qq get sum(v q) and
+ * sum(q^2), whose ratio is the scale of least error for that rounding (a Lloyd step). */
+static double chan_err(const float *v, int64_t n, double s, int32_t qm, double *vq, double *qq) {
+  /* clamping first and rounding after gives the same q; adding and subtracting 1.5 * 2^52
+   * rounds half to even like nearbyint (|x| <= qm), without the libm call */
+  const double magic = 6755399441055744.0;
+  double e = 0, a = 0, b = 0, inv = 1.0 / s;
   for (int64_t i = 0; i < n; i++) {
-    double q = nearbyintf(v[i] / s);
-    if (q > qm) q = qm;
-    if (q < -qm) q = -qm;
-    double d = v[i] - q * s;
-    e += d * d;
+    double x = v[i] * inv;
+    x = x > qm ? qm : x < -qm ? -qm : x;
+    double q = (x + magic) - magic, d = v[i] - q * s;
+    e += d * d, a += v[i] * q, b += q * q;
   }
+  *vq = a, *qq = b;
   return e;
 }
 
-/* Scale of one channel's values v[0..n): max|w|/qmax for 8 bits; for 4 and 2 bits the clipped
- * max (a fraction of max|w| in 1/32 steps) with the least squared error; for b1 mean|w|. */
+/* The scale of least squared error for v[0..n) in [-qm, qm], clipping at a fraction r of max|v|
+ * (s = r max|v| / qm): a grid over r in (0, 1] in steps of 1/64, a finer grid (1/640) around its
+ * best, then Lloyd steps (s = sum(v q) / sum(q^2) for the current rounding) while they lower the
+ * error. Deterministic; never worse than max-abs (r = 1 is on the grid). */
+static float mse_scale(const float *v, int64_t n, double amax, int32_t qm) {
+  double vq, qq, best = amax / qm, be = chan_err(v, n, best, qm, &vq, &qq);
+  for (int k = 63; k >= 1; k--) {
+    double s = amax * k / 64.0 / qm, e = chan_err(v, n, s, qm, &vq, &qq);
+    if (e < be) be = e, best = s;
+  }
+  double mid = best;
+  for (int k = -9; k <= 9; k++) {
+    double s = mid + amax * k / 640.0 / qm, e = s > 0 ? chan_err(v, n, s, qm, &vq, &qq) : INFINITY;
+    if (e < be) be = e, best = s;
+  }
+  chan_err(v, n, best, qm, &vq, &qq);
+  for (int it = 0; it < 16 && qq > 0; it++) {
+    double s = vq / qq, e = s > 0 ? chan_err(v, n, s, qm, &vq, &qq) : INFINITY;
+    if (!(e < be)) break;
+    be = e, best = s;
+  }
+  return (float)best;
+}
+
+/* Scale of one channel's values v[0..n): max|w|/qmax for i8 (the least-error clip would add
+ * only 0.3-0.5 dB of int8 output SQNR on the digits models); for narrower ranges (i6, i5, i4,
+ * i2) the least-squared-error clip (mse_scale); for b1 mean|w| (least squares for +-s). */
 static float chan_scale(const float *v, int64_t n, lb_dtype t) {
   double amax = 0, asum = 0;
   for (int64_t i = 0; i < n; i++) amax = fmax(amax, fabs(v[i])), asum += fabs(v[i]);
   if (!(amax > 0)) return 1.0f;
   if (t == LB_DTYPE_B1) return (float)(asum / (double)n);
   int32_t qm = wmax(t);
-  float best = (float)(amax / qm);
-  if (t == LB_DTYPE_I8) return best;
-  double be = chan_err(v, n, best, qm);
-  for (int k = 31; k >= 6; k--) {
-    float sc = (float)(amax * k / 32.0 / qm);
-    double e = chan_err(v, n, sc, qm);
-    if (e < be) be = e, best = sc;
-  }
-  return best;
+  if (qm >= 127) return (float)(amax / qm);
+  return mse_scale(v, n, amax, qm);
 }
 
 /* The values of channel c (element i belongs to channel (i / inner) % ch), gathered into v. */
@@ -142,6 +165,135 @@ int lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner
     q[i] = lb_qquantize(w[i], scale[c], 0, -qm, qm);
   }
   return 0;
+}
+
+/* ---- bias correction (the empirical form of Nagel et al. 2019) -------------------------------
+ * Quantized weights shift the expected output of channel j by sum_i (Wq - W)[j, i] E[x_c(i)];
+ * the bias takes it back. E[x] is the mean of the layer's fp32 input per input channel over
+ * the calibration set; taps in a conv's padding read 0, not the mean, which the correction
+ * ignores. The search's simulation and realize (through the plan's bias zero points, calibrate
+ * and lb_search_apply) use these functions alone. */
+
+static int weight_axis(const lb_node *n);
+
+int lb_search_bias_corrected(lb_dtype t) { return t != LB_DTYPE_B1 && wmax(t) < 127; }
+
+/* Conv geometry for the tap means: kernel taps K, output positions and their steps. */
+typedef struct tapgeo {
+  int64_t C, H, W, OH, OW, KH, KW, sh, sw, ph, pw, dh, dw, batch;
+} tapgeo;
+
+static tapgeo tap_geo(const lb_graph *g, const lb_node *nd) {
+  const lb_value *x = &g->values[nd->in[0]], *y = &g->values[nd->out[0]];
+  const lb_value *w = &g->values[nd->in[1]];
+  const lb_attrs *a = &nd->attr;
+  int two = x->rank == 4;
+  tapgeo t = {x->dims[1], two ? x->dims[2] : 1, x->dims[x->rank - 1], two ? y->dims[2] : 1,
+              y->dims[y->rank - 1], two ? w->dims[2] : 1, w->dims[w->rank - 1],
+              two ? a->strides[0] : 1, a->strides[a->n_spatial - 1], two ? a->pads[0] : 0,
+              a->pads[a->n_spatial - 1], two ? a->dilations[0] : 1,
+              a->dilations[a->n_spatial - 1], x->dims[0]};
+  return t;
+}
+
+int64_t lb_search_stat_len(const lb_graph *g, uint32_t n) {
+  const lb_node *nd = &g->nodes[n];
+  if (nd->op == LB_OP_CONV) {
+    tapgeo t = tap_geo(g, nd);
+    return t.C * t.KH * t.KW;
+  }
+  const lb_value *x = &g->values[nd->in[0]];
+  return x->dims[nd->op == LB_OP_GEMM && nd->attr.trans_a ? 0 : x->rank - 1];
+}
+
+double lb_search_stat_count(const lb_graph *g, uint32_t n) {
+  const lb_node *nd = &g->nodes[n];
+  if (nd->op == LB_OP_CONV) {
+    tapgeo t = tap_geo(g, nd);
+    return (double)(t.batch * t.OH * t.OW);
+  }
+  return (double)(lb_value_numel(&g->values[nd->in[0]]) / lb_search_stat_len(g, n));
+}
+
+/* Sum over the output positions of the input value tap (kh, kw) of channel c reads. */
+static double tap_sum(const tapgeo *t, const float *x, int64_t c, int64_t kh, int64_t kw) {
+  double a = 0;
+  for (int64_t b = 0; b < t->batch; b++)
+    for (int64_t oh = 0; oh < t->OH; oh++) {
+      int64_t ih = oh * t->sh - t->ph + kh * t->dh;
+      if (ih < 0 || ih >= t->H) continue;
+      const float *row = x + ((b * t->C + c) * t->H + ih) * t->W;
+      for (int64_t ow = 0; ow < t->OW; ow++) {
+        int64_t iw = ow * t->sw - t->pw + kw * t->dw;
+        if (iw >= 0 && iw < t->W) a += row[iw];
+      }
+    }
+  return a;
+}
+
+void lb_search_stat_add(const lb_graph *g, uint32_t n, const lb_tensor *x, double *sum) {
+  const lb_node *nd = &g->nodes[n];
+  const float *d = x->data;
+  if (nd->op == LB_OP_CONV) {
+    tapgeo t = tap_geo(g, nd);
+    for (int64_t c = 0; c < t.C; c++)
+      for (int64_t kh = 0; kh < t.KH; kh++)
+        for (int64_t kw = 0; kw < t.KW; kw++) sum[(c * t.KH + kh) * t.KW + kw] += tap_sum(&t, d, c, kh, kw);
+    return;
+  }
+  int64_t len = lb_search_stat_len(g, n), ne = lb_tensor_numel(x);
+  if (nd->op == LB_OP_GEMM && nd->attr.trans_a) { /* x [K, M] */
+    for (int64_t i = 0; i < ne; i++) sum[i / (ne / len)] += d[i];
+    return;
+  }
+  for (int64_t i = 0; i < ne; i++) sum[i % len] += d[i];
+}
+
+/* Output channel j and statistic index c (input channel, times taps plus the tap for a conv) of
+ * weight element i of MAC node nd; 0, or -1
+ * for a weight layout the correction does not cover (a matmul by a constant of rank > 2). */
+static int wchan(const lb_graph *g, const lb_node *nd, int64_t i, int64_t *j, int64_t *c) {
+  const lb_value *w = &g->values[nd->in[1]];
+  if (nd->op == LB_OP_CONV) {
+    int64_t k = 1, cg = w->dims[1], m = w->dims[0];
+    for (int d = 2; d < w->rank; d++) k *= w->dims[d];
+    int64_t groups = g->values[nd->in[0]].dims[1] / (cg ? cg : 1), per = m / (groups ? groups : 1);
+    *j = i / (cg * k);
+    *c = ((*j / (per ? per : 1)) * cg + (i / k) % cg) * k + i % k;
+    return 0;
+  }
+  if (w->rank != 2) return -1;
+  int tb = nd->op == LB_OP_GEMM && nd->attr.trans_b;
+  *j = tb ? i / w->dims[1] : i % w->dims[1];
+  *c = tb ? i % w->dims[1] : i / w->dims[1];
+  return 0;
+}
+
+int lb_search_bias_corr(const lb_graph *g, uint32_t n, lb_dtype t, const float *scale,
+                        uint32_t n_scale, const double *mean, int64_t nb, double *corr) {
+  const lb_node *nd = &g->nodes[n];
+  const lb_value *w = &g->values[nd->in[1]];
+  int64_t nw = lb_value_numel(w), nj = w->dims[weight_axis(nd)], j, c;
+  int32_t qm = wmax(t);
+  if (nb != nj || (n_scale != 1 && (int64_t)n_scale != nj)) return -1;
+  memset(corr, 0, (size_t)nb * sizeof *corr);
+  const float *x = w->data;
+  for (int64_t i = 0; i < nw; i++) {
+    if (wchan(g, nd, i, &j, &c)) return -1;
+    float s = scale[n_scale > 1 ? j : 0];
+    double wq = (double)lb_qquantize(x[i], s, 0, -qm, qm) * s;
+    corr[j] += (wq - x[i]) * mean[c];
+  }
+  return 0;
+}
+
+void lb_search_bias_units(const double *corr, int64_t nb, float sa, const float *sw,
+                          uint32_t n_sw, int32_t *z) {
+  for (int64_t j = 0; j < nb; j++) {
+    double unit = (float)((double)sa * (double)sw[n_sw > 1 ? j : 0]);
+    double u = nearbyint(-corr[j] / unit);
+    z[j] = u > INT32_MAX / 2 ? INT32_MAX / 2 : u < -(INT32_MAX / 2) ? -(INT32_MAX / 2) : (int32_t)u;
+  }
 }
 
 /* ---- layers and options ------------------------------------------------------------------- */
@@ -225,8 +377,26 @@ static int fq_bias(lb_search *s, uint32_t li, int k, const int32_t *q, fqw *f) {
       b += t_real * sw * (double)csum;
     }
     double unit = (double)sa * sw;
-    f->b[j] = (float)(nearbyint(b / unit) * unit);
+    f->b[j] = (float)((nearbyint(b / unit) + (f->bz ? f->bz[j] : 0)) * unit);
   }
+  return 0;
+}
+
+/* The bias correction of layer li under option k (f->bz), for corrected weight dtypes of
+ * layers with a bias (s->mean). */
+static int bias_corr(lb_search *s, uint32_t li, int k, fqw *f) {
+  const lb_search_opt *o = &s->layers[li].opt[k];
+  uint32_t n = s->layers[li].node;
+  if (!s->mean[li] || o->act == LB_DTYPE_B1 || !lb_search_bias_corrected(o->weight)) return 0;
+  int64_t nb = lb_value_numel(&s->g->values[s->g->nodes[n].in[2]]);
+  double *corr = lb_malloc((size_t)nb * sizeof *corr + 1);
+  f->bz = lb_malloc((size_t)nb * sizeof *f->bz + 1);
+  if (!corr || !f->bz) return lb_free(corr), LB_ERR_NOMEM;
+  if (lb_search_bias_corr(s->g, n, o->weight, f->scale, f->n_scale, s->mean[li], nb, corr) == 0)
+    lb_search_bias_units(corr, nb, act_scale(s, s->g->nodes[n].in[0]), f->scale, f->n_scale, f->bz);
+  else
+    lb_free(f->bz), f->bz = NULL;
+  lb_free(corr);
   return 0;
 }
 
@@ -246,6 +416,7 @@ static int make_fq(lb_search *s, uint32_t li, int k) {
   f->n_scale = (uint32_t)ch;
   if (!rc) rc = lb_search_quant_weights(wv->data, nw, ch, inner, o->weight, f->scale, q);
   for (int64_t i = 0; !rc && i < nw; i++) f->w[i] = (float)q[i] * f->scale[(i / inner) % ch];
+  if (!rc) rc = bias_corr(s, li, k, f);
   if (!rc) rc = fq_bias(s, li, k, q, f);
   lb_free(q);
   return rc;
@@ -604,26 +775,55 @@ static void binary_fit(lb_search *s, uint32_t li, const uint64_t *h) {
   s->bin_scale[li] = n > 0 && dev > 0 ? (float)(dev / n * q->scale[0]) : 1.0f;
 }
 
-static int binary_params(lb_search *s, const unsigned char *f32, lb_diag *d) {
+/* Per layer that has a bias and a corrected option: room for its input's channel means. */
+static int alloc_means(lb_search *s) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_search_layer *L = &s->layers[li];
+    const lb_node *nd = &s->g->nodes[L->node];
+    int want = 0;
+    for (int k = 0; k < L->n_opt; k++)
+      want |= L->opt[k].combo && L->opt[k].act != LB_DTYPE_B1 && lb_search_bias_corrected(L->opt[k].weight);
+    if (!want || nd->n_in < 3 || nd->in[2] == LB_NONE) continue;
+    s->mean[li] = lb_calloc((size_t)lb_search_stat_len(s->g, L->node) + 1, sizeof(double));
+    if (!s->mean[li]) return LB_ERR_NOMEM;
+  }
+  return 0;
+}
+
+/* Adds one sample's 8-bit input histogram (binary thresholds) and input channel sums (bias
+ * correction) of every layer. */
+static void layer_stats(lb_search *s, uint64_t *hist) {
+  const lb_graph *g = s->g;
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    uint32_t n = s->layers[li].node, v = g->nodes[n].in[0];
+    if (s->mean[li]) lb_search_stat_add(g, n, &s->val[v], s->mean[li]);
+    const lb_qval *q = &s->p->v[v];
+    int32_t qmin, qmax;
+    lb_qrange(q->dtype, &qmin, &qmax);
+    if (qmax - qmin != 255) continue; /* not an 8-bit input: no binary option fits */
+    const float *x = s->val[v].data;
+    for (int64_t j = 0; j < lb_value_numel(&g->values[v]); j++)
+      hist[li * 256 + (uint32_t)(lb_qquantize(x[j], q->scale[0], q->zp[0], qmin, qmax) - qmin)]++;
+  }
+}
+
+/* One fp32 pass over the calibration set: binary parameters and input channel means. */
+static int calib_stats(lb_search *s, const unsigned char *f32, lb_diag *d) {
   const lb_graph *g = s->g;
   uint64_t *hist = lb_calloc((size_t)(s->n_layers + 1) * 256, sizeof(uint64_t));
-  int rc = hist ? 0 : LB_ERR_NOMEM;
+  int rc = hist ? alloc_means(s) : LB_ERR_NOMEM;
   mark_integer(s, NULL);
   for (int64_t i = 0; !rc && i < s->calib->dims[0]; i++) {
     set_input(s, s->calib, i);
     rc = run_nodes(s, f32, 0, d);
-    for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
-      uint32_t v = g->nodes[s->layers[li].node].in[0];
-      const lb_qval *q = &s->p->v[v];
-      int32_t qmin, qmax;
-      lb_qrange(q->dtype, &qmin, &qmax);
-      if (qmax - qmin != 255) continue; /* not an 8-bit input: no binary option fits */
-      const float *x = s->val[v].data;
-      for (int64_t j = 0; j < lb_value_numel(&g->values[v]); j++)
-        hist[li * 256 + (uint32_t)(lb_qquantize(x[j], q->scale[0], q->zp[0], qmin, qmax) - qmin)]++;
-    }
+    if (!rc) layer_stats(s, hist);
   }
-  for (uint32_t li = 0; !rc && li < s->n_layers; li++) binary_fit(s, li, hist + li * 256);
+  for (uint32_t li = 0; !rc && li < s->n_layers; li++) {
+    binary_fit(s, li, hist + li * 256);
+    uint32_t n = s->layers[li].node;
+    double per = (double)s->calib->dims[0] * lb_search_stat_count(g, n);
+    for (int64_t c = 0; s->mean[li] && c < lb_search_stat_len(g, n); c++) s->mean[li][c] /= per;
+  }
   lb_free(hist);
   return rc;
 }
@@ -683,10 +883,11 @@ static int setup(lb_search *s, lb_diag *d) {
   s->fq = lb_calloc((size_t)nl * LB_SEARCH_MAX_OPTS, sizeof *s->fq);
   s->bin_scale = lb_calloc(nl, sizeof(float));
   s->bin_thr = lb_calloc(nl, sizeof(int32_t));
+  s->mean = lb_calloc(nl, sizeof *s->mean);
   unsigned char *f32 = lb_calloc(nl, 1);
   unsigned char *base = lb_calloc(nl, 1);
-  if (!s->fq || !s->bin_scale || !s->bin_thr || !f32 || !base) rc = LB_ERR_NOMEM;
-  if (!rc) rc = binary_params(s, f32, d);
+  if (!s->fq || !s->bin_scale || !s->bin_thr || !s->mean || !f32 || !base) rc = LB_ERR_NOMEM;
+  if (!rc) rc = calib_stats(s, f32, d);
   for (uint32_t li = 0; !rc && li < s->n_layers; li++)
     for (int k = 0; !rc && k < s->layers[li].n_opt; k++) rc = make_fq(s, li, k);
   if (!rc) rc = reference(s, f32, d);
@@ -726,7 +927,9 @@ void lb_search_free(lb_search *s) {
   for (uint32_t v = 0; s->val && v < s->g->n_values; v++)
     if (!s->g->values[v].data && !s->g->values[v].is_input) lb_free(s->val[v].data);
   for (uint32_t i = 0; s->fq && i < s->n_layers * LB_SEARCH_MAX_OPTS; i++)
-    lb_free(s->fq[i].w), lb_free(s->fq[i].b), lb_free(s->fq[i].scale);
+    lb_free(s->fq[i].w), lb_free(s->fq[i].b), lb_free(s->fq[i].scale), lb_free(s->fq[i].bz);
+  for (uint32_t li = 0; s->mean && li < s->n_layers; li++) lb_free(s->mean[li]);
+  lb_free(s->mean);
   for (int k = 0; k < 4; k++) lb_free(s->tmp[k]);
   for (uint32_t i = 0; i < s->n_pts; i++) lb_free(s->pts[i].choice);
   free_snap(s);
@@ -1060,7 +1263,7 @@ static int knapsack(lb_search *s, const lb_search_opts *o, const goal *G, lb_dia
 
 typedef struct move {
   uint32_t li;
-  int k;
+  int k, failed;
   double gain; /* cycles saved per unit of added noise */
 } move;
 
@@ -1082,35 +1285,29 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
       double save = c0 - layer_cycles(s, li, k);
       if (save <= 0 || !lb_search_opt_realizable(s->g, L, k)) continue;
       double dn = L->noise[k] - L->noise[cur[li]];
-      mv[nm++] = (move){li, k, save / (dn > 1e-12 ? dn : 1e-12)};
+      mv[nm++] = (move){li, k, 0, save / (dn > 1e-12 ? dn : 1e-12)};
     }
   }
   qsort(mv, nm, sizeof *mv, by_gain);
-  /* quality falls with predicted noise: an assignment at least as noisy as one that already
-   * failed the goal is not worth an evaluation */
-  double bad = INFINITY;
-  for (uint32_t i = 0; i < s->n_pts; i++)
-    if (i != s->fp32_pt && !feasible(s, G, i) && realizable(s, &s->pts[i]))
-      bad = fmin(bad, predicted_noise(s, s->pts[i].choice));
-  int rc = 0;
-  uint32_t limit = s->n_layers / 2 + 2, tried = 0;
-  for (uint32_t m = 0; !rc && m < nm && tried < limit; m++) {
-    uint32_t li = mv[m].li, idx;
-    if (layer_cycles(s, li, mv[m].k) >= layer_cycles(s, li, cur[li])) continue;
-    unsigned char keep = cur[li];
-    cur[li] = (unsigned char)mv[m].k;
-    if (predicted_noise(s, cur) >= bad) {
-      cur[li] = keep;
-      continue;
-    }
-    rc = eval_point(s, cur, &idx, d);
-    tried++;
-    progress(o, "refine", tried, limit);
-    if (!rc && feasible(s, G, idx) && s->pts[idx].cycles < s->pts[s->chosen].cycles) {
-      s->chosen = idx;
-    } else {
-      if (!rc && !feasible(s, G, idx)) bad = fmin(bad, predicted_noise(s, cur));
-      cur[li] = keep;
+  /* every move is evaluated: skipping those predicted noisier than a point that failed (the
+   * noise of single layers does not add up exactly) missed feasible cheaper plans; and when
+   * later moves succeeded, up to two that failed are tried again in the new context (quality
+   * on a few hundred samples is not monotone in the noise) */
+  int rc = 0, moved = 0;
+  uint32_t limit = s->n_layers / 2 + 2, tried = 0, retried = 0;
+  for (int pass = 0; pass < 2 && !rc; pass++) {
+    for (uint32_t m = 0; !rc && m < nm && (pass ? moved && retried < 2 : tried < limit); m++) {
+      uint32_t li = mv[m].li, idx, ev = s->n_evals;
+      if (layer_cycles(s, li, mv[m].k) >= layer_cycles(s, li, cur[li]) || (pass && !mv[m].failed))
+        continue;
+      unsigned char keep = cur[li];
+      cur[li] = (unsigned char)mv[m].k;
+      rc = eval_point(s, cur, &idx, d);
+      tried += pass == 0, retried += pass && s->n_evals > ev;
+      progress(o, "refine", tried, limit);
+      mv[m].failed = rc || !feasible(s, G, idx) || s->pts[idx].cycles >= s->pts[s->chosen].cycles;
+      if (!mv[m].failed) s->chosen = idx, moved |= pass == 0;
+      else cur[li] = keep;
     }
   }
   progress(o, "refine", limit, limit);
@@ -1213,6 +1410,20 @@ static int set_weights(const lb_search *s, const unsigned char *choice, lb_qplan
   return 0;
 }
 
+/* The bias corrections the simulation applied, as the plan's bias zero points (search.h
+ * lb_search_bias_units; 0 where the chosen option has none). */
+static void set_bias_corr(const lb_search *s, const unsigned char *choice, lb_qplan *p) {
+  for (uint32_t li = 0; li < s->n_layers; li++) {
+    const lb_node *n = &s->g->nodes[s->layers[li].node];
+    const fqw *f = &s->fq[li * LB_SEARCH_MAX_OPTS + choice[li]];
+    if (n->n_in < 3 || n->in[2] == LB_NONE) continue;
+    lb_qval *b = &p->v[n->in[2]];
+    int64_t nb = lb_value_numel(&s->g->values[n->in[2]]);
+    if (b->role != LB_QROLE_BIAS || b->dtype == LB_DTYPE_F32 || (int64_t)b->n != nb) continue;
+    for (int64_t j = 0; j < nb; j++) b->zp[j] = f->bz ? f->bz[j] : 0;
+  }
+}
+
 int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p, lb_diag *d) {
   for (uint32_t li = 0; li < s->n_layers; li++) {
     const lb_search_layer *L = &s->layers[li];
@@ -1229,5 +1440,7 @@ int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p
   int rc = set_weights(s, choice, p);
   if (rc) return lb_diag_err(d, rc, "out of memory");
   p->method = "search";
-  return lb_quant_params(s->g, p, d);
+  LB_TRY(lb_quant_params(s->g, p, d));
+  set_bias_corr(s, choice, p);
+  return 0;
 }

@@ -159,6 +159,30 @@ int lb_search_apply(const lb_search *s, const unsigned char *choice, lb_qplan *p
 int lb_search_quant_weights(const float *w, int64_t n, int64_t ch, int64_t inner, lb_dtype t,
                             float *scale, int32_t *q); /* 0 or LB_ERR_NOMEM */
 
+/* Bias correction (Nagel et al. 2019, empirical): whether weights of dtype t get it (the
+ * sub-byte ones; b1 layers fold their own DC term). */
+int lb_search_bias_corrected(lb_dtype t);
+/* The input statistic of MAC node n: per input channel c and kernel tap t of a conv, the mean
+ * over output positions of the input value that tap reads (0 in the padding), at c * taps + t;
+ * per input channel for gemm/matmul. stat_add adds one sample's sums (x: node n's fp32 input
+ * [0]) into sum[stat_len]; divide by samples * stat_count for the means. With it the
+ * correction is exactly the mean output shift over all positions. */
+int64_t lb_search_stat_len(const lb_graph *g, uint32_t n);
+double lb_search_stat_count(const lb_graph *g, uint32_t n);
+void lb_search_stat_add(const lb_graph *g, uint32_t n, const lb_tensor *x, double *sum);
+/* corr[j] = sum over the weights of output channel j of node n of (Wq - W) * mean[c] (c: the
+ * weight's statistic index), Wq quantized to t with scale[n_scale] as lb_search_quant_weights
+ * does; nb bias values. -1 when nb is not the output channel count or the layout is not
+ * covered (then no correction). */
+int lb_search_bias_corr(const lb_graph *g, uint32_t n, lb_dtype t, const float *scale,
+                        uint32_t n_scale, const double *mean, int64_t nb, double *corr);
+/* z[j] = -rne(corr[j] / (s_act * s_w[j])): the correction in units of the int32 bias, with
+ * the bias scales lb_quant_params gives. A plan carries it as the bias's zero points: realize
+ * quantizes the fp32 bias b to rne(b / s) + z (QuantizeLinear's formula) and stores that
+ * integer with zero point 0, so every realization adds the corrected bias. */
+void lb_search_bias_units(const double *corr, int64_t nb, float sa, const float *sw,
+                          uint32_t n_sw, int32_t *z);
+
 /* ---- compiler/search_measure.c: realized assignments on the JIT (uses targets/target.h) ---- */
 
 struct lb_jit;
