@@ -445,7 +445,8 @@ END_TEST
 /* ---- AArch64 AOT under qemu, through the CLI ----------------------------------------------
  * `lowbit compile --quantize qdq|int8 --spec aarch64-*` + tests/aot/harness.c, run under
  * qemu, against `lowbit run` (the interpreter) on the same inputs: byte-identical outputs
- * (each model's output is an integer tensor dequantized by one multiply). */
+ * (each model's output is an integer tensor, or one dequantized by one multiply; the 16-bit
+ * models run their fp32 layers between int16 quantize/dequantize pairs). */
 
 static const struct {
   const char *model, *inputs[3], *quant, *spec, *cpu;
@@ -453,6 +454,8 @@ static const struct {
     {"qdq/qdq_mlp_u8", {"qdq/qdq_mlp_u8_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
     {"qdq/qdq_qat_s8", {"qdq/qdq_qat_s8_input"}, "--quantize qdq", "aarch64-neon", "cortex-a72"},
     {"qdq/qdq_fp16_cnn", {"qdq/qdq_fp16_cnn_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
+    {"qdq/qdq16_mlp", {"qdq/qdq16_mlp_input"}, "--quantize qdq", "aarch64-dotprod", "max"},
+    {"qdq/qdq16_io", {"qdq/qdq16_io_input"}, "--quantize qdq", "aarch64-neon", "cortex-a72"},
     {"multi/multi_input", {"multi/image_test", "multi/ids_test", "multi/aux_test"},
      "--quantize int8 --calib-method max --calib " MULTI "image_calib.npy," MULTI "ids_calib.npy,"
      MULTI "aux_calib.npy",
