@@ -601,7 +601,7 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {
   for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
   for (int64_t c = 0; pow2 && c < ch; c++) s[c] = lb_qpow2_up(s[c]); /* a shift layer's */
   int rc = 0;
-  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2)
+  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2 || lb_dtype_narrow8(q->dtype))
     rc = lb_search_quant_weights(x, lb_value_numel(w), ch, inner, q->dtype, s, NULL);
   if (!rc) rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
   lb_free(s);

@@ -71,7 +71,9 @@ static uint32_t add_node(rz *r, lb_op op, const char *name, const uint32_t *in, 
 /* Storage dtype of a quantized tensor's parameters and of constants outside the integer graph
  * (QDQ export, simulation): i4/i2 values live in i8 containers there. The integer graph stores
  * i4/i2 weights packed (packed_dtype), two and four to a byte as ir.h lays them out. */
-static lb_dtype storage(lb_dtype t) { return lb_dtype_bits(t) < 8 ? LB_DTYPE_I8 : t; }
+static lb_dtype storage(lb_dtype t) {
+  return lb_dtype_bits(t) < 8 || lb_dtype_narrow8(t) ? LB_DTYPE_I8 : t; /* (rn) i6/i5 too */
+}
 static lb_dtype packed_dtype(const rz *r, lb_dtype t) {
   return r->mode == LB_REALIZE_INT && lb_dtype_bits(t) < 8 && t != LB_DTYPE_B1 ? t : storage(t);
 }

@@ -314,7 +314,8 @@ static int opt_ok(const lb_qplan *p, const lb_spec_combo *c) {
   if (c->requant != LB_REQUANT_FP32 || c->out != p->act) return 0;
   if (c->act == LB_DTYPE_B1) return c->weight == LB_DTYPE_B1;
   if (c->act != p->act) return 0;
-  return c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2;
+  return c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2 ||
+         lb_dtype_narrow8(c->weight);
 }
 
 static void add_opts(lb_search *s, lb_search_layer *L) {
@@ -1318,7 +1319,7 @@ static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag 
 /* ---- hago-greedy ---------------------------------------------------------------------------- */
 
 static int opt_bits(const lb_search_opt *o) {
-  return o->combo ? lb_dtype_bits(o->weight) : 32;
+  return o->combo ? lb_dtype_value_bits(o->weight) : 32;
 }
 
 /* HAGO: each layer in order takes the fewest weight bits that keep the quality constraint. */

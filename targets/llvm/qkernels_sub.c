@@ -101,6 +101,7 @@ static LLVMValueRef x86_intr(lb_lw *L, const ntile *t, const char *n256, const c
 /* The sign-extension table {0..7, -8..-1} (int4) or {0, 1, -2, -1} (int2) in every 16-byte
  * lane, and the field mask. */
 static void ntile_consts(lb_lw *L, ntile *t) {
+  if (t->sp->bits == 8) return; /* narrow int8 weights: nothing to unpack */
   LLVMValueRef e[64];
   int bits = t->sp->bits, half = 1 << (bits - 1);
   for (int i = 0; i < t->vb; i++) {
@@ -116,6 +117,7 @@ static void ntile_consts(lb_lw *L, ntile *t) {
  * crossed a byte), mask, table lookup; AArch64: byte shifts left then arithmetic right. */
 static LLVMValueRef nfield(lb_lw *L, const ntile *t, LLVMValueRef x, int f) {
   int bits = t->sp->bits;
+  if (bits == 8) return x; /* narrow int8 weights: the packed bytes themselves */
   if (t->kind == LB_SUBK_SDOT || t->kind == LB_SUBK_SMLAL) {
     int up = 8 - bits * (f + 1);
     if (up) x = LLVMBuildShl(L->b, x, lb_ci(L, t->bt, up), "");
@@ -603,16 +605,47 @@ static int groups_bits(const lb_qk_shape *s, const void *b, int64_t G, int64_t K
 
 void lb_subw_shape(lb_lw *L, const int16_t *wp, int64_t count, lb_qk_shape *s) {
   if (!sub_enabled() || count <= 0) return;
-  for (int64_t i = 0; i < count; i++)
-    if (wp[i] < -8 || wp[i] > 7) return;
-  *s = lb_sub_shape(L->spec, s);
+  int lo = 0, hi = 0;
+  for (int64_t i = 0; i < count; i++) lo = wp[i] < lo ? wp[i] : lo, hi = wp[i] > hi ? wp[i] : hi;
+  lb_qk_shape n = lb_sub_shape(L->spec, s);
+  if ((lo >= -8 && hi <= 7) ||
+      (-lo <= LB_SUB_NARROW_WMAX && hi <= LB_SUB_NARROW_WMAX && lb_sub_kernel(&n) == LB_SUBK_MADDUBS))
+    *s = n;
+}
+
+/* Largest |element| of G packed groups of 8-bit B. */
+static int b_wmax(const void *b, int64_t count) {
+  int m = 0;
+  for (int64_t i = 0; i < count; i++) {
+    int v = ((const int8_t *)b)[i];
+    m = v > m ? v : -v > m ? -v : m;
+  }
+  return m;
+}
+
+int lb_sub_narrow(const lb_qk_shape *s, int64_t Kp, int64_t Np, int wmax, lb_subpacked *out) {
+  if (s->wide || lb_sub_kernel(s) != LB_SUBK_MADDUBS || wmax > LB_SUB_NARROW_WMAX) return 0;
+  *out = (lb_subpacked){.bits = 8, .chunk = lb_sub_chunk(s), .wmax = wmax, .wide = 0,
+                        .panel_elems = Kp * s->nr, .panel_bytes = Kp * s->nr,
+                        .n_panels = Np / s->nr};
+  return 1;
+}
+
+/* Narrow int8 weights on the vpmaddubsw kernel: the packed B bytes as they are. */
+static int narrow_try(lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp,
+                      int64_t Np, lb_subw *w, LLVMValueRef *blob) {
+  if (s->wide || !lb_sub_narrow(s, Kp, Np, b_wmax(b, G * Kp * Np), &w->geom)) return 0;
+  w->bits = 8;
+  w->group_bytes = Kp * Np;
+  *blob = lb_const_blob(L, b, (size_t)(G * Kp * Np), "qb_n8");
+  return 0;
 }
 
 int lb_subw_try(lb_lw *L, const lb_qk_shape *s, const void *b, int64_t G, int64_t Kp,
                 int64_t Np, lb_subw *w, LLVMValueRef *blob) {
   memset(w, 0, sizeof *w);
   int bits = sub_enabled() && Kp * Np > 0 ? groups_bits(s, b, G, Kp, Np) : 0;
-  if (!bits) return 0;
+  if (!bits) return sub_enabled() && Kp * Np > 0 ? narrow_try(L, s, b, G, Kp, Np, w, blob) : 0;
   size_t esz = s->wide ? 2 : 1;
   uint8_t *all = NULL;
   for (int64_t g = 0; g < G; g++) {
