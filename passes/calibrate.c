@@ -110,10 +110,19 @@ typedef struct calib {
   stat *st;   /* per value; NULL-histogram entries are not observed */
   unsigned char *watch;
   int pass;   /* 1: ranges, 2: histograms */
+  const lb_graph *g;
+  double **bsum; /* per node: sums of its input statistic (bias correction), or NULL */
 } calib;
+
+/* Pass 1 adds the input statistic of every node reading v that takes a bias correction. */
+static void observe_inputs(calib *c, uint32_t v, const lb_tensor *t) {
+  for (uint32_t n = 0; c->bsum && c->pass == 1 && n < c->g->n_nodes; n++)
+    if (c->bsum[n] && c->g->nodes[n].in[0] == v) lb_search_stat_add(c->g, n, t, c->bsum[n]);
+}
 
 static int observe(void *user, uint32_t v, const lb_tensor *t) {
   calib *c = user;
+  if (t->dtype == LB_DTYPE_F32) observe_inputs(c, v, t);
   if (!c->watch[v] || t->dtype != LB_DTYPE_F32) return 0;
   stat *s = &c->st[v];
   const float *x = t->data;
@@ -422,13 +431,56 @@ static int start_hist(const lb_graph *g, calib *c) {
   return 0;
 }
 
+/* ---- bias correction of a plan's sub-byte layers (search.h) --------------------------------
+ * A calibrated plan with narrow weights (a hand-edited plan's i4, i2 ...) gets the bias
+ * correction the search simulates for them, from the same functions; a plan file's own bias
+ * zero points (its correction) are kept. */
+
+static int corrected(const lb_graph *g, const lb_qplan *p, uint32_t n) {
+  const lb_node *nd = &g->nodes[n];
+  if (!p->l[n].integer || (nd->op != LB_OP_CONV && nd->op != LB_OP_GEMM && nd->op != LB_OP_MATMUL))
+    return 0;
+  if (nd->n_in < 3 || nd->in[2] == LB_NONE || !g->values[nd->in[1]].data) return 0;
+  const lb_qval *b = &p->v[nd->in[2]];
+  return lb_search_bias_corrected(p->v[nd->in[1]].dtype) && b->role == LB_QROLE_BIAS && !b->yaml_at;
+}
+
+static double **bias_sums(const lb_graph *g, const lb_qplan *p, int *rc) {
+  double **b = lb_calloc(g->n_nodes ? g->n_nodes : 1, sizeof *b);
+  for (uint32_t n = 0; b && n < g->n_nodes; n++)
+    if (corrected(g, p, n) && !(b[n] = lb_calloc((size_t)lb_search_stat_len(g, n) + 1, sizeof(double))))
+      *rc = LB_ERR_NOMEM;
+  if (!b) *rc = LB_ERR_NOMEM;
+  return b;
+}
+
+/* The bias zero points of the corrected layers from the input sums of `samples` samples. */
+static int bias_corrections(const lb_graph *g, lb_qplan *p, double **sum, int64_t samples) {
+  for (uint32_t n = 0; n < g->n_nodes; n++) {
+    const lb_node *nd = &g->nodes[n];
+    if (!sum[n]) continue;
+    const lb_qval *w = &p->v[nd->in[1]];
+    lb_qval *b = &p->v[nd->in[2]];
+    int64_t nb = lb_value_numel(&g->values[nd->in[2]]), len = lb_search_stat_len(g, n);
+    if ((int64_t)b->n != nb || !p->v[nd->in[0]].n) continue;
+    for (int64_t c = 0; c < len; c++) sum[n][c] /= (double)samples * lb_search_stat_count(g, n);
+    double *corr = lb_malloc((size_t)nb * sizeof *corr + 1);
+    if (!corr) return LB_ERR_NOMEM;
+    if (lb_search_bias_corr(g, n, w->dtype, w->scale, w->n, sum[n], nb, corr) == 0)
+      lb_search_bias_units(corr, nb, p->v[nd->in[0]].scale[0], w->scale, w->n, b->zp);
+    lb_free(corr);
+  }
+  return 0;
+}
+
 int lb_quant_calibrate_inputs(const lb_graph *g, lb_qplan *p, const lb_calib_input *src,
                               const lb_calib_opts *o, lb_diag *diag) {
   LB_TRY(lb_calib_check(g, src, diag));
   calib c = {p, lb_calloc(g->n_values ? g->n_values : 1, sizeof(stat)),
-             lb_calloc(g->n_values ? g->n_values : 1, 1), 1};
+             lb_calloc(g->n_values ? g->n_values : 1, 1), 1, g, NULL};
   feed f = {0};
   int rc = !c.st || !c.watch || feed_open(g, src, &f) ? LB_ERR_NOMEM : 0;
+  if (!rc) c.bsum = bias_sums(g, p, &rc);
   for (uint32_t v = 0; !rc && v < g->n_values; v++)
     c.watch[v] = p->v[v].dtype != LB_DTYPE_F32 && p->v[v].role == LB_QROLE_ACT &&
                  !g->values[v].data && !(p->v[v].yaml_at && p->v[v].n);
@@ -444,9 +496,12 @@ int lb_quant_calibrate_inputs(const lb_graph *g, lb_qplan *p, const lb_calib_inp
   for (uint32_t v = 0; c.st && v < g->n_values; v++) lb_free(c.st[v].pos), lb_free(c.st[v].neg);
   lb_free(c.st), lb_free(c.watch);
   feed_close(&f);
-  if (rc == LB_ERR_NOMEM) return lb_diag_err(diag, rc, "out of memory");
   p->method = lb_calib_method_name(o->method);
-  return rc ? rc : lb_quant_params(g, p, diag);
+  if (!rc) rc = lb_quant_params(g, p, diag);
+  if (!rc) rc = bias_corrections(g, p, c.bsum, src[0].n);
+  for (uint32_t n = 0; c.bsum && n < g->n_nodes; n++) lb_free(c.bsum[n]);
+  lb_free(c.bsum);
+  return rc == LB_ERR_NOMEM ? lb_diag_err(diag, rc, "out of memory") : rc;
 }
 
 /* ---- per-layer SQNR ------------------------------------------------------------------------ */

@@ -98,6 +98,13 @@ lb_cost lb_cost_node(const lb_spec *s, const lb_graph *g, uint32_t id, const lb_
   int kind = lb_spec_opkind_of(g, id);
   if (!c && kind >= 0)
     c = lb_spec_find(s, (lb_spec_opkind)kind, act, lb_spec_opkind_has_weight((lb_spec_opkind)kind) ? wdt : act);
+  if (!c && kind < 0 && !lb_dtype_is_float(act)) { /* a layout op (pad, transpose) in an */
+    lb_cost r2 = {0, 0, act_memory(s, g, n, act)}; /* integer region moves its dtype's bytes */
+    const lb_spec_combo *a = lb_spec_find(s, LB_SPEC_ACTIVATION, act, act);
+    r2.epilogue = per_cycle((double)lb_value_numel(&g->values[n->out[0]]),
+                            elem_rate(a) > 0 ? elem_rate(a) : f32_elem_rate(s, kind));
+    return r2;
+  }
   if (!c) act = LB_DTYPE_F32;
   int64_t out_el = lb_value_numel(&g->values[n->out[0]]);
   int64_t in_el = n->n_in && n->in[0] != LB_NONE ? lb_value_numel(&g->values[n->in[0]]) : 0;

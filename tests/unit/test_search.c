@@ -301,6 +301,57 @@ START_TEST(bias_correction) {
 }
 END_TEST
 
+/* A calibrated hand plan with i8_w4 on every layer gets the bias zero points the search sets for
+ * the same assignment (the same statistics and functions), and some are not 0. */
+START_TEST(hand_plan_bias_correction) {
+  lb_graph *g;
+  lb_spec *spec;
+  lb_tensor cal;
+  lb_diag d = {0};
+  ck_assert_int_eq(lb_onnx_load(MODELS "digits_cnn.onnx", &g, &d), 0);
+  ck_assert_int_eq(lb_pass_prepare_fp32(g, &d), 0);
+  ck_assert_int_eq(lb_spec_load("x86-64-avx2", &spec, &d), 0);
+  ck_assert_int_eq(lb_npy_read(MODELS "digits_calib_x.npy", &cal, &d), 0);
+  lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, 0};
+  lb_qplan *p = lb_qplan_new(g), *h = lb_qplan_new(g);
+  ck_assert_int_eq(lb_quant_annotate(g, spec, p, &d), 0);
+  ck_assert_int_eq(lb_quant_calibrate(g, p, &cal, &co, &d), 0);
+  lb_search *s;
+  ck_assert_int_eq(lb_search_new(g, spec, p, &cal, &cal, NULL, &s, &d), 0);
+  unsigned char c[64];
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
+    const lb_search_layer *L = lb_search_layer_at(s, li);
+    c[li] = (unsigned char)L->base;
+    for (int k = 0; k < L->n_opt; k++)
+      if (L->opt[k].combo && strcmp(L->opt[k].label, "i8_w4") == 0) c[li] = (unsigned char)k;
+    h->l[L->node].want = "i8_w4";
+  }
+  ck_assert_msg(lb_search_apply(s, c, p, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_annotate(g, spec, h, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_calibrate(g, h, &cal, &co, &d) == 0, "%s", d.msg);
+  int nonzero = 0, biases = 0;
+  for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
+    const lb_node *n = &g->nodes[lb_search_layer_at(s, li)->node];
+    if (n->n_in < 3 || n->in[2] == LB_NONE) continue;
+    const lb_qval *a = &p->v[n->in[2]], *b = &h->v[n->in[2]];
+    ck_assert_int_eq(h->v[n->in[1]].dtype, LB_DTYPE_I4);
+    ck_assert_uint_eq(a->n, b->n);
+    for (uint32_t j = 0; j < a->n; j++) {
+      ck_assert_int_eq(a->zp[j], b->zp[j]);
+      nonzero += a->zp[j] != 0;
+    }
+    biases++;
+  }
+  ck_assert_int_ge(biases, 3);
+  ck_assert_int_gt(nonzero, 0);
+  lb_search_free(s);
+  lb_qplan_free(p), lb_qplan_free(h);
+  lb_spec_free(spec);
+  lb_free(cal.data);
+  lb_graph_free(g);
+}
+END_TEST
+
 /* ---- searches on the digits models -------------------------------------------------------- */
 
 typedef struct run {
@@ -877,6 +928,7 @@ Suite *search_suite(void) {
   tcase_add_test(k, weight_quant);
   tcase_add_test(k, clip_mse);
   tcase_add_test(k, bias_correction);
+  tcase_add_test(k, hand_plan_bias_correction);
   suite_add_tcase(s, k);
   TCase *t = tcase_create("digits");
   tcase_set_timeout(t, 600);
