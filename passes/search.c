@@ -1263,8 +1263,9 @@ static int knapsack(lb_search *s, const lb_search_opts *o, const goal *G, lb_dia
 /* ---- greedy refinement (auto, step 3) ------------------------------------------------------- */
 
 typedef struct move {
-  uint32_t li;
+  uint32_t li; /* the layer, or LB_NONE: every layer that has an option labelled `label` */
   int k, failed;
+  const char *label;
   double gain; /* cycles saved per unit of added noise */
 } move;
 
@@ -1273,46 +1274,77 @@ static int by_gain(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag *d) {
-  unsigned char *cur = lb_malloc(s->n_layers + 1);
-  move *mv = lb_calloc((size_t)s->n_layers * LB_SEARCH_MAX_OPTS + 1, sizeof *mv);
-  if (!cur || !mv) return lb_free(cur), lb_free(mv), LB_ERR_NOMEM;
-  memcpy(cur, s->pts[s->chosen].choice, s->n_layers);
-  uint32_t nm = 0;
+/* Applies m to cur where it makes a layer cheaper; 0 if nothing changes. */
+static int apply_move(const lb_search *s, const move *m, unsigned char *cur) {
+  int changed = 0;
   for (uint32_t li = 0; li < s->n_layers; li++) {
     const lb_search_layer *L = &s->layers[li];
-    double c0 = layer_cycles(s, li, cur[li]);
-    for (int k = 0; k < L->n_opt; k++) {
-      double save = c0 - layer_cycles(s, li, k);
-      if (save <= 0 || !lb_search_opt_realizable(s->g, L, k)) continue;
-      double dn = L->noise[k] - L->noise[cur[li]];
-      mv[nm++] = (move){li, k, 0, save / (dn > 1e-12 ? dn : 1e-12)};
-    }
+    int k = m->li == li ? m->k : -1;
+    for (int o = 0; m->li == LB_NONE && o < L->n_opt; o++)
+      if (L->opt[o].combo && strcmp(L->opt[o].label, m->label) == 0) k = o;
+    if (k < 0 || !lb_search_opt_realizable(s->g, L, k) ||
+        layer_cycles(s, li, k) >= layer_cycles(s, li, cur[li]))
+      continue;
+    cur[li] = (unsigned char)k, changed = 1;
   }
-  qsort(mv, nm, sizeof *mv, by_gain);
-  /* every move is evaluated: skipping those predicted noisier than a point that failed (the
-   * noise of single layers does not add up exactly) missed feasible cheaper plans; and when
-   * later moves succeeded, up to two that failed are tried again in the new context (quality
-   * on a few hundred samples is not monotone in the noise) */
-  int rc = 0, moved = 0;
-  uint32_t limit = s->n_layers / 2 + 2, tried = 0, retried = 0;
+  return changed;
+}
+
+static double layers_cycles(const lb_search *s, const unsigned char *c) {
+  double t = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++) t += layer_cycles(s, li, c[li]);
+  return t;
+}
+
+/* The moves from cur, best gain first: every cheaper option of one layer, and every precision
+ * label taken by all the layers that have it (a uniform plan can pass where each of its single
+ * moves failed: quality on a few hundred samples is not monotone in the noise). */
+static uint32_t make_moves(const lb_search *s, const unsigned char *cur, move *mv,
+                           unsigned char *tmp) {
+  uint32_t nm = 0, n = 0;
+  for (uint32_t li = 0; li < s->n_layers; li++)
+    for (int k = 0; k < s->layers[li].n_opt; k++) {
+      const lb_search_opt *o = &s->layers[li].opt[k];
+      mv[nm++] = (move){li, k, 0, NULL, 0};
+      int seen = !o->combo;
+      for (uint32_t i = 0; i < nm && !seen; i++) seen = mv[i].label && strcmp(mv[i].label, o->label) == 0;
+      if (!seen) mv[nm++] = (move){LB_NONE, 0, 0, o->label, 0};
+    }
+  for (uint32_t m = 0; m < nm; m++) {
+    memcpy(tmp, cur, s->n_layers);
+    if (!apply_move(s, &mv[m], tmp)) continue;
+    double dn = predicted_noise(s, tmp) - predicted_noise(s, cur);
+    mv[m].gain = (layers_cycles(s, cur) - layers_cycles(s, tmp)) / (dn > 1e-12 ? dn : 1e-12);
+    mv[n++] = mv[m];
+  }
+  qsort(mv, n, sizeof *mv, by_gain);
+  return n;
+}
+
+/* Greedy moves from the chosen point, each evaluated; a move that fails is tried once more
+ * (up to two) after later ones succeeded. Every move is evaluated: skipping those predicted
+ * noisier than a point that failed missed feasible cheaper plans (noise does not add up). */
+static int refine(lb_search *s, const lb_search_opts *o, const goal *G, lb_diag *d) {
+  unsigned char *cur = lb_malloc(s->n_layers + 1), *tmp = lb_malloc(s->n_layers + 1);
+  move *mv = lb_calloc((size_t)s->n_layers * LB_SEARCH_MAX_OPTS * 2 + 1, sizeof *mv);
+  int rc = !cur || !tmp || !mv ? LB_ERR_NOMEM : 0, moved = 0;
+  if (!rc) memcpy(cur, s->pts[s->chosen].choice, s->n_layers);
+  uint32_t nm = rc ? 0 : make_moves(s, cur, mv, tmp), limit = s->n_layers / 2 + 2, tried = 0,
+           retried = 0;
   for (int pass = 0; pass < 2 && !rc; pass++) {
     for (uint32_t m = 0; !rc && m < nm && (pass ? moved && retried < 2 : tried < limit); m++) {
-      uint32_t li = mv[m].li, idx, ev = s->n_evals;
-      if (layer_cycles(s, li, mv[m].k) >= layer_cycles(s, li, cur[li]) || (pass && !mv[m].failed))
-        continue;
-      unsigned char keep = cur[li];
-      cur[li] = (unsigned char)mv[m].k;
-      rc = eval_point(s, cur, &idx, d);
+      uint32_t idx, ev = s->n_evals;
+      memcpy(tmp, cur, s->n_layers);
+      if ((pass && !mv[m].failed) || !apply_move(s, &mv[m], tmp)) continue;
+      rc = eval_point(s, tmp, &idx, d);
       tried += pass == 0, retried += pass && s->n_evals > ev;
       progress(o, "refine", tried, limit);
       mv[m].failed = rc || !feasible(s, G, idx) || s->pts[idx].cycles >= s->pts[s->chosen].cycles;
-      if (!mv[m].failed) s->chosen = idx, moved |= pass == 0;
-      else cur[li] = keep;
+      if (!mv[m].failed) s->chosen = idx, moved |= pass == 0, memcpy(cur, tmp, s->n_layers);
     }
   }
   progress(o, "refine", limit, limit);
-  lb_free(cur), lb_free(mv);
+  lb_free(cur), lb_free(tmp), lb_free(mv);
   return rc;
 }
 
