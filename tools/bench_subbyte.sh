@@ -11,7 +11,8 @@
 # -cpu max) and aarch64-neon (qemu -cpu cortex-a72, where the spec has the plan's combinations)
 # and its AOT output on the first evaluation sample compared byte for byte with the interpreter.
 # Not a test: timings depend on the machine and its load. Environment: BUILD (build/),
-# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3), ARM (0), LARGE (0), LB_ORT_DIR (as bench_int8.sh).
+# SPEC (x86-64-avx2), ITERS (200), ROUNDS (3), ARM (0), LARGE (0), LB_ORT_DIR (as bench_int8.sh),
+# PLAN (LARGE=1: a plan file for ResNet-18, e.g. from `lowbit search`, timed in the same rounds).
 # Kernel-level figures: build/bench_gemm --sub SPEC [MxNxK ...].
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -88,10 +89,11 @@ for name in digits_mlp digits_cnn digits_resnet; do
 done
 }
 
-# ---- ResNet-18 (LARGE=1): hand plans with every 3x3 conv of layer1-4 at int4 (int2) weights ----
-# against all-int8 and ONNX Runtime int8 (QDQ model from `lowbit quantize`, one thread) in the
-# same rounds; CPU ms medians of ROUNDS rounds, weight bytes (.rodata) and the output SQNR
-# against fp32 over the first 16 samples of calib64.npy (calibration: calib.npy).
+# ---- ResNet-18 (LARGE=1): hand plans with every 3x3 conv of layer1-4 at int6 / int5 / int4 /
+# int2 weights, and PLAN if given, against all-int8 and ONNX Runtime int8 (QDQ model from
+# `lowbit quantize`, one thread) in the same rounds; CPU ms medians of ROUNDS rounds, weight
+# bytes (.rodata) and the output SQNR against fp32 over the first 16 samples of calib64.npy
+# (calibration: calib.npy).
 [ "${LARGE:-0}" = 1 ] || { digits; exit 0; }
 large=$root/tests/models/large onnx=$root/tests/models/large/resnet18.onnx
 ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
@@ -103,13 +105,14 @@ calib=$large/calib.npy
   --plan-out "$work/r_i8.yaml" > /dev/null 2>&1
 # the 16 3x3 convs: conv1 of every block (.../relu), conv2 of the first blocks of layer2-4
 # (.../bn2, before the residual add the downsample conv takes) and of the others (.../relu_1);
-# w4: all 16 at int4, w4l4: only layer4's (4 convs), w2: all at int2. Their weight tensors get
-# the int8 max scales times 127/7 (127/1): a plan naming i8_w4 without its weight tensors keeps
-# the int8 scale and clips the weights to +-7 (see targets/NEEDS.md, k4 01:02).
+# w6 / w5 / w4: all 16 at int6 / int5 / int4, w4l4: only layer4's (4 convs), w2: all at int2.
+# Their weight tensors get the int8 max scales times 127/qmax (qmax 31, 15, 7, 1): a plan naming
+# i8_w4 without its weight tensors keeps the int8 scale and clips the weights to +-7 (see
+# targets/NEEDS.md, k4 01:02).
 /usr/bin/python3 - "$work/r_i8.yaml" "$work" << 'PY'
 import re, sys
 src = open(sys.argv[1]).read().split('\n')
-for name, bits, layers in (('w4', 4, '1234'), ('w4l4', 4, '4'), ('w2', 2, '1234')):
+for name, bits, layers in (('w6', 6, '1234'), ('w5', 5, '1234'), ('w4', 4, '1234'), ('w4l4', 4, '4'), ('w2', 2, '1234')):
     qmax, out = (1 << (bits - 1)) - 1, []
     for l in src:
         m = re.match(r'  - \{output: "/layer(\d)/layer\d\.(\d)/([^"]+)", op: conv, precision: i8,', l)
@@ -127,8 +130,10 @@ PY
 "$lowbit" quantize "$onnx" --spec "$spec" --calib "$calib" -o "$work/r_qdq.onnx" -q
 "$lowbit" run "$onnx" --spec "$spec" -i "$work/eval.npy" --batch -o "$work/r_f32.npy" --engine jit > /dev/null 2>&1
 sqnr() { /usr/bin/python3 -c 'import sys, numpy as np; r = np.load(sys.argv[1]).astype(np.float64); y = np.load(sys.argv[2]).astype(np.float64); print("%.1f" % (10 * np.log10((r * r).sum() / ((r - y) ** 2).sum())))' "$@"; }
+variants="i8 w6 w5 w4 w4l4 w2"
+if [ -n "${PLAN:-}" ]; then cp "$PLAN" "$work/r_plan.yaml"; variants="$variants plan"; fi
 declare -A sq wb
-for v in i8 w4 w4l4 w2; do
+for v in $variants; do
   plan=(--plan "$work/r_$v.yaml")
   "$lowbit" compile "$onnx" --spec "$spec" "${plan[@]}" --calib "$calib" -o "$work/r_$v.o" > /dev/null 2>&1
   wb[$v]=$(rodata "$work/r_$v.o")
@@ -139,16 +144,17 @@ declare -A ts
 declare -a to=()
 rbench() { "$lowbit" bench "$onnx" --spec "$spec" --calib "$calib" -i "$large/input.npy" --iters 30 --warmup 3 --json --plan "$work/r_$1.yaml" 2> /dev/null | field cpu_median_ms; }
 for ((r = 0; r < rounds; r++)); do
-  for v in i8 w4 w4l4 w2; do ts[$v]="${ts[$v]:-} $(rbench $v)"; done
+  for v in $variants; do ts[$v]="${ts[$v]:-} $(rbench $v)"; done
   to+=("$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$work/r_qdq.onnx" "$large/input.npy" 30 3 | sed -n 's/.*"cpu_median_ms": *\([0-9.]*\).*/\1/p')")
 done
 mo=$(printf '%s\n' "${to[@]}" | median)
 echo
 echo "ResNet-18 ($spec, 1 thread, CPU ms medians of $rounds rounds; SQNR vs fp32 on 16 samples)"
 printf '%-26s %9s %9s %9s %12s\n' plan "cpu ms" "/ORT i8" "SQNR dB" "weight B"
-for v in i8 w4 w4l4 w2; do
+for v in $variants; do
   m=$(printf '%s\n' ${ts[$v]} | median)
   printf '%-26s %9.2f %9.3f %9s %12s\n' "lowbit $v" "$m" "$(awk "BEGIN { print $m / $mo }")" "${sq[$v]}" "${wb[$v]}"
 done
 printf '%-26s %9.2f %9.3f\n' "ORT int8 (QDQ)" "$mo" 1
-echo "i8: all int8; w4 / w2: the 16 3x3 convs of layer1-4 at int4 / int2 weights; w4l4: layer4's only"
+echo "i8: all int8; w6 / w5 / w4 / w2: the 16 3x3 convs of layer1-4 at int6 / int5 / int4 / int2 weights;"
+echo "w4l4: layer4's only; plan: $(basename "${PLAN:-none}")"
