@@ -61,11 +61,13 @@ int64_t lb_qfixed_term(int method, int32_t acc, float m) {
   lb_qfixed f = lb_qfixed_of(m);
   int64_t M = f.mult;
   int32_t sh = f.shift;
-  if (method == LB_REQUANT_SHIFT && (M == (1 << 30) || M == -(1 << 30))) M *= 2, sh -= 1;
+  int pow2 = method == LB_REQUANT_SHIFT && (M == (1 << 30) || M == -(1 << 30));
+  if (pow2) sh -= 1; /* m = +-2^sh: t = +-x below */
   int ls = sh < 0 ? 0 : sh > 32 ? 32 : sh, rs = sh > 0 ? 0 : -sh > 40 ? 40 : -sh;
   int64_t x = (int64_t)acc * ((int64_t)1 << ls);
   x = x < INT32_MIN ? INT32_MIN : x > INT32_MAX ? INT32_MAX : x;
   int64_t t = floor_shift(x * M + ((int64_t)1 << 30), 31);
+  if (pow2) t = M > 0 ? x : x == INT32_MIN ? INT32_MAX : -x; /* saturating negate */
   return floor_shift(t + (((int64_t)1 << rs) >> 1), rs);
 }
 

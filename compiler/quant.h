@@ -38,7 +38,8 @@ int32_t lb_requantize2(int32_t a, float ma, int32_t b, float mb, int32_t zp, int
  * SaturatingRoundingDoublingHighMul too; its RoundingDivideByPOT rounds half away from zero:
  * lowbit does not). The clamps of ls and rs change no result (bigger shifts saturate or give 0).
  * shift: the same, except that an exact power of two m = +-2^-n is applied as a single rounding
- * shift (M = +-2^31, rs = n: t = x, y = x / 2^n rounded half up); calibration makes every scale
+ * shift (rs = n, t = x, or -x saturated to int32 for m < 0 (SQNEG); y = x / 2^n rounded half
+ * up; the same for m = +-2^n >= 1 with ls = n); calibration makes every scale
  * of a shift layer a power of two, so only average pooling over a window that is not a power
  * of two takes the multiply there. The two-input form (add, conv + residual) sums the two y terms
  * exactly (no int32 sum of them can wrap: |y| <= 2^31 each, then clamped) before clamp and z. */

@@ -16,9 +16,9 @@
 #include "spec.h"
 #include "tensor_io.h"
 
+#include "../digits.h"
 #include "../quick.h"
 
-#define MODELS LB_SOURCE_DIR "/tests/models/"
 #define MAX_DROP 0.5   /* points of top-1 accuracy */
 #define SQNR_FLOOR 12.0 /* dB, every quantized layer, simulated vs fp32 */
 
@@ -31,40 +31,6 @@ static const model_case cases[] = {
     {"digits_cnn", "digits_test_x", "digits_calib_x"},
     {"digits_resnet", "digits16_test_x", "digits16_calib_x"},
 };
-
-static lb_tensor load_npy(const char *stem) {
-  char path[512];
-  lb_tensor t;
-  lb_diag d = {0};
-  snprintf(path, sizeof path, MODELS "%s.npy", stem);
-  ck_assert_msg(lb_npy_read(path, &t, &d) == 0, "%s", d.msg);
-  return t;
-}
-
-static lb_graph *load_prepared(const char *stem) {
-  char path[512];
-  lb_graph *g;
-  lb_diag d = {0};
-  snprintf(path, sizeof path, MODELS "%s.onnx", stem);
-  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
-  return g;
-}
-
-/* Sample i of x as g's input (x holds numel(input) floats per sample). */
-static lb_tensor sample(const lb_graph *g, const lb_tensor *x, int64_t i) {
-  const lb_value *v = &g->values[g->inputs[0]];
-  lb_tensor t = {v->dtype, v->rank, {0}, (float *)x->data + i * lb_value_numel(v)};
-  memcpy(t.dims, v->dims, sizeof t.dims);
-  return t;
-}
-
-static int64_t argmax(const float *y, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (y[i] > y[b]) b = i;
-  return b;
-}
 
 /* Top-1 accuracy in percent; top1[i] receives each prediction when not NULL. */
 static double accuracy(const lb_graph *g, const lb_tensor *x, const lb_tensor *y, int64_t *top1) {

@@ -19,12 +19,12 @@
 #include "tensor_io.h"
 
 #include "../aot.h"
+#include "../digits.h"
 #include "../quick.h"
 
 #define FIXED LB_REQUANT_FIXED_POINT
 #define SHIFT LB_REQUANT_SHIFT
 #define SPECS LB_SOURCE_DIR "/tests/specs/good/"
-#define MODELS LB_SOURCE_DIR "/tests/models/"
 
 /* ---- the scalar definition ---------------------------------------------------------------- */
 
@@ -82,6 +82,9 @@ static const rq_case rq_cases[] = {
     {FIXED, INT32_MAX, 0x1p-31f, 0, -128, 127, 1}, {FIXED, INT32_MIN, 0x1p-31f, 0, -128, 127, -1},
     {FIXED, INT32_MAX, 0x1p-40f, 3, -128, 127, 3}, {SHIFT, INT32_MAX, 0x1p-31f, 0, -128, 127, 1},
     {SHIFT, INT32_MIN, 0x1p-31f, 0, -128, 127, -1}, {SHIFT, (1 << 30) - 1, 0x1p-31f, 0, -128, 127, 0},
+    /* shift, m = -1: -(-2^31) saturates to 2^31 - 1 (SQNEG), then as any t */
+    {SHIFT, INT32_MIN, -1.0f, 0, INT32_MIN, INT32_MAX, INT32_MAX},
+    {SHIFT, INT32_MIN, -0x1p-32f, 0, -128, 127, 0}, {SHIFT, INT32_MIN, -0x1p-31f, 0, -128, 127, 1},
     /* zero and subnormal multipliers give the zero point */
     {FIXED, 12345, 0.0f, 7, -128, 127, 7}, {SHIFT, -12345, 1e-40f, -3, -128, 127, -3},
     /* fp32 method: the float definition (0.25 * 6 = 1.5 -> 2 half even, 2.5 -> 2) */
@@ -122,12 +125,14 @@ static int64_t ref_term(int method, int32_t acc, float m) {
   double f = frexp((double)m, &e); /* m = f * 2^e, 0.5 <= |f| < 1 */
   if (m == 0.0f || fabsf(m) < 0x1p-126f) return 0;
   __int128 M = (__int128)ldexp(f, 31);
-  if (method == SHIFT && fabs(f) == 0.5) M *= 2, e -= 1;
+  int p2 = method == SHIFT && fabs(f) == 0.5;
+  if (p2) M *= 2, e -= 1; /* M = +-2^31: t = +-x, -(-2^31) saturated */
   int ls = e < 0 ? 0 : e > 32 ? 32 : e, rs = e > 0 ? 0 : -e > 40 ? 40 : -e;
   __int128 x = (__int128)acc << ls;
   if (x > INT32_MAX) x = INT32_MAX;
   if (x < INT32_MIN) x = INT32_MIN;
   __int128 t = floor_div(2 * x * M + ((__int128)1 << 31), 32);
+  if (p2 && t > INT32_MAX) t = INT32_MAX;
   return (int64_t)(rs ? floor_div(t + ((__int128)1 << (rs - 1)), rs) : t);
 }
 
@@ -176,25 +181,6 @@ END_TEST
 
 /* ---- the pipeline ------------------------------------------------------------------------- */
 
-static lb_tensor load_npy(const char *stem) {
-  char path[512];
-  lb_tensor t;
-  lb_diag d = {0};
-  snprintf(path, sizeof path, MODELS "%s.npy", stem);
-  ck_assert_msg(lb_npy_read(path, &t, &d) == 0, "%s", d.msg);
-  return t;
-}
-
-static lb_graph *load_prepared(const char *stem) {
-  char path[512];
-  lb_graph *g;
-  lb_diag d = {0};
-  snprintf(path, sizeof path, MODELS "%s.onnx", stem);
-  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
-  return g;
-}
-
 static lb_qplan *annotated(const lb_graph *g, const lb_spec *s) {
   lb_qplan *p = lb_qplan_new(g);
   lb_diag d = {0};
@@ -230,21 +216,12 @@ static int check_nodes(const lb_graph *q, int method, int pow2) {
   return n;
 }
 
-static int64_t argmax(const float *y, int64_t n) {
-  int64_t b = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (y[i] > y[b]) b = i;
-  return b;
-}
-
 /* Top-1 accuracy (percent) of g on x/y through the interpreter, and, with j, the JIT's output
  * bytes equal to the interpreter's on every sample. */
 static double accuracy(const lb_graph *g, const lb_tensor *x, const lb_tensor *y, lb_jit *j) {
-  const lb_value *iv = &g->values[g->inputs[0]];
-  int64_t ok = 0, n = y->dims[0], per = lb_value_numel(iv);
+  int64_t ok = 0, n = y->dims[0];
   for (int64_t i = 0; i < n; i++) {
-    lb_tensor in = {iv->dtype, iv->rank, {0}, (float *)x->data + i * per}, out, got;
-    memcpy(in.dims, iv->dims, sizeof in.dims);
+    lb_tensor in = sample(g, x, i), out, got;
     lb_diag d = {0};
     ck_assert_msg(lb_interp_run(g, &in, &out, &d) == 0, "%s", d.msg);
     if (j) {
@@ -354,10 +331,8 @@ START_TEST(text_round_trip) {
   for (uint32_t k = 0; k < q->n_nodes; k++)
     ck_assert_int_eq(back->nodes[k].attr.requant, q->nodes[k].attr.requant);
   ck_assert_int_gt(check_nodes(back, SHIFT, 1), 0);
-  const lb_value *iv = &q->values[q->inputs[0]];
   for (int64_t i = 0; i < 8; i++) {
-    lb_tensor in = {iv->dtype, iv->rank, {0}, (float *)x.data + i * lb_value_numel(iv)}, a, b;
-    memcpy(in.dims, iv->dims, sizeof in.dims);
+    lb_tensor in = sample(q, &x, i), a, b;
     ck_assert_msg(lb_interp_run(q, &in, &a, &d) == 0, "%s", d.msg);
     ck_assert_msg(lb_interp_run(back, &in, &b, &d) == 0, "%s", d.msg);
     ck_assert(!memcmp(a.data, b.data, lb_dtype_bytes(a.dtype, lb_tensor_numel(&a))));
