@@ -157,11 +157,8 @@ LLVMValueRef lb_qrequant(struct lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc
 LLVMValueRef lb_qrequant_fixed(struct lb_lw *L, int method, LLVMValueRef acc, LLVMValueRef m,
                                LLVMValueRef r, LLVMValueRef mr, int32_t zy, int32_t lo,
                                int32_t hi);
-/* lb_qrequant for L->rq fixed_point or shift (quant.h; lb_qrequant dispatches to it): the
- * same fp32 multipliers m and mr, exact i64 arithmetic per lane (qrequant.c). Any path that
- * requantizes without lb_qrequant must be limited to !lb_requant_integer(L->rq). */
-LLVMValueRef lb_qrequant_fixed(struct lb_lw *L, int method, LLVMValueRef acc, LLVMValueRef m,
-                               LLVMValueRef r, LLVMValueRef mr, int32_t zy, int32_t lo,
-                               int32_t hi);
+/* 1 when every requantize multiplier of integer node n is below 1 in magnitude (bounded by
+ * its input scales over its output scale), so no left shift: L->rq_below1. */
+int lb_qrequant_below1(const lb_graph *g, const lb_node *n);
 
 #endif

@@ -29,6 +29,7 @@ typedef struct lb_lw {
   LLVMValueRef fn; /* function being emitted */
   int n_globals;   /* counter for unique constant names */
   int rq;          /* requantize method (attrs.requant) of the integer node being lowered */
+  int rq_below1;   /* ... and every multiplier of that node is below 1 (lb_qrequant_below1) */
 } lb_lw;
 
 /* Sets up context (ctx == NULL: a new owned one), module, builder and the target machine for

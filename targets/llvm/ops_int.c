@@ -908,6 +908,7 @@ int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
 
 int lb_lower_int(lb_lw *L, lb_op_args *a) {
   L->rq = a->node->attr.requant; /* lb_qrequant's method for this node */
+  L->rq_below1 = lb_qrequant_below1(a->g, a->node);
   if (lb_binary_node(a->g, (uint32_t)(a->node - a->g->nodes))) return lb_lower_bin(L, a);
   for (uint32_t i = 0; i < a->node->n_in && i < 4; i++) {
     const lb_value *v = in_val(a, i);

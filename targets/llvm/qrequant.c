@@ -4,6 +4,7 @@
  * every lane computes exactly lb_requantize_by / lb_requantize2_by of quant.c; the multiplier
  * stays the fp32 m every caller already passes (scalar, splat or per lane; LLVM folds the
  * decomposition of constants). Why i32 is exact where quant.c uses i64 is said at each step. */
+#include <math.h>
 #include <string.h>
 
 #include "lower.h"
@@ -89,10 +90,14 @@ static LLVMValueRef sqrdmulh(lb_lw *L, LLVMTypeRef it, LLVMValueRef x, LLVMValue
 static LLVMValueRef term(lb_lw *L, LLVMTypeRef it, LLVMValueRef acc, LLVMValueRef m, int method) {
   dec d = decompose(L, it, m, method);
   /* x = sat32(acc * 2^ls): the shift is exact unless shifting back differs; ls 31 for 32
-   * saturates every acc but 0 and -1, as 32 does, and gives -2^31 for -1, as sat(-2^32) */
-  LLVMValueRef x = bin(L, LLVMShl, acc, d.ls);
-  LLVMValueRef sat = bin(L, LLVMXor, bin(L, LLVMAShr, acc, lb_ci(L, it, 31)), lb_ci(L, it, INT32_MAX));
-  x = sel(L, cmp(L, LLVMIntEQ, bin(L, LLVMAShr, x, d.ls), acc), x, sat);
+   * saturates every acc but 0 and -1, as 32 does, and gives -2^31 for -1, as sat(-2^32).
+   * ls is 0 in every lane when the node's multipliers are all below 1. */
+  LLVMValueRef x = acc;
+  if (!L->rq_below1) {
+    LLVMValueRef sat = bin(L, LLVMXor, bin(L, LLVMAShr, acc, lb_ci(L, it, 31)), lb_ci(L, it, INT32_MAX));
+    x = bin(L, LLVMShl, acc, d.ls);
+    x = sel(L, cmp(L, LLVMIntEQ, bin(L, LLVMAShr, x, d.ls), acc), x, sat);
+  }
   LLVMValueRef t = sqrdmulh(L, it, x, d.M);
   if (d.p2) { /* t = +-x; -(-2^31) saturates to 2^31 - 1, which rounds and clamps as 2^31
                * does for every rs (the caller's bounds are below 2^30) */
@@ -127,4 +132,25 @@ LLVMValueRef lb_qrequant_fixed(lb_lw *L, int method, LLVMValueRef acc, LLVMValue
   if (r) y = mm2(L, "llvm.sadd.sat", it, y, term(L, it, r, lanes_of(L, it, mr), method));
   y = mm2(L, "llvm.smin", it, mm2(L, "llvm.smax", it, y, lb_ci(L, it, l)), lb_ci(L, it, h));
   return bin(L, LLVMAdd, y, lb_ci(L, it, zy));
+}
+
+/* Largest scale of value v (0 when it has none). */
+static double max_scale(const lb_graph *g, uint32_t v) {
+  double s = 0;
+  if (v == LB_NONE || !g->values[v].q.scale) return 0;
+  for (uint32_t i = 0; i < g->values[v].q.n; i++) s = fmax(s, fabs(g->values[v].q.scale[i]));
+  return s;
+}
+
+/* Every multiplier of an integer node is lb_qmul of one or two of its inputs' scales (inputs
+ * 0, 1: activations or weights; 3: the residual) over the output's, or smaller (pooling
+ * divides by the count): bounded by the largest such quotient. 0.99 leaves room for the
+ * rounding of m to fp32. */
+int lb_qrequant_below1(const lb_graph *g, const lb_node *n) {
+  const lb_quant *y = &g->values[n->out[0]].q;
+  if (!y->n || !y->scale || n->n_in < 1 || !(y->scale[0] > 0)) return 0;
+  double s0 = max_scale(g, n->in[0]), s1 = n->n_in > 1 ? max_scale(g, n->in[1]) : 0;
+  double s3 = n->n_in > 3 ? max_scale(g, n->in[3]) : 0;
+  double b = fmax(fmax(s0, s1), fmax(s0 * s1, s3)) / y->scale[0];
+  return y->n == 1 && b < 0.99;
 }

@@ -15,6 +15,7 @@
 #include "passes.h"
 #include "quantize.h"
 #include "spec.h"
+#include "qkernels.h"
 #include "target.h"
 #include "tensor_io.h"
 
@@ -384,11 +385,18 @@ static void put_list(char **p, const char *end, const char *pre, int n, const in
   *p += snprintf(*p, (size_t)(end - *p), "]");
 }
 
-static lb_graph *edge_graph(const char *method, int residual, lb_dtype yt) {
+/* below1: every multiplier (and the residual's) below 1, as most layers have them (the
+ * backends then drop the left shift: lb_qrequant_below1); the output scale 2 and weight
+ * scales 2 m keep every input scale over the output's below 1 too. */
+static lb_graph *edge_graph(const char *method, int residual, lb_dtype yt, int below1) {
   static char text[1 << 17];
   int32_t bias[N], ones[N], zeros[N];
   float m[N];
-  for (unsigned i = 0; i < N; i++) edge_case(i, &bias[i], &m[i]), ones[i] = 1, zeros[i] = 0;
+  for (unsigned i = 0; i < N; i++) {
+    edge_case(i, &bias[i], &m[i]), ones[i] = 1, zeros[i] = 0;
+    while (below1 && m[i] >= 0.98f) m[i] *= 0.125f;
+    if (below1) m[i] *= 2.0f; /* the weight scale: m = 1 * 2m / 2 */
+  }
   char *p = text, *end = text + sizeof text;
   int zy = yt == LB_DTYPE_U8 ? 128 : -3;
   const char *t = lb_dtype_name(yt), *rz = yt == LB_DTYPE_U8 ? "133" : "5";
@@ -409,9 +417,9 @@ static lb_graph *edge_graph(const char *method, int residual, lb_dtype yt) {
   if (residual)
     p += snprintf(p, (size_t)(end - p), "  %%rq: %s[%d,%d] quant(scale=0.375, zero_point=%s) = "
                   "quantize(%%r, %%rs, %%rz) {axis=1}\n", t, R, N, rz);
-  p += snprintf(p, (size_t)(end - p), "  %%y: %s[%d,%d] quant(scale=1, zero_point=%d) = gemm(%%xq, "
+  p += snprintf(p, (size_t)(end - p), "  %%y: %s[%d,%d] quant(scale=%d, zero_point=%d) = gemm(%%xq, "
                 "%%w, %%b%s) {trans_a=0, trans_b=1, alpha=1, beta=1, requantize=%s}\n  output %%y\n}\n",
-                t, R, N, zy, residual ? ", %rq" : "", method);
+                t, R, N, below1 ? 2 : 1, zy, residual ? ", %rq" : "", method);
   ck_assert(p < end - 1);
   lb_graph *g = NULL;
   lb_diag d = {0};
@@ -446,9 +454,11 @@ START_TEST(emitted_edge_cases) {
   const char *method = strstr(edge_specs[_i], "shift") ? "shift" : "fixed_point";
   int arm = !strncmp(lb_spec_llvm_triple(s), "aarch64", 7);
   rng = 777u + (unsigned)_i;
-  for (int v = 0; v < (arm ? 2 : 4); v++) {
+  for (int v = 0; v < 8; v++) {
     int residual = v & 1;
-    lb_graph *g = edge_graph(method, residual, v & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8);
+    if (arm && (v & 3) == 2) continue; /* qemu is slow: i8 and i8 + residual, u8 + residual */
+    lb_graph *g = edge_graph(method, residual, v & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8, v >> 2);
+    ck_assert_int_eq(lb_qrequant_below1(g, &g->nodes[g->n_nodes - 1]), v >> 2);
     lb_tensor in[2], want, got;
     edge_inputs(in, residual);
     snprintf(what, sizeof what, "%s %s%s", edge_specs[_i], lb_dtype_name(v & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8),
@@ -473,8 +483,8 @@ START_TEST(emitted_edge_cases) {
     const int32_t *bias = g->values[g->nodes[g->n_nodes - 1].in[2]].data;
     int mth = strcmp(method, "shift") ? FIXED : SHIFT, zy = v & 2 ? 128 : -3;
     for (int n = 0; !residual && n < N; n++) {
-      int32_t q = lb_requantize_by(mth, bias[n] + 2, w->q.scale[n], zy, v & 2 ? 0 : -128,
-                                   v & 2 ? 255 : 127);
+      int32_t q = lb_requantize_by(mth, bias[n] + 2, lb_qmul(1.0f, w->q.scale[n], v & 4 ? 2.0f : 1.0f),
+                                   zy, v & 2 ? 0 : -128, v & 2 ? 255 : 127);
       int32_t e = v & 2 ? ((uint8_t *)want.data)[2 * N + n] : ((int8_t *)want.data)[2 * N + n];
       ck_assert_int_eq(e, q);
     }
