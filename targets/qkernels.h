@@ -30,7 +30,10 @@
  * AVX2 choice, measured (tools/bench_int8.sh, Zen 5 host, x86-64-avx2 code, CPU ms per run):
  * ResNet-18 pmaddwd 19.4-20.8 vs pmaddubsw sign trick 21.5-21.6, MobileNetV2 4.3-4.6 vs
  * 4.8-5.0: the bundled AVX2 spec keeps `kernel: pmaddwd`; a spec naming pmaddubsw gets the
- * sign-trick kernel (weights in [-127, 127], else pmaddwd). */
+ * sign-trick kernel (weights in [-127, 127], else pmaddwd). The ceiling there: independent
+ * vpmaddwd + vpaddd pairs retire at ~1.75 per cycle against 2 FMAs (vpmaddubsw + vpmaddwd
+ * share the same two multiply pipes), so int8 GEMM time is >= ~0.57x fp32; a 1x1 conv with
+ * K = 576 measures 0.58x, K = 16..64 0.63-0.84x (the requantize epilogue per tile). */
 typedef enum {
   LB_QK_PMADDWD = 0,
   LB_QK_VPDPBUSD,
