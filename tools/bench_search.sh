@@ -43,9 +43,10 @@ run() { # model calib test
 $(summary "$log")
 EOF
     c=$(lat "$log" chosen); i=$(lat "$log" int8)
-    awk -v n="$name" -v s="$st" -v c="$cost" -v q="$q" -v f="$fq" -v lc="$c" -v li="$i" 'BEGIN {
+    secs=$(tail -n 1 "$log" | sed -E 's/.* evaluations in ([0-9.]+) s.*/\1/')
+    awk -v n="$name" -v s="$st" -v c="$cost" -v q="$q" -v f="$fq" -v lc="$c" -v li="$i" -v t="$secs" 'BEGIN {
       r = (lc != "" && li != "" && li > 0) ? sprintf("%.2f (%s / %s us)", lc / li, lc, li) : "(chosen = int8)"
-      printf "%-14s %-12s %7.1f%% %8s %8.2f%% %8.2f%%   %s\n", n, s, 100 - c, (f - q <= 1.0 ? "yes" : "no"), q, f, r
+      printf "%-14s %-12s %7.1f%% %8s %8.2f%% %8.2f%% %7.2f s   %s\n", n, s, 100 - c, (f - q <= 1.0 ? "yes" : "no"), q, f, t, r
     }' >> "$TABLE"
   done
   sed -n '/^Pareto front/,/^search/p' "$OUT/$name.auto.txt" | sed '$d'
@@ -58,6 +59,6 @@ run "$M/digits_ops.onnx" "$M/digits_calib_x.npy" "$M/digits_test_x.npy"
 run "$M/digits_resnet.onnx" "$M/digits16_calib_x.npy" "$M/digits16_test_x.npy"
 echo
 echo "cost = reduction of the chosen plan's cost (modeled; 'measured' row: measured) vs all-int8"
-printf '%-14s %-12s %8s %8s %9s %9s   %s\n' model strategy cost "<=1pt" accuracy fp32 \
+printf '%-14s %-12s %8s %8s %9s %9s %9s   %s\n' model strategy cost "<=1pt" accuracy fp32 search \
   "latency chosen/int8 (JIT, thread CPU median)"
 cat "$TABLE"
