@@ -129,7 +129,7 @@ static int64_t ref_term(int method, int32_t acc, float m) {
   int p2 = method == SHIFT && fabs(f) == 0.5;
   if (p2) M *= 2, e -= 1; /* M = +-2^31: t = +-x, -(-2^31) saturated */
   int ls = e < 0 ? 0 : e > 32 ? 32 : e, rs = e > 0 ? 0 : -e > 40 ? 40 : -e;
-  __int128 x = (__int128)acc << ls;
+  __int128 x = (__int128)acc * ((__int128)1 << ls);
   if (x > INT32_MAX) x = INT32_MAX;
   if (x < INT32_MIN) x = INT32_MIN;
   __int128 t = floor_div(2 * x * M + ((__int128)1 << 31), 32);
