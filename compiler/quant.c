@@ -1,7 +1,7 @@
-/* The one integer requantize definition (see quant.h for the exact rules), the scale and
- * zero-point helpers every pass and kernel uses, and the quantization plan with its YAML
- * writer and located reader. Invariant: no other file rounds, clamps or scales an int32
- * accumulator; the backends emit the arithmetic of lb_requantize/lb_requantize2 literally. */
+/* The integer requantize definitions (fp32, fixed_point, shift: quant.h gives the exact
+ * rules), the scale and zero-point helpers every pass and kernel uses, and the quantization
+ * plan with its YAML writer and located reader. Invariant: no other file rounds, clamps or
+ * scales an int32 accumulator; the backends emit the arithmetic of lb_requantize(2)(_by). */
 #include <errno.h>
 #include <stdarg.h>
 #include <math.h>

@@ -1,7 +1,8 @@
-/* Integer quantization: THE one requantize definition (used by the interpreter and emitted by
- * every backend, bit-exact everywhere), scale/zero-point arithmetic, the quantization plan
- * (per-layer precision, per-tensor parameters) and its YAML form. Invariant: every integer
- * result in lowbit is computed through lb_requantize/lb_requantize2 and the lb_q* helpers here, so
+/* Integer quantization: THE requantize definitions, one per spec method (fp32, fixed_point,
+ * shift; used by the interpreter and emitted by every backend, bit-exact everywhere),
+ * scale/zero-point arithmetic, the quantization plan (per-layer precision, per-tensor
+ * parameters) and its YAML form. Invariant: every integer result in lowbit is computed through
+ * lb_requantize(2) / lb_requantize(2)_by and the lb_q* helpers here, so
  * changing the semantics means changing this file and nothing else. */
 #ifndef LB_QUANT_H
 #define LB_QUANT_H
