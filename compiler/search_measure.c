@@ -535,6 +535,53 @@ static int measure_all(mctx *m, unsigned char *want, lb_diag *d) {
   return 0;
 }
 
+/* The change of fp32 layers a and b together against the all-int8 plan minus their changes
+ * alone (us): the conversions between neighbours, which their figures alone both count. */
+static int pair_us(mctx *m, uint32_t a, uint32_t b, unsigned char *want, double *us,
+                   lb_diag *d) {
+  const lb_search *s = m->e->s;
+  const lb_graph *g = m->e->g;
+  const lb_search_layer *La = lb_search_layer_at(s, a), *Lb = lb_search_layer_at(s, b);
+  const double *ua = m->us + (size_t)a * LB_SEARCH_MAX_OPTS, *ub = m->us + (size_t)b * LB_SEARCH_MAX_OPTS;
+  char name[600], key[1024];
+  snprintf(name, sizeof name, "%s|%s", g->nodes[La->node].name, g->nodes[Lb->node].name);
+  make_key(m, name, "f32+f32", key, sizeof key);
+  const centry *c = cache_find(&m->c, key); /* the pair's figure, as a layer's */
+  if (c) return *us = c->us - ua[0] - ub[0], m->st->cached++, 0;
+  memset(want, 0, lb_search_n_layers(s));
+  for (uint32_t i = 0; i < lb_search_n_layers(s); i++)
+    m->choice[i] = (unsigned char)lb_search_layer_at(s, i)->base;
+  double total;
+  if (!m->base.n) LB_TRY(time_variant(m, want, 0, &total, &m->base, d));
+  m->choice[a] = m->choice[b] = 0; /* option 0 is fp32 (search.c add_opts) */
+  stepset both = {0};
+  LB_TRY(time_variant(m, want, 0, &total, &both, d));
+  double fig = fmax(0.0, ua[La->base] + ub[Lb->base] + changed_us(&both, &m->base));
+  *us = fig - ua[0] - ub[0];
+  stepset_free(&both);
+  m->st->timed++;
+  return cache_put(&m->c, key, fig) ? lb_diag_err(d, LB_ERR_NOMEM, "out of memory") : 0;
+}
+
+/* Every layer b whose neighbour a (lb_search_neighbour) has fp32 and base figures as b does:
+ * pa[b] = a and pc[b] = their pair correction in us (pa[b] = -1 for the others). */
+static int measure_pairs(mctx *m, unsigned char *want, int *pa, double *pc, lb_diag *d) {
+  const lb_search *s = m->e->s;
+  for (uint32_t b = 0; b < lb_search_n_layers(s); b++) {
+    int a = pa[b] = lb_search_neighbour(s, b);
+    if (a < 0) continue;
+    const double *ua = m->us + (size_t)a * LB_SEARCH_MAX_OPTS, *ub = m->us + (size_t)b * LB_SEARCH_MAX_OPTS;
+    const lb_search_layer *La = lb_search_layer_at(s, (uint32_t)a), *Lb = lb_search_layer_at(s, b);
+    if (La->opt[0].combo || Lb->opt[0].combo || ua[0] < 0 || ub[0] < 0 || ua[La->base] < 0 ||
+        ub[Lb->base] < 0) {
+      pa[b] = -1;
+      continue;
+    }
+    LB_TRY(pair_us(m, (uint32_t)a, b, want, &pc[b], d));
+  }
+  return 0;
+}
+
 /* The fp32 model's steps summed (the all-fp32 assignment, whose islands all merge), from the
  * cache or timed. */
 static int time_fp32(mctx *m, double *us, lb_diag *d) {
@@ -583,13 +630,20 @@ int lb_search_measure_layers(const lb_search_env *e, const lb_measure_opts *o,
            (unsigned long long)hash_file("/proc/self/exe"));
   for (size_t i = 0; !rc && i < n; i++) m.us[i] = -1;
   if (!rc && o->cache) cache_load(&m.c, o->cache);
-  double f32 = 0;
+  double f32 = 0, *pc = calloc(nl + 1, sizeof *pc);
+  int *pa = calloc(nl + 1, sizeof *pa);
+  if (!rc && (!pc || !pa)) rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
   if (!rc) rc = measure_all(&m, want, d);
+  if (!rc) rc = measure_pairs(&m, want, pa, pc, d);
   if (!rc) rc = time_fp32(&m, &f32, d);
   double ghz = lb_spec_clock_ghz(e->spec) > 0 ? lb_spec_clock_ghz(e->spec) : 1.0;
   for (size_t i = 0; !rc && i < n; i++) m.us[i] = m.us[i] >= 0 ? m.us[i] * ghz * 1e3 : -1;
   if (!rc && lb_search_set_measured(s, m.us, m.rest_us * ghz * 1e3, f32 * ghz * 1e3))
     rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  for (uint32_t b = 0; !rc && b < nl; b++)
+    if (pa[b] >= 0 && lb_search_set_pair(s, (uint32_t)pa[b], b, pc[b] * ghz * 1e3))
+      rc = lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
+  free(pa), free(pc);
   if (!rc && o->cache) rc = cache_save(&m.c, o->cache, d);
   cache_free(&m.c);
   stepset_free(&m.base);

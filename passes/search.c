@@ -36,6 +36,7 @@ struct lb_search {
   double *meas;     /* --measure: cycles [layer * LB_SEARCH_MAX_OPTS + opt], <0 unknown; or NULL */
   double meas_rest; /* measured cycles of the rest of the all-int8 plan */
   double meas_f32;  /* measured cycles of the fp32 model (<0: unknown) */
+  double *pair;     /* --measure: [a * n_layers + b] correction of neighbours a, b both fp32 */
   /* evaluation */
   int64_t n_eval, out_n, sample_n;
   lb_tensor *val;        /* per value, one sample */
@@ -657,11 +658,22 @@ static double rest_cycles(const lb_search *s, const unsigned char *choice, doubl
   return cyc;
 }
 
+/* The pair corrections of the neighbours that are both fp32 under choice (measured mode). */
+static double pairs_of(const lb_search *s, const unsigned char *choice) {
+  double c = 0;
+  for (uint32_t a = 0; s->pair && a < s->n_layers; a++)
+    for (uint32_t b = 0; b < s->n_layers; b++)
+      if (!s->layers[a].opt[choice[a]].combo && !s->layers[b].opt[choice[b]].combo)
+        c += s->pair[(size_t)a * s->n_layers + b];
+  return c;
+}
+
 /* Modeled: every node from the spec. Measured: the measured rest of the all-int8 plan plus
  * the measured layers (an fp32 layer's figure already holds the change of the rest its island
- * brings: conversions, neighbours running fp32; lb_search_set_measured). Islands are added up
- * as if apart, which counts the conversions between adjacent fp32 layers twice; the all-fp32
- * assignment, where that error would be largest, is the fp32 model measured whole. */
+ * brings: conversions, neighbours running fp32; lb_search_set_measured). Two neighbouring
+ * fp32 layers would count the conversions between them twice: their pair correction
+ * (lb_search_set_pair) takes that back; the all-fp32 assignment is the fp32 model measured
+ * whole. */
 double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t *wbytes) {
   int64_t wb = 0;
   for (uint32_t li = 0; li < s->n_layers; li++)
@@ -676,6 +688,7 @@ double lb_search_cycles(const lb_search *s, const unsigned char *choice, int64_t
   }
   double cyc = s->meas ? s->meas_rest : rest_cycles(s, choice, bw);
   for (uint32_t li = 0; li < s->n_layers; li++) cyc += layer_cost(s, li, choice[li], bw);
+  if (s->meas) cyc += pairs_of(s, choice);
   if (wbytes) *wbytes = wb;
   return cyc;
 }
@@ -699,9 +712,31 @@ static double layer_cycles(const lb_search *s, uint32_t li, int k) {
   return layer_cost(s, li, k, s->wbw);
 }
 
+int lb_search_neighbour(const lb_search *s, uint32_t b) {
+  const lb_graph *g = s->g;
+  uint32_t v = g->nodes[s->layers[b].node].in[0];
+  for (uint32_t p = g->values[v].producer; p != LB_NONE; p = g->values[g->nodes[p].in[0]].producer) {
+    if (s->layer_of[p] != LB_NONE) return (int)s->layer_of[p];
+    int kind = lb_spec_opkind_of(g, p);
+    if ((kind >= 0 && lb_spec_opkind_has_weight((lb_spec_opkind)kind)) || g->nodes[p].n_in < 1 ||
+        g->nodes[p].in[0] == LB_NONE)
+      return -1; /* another MAC node, or a source: no searched neighbour */
+  }
+  return -1;
+}
+
+int lb_search_set_pair(lb_search *s, uint32_t a, uint32_t b, double cycles) {
+  if (!s->pair && !(s->pair = lb_calloc((size_t)s->n_layers * s->n_layers + 1, sizeof *s->pair)))
+    return LB_ERR_NOMEM;
+  s->pair[(size_t)a * s->n_layers + b] = cycles;
+  for (uint32_t i = 0; i < s->n_pts; i++)
+    s->pts[i].cycles = lb_search_cycles(s, s->pts[i].choice, &s->pts[i].weight_bytes);
+  return 0;
+}
+
 int lb_search_set_measured(lb_search *s, const double *cycles, double rest, double f32) {
-  lb_free(s->meas);
-  s->meas = NULL;
+  lb_free(s->meas), lb_free(s->pair);
+  s->meas = NULL, s->pair = NULL;
   if (cycles) {
     size_t n = (size_t)(s->n_layers ? s->n_layers : 1) * LB_SEARCH_MAX_OPTS;
     if (!(s->meas = lb_malloc(n * sizeof *s->meas))) return LB_ERR_NOMEM;
@@ -937,6 +972,7 @@ void lb_search_free(lb_search *s) {
   lb_free(s->val), lb_free(s->is_fq), lb_free(s->integer), lb_free(s->layer_of);
   lb_free(s->layers), lb_free(s->fq), lb_free(s->bin_scale), lb_free(s->bin_thr);
   lb_free(s->ref), lb_free(s->ref_top), lb_free(s->work), lb_free(s->pts), lb_free(s->meas);
+  lb_free(s->pair);
   lb_free(s);
 }
 

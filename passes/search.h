@@ -125,6 +125,13 @@ double lb_search_layer_cycles(const lb_search *s, const unsigned char *choice, u
  * LB_ERR_NOMEM. */
 int lb_search_set_measured(lb_search *s, const double *cycles, double rest, double f32);
 int lb_search_measured(const lb_search *s);
+/* The searched layer whose output layer b reads through weightless nodes only (its first
+ * input's chain), or -1. */
+int lb_search_neighbour(const lb_search *s, uint32_t b);
+/* --measure: the correction of neighbours a and b both fp32 (cycles added to the sum of their
+ * figures alone: the conversions between them, counted in both, taken back); after
+ * lb_search_set_measured, which clears them. 0 or LB_ERR_NOMEM. */
+int lb_search_set_pair(lb_search *s, uint32_t a, uint32_t b, double cycles);
 /* Evaluates an assignment on the whole evaluation set. */
 int lb_search_score_of(lb_search *s, const unsigned char *choice, lb_search_score *out,
                        lb_diag *d);
@@ -217,7 +224,8 @@ typedef struct lb_measure_stats {
 
 /* --measure: times every realizable option of every layer on this host (one profiled plan per
  * precision label: the layers that have it take it, the others stay at their base; per-step
- * medians of thread CPU time), and the rest of the all-int8 plan; figures found in the cache
+ * medians of thread CPU time), the rest of the all-int8 plan, and each pair of neighbours in
+ * fp32 together (lb_search_set_pair: cached as the pair's figure, label f32+f32); figures found in the cache
  * (key: spec name and hash of its resolved text, model file hash, hash of this executable,
  * layer name, precision label) are not timed again. Hands the figures to
  * lb_search_set_measured and writes the cache back atomically. */

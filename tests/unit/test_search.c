@@ -719,6 +719,16 @@ START_TEST(measured_costs_drive_search) {
   unsigned char all_f32[64] = {0}; /* option 0 is fp32 in every layer */
   ck_assert_double_eq_tol(lb_search_cycles(r.s, all_f32, NULL), f32, 1e-9);
   ck_assert_double_eq_tol(lb_search_fp32(r.s)->cycles, f32, 1e-9);
+  /* neighbours both fp32 get their pair correction, one of them alone does not */
+  int a = lb_search_neighbour(r.s, 1);
+  ck_assert_int_eq(a, 0); /* digits_cnn: conv -> relu -> conv */
+  unsigned char two[64], one[64];
+  memcpy(two, base, nl), memcpy(one, base, nl);
+  two[0] = two[1] = one[1] = 0;
+  double c2 = lb_search_cycles(r.s, two, NULL), c1 = lb_search_cycles(r.s, one, NULL);
+  ck_assert_int_eq(lb_search_set_pair(r.s, 0, 1, -77.0), 0);
+  ck_assert_double_eq_tol(lb_search_cycles(r.s, two, NULL), c2 - 77.0, 1e-9);
+  ck_assert_double_eq_tol(lb_search_cycles(r.s, one, NULL), c1, 1e-9);
   ck_assert_int_eq(lb_search_set_measured(r.s, NULL, 0, 0), 0);
   ck_assert_double_eq_tol(lb_search_cycles(r.s, base, NULL), modeled, 1e-9);
   unrun(&r);
@@ -734,17 +744,19 @@ static int count_lines(const char *path) {
   return n;
 }
 
-/* The options of r's search: per-layer figures (every option of every layer) and distinct
- * precision labels other than f32 and the layers' int8 base. */
-static void spec_options(run *r, uint32_t *figs, uint32_t *labels) {
+/* The options of r's search: per-layer figures (every option of every layer, and one per
+ * pair of fp32 neighbours) and distinct precision labels other than f32 and the layers' int8
+ * base; *pairs: the neighbour pairs (each one more plan). */
+static void spec_options(run *r, uint32_t *figs, uint32_t *labels, uint32_t *pairs) {
   lb_diag d = {0};
   lb_search *s;
   const char *seen[64];
   ck_assert_int_eq(lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &s, &d), 0);
-  *figs = *labels = 0;
+  *figs = *labels = *pairs = 0;
   for (uint32_t li = 0; li < lb_search_n_layers(s); li++) {
     const lb_search_layer *L = lb_search_layer_at(s, li);
     *figs += (uint32_t)L->n_opt;
+    *pairs += lb_search_neighbour(s, li) >= 0;
     for (int k = 0; k < L->n_opt; k++) {
       int dup = k == L->base || !L->opt[k].combo;
       for (uint32_t j = 0; j < *labels && !dup; j++) dup = strcmp(seen[j], L->opt[k].label) == 0;
@@ -784,13 +796,16 @@ START_TEST(measure_cache) {
   ck_assert_ptr_nonnull(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/sub/measure.tsv", dir);
   double a[64], b[64];
-  uint32_t figs, labels;
-  spec_options(&r, &figs, &labels);
+  uint32_t figs, labels, pairs;
+  spec_options(&r, &figs, &labels, &pairs);
+  figs += pairs;
+  ck_assert_uint_eq(pairs, 3); /* conv -> conv -> conv -> gemm */
   lb_measure_stats st = measure_once(&r, path, a);
   /* 4 layers x {f32, i8, i8_w4, i8_w2, binary, and any narrower int8 weights the spec has}:
-   * the int8 plan, one plan per other label, and each layer alone in fp32 */
+   * the int8 plan, one plan per other label, each layer alone in fp32, each pair of fp32
+   * neighbours */
   ck_assert_uint_eq(st.timed, figs);
-  ck_assert_uint_eq(st.plans, 1 + labels + 4 + 1); /* ... and the fp32 model */
+  ck_assert_uint_eq(st.plans, 1 + labels + 4 + pairs + 1); /* ... and the fp32 model */
   ck_assert_uint_eq(st.cached, 0);
   ck_assert(file_starts(path, "lowbit-measure-cache 1\n"));
   ck_assert_int_eq(count_lines(path), 1 + (int)figs + 2); /* magic, figures, the rest, fp32 */
