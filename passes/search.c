@@ -311,8 +311,13 @@ static int searchable(const lb_graph *g, const lb_qplan *p, uint32_t n) {
   return nd->n_in > 1 && g->values[nd->in[1]].data != NULL;
 }
 
+/* A combination the search offers: fp32 requantize, or an integer method (fixed_point, shift)
+ * on 8-bit weights, which realize and every backend carry; the simulation rounds those in fp32,
+ * so its estimate is then within one unit per requantize. */
 static int opt_ok(const lb_qplan *p, const lb_spec_combo *c) {
-  if (c->requant != LB_REQUANT_FP32 || c->out != p->act) return 0;
+  int rq_ok = c->requant == LB_REQUANT_FP32 ||
+              (lb_requant_integer(c->requant) && c->weight == LB_DTYPE_I8);
+  if (!rq_ok || c->out != p->act) return 0;
   if (c->act == LB_DTYPE_B1) return c->weight == LB_DTYPE_B1;
   if (c->act != p->act) return 0;
   return c->weight == LB_DTYPE_I8 || c->weight == LB_DTYPE_I4 || c->weight == LB_DTYPE_I2 ||
