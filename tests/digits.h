@@ -9,6 +9,7 @@
 
 #include "onnx.h"
 #include "passes.h"
+#include "quantize.h"
 #include "tensor_io.h"
 
 #define LB_TEST_MODELS LB_SOURCE_DIR "/tests/models/"
@@ -46,4 +47,16 @@ static inline int64_t argmax(const float *y, int64_t n) {
     if (y[i] > y[b]) b = i;
   return b;
 }
+
+/* Calibrates plan p on calib with method m and realizes g in mode (asserting both succeed). */
+static inline lb_graph *digits_realize(const lb_graph *g, lb_qplan *p, const lb_tensor *calib,
+                                       lb_calib_method m, lb_realize_mode mode) {
+  lb_calib_opts o = {m, 0, 0};
+  lb_diag d = {0};
+  lb_graph *q;
+  ck_assert_msg(lb_quant_calibrate(g, p, calib, &o, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_realize(g, p, mode, &q, &d) == 0, "%s", d.msg);
+  return q;
+}
+
 #endif

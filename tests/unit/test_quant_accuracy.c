@@ -71,15 +71,6 @@ static lb_qplan *plan_for(const lb_graph *g, const char *spec) {
   return p;
 }
 
-static lb_graph *realize(const lb_graph *g, lb_qplan *p, const lb_tensor *calib,
-                         lb_calib_method m, lb_realize_mode mode) {
-  lb_calib_opts o = {m, 0, 0};
-  lb_diag d = {0};
-  lb_graph *q;
-  ck_assert_msg(lb_quant_calibrate(g, p, calib, &o, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_quant_realize(g, p, mode, &q, &d) == 0, "%s", d.msg);
-  return q;
-}
 
 START_TEST(accuracy_all_specs_and_methods) {
   const model_case *c = &cases[_i];
@@ -108,7 +99,7 @@ START_TEST(accuracy_all_specs_and_methods) {
     }
     snprintf(seen[n_seen++], sizeof seen[0], "%s", sig);
     for (int m = 0; m < LB_CALIB_COUNT; m++) {
-      lb_graph *q = realize(g, p, &cal, (lb_calib_method)m, LB_REALIZE_INT);
+      lb_graph *q = digits_realize(g, p, &cal, (lb_calib_method)m, LB_REALIZE_INT);
       double acc = accuracy(q, &x, &y, NULL);
       printf("  %-20s %-10s act %s  int8 top-1 %.2f%% (fp32 %.2f%%)\n", names[si],
              lb_calib_method_name((lb_calib_method)m), lb_dtype_name(p->act), acc, fp32);
@@ -139,7 +130,7 @@ START_TEST(sqnr_per_layer) {
   lb_graph *g = load_prepared(c->model);
   lb_tensor x = load_npy(c->x), cal = load_npy(c->calib);
   lb_qplan *p = plan_for(g, "x86-64-avx2");
-  lb_graph *sim = realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_SIM);
+  lb_graph *sim = digits_realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_SIM);
   lb_calib_source src = {x.dims[0], lb_tensor_numel(&x) / x.dims[0], read_row, &x};
   double *db = lb_calloc(g->n_nodes, sizeof *db);
   lb_diag d = {0};
@@ -169,8 +160,8 @@ START_TEST(integer_matches_simulated) {
   lb_graph *g = load_prepared(c->model);
   lb_tensor x = load_npy(c->x), y = load_npy("digits_test_y"), cal = load_npy(c->calib);
   lb_qplan *p = plan_for(g, "x86-64-avx2");
-  lb_graph *qi = realize(g, p, &cal, LB_CALIB_MAX, LB_REALIZE_INT);
-  lb_graph *qs = realize(g, p, &cal, LB_CALIB_MAX, LB_REALIZE_SIM);
+  lb_graph *qi = digits_realize(g, p, &cal, LB_CALIB_MAX, LB_REALIZE_INT);
+  lb_graph *qs = digits_realize(g, p, &cal, LB_CALIB_MAX, LB_REALIZE_SIM);
   int64_t n = y.dims[0], *ti = lb_calloc((size_t)n, sizeof *ti), *ts = lb_calloc((size_t)n, sizeof *ts);
   double ai = accuracy(qi, &x, &y, ti), as = accuracy(qs, &x, &y, ts);
   int64_t same = 0;

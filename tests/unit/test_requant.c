@@ -190,14 +190,6 @@ static lb_qplan *annotated(const lb_graph *g, const lb_spec *s) {
   return p;
 }
 
-static lb_graph *realized(const lb_graph *g, lb_qplan *p, const lb_tensor *cal) {
-  lb_calib_opts o = {LB_CALIB_AVG_MAX, 0, 0};
-  lb_diag d = {0};
-  lb_graph *q;
-  ck_assert_msg(lb_quant_calibrate(g, p, cal, &o, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_quant_realize(g, p, LB_REALIZE_INT, &q, &d) == 0, "%s", d.msg);
-  return q;
-}
 
 /* The number of integer nodes of q with the method; with pow2 every scale such a node reads is
  * a power of two (calibrated for shift; a plan's own scales are kept as written). */
@@ -260,7 +252,7 @@ START_TEST(digits_accuracy) {
             cal = load_npy(acc_cases[_i].calib);
   double fp32 = accuracy(g, &x, &y, NULL);
   lb_qplan *p = annotated(g, s);
-  lb_graph *q = realized(g, p, &cal);
+  lb_graph *q = digits_realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_INT);
   ck_assert_int_gt(check_nodes(q, acc_cases[_i].method, acc_cases[_i].method == SHIFT), 0);
   lb_jit *j = NULL;
   int here = lb_target_host_check(s, &d) == 0;
@@ -284,7 +276,7 @@ START_TEST(plan_round_trip) {
   lb_graph *g = load_prepared("digits_cnn");
   lb_tensor cal = load_npy("digits_calib_x");
   lb_qplan *p = annotated(g, s);
-  lb_graph *q = realized(g, p, &cal);
+  lb_graph *q = digits_realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_INT);
   int fixed = check_nodes(q, FIXED, 0);
   lb_graph_free(q);
   const char *path = "/tmp/lb_test_requant_plan.yaml";
@@ -295,7 +287,7 @@ START_TEST(plan_round_trip) {
   lb_qplan *p2 = annotated(g, s);
   ck_assert_msg(lb_qplan_load(p2, g, path, &d) == 0, "%s", d.msg);
   ck_assert_msg(lb_quant_annotate(g, s, p2, &d) == 0, "%s", d.msg);
-  q = realized(g, p2, &cal);
+  q = digits_realize(g, p2, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_INT);
   ck_assert_int_eq(check_nodes(q, SHIFT, 0), 1); /* the one edited layer */
   ck_assert_int_eq(check_nodes(q, FIXED, 0), fixed - 1);
   lb_graph_free(q);
@@ -320,7 +312,7 @@ START_TEST(text_round_trip) {
   lb_graph *g = load_prepared("digits_mlp"), *back = NULL;
   lb_tensor cal = load_npy("digits64_calib_x"), x = load_npy("digits64_test_x");
   lb_qplan *p = annotated(g, s);
-  lb_graph *q = realized(g, p, &cal);
+  lb_graph *q = digits_realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_INT);
   char *text = NULL;
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
