@@ -149,6 +149,14 @@ LLVMValueRef lb_qcvt_rne(struct lb_lw *L, LLVMValueRef x);
 /* Bytes v of dtype dt (i8 or u8) clamped to [lo, hi] (no op for the dtype's own bounds). */
 LLVMValueRef lb_qclamp_bytes(struct lb_lw *L, LLVMValueRef v, lb_dtype dt, int32_t lo,
                              int32_t hi);
+/* Whether a row of nv vectors of lanes i32 accumulators over ncols columns takes
+ * lb_qpacks_row (j->nosat): x86 kinds, 8 or 16 lanes, full rows of contiguous 8-bit output. */
+int lb_qpacks_ok(const lb_qgemm_job *j, int nv, int lanes, int ncols);
+/* The requantize of lb_qrequant (fp32 method, j->nosat) for two i32 vectors acc[0..1] of lanes
+ * columns (multipliers mult[], residuals res[] minus zr or NULL) by saturating packs: stores
+ * 2 * lanes bytes of j->out_dt at dst. */
+void lb_qpacks_row(struct lb_lw *L, const lb_qgemm_job *j, int lanes, LLVMValueRef *acc,
+                   LLVMValueRef *mult, LLVMValueRef *res, LLVMValueRef dst);
 /* lb_requantize (r == NULL) or lb_requantize2 on i32 scalars or vectors: acc * m (+ r * mr),
  * clamp to [lo - zy, hi - zy] in float, round half to even, + zy; returns i32. */
 LLVMValueRef lb_qrequant(struct lb_lw *L, const lb_qk_shape *s, LLVMValueRef acc,

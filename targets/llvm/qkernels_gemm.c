@@ -297,32 +297,24 @@ LLVMValueRef lb_qclamp_bytes(lb_lw *L, LLVMValueRef v, lb_dtype dt, int32_t lo, 
   return a[0];
 }
 
-/* Whether row epilogues of this tile take the packs (j->nosat): x86 kinds, two full output
- * vectors of 8 or 16 lanes, contiguous 8-bit output. */
-static int packs_ok(const tile *t, int ncols) {
-  const lb_qgemm_job *j = t->j;
-  return j->nosat && !is_arm(t->s) && t->nv == 2 && ncols == t->s->nr && j->so_n == 1 &&
-         (t->s->lanes == 8 || t->s->lanes == 16) &&
-         (j->out_dt == LB_DTYPE_I8 || j->out_dt == LB_DTYPE_U8);
+int lb_qpacks_ok(const lb_qgemm_job *j, int nv, int lanes, int ncols) {
+  return j->nosat && !is_arm(j->s) && nv % 2 == 0 && ncols == nv * lanes && j->so_n == 1 &&
+         (lanes == 8 || lanes == 16) && (j->out_dt == LB_DTYPE_I8 || j->out_dt == LB_DTYPE_U8);
 }
 
-/* The packs epilogue of one row (j->nosat): acc * m (+ r * mr) rounded by vcvtps2dq without
- * the float clamp, vpackssdw, + zy saturating in i16, vpacksswb / vpackuswb, then one vpermd
- * puts the 2 * lanes bytes (two copies per 128-bit lane) in column order; the byte clamp
- * applies the fused activation. Every saturation lies outside [lo, hi]: the result is
- * lb_qrequant's. */
-static void epilogue_packs(lb_lw *L, tile *t, int r, LLVMValueRef ooff, LLVMValueRef roff,
-                           LLVMValueRef n0) {
-  const lb_qgemm_job *j = t->j;
-  int lanes = t->s->lanes, w = lanes == 16;
+/* acc * m (+ r * mr) rounded by vcvtps2dq without the float clamp, vpackssdw, + zy saturating
+ * in i16, vpacksswb / vpackuswb, then one vpermd puts the 2 * lanes bytes (two copies per
+ * 128-bit lane) in column order; the byte clamp applies the fused activation. Every
+ * saturation lies outside [lo, hi]: the result is lb_qrequant's. */
+void lb_qpacks_row(lb_lw *L, const lb_qgemm_job *j, int lanes, LLVMValueRef *acc,
+                   LLVMValueRef *mult, LLVMValueRef *res, LLVMValueRef dst) {
+  int w = lanes == 16;
   LLVMTypeRef ft = vec(L->t_f32, lanes);
   LLVMValueRef q[2], m[8];
   for (int v = 0; v < 2; v++) {
-    LLVMValueRef x = LLVMBuildFMul(L->b, LLVMBuildSIToFP(L->b, row_acc(L, t, r, v), ft, ""),
-                                   t->mult[v], "");
-    if (j->res) {
-      LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * lanes), "");
-      LLVMValueRef rv = LLVMBuildSIToFP(L->b, res_vec(L, j, roff, n, lanes, lanes), ft, "");
+    LLVMValueRef x = LLVMBuildFMul(L->b, LLVMBuildSIToFP(L->b, acc[v], ft, ""), mult[v], "");
+    if (res) {
+      LLVMValueRef rv = LLVMBuildSIToFP(L->b, res[v], ft, "");
       x = LLVMBuildFAdd(L->b, x, LLVMBuildFMul(L->b, rv, lb_cf(L, ft, j->mr), ""), "");
     }
     q[v] = lb_qcvt_rne(L, x);
@@ -344,7 +336,23 @@ static void epilogue_packs(lb_lw *L, tile *t, int r, LLVMValueRef ooff, LLVMValu
                              LLVMConstVector(m, (unsigned)lanes / 2), "");
   d = LLVMBuildBitCast(L->b, d, vec(L->t_i8, 2 * lanes), "");
   d = lb_qclamp_bytes(L, d, j->out_dt, j->lo, j->hi);
-  lb_store(L, d, lb_gep(L, L->t_i8, j->out, LLVMBuildAdd(L->b, ooff, n0, "")), 1);
+  lb_store(L, d, dst, 1);
+}
+
+/* The packs epilogue of one row (lb_qpacks_row on the tile's two accumulator vectors). */
+static void epilogue_packs(lb_lw *L, tile *t, int r, LLVMValueRef ooff, LLVMValueRef roff,
+                           LLVMValueRef n0) {
+  const lb_qgemm_job *j = t->j;
+  int lanes = t->s->lanes;
+  LLVMValueRef acc[2], rv[2];
+  for (int v = 0; v < 2; v++) {
+    acc[v] = row_acc(L, t, r, v);
+    if (j->res)
+      rv[v] = res_vec(L, j, roff, LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * lanes), ""),
+                      lanes, lanes);
+  }
+  lb_qpacks_row(L, j, lanes, acc, t->mult, j->res ? rv : NULL,
+                lb_gep(L, L->t_i8, j->out, LLVMBuildAdd(L->b, ooff, n0, "")));
 }
 
 /* Row r of the tile (global row index grow) for columns [n0, n0 + ncols). */
@@ -354,7 +362,7 @@ static void epilogue_row(lb_lw *L, tile *t, int r, LLVMValueRef grow, LLVMValueR
   int lanes = t->s->lanes;
   LLVMValueRef ooff = j->row_off(L, grow, j->ud, 0);
   LLVMValueRef roff = j->res && j->out_dt != LB_DTYPE_I32 ? j->row_off(L, grow, j->ud, 1) : NULL;
-  if (packs_ok(t, ncols)) {
+  if (t->nv == 2 && lb_qpacks_ok(j, 2, lanes, ncols)) {
     epilogue_packs(L, t, r, ooff, roff, n0);
     return;
   }

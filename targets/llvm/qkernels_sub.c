@@ -7,7 +7,8 @@
  * panels decompressed into L1 in front of the int8 micro-kernel of qkernels_gemm.c.
  * Binary dense layers: sign bits by one vector compare into a mask, XOR with 8 weight columns,
  * llvm.ctpop (vpopcntq, vpshufb lookup on AVX2, cnt + uaddlp on NEON). Invariant: every kernel
- * computes the interpreter's int32 accumulators exactly and ends in lb_qrequant. */
+ * computes the interpreter's int32 accumulators exactly and ends in lb_qrequant (or, x86 with
+ * j->nosat, its packs form lb_qpacks_row). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -344,6 +345,29 @@ static void ncols_store(lb_lw *L, LLVMValueRef q, LLVMValueRef base, int64_t st,
   }
 }
 
+/* The residual's cnt columns from n (i32, minus zr) at rbase. */
+static LLVMValueRef nres(lb_lw *L, const ntile *t, LLVMValueRef rbase, LLVMValueRef n, int cnt) {
+  const lb_qgemm_job *j = t->j;
+  LLVMValueRef rv = ncols_load(L, rbase, j->sr_n, n, t->lanes, cnt, j->res_dt);
+  return LLVMBuildSub(L->b, rv, lb_ci(L, t->acc_t, j->zr), "");
+}
+
+/* A full row of 8-bit output by lb_qpacks_row (j->nosat), two vectors at a time. */
+static void npacks(lb_lw *L, const ntile *t, int r, LLVMValueRef obase, LLVMValueRef rbase,
+                   LLVMValueRef n0, LLVMValueRef *mult) {
+  for (int v = 0; v < t->nv; v += 2) {
+    LLVMValueRef acc[2], rv[2];
+    for (int i = 0; i < 2; i++) {
+      LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)(v + i) * t->lanes), "");
+      acc[i] = lb_load(L, t->acc_t, t->slot[r * t->nv + v + i], 32);
+      if (rbase) rv[i] = nres(L, t, rbase, n, t->lanes);
+    }
+    LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * t->lanes), "");
+    lb_qpacks_row(L, t->j, t->lanes, acc, mult + v, rbase ? rv : NULL,
+                  lb_gep(L, L->t_i8, obase, n));
+  }
+}
+
 /* Row r of the tile (global row grow), columns [n0, n0 + ncols): requantize (with the residual)
  * or store the raw accumulators, as lb_qgemm_emit's epilogue. */
 static void nepilogue(lb_lw *L, const ntile *t, int r, LLVMValueRef grow, LLVMValueRef n0,
@@ -353,6 +377,10 @@ static void nepilogue(lb_lw *L, const ntile *t, int r, LLVMValueRef grow, LLVMVa
   LLVMTypeRef ot = wide ? L->t_i32 : L->t_i8;
   LLVMValueRef obase = lb_gep(L, ot, j->out, j->row_off(L, grow, j->ud, 0));
   LLVMValueRef rbase = j->res && !wide ? lb_gep(L, L->t_i8, j->res, j->row_off(L, grow, j->ud, 1)) : NULL;
+  if (lb_qpacks_ok(j, t->nv, t->lanes, ncols)) {
+    npacks(L, t, r, obase, rbase, n0, mult);
+    return;
+  }
   for (int v = 0; v * t->lanes < ncols; v++) {
     int cnt = ncols - v * t->lanes < t->lanes ? ncols - v * t->lanes : t->lanes;
     LLVMValueRef n = LLVMBuildAdd(L->b, n0, lb_c64(L, (int64_t)v * t->lanes), "");
@@ -360,8 +388,7 @@ static void nepilogue(lb_lw *L, const ntile *t, int r, LLVMValueRef grow, LLVMVa
     if (!wide) {
       LLVMValueRef rv = NULL, mr = NULL;
       if (rbase) {
-        rv = ncols_load(L, rbase, j->sr_n, n, t->lanes, cnt, j->res_dt);
-        rv = LLVMBuildSub(L->b, rv, lb_ci(L, t->acc_t, j->zr), "");
+        rv = nres(L, t, rbase, n, cnt);
         mr = lb_cf(L, vec(L->t_f32, t->lanes), j->mr);
       }
       q = lb_qrequant(L, j->s, q, mult[v], rv, mr, j->zy, j->lo, j->hi);

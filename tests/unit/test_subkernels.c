@@ -599,6 +599,22 @@ static void check_subbyte_ir(const lb_graph *g, lb_spec *spec, lb_dtype wt) {
 
 static const char *node_specs[] = {"x86-64-avx2", "x86-64-avx512-vnni", "x86-64-zen5"};
 
+/* g's JIT output on spec (random inputs) against the interpreter's, byte for byte. */
+static void jit_same(const lb_graph *g, lb_spec *spec, const char *what) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_tensor in[4], want[1], got[1];
+  rand_in(g, in);
+  ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s: %s", what, d.msg);
+  lb_jit *j = NULL;
+  ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
+  same_bytes(got, want, what);
+  lb_free(got[0].data), lb_free(want[0].data);
+  for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
+  lb_jit_free(j);
+}
+
 START_TEST(test_nodes_jit) {
   lb_spec *spec = load_spec(node_specs[_i]);
   if (!host_ok(spec)) return lb_spec_free(spec);
@@ -612,18 +628,34 @@ START_TEST(test_nodes_jit) {
              lb_dtype_name(c.wt), lb_spec_name(spec));
     /* (O3 folds small unrolled layers' weights into the code: look in the big ones) */
     if ((t >= 24 && t < 28) || (t >= 32 && maddubs)) check_subbyte_ir(g, spec, c.wt);
-    lb_diag d;
-    lb_diag_clear(&d);
-    lb_tensor in[4], want[1], got[1];
-    rand_in(g, in);
-    ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s: %s", what, d.msg);
-    lb_jit *j = NULL;
-    ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
-    ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
-    same_bytes(got, want, what);
-    lb_free(got[0].data), lb_free(want[0].data);
-    for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
-    lb_jit_free(j);
+    jit_same(g, spec, what);
+    lb_graph_free(g);
+  }
+  lb_spec_free(spec);
+}
+END_TEST
+
+/* AVX2 sub-byte kernels (i4, i2, i6, i5; gemm and conv, residual, u8 and i8) with the fp32
+ * method: full 16-column tiles requantize through lb_qpacks_row (vpackssdw, no float clamp)
+ * when lb_qgemm_nosat holds; a huge multiplier keeps the clamped float path (vmaxps).
+ * JIT == interpreter for both. */
+START_TEST(test_packs_asm) {
+  lb_spec *spec = load_spec("x86-64-avx2");
+  static const lb_dtype wts[] = {LB_DTYPE_I4, LB_DTYPE_I2, LB_DTYPE_I6, LB_DTYPE_I5};
+  rng = 900 + (unsigned)_i;
+  ncase c = {.conv = _i % 2, .wt = wts[_i], .act = _i < 2 ? LB_DTYPE_U8 : LB_DTYPE_I8,
+             .res = _i % 3 == 0, .M = 5, .K = 600, .N = 64, .n = 1, .c = 24, .h = 9, .w = 7,
+             .m = 48, .k = 3, .s = 1, .p = 1, .g = 1};
+  for (int huge = 0; huge < 2; huge++) {
+    lb_graph *g = node_graph(&c);
+    if (huge) g->values[g->nodes[0].out[0]].q.scale[0] = 1e-9f;
+    char what[96];
+    snprintf(what, sizeof what, "packs %s %s huge %d", c.conv ? "conv" : "gemm",
+             lb_dtype_name(c.wt), huge);
+    check_subbyte_ir(g, spec, c.wt);
+    ck_assert_msg(emitted_has(g, spec, LB_EMIT_ASM, "vpackssdw") == !huge, "%s: vpackssdw", what);
+    ck_assert_msg(emitted_has(g, spec, LB_EMIT_ASM, "vmaxps") == huge, "%s: vmaxps", what);
+    if (host_ok(spec)) jit_same(g, spec, what);
     lb_graph_free(g);
   }
   lb_spec_free(spec);
@@ -755,6 +787,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_binary_jit);
   tcase_add_loop_test(tc, test_binary_asm, 0, 3);
   tcase_add_loop_test(tc, test_nodes_jit, 0, 3);
+  tcase_add_loop_test(tc, test_packs_asm, 0, 4);
   tcase_add_loop_test(tc, test_nodes_aot, 0, 4);
   tcase_add_loop_test(tc, test_sweep_aot, 0, 2);
   suite_add_tcase(s, tc);
