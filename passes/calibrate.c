@@ -635,9 +635,10 @@ static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, const uin
   return 0;
 }
 
-/* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127; i4/i2 weights
- * (a plan's sub-byte precision) get the search's scales (lb_search_quant_weights), so a hand-
- * edited plan realizes what the search would have simulated. */
+/* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127 (a shift layer's
+ * rounded up to a power of two); i6/i5/i4/i2 weights (a plan's narrow precision) get the
+ * search's scales instead (lb_search_quant_weights), so a hand-edited plan realizes what the
+ * search would have simulated. */
 static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {
   const lb_value *w = &g->values[v];
   lb_qval *q = &p->v[v];
@@ -650,14 +651,16 @@ static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {
   float *s = lb_calloc((size_t)ch, sizeof *s);
   if (!s) return LB_ERR_NOMEM;
   const float *x = w->data;
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t c = 0; c < ch; c++)
-      for (int64_t i = 0; i < inner; i++) s[c] = fmaxf(s[c], fabsf(x[(o * ch + c) * inner + i]));
-  for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
-  for (int64_t c = 0; pow2 && c < ch; c++) s[c] = lb_qpow2_up(s[c]); /* a shift layer's */
   int rc = 0;
-  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2 || lb_dtype_narrow8(q->dtype))
+  if (q->dtype == LB_DTYPE_I4 || q->dtype == LB_DTYPE_I2 || lb_dtype_narrow8(q->dtype)) {
     rc = lb_search_quant_weights(x, lb_value_numel(w), ch, inner, q->dtype, s, NULL);
+  } else {
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t c = 0; c < ch; c++)
+        for (int64_t i = 0; i < inner; i++) s[c] = fmaxf(s[c], fabsf(x[(o * ch + c) * inner + i]));
+    for (int64_t c = 0; c < ch; c++) s[c] = s[c] > 0 ? (float)((double)s[c] / 127.0) : 1.0f;
+    for (int64_t c = 0; pow2 && c < ch; c++) s[c] = lb_qpow2_up(s[c]); /* a shift layer's */
+  }
   if (!rc) rc = lb_qplan_set(p, v, (uint32_t)ch, ax, s, NULL);
   lb_free(s);
   return rc;
