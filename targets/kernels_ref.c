@@ -62,42 +62,37 @@ static float conv_epilogue(const lb_conv_desc *d, double s, const float *bias, c
   return lb_ref_act(d->act, d->act_min, d->act_max, v);
 }
 
-void lb_ref_conv_f32(const lb_conv_desc *d, const float *x, const float *w, const float *bias,
-                     const float *res, float *y) {
+/* Direct convolution in double, k order (r, q, ci): output channel co reads cpg input channels
+ * from c0 (all of them; for depthwise only its own), each with its own kh x kw weights. */
+static void conv_direct(const lb_conv_desc *d, const float *x, const float *w, const float *bias,
+                        const float *res, float *y, int depthwise) {
+  int64_t c_out = depthwise ? d->c_in : d->c_out, cpg = depthwise ? 1 : d->c_in;
   for (int64_t n = 0; n < d->n; n++)
     for (int64_t oh = 0; oh < d->oh; oh++)
       for (int64_t ow = 0; ow < d->ow; ow++) {
         int64_t pix = (n * d->oh + oh) * d->ow + ow;
-        for (int64_t co = 0; co < d->c_out; co++) {
+        for (int64_t co = 0; co < c_out; co++) {
+          int64_t c0 = depthwise ? co : 0;
           double s = 0;
           for (int64_t r = 0; r < d->kh; r++)
             for (int64_t q = 0; q < d->kw; q++) {
               const float *p = pixel(d, x, n, oh * d->sh - d->pad_t + r * d->dh,
                                      ow * d->sw - d->pad_l + q * d->dw);
               if (!p) continue;
-              for (int64_t ci = 0; ci < d->c_in; ci++)
-                s += (double)p[ci] * w[((co * d->c_in + ci) * d->kh + r) * d->kw + q];
+              for (int64_t ci = 0; ci < cpg; ci++)
+                s += (double)p[c0 + ci] * w[((co * cpg + ci) * d->kh + r) * d->kw + q];
             }
           y[pix * d->ldy + co] = conv_epilogue(d, s, bias, res, pix, co);
         }
       }
 }
 
+void lb_ref_conv_f32(const lb_conv_desc *d, const float *x, const float *w, const float *bias,
+                     const float *res, float *y) {
+  conv_direct(d, x, w, bias, res, y, 0);
+}
+
 void lb_ref_dwconv_f32(const lb_conv_desc *d, const float *x, const float *w, const float *bias,
                        const float *res, float *y) {
-  for (int64_t n = 0; n < d->n; n++)
-    for (int64_t oh = 0; oh < d->oh; oh++)
-      for (int64_t ow = 0; ow < d->ow; ow++) {
-        int64_t pix = (n * d->oh + oh) * d->ow + ow;
-        for (int64_t c = 0; c < d->c_in; c++) {
-          double s = 0;
-          for (int64_t r = 0; r < d->kh; r++)
-            for (int64_t q = 0; q < d->kw; q++) {
-              const float *p = pixel(d, x, n, oh * d->sh - d->pad_t + r * d->dh,
-                                     ow * d->sw - d->pad_l + q * d->dw);
-              if (p) s += (double)p[c] * w[(c * d->kh + r) * d->kw + q];
-            }
-          y[pix * d->ldy + c] = conv_epilogue(d, s, bias, res, pix, c);
-        }
-      }
+  conv_direct(d, x, w, bias, res, y, 1);
 }

@@ -38,10 +38,11 @@ static inline int lb_test_shell(const char *cmd) {
 }
 
 /* Runs g compiled for spec on in[] (one per graph input) and reads every graph output into
- * got[] (lb_free each .data). */
-static inline void lb_test_aot_run(const lb_graph *g, const lb_spec *spec,
-                                   const lb_test_aot_target *t, const lb_tensor *in,
-                                   lb_tensor *got, const char *what) {
+ * got[] (lb_free each .data). check_obj (may be NULL) sees the object file before it is linked. */
+static inline void lb_test_aot_run_checked(const lb_graph *g, const lb_spec *spec,
+                                           const lb_test_aot_target *t, const lb_tensor *in,
+                                           lb_tensor *got, const char *what,
+                                           void (*check_obj)(const char *obj)) {
   char tmpl[] = "/tmp/lb_aot_XXXXXX", obj[600], hdr[600], path[600], cmd[8192];
   char *tmp = mkdtemp(tmpl);
   ck_assert_ptr_nonnull(tmp);
@@ -51,6 +52,7 @@ static inline void lb_test_aot_run(const lb_graph *g, const lb_spec *spec,
   snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
   lb_codegen_opts o = {.name = "m"};
   ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s: %s", what, d.msg);
+  if (check_obj) check_obj(obj);
   snprintf(cmd, sizeof cmd,
            "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s "
            "-lm -o %s/h",
@@ -72,5 +74,11 @@ static inline void lb_test_aot_run(const lb_graph *g, const lb_spec *spec,
   }
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
   lb_test_shell(cmd);
+}
+
+static inline void lb_test_aot_run(const lb_graph *g, const lb_spec *spec,
+                                   const lb_test_aot_target *t, const lb_tensor *in,
+                                   lb_tensor *got, const char *what) {
+  lb_test_aot_run_checked(g, spec, t, in, got, what, NULL);
 }
 #endif

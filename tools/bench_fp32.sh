@@ -17,28 +17,13 @@ rounds=${ROUNDS:-3}
 ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
 large=$root/tests/models/large
 
-die() { echo "bench_fp32: $*" >&2; exit 2; }
-[ -x "$lowbit" ] || die "$lowbit not found: build first (cmake -S . -B build && make -C build)"
-command -v node > /dev/null && command -v npm > /dev/null || die "node and npm are needed for ONNX Runtime"
-if [ ! -f "$large/resnet18.onnx" ] || [ ! -f "$large/mobilenet_v2.onnx" ]; then
-  echo "bench_fp32: making the large models (tools/make_models.py --large)"
-  /usr/bin/python3 "$root/tools/make_models.py" --large
-fi
-if [ ! -d "$ort_dir/node_modules/onnxruntime-node" ]; then
-  echo "bench_fp32: installing onnxruntime-node into $ort_dir (CPU only)"
-  mkdir -p "$ort_dir"
-  # the install step would otherwise try to download GPU libraries
-  (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund onnxruntime-node > npm.log 2>&1) ||
-    die "npm install failed: see $ort_dir/npm.log"
-fi
-
-# median of the numbers on stdin
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { sed -n "s/.*\"$1\": *\([0-9.eE+-]*\).*/\1/p"; }
+bench=bench_fp32
+# shellcheck source=tools/bench_lib.sh
+source "$root/tools/bench_lib.sh"
+bench_prepare
 
 printf '%-13s %9s %9s %6s  %9s %9s %6s  %9s %9s %6s\n' model "wall ms" ORT ratio "cpu ms" ORT ratio \
   "Σ ms" ORT ratio
-ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 for model in resnet18 mobilenet_v2; do
   onnx=$large/$model.onnx
   lb_med=() ort_med=() lb_cpu=() ort_cpu=() lb_sum=() ort_sum=()
@@ -47,13 +32,13 @@ for model in resnet18 mobilenet_v2; do
     lb_med+=("$(field median_ms <<< "$out")") lb_cpu+=("$(field cpu_median_ms <<< "$out")")
     out=$("$lowbit" bench "$onnx" --spec host -i "$large/input.npy" --iters "$iters" --warmup 3 --json --profile)
     lb_sum+=("$(grep -o '"ms": [0-9.]*' <<< "$out" | awk '{ s += $2 } END { print s }')")
-    out=$(NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$onnx" "$large/input.npy" "$iters" 3 profile)
+    out=$(ort_bench "$onnx" profile)
     ort_med+=("$(field median_ms <<< "$out")") ort_cpu+=("$(field cpu_median_ms <<< "$out")")
     ort_sum+=("$(field layer_sum_ms <<< "$out")")
   done
-  lm=$(printf '%s\n' "${lb_med[@]}" | median) om=$(printf '%s\n' "${ort_med[@]}" | median)
-  lc=$(printf '%s\n' "${lb_cpu[@]}" | median) oc=$(printf '%s\n' "${ort_cpu[@]}" | median)
-  ls=$(printf '%s\n' "${lb_sum[@]}" | median) os=$(printf '%s\n' "${ort_sum[@]}" | median)
+  lm=$(median_of "${lb_med[@]}") om=$(median_of "${ort_med[@]}")
+  lc=$(median_of "${lb_cpu[@]}") oc=$(median_of "${ort_cpu[@]}")
+  ls=$(median_of "${lb_sum[@]}") os=$(median_of "${ort_sum[@]}")
   printf '%-13s %9.3f %9.3f %6s  %9.3f %9.3f %6s  %9.3f %9.3f %6s\n' "$model" "$lm" "$om" \
     "$(ratio "$lm" "$om")" "$lc" "$oc" "$(ratio "$lc" "$oc")" "$ls" "$os" "$(ratio "$ls" "$os")"
 done

@@ -20,19 +20,10 @@ large=$root/tests/models/large
 work=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-int8.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-die() { echo "bench_int8: $*" >&2; exit 2; }
-[ -x "$lowbit" ] || die "$lowbit not found: build first (cmake -S . -B build && make -C build)"
-command -v node > /dev/null && command -v npm > /dev/null || die "node and npm are needed for ONNX Runtime"
-if [ ! -f "$large/resnet18.onnx" ] || [ ! -f "$large/mobilenet_v2.onnx" ]; then
-  echo "bench_int8: making the large models (tools/make_models.py --large)"
-  /usr/bin/python3 "$root/tools/make_models.py" --large
-fi
-if [ ! -d "$ort_dir/node_modules/onnxruntime-node" ]; then
-  echo "bench_int8: installing onnxruntime-node into $ort_dir (CPU only)"
-  mkdir -p "$ort_dir"
-  (cd "$ort_dir" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund onnxruntime-node > npm.log 2>&1) ||
-    die "npm install failed: see $ort_dir/npm.log"
-fi
+bench=bench_int8
+# shellcheck source=tools/bench_lib.sh
+source "$root/tools/bench_lib.sh"
+bench_prepare
 
 # Calibration set: 8 perturbed copies of the benchmark input (what matters here is speed; the
 # integer graph and the QDQ model come from the same samples, so they compute the same thing).
@@ -45,11 +36,7 @@ np.save(sys.argv[2], np.concatenate([x + 0.05 * r.standard_normal(x.shape).astyp
                                      for _ in range(8)]))
 EOF
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-field() { sed -n "s/.*\"$1\": *\([0-9.eE+-]*\).*/\1/p"; }
-ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 lb_bench() { "$lowbit" bench "$1" --spec "$2" -i "$large/input.npy" --iters "$iters" --warmup 3 --json "${@:3}" 2> /dev/null; }
-ort_bench() { NODE_PATH="$ort_dir/node_modules" node "$root/tools/bench_ort.js" "$1" "$large/input.npy" "$iters" 3; }
 
 printf '%-13s %-12s %8s %8s %8s %8s  %8s %8s  %9s %9s\n' model spec "fp32 ms" "int8 ms" "ORT i8" \
   "ORT f32" "i8/fp32" "i8/ORT" "cpu i8/f" "cpu i8/O"
@@ -67,10 +54,9 @@ for model in resnet18 mobilenet_v2; do
       out=$(ort_bench "$qdq") && o+=("$(field median_ms <<< "$out")") oc+=("$(field cpu_median_ms <<< "$out")")
       out=$(ort_bench "$onnx") && of+=("$(field median_ms <<< "$out")")
     done
-    fm=$(printf '%s\n' "${f[@]}" | median) qm=$(printf '%s\n' "${q[@]}" | median)
-    om=$(printf '%s\n' "${o[@]}" | median) ofm=$(printf '%s\n' "${of[@]}" | median)
-    fcm=$(printf '%s\n' "${fc[@]}" | median) qcm=$(printf '%s\n' "${qc[@]}" | median)
-    ocm=$(printf '%s\n' "${oc[@]}" | median)
+    fm=$(median_of "${f[@]}") qm=$(median_of "${q[@]}") om=$(median_of "${o[@]}")
+    ofm=$(median_of "${of[@]}") fcm=$(median_of "${fc[@]}") qcm=$(median_of "${qc[@]}")
+    ocm=$(median_of "${oc[@]}")
     printf '%-13s %-12s %8.3f %8.3f %8.3f %8.3f  %8s %8s  %9s %9s\n' "$model" "$spec" "$fm" "$qm" "$om" \
       "$ofm" "$(ratio "$qm" "$fm")" "$(ratio "$qm" "$om")" "$(ratio "$qcm" "$fcm")" "$(ratio "$qcm" "$ocm")"
   done

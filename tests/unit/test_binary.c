@@ -22,6 +22,7 @@
 #include "tensor_io.h"
 
 #include "../aot.h"
+#include "../check_main.h"
 #include "../quick.h"
 
 static unsigned rng = 4242;
@@ -607,7 +608,7 @@ static Suite *suite(void) {
   tcase_add_test(t, test_interp_ref);
   tcase_add_loop_test(t, test_jit_nodes, 0, 2);
   tcase_add_loop_test(t, test_aot_nodes, 0, 3);
-  tcase_add_loop_test(t, test_wide_rows, 0, (int)(sizeof wide_cases / sizeof wide_cases[0]));
+  tcase_add_loop_test(t, test_wide_rows, 0, LB_TEST_N(wide_cases));
   tcase_add_test(t, test_packed_weights);
   suite_add_tcase(s, t);
   TCase *m = tcase_create("models");
@@ -619,10 +620,4 @@ static Suite *suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return lb_test_run(suite()); }

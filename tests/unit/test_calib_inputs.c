@@ -21,6 +21,8 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../check_main.h"
+
 #define MULTI LB_SOURCE_DIR "/tests/models/multi/"
 #define MODEL MULTI "multi_input.onnx"
 #define IMG MULTI "image_calib.npy"
@@ -290,13 +292,9 @@ int main(void) {
   tcase_add_test(tc, calib_forms_agree);
   tcase_add_test(tc, memory_equals_stream);
   tcase_add_test(tc, integer_graph_runs);
-  tcase_add_loop_test(tc, bad_calibration, 0, (int)(sizeof bad / sizeof bad[0]));
+  tcase_add_loop_test(tc, bad_calibration, 0, LB_TEST_N(bad));
   tcase_add_test(tc, cli);
   tcase_add_test(tc, spec_check_warns);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return lb_test_run(s);
 }

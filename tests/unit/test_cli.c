@@ -18,6 +18,8 @@
 #include "onnx.h"
 #include "tensor_io.h"
 
+#include "../check_main.h"
+
 #define LOWBIT LB_BINARY_DIR "/lowbit"
 #define E2E LB_SOURCE_DIR "/tests/e2e"
 #define MODELS LB_SOURCE_DIR "/tests/models"
@@ -577,13 +579,10 @@ int main(void) {
   tcase_add_test(tc, run_batch_digits);
   tcase_add_test(tc, run_batch_raw);
   tcase_add_test(tc, run_jit_matches_interp);
-  tcase_add_loop_test(tc, bad_input, 0, (int)(sizeof bad / sizeof bad[0]));
+  tcase_add_loop_test(tc, bad_input, 0, LB_TEST_N(bad));
   tcase_add_test(tc, onnx_bad_fixtures);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int rc = lb_test_run(s);
   remove_tmp();
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return rc;
 }

@@ -21,20 +21,14 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
+#include "../check_main.h"
+#include "../digits.h"
 #include "../quick.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static lb_spec *load_spec(const char *name) {
-  lb_diag d;
-  lb_diag_clear(&d);
-  lb_spec *s = NULL;
-  int rc = lb_spec_load(name, &s, &d);
-  ck_assert_msg(rc == 0, "spec %s: %s", name, d.msg);
-  return s;
-}
 
 static double to_d(const lb_tensor *t, int64_t i) {
   switch (t->dtype) {
@@ -92,6 +86,30 @@ static lb_graph *load_model(const char *path) {
   return g;
 }
 
+/* tests/models/STEM.onnx as imported (the reference for the prepared copy, load_prepared). */
+static lb_graph *load_imported(const char *stem) {
+  char path[512];
+  snprintf(path, sizeof path, LB_TEST_MODELS "%s.onnx", stem);
+  return load_model(path);
+}
+
+/* g after shape inference (asserted to succeed). */
+static lb_graph *inferred(lb_graph *g) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
+  return g;
+}
+
+/* A 2-D window: kernel k, stride s, dilation 1, pads lo before and hi after each axis. */
+static void window2d(lb_attrs *a, int64_t k, int64_t s, int64_t lo, int64_t hi) {
+  a->n_spatial = 2;
+  for (int i = 0; i < 2; i++) {
+    a->kernel[i] = k, a->strides[i] = s, a->dilations[i] = 1;
+    a->pads[i] = lo, a->pads[2 + i] = hi;
+  }
+}
+
 /* ---- memory planner ----------------------------------------------------------------------- */
 
 START_TEST(test_memplan_reuse) {
@@ -137,12 +155,9 @@ END_TEST
 static const char *models[] = {"digits_mlp", "digits_cnn", "digits_resnet"};
 
 START_TEST(test_models_jit) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, models[_i]);
-  lb_graph *ref = load_model(path), *g = load_model(path);
+  lb_graph *ref = load_imported(models[_i]), *g = load_prepared(models[_i]);
   lb_diag d;
   lb_diag_clear(&d);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
   lb_spec *spec = load_spec("host");
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", models[_i], d.msg);
@@ -367,10 +382,8 @@ static lb_graph *layouts_graph(void) {
   uint32_t c = lb_graph_add_value(g, "c", LB_DTYPE_F32, 4, yd);
   uint32_t cin[4] = {x, wv, bv, r}, cat[2] = {z, r};
   uint32_t n0 = lb_graph_add_node(g, LB_OP_CONV, "conv", cin, 4, &y, 1);
-  lb_attrs *a = &g->nodes[n0].attr;
-  a->n_spatial = 2, a->kernel[0] = a->kernel[1] = 3, a->strides[0] = a->strides[1] = 1;
-  a->dilations[0] = a->dilations[1] = 1, a->group = 1, a->act = LB_ACT_RELU;
-  a->pads[0] = a->pads[1] = a->pads[2] = a->pads[3] = 1;
+  window2d(&g->nodes[n0].attr, 3, 1, 1, 1);
+  g->nodes[n0].attr.group = 1, g->nodes[n0].attr.act = LB_ACT_RELU;
   lb_graph_add_node(g, LB_OP_RELU, "relu", &y, 1, &z, 1);
   uint32_t n2 = lb_graph_add_node(g, LB_OP_TRANSPOSE, "tr", &z, 1, &t, 1);
   g->nodes[n2].attr.n_axes = 4;
@@ -380,10 +393,7 @@ static lb_graph *layouts_graph(void) {
   g->nodes[n3].attr.axis = 1;
   lb_graph_add_input(g, x), lb_graph_add_input(g, r);
   lb_graph_add_output(g, t), lb_graph_add_output(g, c), lb_graph_add_output(g, z);
-  lb_diag d;
-  lb_diag_clear(&d);
-  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
-  return g;
+  return inferred(g);
 }
 
 START_TEST(test_layouts) {
@@ -408,33 +418,17 @@ static lb_graph *pools_graph(void) {
   for (int i = 0; i < 4; i++) v[i] = lb_graph_add_value(g, names[i], LB_DTYPE_F32, 4, yd);
   uint32_t cin[2] = {x, wv};
   uint32_t id = lb_graph_add_node(g, LB_OP_CONV, "conv", cin, 2, &v[0], 1);
-  lb_node *n = &g->nodes[id];
-  n->attr.n_spatial = 2, n->attr.group = 1;
-  for (int k = 0; k < 2; k++) {
-    n->attr.kernel[k] = 3, n->attr.strides[k] = n->attr.dilations[k] = 1;
-    n->attr.pads[k] = n->attr.pads[2 + k] = 1;
-  }
+  window2d(&g->nodes[id].attr, 3, 1, 1, 1);
+  g->nodes[id].attr.group = 1;
   id = lb_graph_add_node(g, LB_OP_MAX_POOL, "max", &v[0], 1, &v[1], 1);
-  n = &g->nodes[id];
-  n->attr.n_spatial = 2;
-  for (int k = 0; k < 2; k++) {
-    n->attr.kernel[k] = 3, n->attr.strides[k] = 2, n->attr.dilations[k] = 1;
-    n->attr.pads[k] = n->attr.pads[2 + k] = 1;
-  }
+  window2d(&g->nodes[id].attr, 3, 2, 1, 1);
   id = lb_graph_add_node(g, LB_OP_AVG_POOL, "avg", &v[1], 1, &v[2], 1);
-  n = &g->nodes[id];
-  n->attr.n_spatial = 2, n->attr.count_include_pad = 0;
-  for (int k = 0; k < 2; k++) {
-    n->attr.kernel[k] = 2, n->attr.strides[k] = 1, n->attr.dilations[k] = 1;
-    n->attr.pads[2 + k] = 1;
-  }
+  window2d(&g->nodes[id].attr, 2, 1, 0, 1);
+  g->nodes[id].attr.count_include_pad = 0;
   lb_graph_add_node(g, LB_OP_GLOBAL_AVG_POOL, "gap", &v[2], 1, &v[3], 1);
   lb_graph_add_input(g, x);
   lb_graph_add_output(g, v[1]), lb_graph_add_output(g, v[2]), lb_graph_add_output(g, v[3]);
-  lb_diag d;
-  lb_diag_clear(&d);
-  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
-  return g;
+  return inferred(g);
 }
 
 START_TEST(test_pool_nhwc) {
@@ -477,11 +471,8 @@ static lb_graph *conv_graph(size_t c) {
     a->pads[k] = a->pads[conv_cases[c].ns + k] = conv_cases[c].pad;
   }
   lb_graph_add_input(g, x), lb_graph_add_output(g, y);
-  lb_diag d;
-  lb_diag_clear(&d);
-  ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
   free(w);
-  return g;
+  return inferred(g);
 }
 
 /* Convolutions off the kernel path (grouped, depthwise with multiplier 2, 1-D, 3-D) and on it
@@ -515,19 +506,14 @@ START_TEST(test_matmul_runtime) {
     uint32_t n = lb_graph_add_node(g, LB_OP_MATMUL, "mm", in, 2, &z, 1);
     if (c == 2) g->nodes[n].attr.act = LB_ACT_RELU;
     lb_graph_add_input(g, x), lb_graph_add_input(g, y), lb_graph_add_output(g, z);
-    lb_diag d;
-    lb_diag_clear(&d);
-    ck_assert_msg(lb_infer_shapes(g, &d) == 0, "%s", d.msg);
-    jit_vs_interp(g, "matmul");
+    jit_vs_interp(inferred(g), "matmul");
     lb_graph_free(g);
   }
 }
 END_TEST
 
 START_TEST(test_jit_refuses_foreign_spec) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
-  lb_graph *g = load_model(path);
+  lb_graph *g = load_imported("digits_mlp");
   lb_spec *spec = load_spec("aarch64-neon");
   lb_diag d;
   lb_diag_clear(&d);
@@ -588,9 +574,9 @@ START_TEST(test_large_models_jit) {
   ck_assert_msg(lb_npy_read(path, &in, &d) == 0, "%s", d.msg);
   lb_spec *spec = load_spec("host");
   for (int m = 0; m < 2; m++) {
-    snprintf(path, sizeof path, "%s/tests/models/large/%s.onnx", LB_SOURCE_DIR, large[m]);
-    lb_graph *g = load_model(path);
-    ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+    char stem[64];
+    snprintf(stem, sizeof stem, "large/%s", large[m]);
+    lb_graph *g = load_prepared(stem);
     lb_jit *j = NULL;
     ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", large[m], d.msg);
     ck_assert_msg(lb_jit_run_tensors(j, g, &in, &got, &d) == 0, "%s", d.msg);
@@ -607,12 +593,6 @@ START_TEST(test_large_models_jit) {
 END_TEST
 
 /* ---- AOT: object + header linked into tests/aot/harness.c -------------------------------- */
-
-static int shell(const char *cmd) {
-  int rc = system(cmd);
-  if (rc != 0) fprintf(stderr, "test_codegen: command failed (%d): %s\n", rc, cmd);
-  return rc;
-}
 
 /* The object exports exactly m_run and m_workspace_size (kernels are internal, so several
  * models link together) and calls nothing that allocates. */
@@ -641,62 +621,28 @@ static void check_symbols(const char *obj) {
   ck_assert_int_eq(defined, 2);
 }
 
-/* Compiles g for spec, links the harness with cc, runs it (through runner, may be "") on
- * random inputs and compares with the interpreter running ref (g before the passes). */
-static void aot_check_graph(const lb_graph *ref, const lb_graph *g, lb_spec *spec, const char *cc,
-                            const char *runner, const char *model) {
-  char tmpl[] = "/tmp/lb_aot_XXXXXX", path[512], cmd[4096];
-  char *tmp = mkdtemp(tmpl);
-  ck_assert_ptr_nonnull(tmp);
+/* Compiles g for spec, links the harness for target t, runs it on random inputs and
+ * compares with the interpreter running ref (g before the passes). */
+static void aot_check_graph(const lb_graph *ref, const lb_graph *g, const lb_spec *spec,
+                            const lb_test_aot_target *t, const char *model) {
   lb_diag d;
   lb_diag_clear(&d);
-  char obj[600], hdr[600];
-  snprintf(obj, sizeof obj, "%s/m.o", tmp);
-  snprintf(hdr, sizeof hdr, "%s/m.h", tmp);
-  lb_codegen_opts o = {.name = "m"};
-  ck_assert_msg(lb_target_emit(g, spec, &o, LB_EMIT_OBJ, obj, hdr, &d) == 0, "%s", d.msg);
-  check_symbols(obj);
-  lb_tensor in[4], want[4], got;
+  lb_tensor in[4], want[4], got[4];
   random_inputs(ref, in, 99);
   ck_assert_msg(lb_interp_run(ref, in, want, &d) == 0, "%s", d.msg);
-  int n = snprintf(cmd, sizeof cmd, "%s", runner);
-  n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/h", tmp);
-  for (uint32_t i = 0; i < ref->n_inputs; i++) {
-    snprintf(path, sizeof path, "%s/in%u.bin", tmp, i);
-    ck_assert_msg(lb_bin_write(path, &in[i], &d) == 0, "%s", d.msg);
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s", path);
-  }
-  for (uint32_t i = 0; i < ref->n_outputs; i++)
-    n += snprintf(cmd + n, sizeof cmd - (size_t)n, " %s/out%u.bin", tmp, i);
-  char build[2048];
-  snprintf(build, sizeof build,
-           "%s -O1 -std=c11 -I%s -DLB_HEADER='\"m.h\"' -DLB_PREFIX=m %s/tests/aot/harness.c %s -lm "
-           "-o %s/h",
-           cc, tmp, LB_SOURCE_DIR, obj, tmp);
-  ck_assert_int_eq(shell(build), 0);
-  ck_assert_int_eq(shell(cmd), 0);
-  for (uint32_t o2 = 0; o2 < ref->n_outputs; o2++) {
-    const lb_value *v = &ref->values[ref->outputs[o2]];
-    snprintf(path, sizeof path, "%s/out%u.bin", tmp, o2);
-    ck_assert_msg(lb_bin_read(path, v->dtype, v->rank, v->dims, &got, &d) == 0, "%s", d.msg);
-    char what[256];
-    snprintf(what, sizeof what, "%s on %s", model, lb_spec_name(spec));
-    expect_close(&got, &want[o2], 1e-4, what);
-    lb_free(got.data), lb_free(want[o2].data);
+  lb_test_aot_run_checked(g, spec, t, in, got, model, check_symbols);
+  char what[256];
+  snprintf(what, sizeof what, "%s on %s", model, lb_spec_name(spec));
+  for (uint32_t o = 0; o < ref->n_outputs; o++) {
+    expect_close(&got[o], &want[o], 1e-4, what);
+    lb_free(got[o].data), lb_free(want[o].data);
   }
   for (uint32_t i = 0; i < ref->n_inputs; i++) free(in[i].data);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-  shell(cmd);
 }
 
-static void aot_check(const char *model, lb_spec *spec, const char *cc, const char *runner) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/tests/models/%s.onnx", LB_SOURCE_DIR, model);
-  lb_graph *ref = load_model(path), *g = load_model(path);
-  lb_diag d;
-  lb_diag_clear(&d);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
-  aot_check_graph(ref, g, spec, cc, runner, model);
+static void aot_check(const char *model, const lb_spec *spec, const lb_test_aot_target *t) {
+  lb_graph *ref = load_imported(model), *g = load_prepared(model);
+  aot_check_graph(ref, g, spec, t, model);
   lb_graph_free(g), lb_graph_free(ref);
 }
 
@@ -704,16 +650,16 @@ static void aot_check(const char *model, lb_spec *spec, const char *cc, const ch
  * plain NEON spec under qemu -cpu cortex-a72 (no dot product: checks the feature gating too). */
 START_TEST(test_aot_graphs_neon) {
   lb_spec *spec = load_spec("aarch64-neon");
-  const char *cc = "aarch64-linux-gnu-gcc -static", *qemu = "qemu-aarch64 -cpu cortex-a72";
+  const lb_test_aot_target neon = LB_TEST_AOT_NEON;
   lb_graph *g = layouts_graph();
-  aot_check_graph(g, g, spec, cc, qemu, "layouts");
+  aot_check_graph(g, g, spec, &neon, "layouts");
   lb_graph_free(g);
   g = pools_graph();
-  aot_check_graph(g, g, spec, cc, qemu, "pools");
+  aot_check_graph(g, g, spec, &neon, "pools");
   lb_graph_free(g);
   for (size_t c = 0; c < N_CONV_CASES; c += lb_test_quick() ? 2 : 1) {
     g = conv_graph(c);
-    aot_check_graph(g, g, spec, cc, qemu, "conv case");
+    aot_check_graph(g, g, spec, &neon, "conv case");
     lb_graph_free(g);
   }
   lb_spec_free(spec);
@@ -727,7 +673,7 @@ START_TEST(test_aot_all_specs) {
   snprintf(dirp, sizeof dirp, "%s/specs", LB_SOURCE_DIR);
   DIR *dir = opendir(dirp);
   ck_assert_ptr_nonnull(dir);
-  int ran = 0, n_models = (int)(sizeof models / sizeof models[0]);
+  int ran = 0, n_models = LB_TEST_N(models);
   struct dirent *e;
   while ((e = readdir(dir))) {
     size_t len = strlen(e->d_name);
@@ -738,22 +684,19 @@ START_TEST(test_aot_all_specs) {
     const char *triple = lb_spec_llvm_triple(spec), *feat = lb_spec_llvm_features(spec);
     lb_diag d;
     lb_diag_clear(&d);
-    const char *cc = NULL, *runner = "";
-    char qemu[256];
-    if (!strncmp(triple, "aarch64", 7)) {
-      int plain = !strstr(feat, "dotprod") && !strstr(feat, "i8mm");
-      snprintf(qemu, sizeof qemu, "qemu-aarch64 -cpu %s", plain ? "cortex-a72" : "max");
-      cc = "aarch64-linux-gnu-gcc -static", runner = qemu;
-    } else if (lb_target_host_check(spec, &d) == 0) {
-      cc = "gcc";
-    }
-    if (!cc) {
+    const lb_test_aot_target neon = LB_TEST_AOT_NEON, arm = LB_TEST_AOT_DOTPROD;
+    const lb_test_aot_target x86 = {lb_spec_name(spec), "gcc", ""}, *t = NULL;
+    if (!strncmp(triple, "aarch64", 7))
+      t = !strstr(feat, "dotprod") && !strstr(feat, "i8mm") ? &neon : &arm;
+    else if (lb_target_host_check(spec, &d) == 0)
+      t = &x86;
+    if (!t) {
       printf("test_aot_all_specs: %s cannot run here (%s): skipped\n", lb_spec_name(spec), d.msg);
     } else {
       /* quick: one model per spec, a different one for each spec that runs */
       int n = 0;
       for (int m = 0; m < n_models; m++)
-        if (!lb_test_quick() || m == ran % n_models) aot_check(models[m], spec, cc, runner), n++;
+        if (!lb_test_quick() || m == ran % n_models) aot_check(models[m], spec, t), n++;
       printf("test_aot_all_specs: %s: %d models match the interpreter\n", lb_spec_name(spec), n);
       ran++;
     }
@@ -766,9 +709,7 @@ END_TEST
 
 /* A failing emission (bad symbol prefix, unwritable folder) leaves no file behind. */
 START_TEST(test_aot_failure_leaves_nothing) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/tests/models/digits_mlp.onnx", LB_SOURCE_DIR);
-  lb_graph *g = load_model(path);
+  lb_graph *g = load_imported("digits_mlp");
   lb_spec *spec = load_spec("host");
   char tmpl[] = "/tmp/lb_aotf_XXXXXX";
   char *tmp = mkdtemp(tmpl);
@@ -806,13 +747,10 @@ START_TEST(test_aot_large_neon) {
     printf("test_aot_large_neon: tests/models/large absent: skipped\n");
     return;
   }
-  lb_graph *ref = load_model(path), *g = load_model(path);
-  lb_diag d;
-  lb_diag_clear(&d);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
+  lb_graph *ref = load_imported("large/mobilenet_v2"), *g = load_prepared("large/mobilenet_v2");
   lb_spec *spec = load_spec("aarch64-neon");
-  aot_check_graph(ref, g, spec, "aarch64-linux-gnu-gcc -static", "qemu-aarch64 -cpu cortex-a72",
-                  "mobilenet_v2");
+  const lb_test_aot_target neon = LB_TEST_AOT_NEON;
+  aot_check_graph(ref, g, spec, &neon, "mobilenet_v2");
   lb_spec_free(spec);
   lb_graph_free(g), lb_graph_free(ref);
 }
@@ -873,7 +811,7 @@ START_TEST(test_cli_compile_bench) {
   snprintf(args, sizeof args, "bench %s --threads 4", mlp);
   ck_assert_int_eq(lowbit(args, out, sizeof out), 2);
   snprintf(args, sizeof args, "rm -rf %s", tmp);
-  shell(args);
+  lb_test_shell(args);
 }
 END_TEST
 
@@ -885,8 +823,8 @@ static Suite *codegen_suite(void) {
   suite_add_tcase(s, t);
   t = tcase_create("jit");
   tcase_set_timeout(t, 300);
-  tcase_add_loop_test(t, test_models_jit, 0, sizeof models / sizeof models[0]);
-  tcase_add_loop_test(t, test_node_jit, 0, sizeof node_tests / sizeof node_tests[0]);
+  tcase_add_loop_test(t, test_models_jit, 0, LB_TEST_N(models));
+  tcase_add_loop_test(t, test_node_jit, 0, LB_TEST_N(node_tests));
   tcase_add_test(t, test_jit_refuses_foreign_spec);
   tcase_add_test(t, test_large_models_jit);
   tcase_add_test(t, test_unary_ops);
@@ -907,10 +845,4 @@ static Suite *codegen_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(codegen_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
-}
+int main(void) { return lb_test_run(codegen_suite()); }

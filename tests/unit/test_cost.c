@@ -7,6 +7,8 @@
 
 #include "search.h"
 
+#include "../check_main.h"
+
 static lb_spec *spec;
 
 static void load_spec(void) {
@@ -123,15 +125,9 @@ Suite *cost_suite(void) {
   tcase_add_test(t, conv_int8);
   tcase_add_test(t, conv_subbyte);
   tcase_add_test(t, conv_fp32_and_views);
-  tcase_add_loop_test(t, weight_levels, 0, sizeof levels / sizeof levels[0]);
+  tcase_add_loop_test(t, weight_levels, 0, LB_TEST_N(levels));
   suite_add_tcase(s, t);
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(cost_suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
-}
+int main(void) { return lb_test_run(cost_suite()); }

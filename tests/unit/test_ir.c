@@ -5,6 +5,8 @@
 
 #include "ir.h"
 
+#include "../check_main.h"
+
 START_TEST(build_and_verify) {
   lb_graph *g = lb_graph_new("t");
   ck_assert_ptr_nonnull(g);
@@ -53,9 +55,5 @@ int main(void) {
   tcase_add_test(tc, build_and_verify);
   tcase_add_test(tc, dtype_table);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check_main.h"
 #include "../golden_harness.h"
 #include "ir.h"
 #include "ir_text.h"
@@ -540,15 +541,11 @@ int main(void) {
   tcase_add_test(tc, round_trip_every_op);
   tcase_add_test(tc, print_format);
   tcase_add_test(tc, parse_defaults);
-  tcase_add_loop_test(tc, parse_errors, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
+  tcase_add_loop_test(tc, parse_errors, 0, LB_TEST_N(bad_cases));
   tcase_add_test(tc, caret);
   tcase_add_test(tc, round_trip_imported);
   tcase_add_test(tc, golden_dir);
   tcase_add_test(tc, golden_mismatch_and_update);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -16,6 +16,7 @@
 
 #include "kernels.h"
 
+#include "../check_main.h"
 #include "../quick.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -107,7 +108,7 @@ static const gemm_case gemm_fixed[] = {
     {2, 9, 21, 10, 0, 0, 1, 1, LB_ACT_NONE, 1},
     {3, 5, 7, 9, 0, 0, 1, 0, LB_ACT_RELU, 3},
 };
-#define N_GEMM_CASES ((int)(sizeof gemm_fixed / sizeof gemm_fixed[0]) + N_RANDOM)
+#define N_GEMM_CASES (LB_TEST_N(gemm_fixed) + N_RANDOM)
 static gemm_case gemm_cases[N_GEMM_CASES];
 
 static void case_cfg(int which, lb_kern_cfg *cfg) {
@@ -178,7 +179,7 @@ static const conv_case conv_fixed[] = {
     {2, 1, 1, 7, 7, 19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, LB_ACT_RELU},
     {3, 1, 1, 5, 5, 3, 3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, LB_ACT_NONE},
 };
-#define N_CONV_CASES ((int)(sizeof conv_fixed / sizeof conv_fixed[0]) + N_RANDOM)
+#define N_CONV_CASES (LB_TEST_N(conv_fixed) + N_RANDOM)
 static conv_case conv_cases[N_CONV_CASES];
 
 static void conv_case_desc_raw(const conv_case *c, lb_conv_desc *d) {
@@ -693,9 +694,5 @@ int main(void) {
   tcase_add_test(tp, cfg_from_spec);
   tcase_add_test(tp, conv_scratch_bounded);
   suite_add_tcase(s, tp);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -22,6 +22,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../check_main.h"
 #include "../quick.h"
 
 #define MODELS LB_SOURCE_DIR "/tests/models/"
@@ -39,19 +40,19 @@ static const model_case digits[] = {
     {"digits_resnet", "digits16_test_x", "digits_test_y", "digits16_calib_x"},
     {"digits_ops", "digits_test_x", "digits_test_y", "digits_calib_x"},
 };
-#define N_DIGITS ((int)(sizeof digits / sizeof *digits))
+#define N_DIGITS LB_TEST_N(digits)
 
 static const model_case large[] = {
     {"large/resnet18", "large/input", NULL, "large/calib"},
     {"large/mobilenet_v2", "large/input", NULL, "large/calib"},
 };
-#define N_LARGE ((int)(sizeof large / sizeof *large))
+#define N_LARGE LB_TEST_N(large)
 
 /* int8: a spec with u8 activations and one with i8 ones; every calibration method. */
 static const char *const quant_specs[] = {"x86-64-avx2", "aarch64-dotprod"};
 static const char *const quant_methods[] = {"max", "avg-max", "percentile", "kl", "mse"};
-#define N_QSPECS ((int)(sizeof quant_specs / sizeof *quant_specs))
-#define N_QMETHODS ((int)(sizeof quant_methods / sizeof *quant_methods))
+#define N_QSPECS LB_TEST_N(quant_specs)
+#define N_QMETHODS LB_TEST_N(quant_methods)
 
 enum { ENGINE_INTERP, ENGINE_JIT, ENGINE_COUNT };
 static const char *const engine_names[ENGINE_COUNT] = {"interp", "jit"};
@@ -373,10 +374,4 @@ static Suite *models_suite(void) {
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(models_suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
-}
+int main(void) { return lb_test_run(models_suite()); }

@@ -11,6 +11,8 @@
 
 #include "onnx.h"
 
+#include "../check_main.h"
+
 #define FIXTURES LB_SOURCE_DIR "/tests/onnx_bad/"
 #define NODE_DATA "/usr/share/libonnx-testdata/data/node/"
 
@@ -75,7 +77,7 @@ static const char *const bad_names[] = {
     "opset_old",     "reshape_nonconst", "softmax_axis",    "truncated",     "unknown_attr",
     "unsupported_op",
 };
-#define N_BAD ((int)(sizeof bad_names / sizeof bad_names[0]))
+#define N_BAD LB_TEST_N(bad_names)
 
 START_TEST(bad_fixture) {
   char path[512], txt[512], want[4800];
@@ -545,19 +547,14 @@ int main(void) {
   suite_add_tcase(s, tc);
   TCase *td = tcase_create("onnx_test_data");
   tcase_add_test(td, conv_with_strides_padding);
-  tcase_add_loop_test(td, node_test, 0, (int)(sizeof node_tests / sizeof node_tests[0]));
+  tcase_add_loop_test(td, node_test, 0, LB_TEST_N(node_tests));
   tcase_add_test(td, shape_folds);
   tcase_add_test(td, reshape_shape_input);
   tcase_add_test(td, load_tensor);
   suite_add_tcase(s, td);
   TCase *tr = tcase_create("robustness");
   tcase_add_test(tr, every_truncation);
-  tcase_add_loop_test(tr, every_allocation_failure, 0,
-                      (int)(sizeof oom_fixtures / sizeof oom_fixtures[0]));
+  tcase_add_loop_test(tr, every_allocation_failure, 0, LB_TEST_N(oom_fixtures));
   suite_add_tcase(s, tr);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -11,6 +11,8 @@
 #include "passes.h"
 #include "tensor_io.h"
 
+#include "../check_main.h"
+
 static long fail_at, calls;
 
 static void *failing_alloc(void *p, size_t n) {
@@ -278,9 +280,5 @@ int main(void) {
   tcase_add_test(tc, oom_npy);
   tcase_add_test(tc, oom_passes);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check_main.h"
 #include "../golden_harness.h"
 #include "ir.h"
 #include "onnx.h"
@@ -307,9 +308,5 @@ int main(void) {
   tcase_add_loop_test(tc, random_graphs, 0, 20);
   tcase_add_test(tc, digits_models);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

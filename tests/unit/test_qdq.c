@@ -20,6 +20,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../check_main.h"
 #include "../quick.h"
 
 #define QDQ_DIR LB_SOURCE_DIR "/tests/models/qdq/"
@@ -46,7 +47,7 @@ static const qdq_case cases[] = {
     {"qdq16_mlp", 0, 6, "mm_MatMul                    matmul           f32  input[1] 'fc2_w_dq' has "
                         "weights beyond 8 bits (16-bit QDQ): no 16-bit integer combination, runs fp32", 1},
 };
-#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+#define N_CASES LB_TEST_N(cases)
 
 static lb_graph *load(const char *name) {
   char path[512];
@@ -523,15 +524,11 @@ int main(void) {
   tcase_add_test(tc, unfolded_bias_operand);
   tcase_add_loop_test(tc, own_export_unchanged, 0, 2);
   tcase_add_test(tc, cast_matches_numpy);
-  tcase_add_loop_test(tc, wide_vs_numpy, 0, (int)(sizeof wide_models / sizeof wide_models[0]));
+  tcase_add_loop_test(tc, wide_vs_numpy, 0, LB_TEST_N(wide_models));
   tcase_add_test(tc, q16_elem_semantics);
-  tcase_add_loop_test(tc, refused, 0, (int)(sizeof refused_models / sizeof refused_models[0]));
+  tcase_add_loop_test(tc, refused, 0, LB_TEST_N(refused_models));
   tcase_add_loop_test(tc, wide_import_oom, 0, lb_test_count(4, 2));
-  tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count((int)(sizeof arm / sizeof arm[0]), 1));
+  tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count(LB_TEST_N(arm), 1));
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return lb_test_run(s);
 }

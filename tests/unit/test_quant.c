@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../check_main.h"
 #include "../golden_harness.h"
 #include "onnx.h"
 #include "passes.h"
@@ -759,7 +760,7 @@ int main(void) {
   Suite *s = suite_create("quant");
   TCase *t = tcase_create("core");
   tcase_set_timeout(t, 300);
-  tcase_add_loop_test(t, requantize_table, 0, (int)(sizeof rq_cases / sizeof *rq_cases));
+  tcase_add_loop_test(t, requantize_table, 0, LB_TEST_N(rq_cases));
   tcase_add_test(t, requantize_reference);
   tcase_add_test(t, qparams_and_bounds);
   tcase_add_test(t, int_conv_per_channel);
@@ -772,15 +773,11 @@ int main(void) {
   tcase_add_test(t, calibration_methods);
   tcase_add_test(t, subbyte_weight_scales);
   tcase_add_test(t, plan_round_trip);
-  tcase_add_loop_test(t, plan_errors, 0, (int)(sizeof plan_errs / sizeof *plan_errs));
+  tcase_add_loop_test(t, plan_errors, 0, LB_TEST_N(plan_errs));
   tcase_add_test(t, plan_forced_f32);
   tcase_add_loop_test(t, qdq_round_trip, 0, 4);
   tcase_add_test(t, cli_pipeline);
   tcase_add_test(t, golden_quant);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return lb_test_run(s);
 }

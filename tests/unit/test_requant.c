@@ -20,6 +20,7 @@
 #include "tensor_io.h"
 
 #include "../aot.h"
+#include "../check_main.h"
 #include "../digits.h"
 #include "../quick.h"
 
@@ -492,24 +493,18 @@ static Suite *suite(void) {
   Suite *s = suite_create("requant");
   TCase *t = tcase_create("scalar"), *m = tcase_create("models");
   tcase_add_test(t, decomposition);
-  tcase_add_loop_test(t, hand_cases, 0, (int)(sizeof rq_cases / sizeof rq_cases[0]));
+  tcase_add_loop_test(t, hand_cases, 0, LB_TEST_N(rq_cases));
   tcase_add_test(t, two_inputs);
   tcase_add_test(t, random_against_reference);
   tcase_add_test(t, pow2_params);
   tcase_set_timeout(m, 600);
-  tcase_add_loop_test(m, digits_accuracy, 0, (int)(sizeof acc_cases / sizeof acc_cases[0]));
+  tcase_add_loop_test(m, digits_accuracy, 0, LB_TEST_N(acc_cases));
   tcase_add_test(m, plan_round_trip);
   tcase_add_test(m, text_round_trip);
-  tcase_add_loop_test(m, emitted_edge_cases, 0, (int)(sizeof edge_specs / sizeof edge_specs[0]));
+  tcase_add_loop_test(m, emitted_edge_cases, 0, LB_TEST_N(edge_specs));
   suite_add_tcase(s, t);
   suite_add_tcase(s, m);
   return s;
 }
 
-int main(void) {
-  SRunner *r = srunner_create(suite());
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return lb_test_run(suite()); }

@@ -7,6 +7,8 @@
 
 #include "ir.h"
 
+#include "../check_main.h"
+
 typedef struct {
   lb_dtype t;
   int rank;
@@ -324,12 +326,8 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("shape");
   TCase *tc = tcase_create("rules");
-  tcase_add_loop_test(tc, shape_table, 0, (int)(sizeof cases / sizeof cases[0]));
+  tcase_add_loop_test(tc, shape_table, 0, LB_TEST_N(cases));
   tcase_add_test(tc, canonical_attrs);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }

@@ -11,6 +11,8 @@
 
 #include "tensor_io.h"
 
+#include "../check_main.h"
+
 #define NPY LB_SOURCE_DIR "/tests/data/npy/"
 #define TMP LB_BINARY_DIR "/tio_"
 
@@ -322,17 +324,13 @@ int main(void) {
   TCase *tc = tcase_create("io");
   tcase_add_test(tc, read_numpy_f32);
   tcase_add_test(tc, read_numpy_dtypes);
-  tcase_add_loop_test(tc, read_bad_files, 0, (int)(sizeof bad_files / sizeof bad_files[0]));
-  tcase_add_loop_test(tc, read_bad_headers, 0, (int)(sizeof bad_headers / sizeof bad_headers[0]));
+  tcase_add_loop_test(tc, read_bad_files, 0, LB_TEST_N(bad_files));
+  tcase_add_loop_test(tc, read_bad_headers, 0, LB_TEST_N(bad_headers));
   tcase_add_test(tc, bad_magic_and_version);
   tcase_add_test(tc, write_matches_numpy);
   tcase_add_test(tc, write_failures_leave_nothing);
   tcase_add_test(tc, bin_round_trip);
   tcase_add_test(tc, npy_write_read_all_dtypes);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return lb_test_run(s);
 }
