@@ -7,6 +7,7 @@
 #ifndef LB_GOLDEN_HARNESS_H
 #define LB_GOLDEN_HARNESS_H
 
+#include <check.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,16 @@ static int lb_golden_list(const char *dir, char ***paths) {
 static void lb_golden_list_free(char **paths, int n) {
   for (int i = 0; i < n; i++) free(paths[i]);
   free(paths);
+}
+
+/* The check test of a golden folder: at least min_files files, each one passing. */
+static void lb_golden_check_dir(const char *dir, int min_files, lb_golden_pipeline fn, void *user) {
+  char **paths, err[4096];
+  int n = lb_golden_list(dir, &paths);
+  ck_assert_int_ge(n, min_files);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(lb_golden_check(paths[i], fn, user, err, sizeof err) == 0, "%s", err);
+  lb_golden_list_free(paths, n);
 }
 
 #endif

@@ -10,14 +10,7 @@
 #   BUILD (default build/), ITERS (30), ROUNDS (3), LB_ORT_DIR (scratch folder for npm).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$root/build}
-lowbit=$build/lowbit
-iters=${ITERS:-30}
-rounds=${ROUNDS:-3}
-ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
-large=$root/tests/models/large
-
-bench=bench_fp32
+bench=bench_fp32 iters=${ITERS:-30}
 # shellcheck source=tools/bench_lib.sh
 source "$root/tools/bench_lib.sh"
 bench_prepare

@@ -10,20 +10,13 @@
 #   LB_ORT_DIR (scratch folder for npm, shared with bench_fp32.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$root/build}
-lowbit=$build/lowbit
-iters=${ITERS:-20}
-rounds=${ROUNDS:-3}
+bench=bench_int8 iters=${ITERS:-20}
 specs=${SPECS:-x86-64-avx2 host}
-ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
-large=$root/tests/models/large
-work=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-int8.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-bench=bench_int8
 # shellcheck source=tools/bench_lib.sh
 source "$root/tools/bench_lib.sh"
 bench_prepare
+work=$(mktemp -d "${TMPDIR:-/tmp}/lowbit-int8.XXXXXX")
+trap 'rm -rf "$work"' EXIT
 
 # Calibration set: 8 perturbed copies of the benchmark input (what matters here is speed; the
 # integer graph and the QDQ model come from the same samples, so they compute the same thing).

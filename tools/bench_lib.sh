@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # tools/bench_lib.sh: what the benchmark scripts share, sourced by them (not run): their
-# preparation (lowbit built, node and npm, the large models, onnxruntime-node installed) and
-# the arithmetic on their figures. The caller sets bench (its name, for messages), root, lowbit,
-# large and ort_dir before it calls bench_prepare; every failure is one line and exit 2.
+# settings, their preparation (lowbit built, node and npm, the large models, onnxruntime-node
+# installed) and the arithmetic on their figures. The caller sets root (the checkout), bench
+# (its name, for messages) and iters; every failure is one line and exit 2. Environment:
+# BUILD (default build/), ROUNDS (3), LB_ORT_DIR (scratch folder for npm, shared by the scripts).
 
-# shellcheck disable=SC2154 # bench, root, lowbit, large, ort_dir and iters: set by the caller
+# shellcheck disable=SC2154,SC2034 # root, bench and iters: set by the caller; rounds: read by it
+build=${BUILD:-$root/build}
+lowbit=$build/lowbit
+rounds=${ROUNDS:-3}
+ort_dir=${LB_ORT_DIR:-${TMPDIR:-/tmp}/lowbit-ort}
+large=$root/tests/models/large
+
 die() { echo "$bench: $*" >&2; exit 2; }
 
 # Makes what the benchmarks need when it is missing: the large models, onnxruntime-node (CPU).

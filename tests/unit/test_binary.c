@@ -568,9 +568,7 @@ START_TEST(test_plan_file) {
   mrun r;
   mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
   char path[] = "/tmp/lb_binary_planXXXXXX";
-  int fd = mkstemp(path);
-  ck_assert_int_ge(fd, 0);
-  close(fd);
+  lb_test_tmpfile(path, NULL);
   lb_diag d = {0};
   ck_assert_msg(lb_qplan_save(r.bp, r.g, path, &d) == 0, "%s", d.msg);
   lb_qplan *p = lb_qplan_new(r.g);

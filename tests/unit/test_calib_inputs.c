@@ -286,15 +286,11 @@ START_TEST(spec_check_warns) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("calib_inputs");
-  TCase *tc = tcase_create("calib_inputs");
+  const TTest *tests[] = {
+    calib_forms_agree, memory_equals_stream, integer_graph_runs, cli, spec_check_warns};
+  TCase *tc;
+  Suite *s = lb_test_suite("calib_inputs", tests, LB_TEST_N(tests), &tc);
   tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, calib_forms_agree);
-  tcase_add_test(tc, memory_equals_stream);
-  tcase_add_test(tc, integer_graph_runs);
   tcase_add_loop_test(tc, bad_calibration, 0, LB_TEST_N(bad));
-  tcase_add_test(tc, cli);
-  tcase_add_test(tc, spec_check_warns);
-  suite_add_tcase(s, tc);
   return lb_test_run(s);
 }

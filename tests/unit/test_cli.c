@@ -564,24 +564,15 @@ int main(void) {
     perror("mkdtemp");
     return EXIT_FAILURE;
   }
-  Suite *s = suite_create("cli");
-  TCase *tc = tcase_create("e2e");
+  const TTest *tests[] = {
+    help_every_command, usage_errors, info_small_cnn_totals, info_grouped_and_shared,
+    info_models_match_constants, run_relu_npy, run_conv_raw, run_two_outputs, run_batch_digits,
+    run_batch_raw, run_jit_matches_interp, onnx_bad_fixtures};
+  TCase *tc;
+  Suite *s = lb_test_suite("cli", tests, LB_TEST_N(tests), &tc);
   tcase_add_checked_fixture(tc, setup, NULL);
   tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, help_every_command);
-  tcase_add_test(tc, usage_errors);
-  tcase_add_test(tc, info_small_cnn_totals);
-  tcase_add_test(tc, info_grouped_and_shared);
-  tcase_add_test(tc, info_models_match_constants);
-  tcase_add_test(tc, run_relu_npy);
-  tcase_add_test(tc, run_conv_raw);
-  tcase_add_test(tc, run_two_outputs);
-  tcase_add_test(tc, run_batch_digits);
-  tcase_add_test(tc, run_batch_raw);
-  tcase_add_test(tc, run_jit_matches_interp);
   tcase_add_loop_test(tc, bad_input, 0, LB_TEST_N(bad));
-  tcase_add_test(tc, onnx_bad_fixtures);
-  suite_add_tcase(s, tc);
   int rc = lb_test_run(s);
   remove_tmp();
   return rc;

@@ -396,13 +396,6 @@ static lb_graph *layouts_graph(void) {
   return inferred(g);
 }
 
-START_TEST(test_layouts) {
-  lb_graph *g = layouts_graph();
-  jit_vs_interp(g, "layouts");
-  lb_graph_free(g);
-}
-END_TEST
-
 /* Pooling on NHWC data with channels that are not a multiple of the vector width (vector
  * body plus scalar tail): conv (37 channels) -> max pool -> avg pool -> global avg pool. */
 static lb_graph *pools_graph(void) {
@@ -431,9 +424,15 @@ static lb_graph *pools_graph(void) {
   return inferred(g);
 }
 
-START_TEST(test_pool_nhwc) {
-  lb_graph *g = pools_graph();
-  jit_vs_interp(g, "pools");
+/* The graphs built above, for the JIT here and the AArch64 AOT below. */
+static const struct {
+  lb_graph *(*build)(void);
+  const char *what;
+} built[] = {{layouts_graph, "layouts"}, {pools_graph, "pools"}};
+
+START_TEST(test_built_graphs) {
+  lb_graph *g = built[_i].build();
+  jit_vs_interp(g, built[_i].what);
   lb_graph_free(g);
 }
 END_TEST
@@ -651,14 +650,13 @@ static void aot_check(const char *model, const lb_spec *spec, const lb_test_aot_
 START_TEST(test_aot_graphs_neon) {
   lb_spec *spec = load_spec("aarch64-neon");
   const lb_test_aot_target neon = LB_TEST_AOT_NEON;
-  lb_graph *g = layouts_graph();
-  aot_check_graph(g, g, spec, &neon, "layouts");
-  lb_graph_free(g);
-  g = pools_graph();
-  aot_check_graph(g, g, spec, &neon, "pools");
-  lb_graph_free(g);
+  for (int i = 0; i < LB_TEST_N(built); i++) {
+    lb_graph *g = built[i].build();
+    aot_check_graph(g, g, spec, &neon, built[i].what);
+    lb_graph_free(g);
+  }
   for (size_t c = 0; c < N_CONV_CASES; c += lb_test_quick() ? 2 : 1) {
-    g = conv_graph(c);
+    lb_graph *g = conv_graph(c);
     aot_check_graph(g, g, spec, &neon, "conv case");
     lb_graph_free(g);
   }
@@ -829,9 +827,8 @@ static Suite *codegen_suite(void) {
   tcase_add_test(t, test_large_models_jit);
   tcase_add_test(t, test_unary_ops);
   tcase_add_test(t, test_pad_modes);
-  tcase_add_test(t, test_layouts);
+  tcase_add_loop_test(t, test_built_graphs, 0, LB_TEST_N(built));
   tcase_add_test(t, test_conv_variants);
-  tcase_add_test(t, test_pool_nhwc);
   tcase_add_test(t, test_matmul_runtime);
   suite_add_tcase(s, t);
   t = tcase_create("aot");

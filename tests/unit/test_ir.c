@@ -50,10 +50,6 @@ START_TEST(dtype_table) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("ir");
-  TCase *tc = tcase_create("core");
-  tcase_add_test(tc, build_and_verify);
-  tcase_add_test(tc, dtype_table);
-  suite_add_tcase(s, tc);
-  return lb_test_run(s);
+  const TTest *tests[] = {build_and_verify, dtype_table};
+  return lb_test_run(lb_test_suite("ir", tests, LB_TEST_N(tests), NULL));
 }

@@ -69,6 +69,7 @@ static void add_dtype_consts(lb_graph *g) {
   int32_t i32[5] = {INT32_MIN, -7, 0, 7, INT32_MAX};
   int16_t i16[5] = {-32768, -1, 0, 1, 32767};
   int8_t i8[5] = {-128, -1, 0, 1, 127}, i6[5] = {-32, -1, 0, 1, 31}, i5[5] = {-16, -1, 0, 1, 15};
+  int8_t i7[5] = {-64, -1, 0, 1, 63};
   uint8_t u8[5] = {0, 1, 128, 254, 255}, bl[5] = {1, 0, 0, 1, 1};
   /* i4 [2,3] = {-8,7,-1,0,3,-4}: nibbles 8,7 | f,0 | 3,c */
   uint8_t i4[3] = {0x78, 0x0f, 0xc3}, u4[3] = {0x10, 0xfe, 0x09};
@@ -78,7 +79,8 @@ static void add_dtype_consts(lb_graph *g) {
   cst(g, "c_i32", LB_DTYPE_I32, 1, d5, i32);
   cst(g, "c_i16", LB_DTYPE_I16, 1, d5, i16);
   cst(g, "c_i8", LB_DTYPE_I8, 1, d5, i8);
-  cst(g, "c_i6", LB_DTYPE_I6, 1, d5, i6); /* i6/i5: one byte each, as i8 */
+  cst(g, "c_i7", LB_DTYPE_I7, 1, d5, i7); /* i7/i6/i5: one byte each, as i8 */
+  cst(g, "c_i6", LB_DTYPE_I6, 1, d5, i6);
   cst(g, "c_i5", LB_DTYPE_I5, 1, d5, i5);
   cst(g, "c_u8", LB_DTYPE_U8, 1, d5, u8);
   cst(g, "c_bool", LB_DTYPE_BOOL, 1, d5, bl);
@@ -481,14 +483,7 @@ static int test_pipeline(lb_graph *g, const char *passes, void *user, lb_diag *d
 }
 
 START_TEST(golden_dir) {
-  char **paths;
-  int n = lb_golden_list(LB_SOURCE_DIR "/tests/golden/ir", &paths);
-  ck_assert_int_ge(n, 3);
-  for (int i = 0; i < n; i++) {
-    char err[2048];
-    ck_assert_msg(lb_golden_check(paths[i], test_pipeline, NULL, err, sizeof err) == 0, "%s", err);
-  }
-  lb_golden_list_free(paths, n);
+  lb_golden_check_dir(LB_SOURCE_DIR "/tests/golden/ir", 3, test_pipeline, NULL);
 }
 END_TEST
 
@@ -536,16 +531,11 @@ START_TEST(golden_mismatch_and_update) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("ir_text");
-  TCase *tc = tcase_create("text");
-  tcase_add_test(tc, round_trip_every_op);
-  tcase_add_test(tc, print_format);
-  tcase_add_test(tc, parse_defaults);
+  const TTest *tests[] = {
+    round_trip_every_op, print_format, parse_defaults, caret, round_trip_imported, golden_dir,
+    golden_mismatch_and_update};
+  TCase *tc;
+  Suite *s = lb_test_suite("ir_text", tests, LB_TEST_N(tests), &tc);
   tcase_add_loop_test(tc, parse_errors, 0, LB_TEST_N(bad_cases));
-  tcase_add_test(tc, caret);
-  tcase_add_test(tc, round_trip_imported);
-  tcase_add_test(tc, golden_dir);
-  tcase_add_test(tc, golden_mismatch_and_update);
-  suite_add_tcase(s, tc);
   return lb_test_run(s);
 }

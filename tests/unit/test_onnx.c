@@ -12,6 +12,7 @@
 #include "onnx.h"
 
 #include "../check_main.h"
+#include "../oom.h"
 
 #define FIXTURES LB_SOURCE_DIR "/tests/onnx_bad/"
 #define NODE_DATA "/usr/share/libonnx-testdata/data/node/"
@@ -34,11 +35,25 @@ static lb_graph *load_fixture(const char *name) {
   return load_ok(path);
 }
 
+/* A fixture that must import with n_nodes nodes left. */
+static lb_graph *load_fixture_nodes(const char *name, uint32_t n_nodes) {
+  lb_graph *g = load_fixture(name);
+  ck_assert_uint_eq(g->n_nodes, n_nodes);
+  return g;
+}
+
 static const lb_node *node_named(const lb_graph *g, const char *name) {
   for (uint32_t i = 0; i < g->n_nodes; i++)
     if (!strcmp(g->nodes[i].name, name)) return &g->nodes[i];
   ck_abort_msg("no node named %s", name);
   return NULL;
+}
+
+/* The node named name, which must be an op node. */
+static const lb_node *node_op(const lb_graph *g, const char *name, lb_op op) {
+  const lb_node *n = node_named(g, name);
+  ck_assert_msg(n->op == op, "%s: op %s, want %s", name, lb_op_get(n->op)->name, lb_op_get(op)->name);
+  return n;
 }
 
 static lb_value *value_named(lb_graph *g, const char *name) {
@@ -132,10 +147,8 @@ END_TEST
 /* torch's Shape->Gather->Unsqueeze->Concat->Reshape folds to one reshape with a fixed shape;
  * the result is checked numerically against z = 0.5 * x.reshape(2,60) @ w^T + 2 * bias. */
 START_TEST(torch_chain_folds) {
-  lb_graph *g = load_fixture("ok_torch_chain");
-  ck_assert_uint_eq(g->n_nodes, 2);
-  const lb_node *r = node_named(g, "reshape");
-  ck_assert_int_eq(r->op, LB_OP_RESHAPE);
+  lb_graph *g = load_fixture_nodes("ok_torch_chain", 2);
+  const lb_node *r = node_op(g, "reshape", LB_OP_RESHAPE);
   ck_assert_uint_eq(r->n_in, 1);
   assert_dims(lb_val(g, r->out[0]), 2, (int64_t[]){2, 60});
   const lb_node *fc = node_named(g, "fc");
@@ -207,8 +220,7 @@ START_TEST(auto_pad) {
   assert_i64s(node_named(g, "same_upper")->attr.pads, (int64_t[]){0, 1, 1, 1}, 4);
   assert_i64s(node_named(g, "same_lower")->attr.pads, (int64_t[]){1, 1, 0, 1}, 4);
   assert_i64s(node_named(g, "valid")->attr.pads, (int64_t[]){0, 0, 0, 0}, 4);
-  const lb_node *p = node_named(g, "pool");
-  ck_assert_int_eq(p->op, LB_OP_MAX_POOL);
+  const lb_node *p = node_op(g, "pool", LB_OP_MAX_POOL);
   assert_i64s(p->attr.pads, (int64_t[]){0, 0, 0, 1}, 4);
   assert_i64s(p->attr.kernel, (int64_t[]){2, 2}, 2);
   const lb_node *c = node_named(g, "grouped");
@@ -247,9 +259,8 @@ START_TEST(opset10_attribute_forms) {
 END_TEST
 
 START_TEST(opset13_input_forms) {
-  lb_graph *g = load_fixture("ok_opset13");
   /* Dropout and the inner Identity are aliases; the Identity producing output y stays. */
-  ck_assert_uint_eq(g->n_nodes, 9);
+  lb_graph *g = load_fixture_nodes("ok_opset13", 9);
   const lb_node *n = node_named(g, "clip");
   ck_assert_uint_eq(n->n_in, 1);
   ck_assert_float_eq(n->attr.clip_min, 0.25f);
@@ -268,8 +279,7 @@ START_TEST(opset13_input_forms) {
   assert_i64s(n->attr.axes, (int64_t[]){1, 0}, 2);
   ck_assert_int_eq(node_named(g, "gat")->attr.axis, 1);
   ck_assert_int_eq(node_named(g, "cat")->attr.axis, 1);
-  n = node_named(g, "out_ident");
-  ck_assert_int_eq(n->op, LB_OP_IDENTITY);
+  node_op(g, "out_ident", LB_OP_IDENTITY);
   ck_assert_str_eq(lb_val(g, g->outputs[0])->name, "y");
   assert_dims(lb_val(g, g->outputs[0]), 2, (int64_t[]){3, 4});
   lb_graph_free(g);
@@ -284,7 +294,7 @@ START_TEST(opset18_axes_inputs) {
   n = node_named(g, "mean");
   ck_assert_int_eq(n->attr.n_axes, 1);
   ck_assert_int_eq(n->attr.keepdims, 1);
-  ck_assert_int_eq(node_named(g, "noop")->op, LB_OP_IDENTITY); /* graph output keeps a node */
+  node_op(g, "noop", LB_OP_IDENTITY); /* a graph output keeps its node */
   lb_value *sh = value_named(g, "sh"); /* Shape(start=-2) of [3,2,6], folded */
   ck_assert_ptr_nonnull(sh->data);
   assert_i64s(sh->data, (int64_t[]){2, 6}, 2);
@@ -294,12 +304,10 @@ END_TEST
 
 /* Per-axis int8 weights [-3, 4 | 127, -128] with scales [0.5, 0.25] fold to floats. */
 START_TEST(qdq) {
-  lb_graph *g = load_fixture("ok_qdq");
-  ck_assert_uint_eq(g->n_nodes, 3);
-  const lb_node *q = node_named(g, "q");
-  ck_assert_int_eq(q->op, LB_OP_QUANTIZE);
+  lb_graph *g = load_fixture_nodes("ok_qdq", 3);
+  const lb_node *q = node_op(g, "q", LB_OP_QUANTIZE);
   ck_assert_int_eq(lb_val(g, q->out[0])->dtype, LB_DTYPE_U8);
-  ck_assert_int_eq(node_named(g, "dq")->op, LB_OP_DEQUANTIZE);
+  node_op(g, "dq", LB_OP_DEQUANTIZE);
   const lb_node *conv = node_named(g, "conv");
   const lb_value *w = lb_val(g, conv->in[1]);
   ck_assert_ptr_nonnull(w->data);
@@ -310,8 +318,7 @@ START_TEST(qdq) {
 END_TEST
 
 START_TEST(misc_ops) {
-  lb_graph *g = load_fixture("ok_misc");
-  ck_assert_uint_eq(g->n_nodes, 15);
+  lb_graph *g = load_fixture_nodes("ok_misc", 15);
   ck_assert_float_eq_tol(node_named(g, "bn")->attr.epsilon, 1e-3f, 1e-9);
   ck_assert_float_eq_tol(node_named(g, "leaky")->attr.alpha, 0.2f, 1e-7);
   const lb_node *n = node_named(g, "hsig");
@@ -331,10 +338,8 @@ END_TEST
 
 /* A constant result over LB's fold limit (64 MiB) stays a run-time node with constant input. */
 START_TEST(too_big_to_fold) {
-  lb_graph *g = load_fixture("ok_nofold");
-  ck_assert_uint_eq(g->n_nodes, 2);
-  const lb_node *p = node_named(g, "big_pad");
-  ck_assert_int_eq(p->op, LB_OP_PAD);
+  lb_graph *g = load_fixture_nodes("ok_nofold", 2);
+  const lb_node *p = node_op(g, "big_pad", LB_OP_PAD);
   ck_assert_ptr_nonnull(lb_val(g, p->in[0])->data);
   ck_assert_ptr_null(lb_val(g, p->out[0])->data);
   assert_dims(lb_val(g, p->out[0]), 2, (int64_t[]){4097, 4097});
@@ -484,47 +489,42 @@ START_TEST(every_truncation) {
 }
 END_TEST
 
-static long budget;
-static void *failing_alloc(void *p, size_t n) {
-  if (n == 0) {
-    free(p);
-    return NULL;
-  }
-  if (budget-- <= 0) return NULL;
-  return p ? realloc(p, n) : malloc(n);
-}
-
 static const char *const oom_fixtures[] = {"ok_torch_chain", "ok_qdq", "ok_opset13",
                                             "ok_storage"};
 
-/* Failing the Nth allocation for every N: LB_ERR_NOMEM, no leak (LeakSanitizer), no crash. */
-START_TEST(every_allocation_failure) {
+typedef struct oom_import {
+  const unsigned char *buf;
   size_t len;
+  const lb_graph *ref;
+} oom_import;
+
+/* Imports the model in memory: no graph on failure, ref's nodes and values on success. */
+static int import_op(void *ctx) {
+  const oom_import *o = ctx;
+  lb_graph *g;
+  lb_diag d;
+  lb_diag_clear(&d);
+  int rc = lb_onnx_load_buffer(o->buf, o->len, "m.onnx", &g, &d);
+  if (rc) {
+    ck_assert_ptr_null(g);
+    return rc;
+  }
+  ck_assert_uint_eq(g->n_nodes, o->ref->n_nodes);
+  ck_assert_uint_eq(g->n_values, o->ref->n_values);
+  lb_graph_free(g);
+  return 0;
+}
+
+/* Failing the Nth allocation and every one after it, for every N: LB_ERR_NOMEM, no leak
+ * (LeakSanitizer), no crash. */
+START_TEST(every_allocation_failure) {
   char path[512];
   snprintf(path, sizeof path, FIXTURES "%s.onnx", oom_fixtures[_i]);
-  unsigned char *buf = slurp(path, &len);
-  lb_graph *ref = load_ok(path);
-  int rc = 0;
-  long n = 0;
-  for (;; n++) {
-    lb_graph *g;
-    lb_diag d;
-    lb_diag_clear(&d);
-    budget = n;
-    lb_set_allocator(failing_alloc);
-    rc = lb_onnx_load_buffer(buf, len, "m.onnx", &g, &d);
-    lb_set_allocator(NULL);
-    if (rc == 0) {
-      ck_assert_uint_eq(g->n_nodes, ref->n_nodes);
-      ck_assert_uint_eq(g->n_values, ref->n_values);
-      lb_graph_free(g);
-      break;
-    }
-    ck_assert_msg(rc == LB_ERR_NOMEM, "failing allocation %ld: rc %d: %s", n, rc, d.msg);
-    ck_assert_ptr_null(g);
-  }
-  ck_assert_int_gt(n, 10);
-  lb_graph_free(ref);
+  oom_import o = {NULL, 0, load_ok(path)};
+  unsigned char *buf = slurp(path, &o.len);
+  o.buf = buf;
+  ck_assert_int_gt(lb_test_oom_sweep(import_op, &o, 1, oom_fixtures[_i]) - 1, 10); /* allocations */
+  lb_graph_free((lb_graph *)o.ref);
   free(buf);
 }
 END_TEST

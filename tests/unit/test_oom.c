@@ -12,35 +12,11 @@
 #include "tensor_io.h"
 
 #include "../check_main.h"
-
-static long fail_at, calls;
-
-static void *failing_alloc(void *p, size_t n) {
-  if (n == 0) {
-    free(p);
-    return NULL;
-  }
-  if (++calls == fail_at) return NULL;
-  return p ? realloc(p, n) : malloc(n);
-}
-
-typedef int (*op_fn)(void *ctx);
+#include "../oom.h"
 
 /* Runs op with the Nth allocation failing for every N; returns how many N were tried. */
-static long sweep(op_fn op, void *ctx, const char *what) {
-  for (long n = 1;; n++) {
-    calls = 0;
-    fail_at = n;
-    lb_set_allocator(failing_alloc);
-    int rc = op(ctx);
-    lb_set_allocator(NULL);
-    if (calls < n) {
-      ck_assert_msg(rc == 0, "%s: no failure injected but rc=%d", what, rc);
-      return n;
-    }
-    ck_assert_msg(rc == LB_ERR_NOMEM, "%s: allocation %ld failed, rc=%d (want LB_ERR_NOMEM)",
-                  what, n, rc);
-  }
+static long sweep(int (*op)(void *ctx), void *ctx, const char *what) {
+  return lb_test_oom_sweep(op, ctx, 0, what);
 }
 
 #define NOMEM_IF(cond)                                                                           \
@@ -163,14 +139,14 @@ static int op_print(void *ctx) {
   lb_graph_print(g, f, 8);
   fclose(f);
   f = open_memstream(&got, &n2);
-  lb_set_allocator(failing_alloc);
+  lb_set_allocator(lb_test_oom_alloc);
   lb_graph_print(g, f, 8);
   lb_set_allocator(NULL);
   fclose(f);
   ck_assert_str_eq(got, want);
   free(want);
   free(got);
-  return calls >= fail_at ? LB_ERR_NOMEM : 0;
+  return lb_test_oom_hit() ? LB_ERR_NOMEM : 0;
 }
 
 START_TEST(oom_print) {
@@ -240,7 +216,7 @@ static int op_passes(void *ctx) {
   lb_graph *g = NULL;
   lb_diag d = {0};
   ck_assert_int_eq(lb_graph_parse(pass_text, "b.ir", &g, &d), 0);
-  lb_set_allocator(failing_alloc);
+  lb_set_allocator(lb_test_oom_alloc);
   int rc = lb_pass_prepare_fp32(g, &d);
   lb_set_allocator(NULL);
   if (rc) {
@@ -253,7 +229,7 @@ static int op_passes(void *ctx) {
     free(got);
   }
   lb_graph_free(g);
-  lb_set_allocator(failing_alloc);
+  lb_set_allocator(lb_test_oom_alloc);
   return rc;
 }
 
@@ -271,14 +247,6 @@ START_TEST(oom_passes) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("oom");
-  TCase *tc = tcase_create("oom");
-  tcase_add_test(tc, oom_build);
-  tcase_add_test(tc, oom_compact);
-  tcase_add_test(tc, oom_parse);
-  tcase_add_test(tc, oom_print);
-  tcase_add_test(tc, oom_npy);
-  tcase_add_test(tc, oom_passes);
-  suite_add_tcase(s, tc);
-  return lb_test_run(s);
+  const TTest *tests[] = {oom_build, oom_compact, oom_parse, oom_print, oom_npy, oom_passes};
+  return lb_test_run(lb_test_suite("oom", tests, LB_TEST_N(tests), NULL));
 }

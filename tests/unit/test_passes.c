@@ -20,14 +20,7 @@ static int run_passes(lb_graph *g, const char *passes, void *user, lb_diag *diag
 }
 
 START_TEST(golden_passes) {
-  char **paths;
-  int n = lb_golden_list(LB_SOURCE_DIR "/tests/golden/passes", &paths);
-  ck_assert_int_ge(n, 10);
-  for (int i = 0; i < n; i++) {
-    char err[4096];
-    ck_assert_msg(lb_golden_check(paths[i], run_passes, NULL, err, sizeof err) == 0, "%s", err);
-  }
-  lb_golden_list_free(paths, n);
+  lb_golden_check_dir(LB_SOURCE_DIR "/tests/golden/passes", 10, run_passes, NULL);
 }
 END_TEST
 
@@ -301,12 +294,9 @@ START_TEST(digits_models) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("passes");
-  TCase *tc = tcase_create("passes");
-  tcase_add_test(tc, golden_passes);
-  tcase_add_test(tc, registry);
+  const TTest *tests[] = {golden_passes, registry, digits_models};
+  TCase *tc;
+  Suite *s = lb_test_suite("passes", tests, LB_TEST_N(tests), &tc);
   tcase_add_loop_test(tc, random_graphs, 0, 20);
-  tcase_add_test(tc, digits_models);
-  suite_add_tcase(s, tc);
   return lb_test_run(s);
 }

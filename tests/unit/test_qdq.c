@@ -21,6 +21,7 @@
 #include "tensor_io.h"
 
 #include "../check_main.h"
+#include "../oom.h"
 #include "../quick.h"
 
 #define QDQ_DIR LB_SOURCE_DIR "/tests/models/qdq/"
@@ -412,34 +413,21 @@ END_TEST
 /* Out of memory anywhere in the float16/16-bit import and the QDQ import: allocation N fails,
  * for N = 1, 2, ... until the import completes; every failure is LB_ERR_NOMEM (and leaks
  * nothing under ASan). */
-static long oom_left;
-
-static void *oom_alloc(void *p, size_t n) {
-  if (!n) return free(p), NULL;
-  return --oom_left == 0 ? NULL : realloc(p, n);
+static int wide_import_op(void *path) {
+  lb_graph *g = NULL;
+  lb_diag d = {0};
+  int rc = lb_onnx_load(path, &g, &d);
+  if (!rc) rc = lb_pass_prepare_fp32(g, &d);
+  if (!rc) rc = lb_qdq_import(g, NULL, &d);
+  lb_graph_free(g);
+  return rc;
 }
 
 START_TEST(wide_import_oom) {
   static const char *const models[] = {"qdq16_elem", "qdq_blocked", "qdq16_mlp", "qdq_fp16_cnn"};
   char path[512];
   snprintf(path, sizeof path, QDQ_DIR "%s.onnx", models[_i]);
-  for (long n = 1;; n++) {
-    lb_graph *g = NULL;
-    lb_diag d = {0};
-    oom_left = n;
-    lb_set_allocator(oom_alloc);
-    int rc = lb_onnx_load(path, &g, &d);
-    if (!rc) rc = lb_pass_prepare_fp32(g, &d);
-    if (!rc) rc = lb_qdq_import(g, NULL, &d);
-    lb_set_allocator(NULL);
-    lb_graph_free(g);
-    if (oom_left > 0) {
-      ck_assert_msg(rc == 0, "%s: %s", models[_i], d.msg);
-      break;
-    }
-    ck_assert_msg(rc == LB_ERR_NOMEM, "%s: allocation %ld failed: rc %d (%s)", models[_i], n, rc,
-                  d.msg);
-  }
+  lb_test_oom_sweep(wide_import_op, path, 0, models[_i]);
 }
 END_TEST
 
@@ -515,20 +503,17 @@ START_TEST(aarch64_aot) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("qdq");
-  TCase *tc = tcase_create("qdq");
+  const TTest *tests[] = {unfolded_bias_operand, cast_matches_numpy, q16_elem_semantics};
+  TCase *tc;
+  Suite *s = lb_test_suite("qdq", tests, LB_TEST_N(tests), &tc);
   tcase_set_timeout(tc, 300);
   tcase_add_loop_test(tc, import_and_report, 0, N_CASES);
   tcase_add_loop_test(tc, integer_vs_qdq_semantics, 0, N_CASES);
   tcase_add_loop_test(tc, jit_bit_exact, 0, 2 * N_CASES);
-  tcase_add_test(tc, unfolded_bias_operand);
   tcase_add_loop_test(tc, own_export_unchanged, 0, 2);
-  tcase_add_test(tc, cast_matches_numpy);
   tcase_add_loop_test(tc, wide_vs_numpy, 0, LB_TEST_N(wide_models));
-  tcase_add_test(tc, q16_elem_semantics);
   tcase_add_loop_test(tc, refused, 0, LB_TEST_N(refused_models));
   tcase_add_loop_test(tc, wide_import_oom, 0, lb_test_count(4, 2));
   tcase_add_loop_test(tc, aarch64_aot, 0, lb_test_count(LB_TEST_N(arm), 1));
-  suite_add_tcase(s, tc);
   return lb_test_run(s);
 }

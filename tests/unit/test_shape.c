@@ -324,10 +324,9 @@ START_TEST(canonical_attrs) {
 END_TEST
 
 int main(void) {
-  Suite *s = suite_create("shape");
-  TCase *tc = tcase_create("rules");
+  const TTest *tests[] = {canonical_attrs};
+  TCase *tc;
+  Suite *s = lb_test_suite("shape", tests, LB_TEST_N(tests), &tc);
   tcase_add_loop_test(tc, shape_table, 0, LB_TEST_N(cases));
-  tcase_add_test(tc, canonical_attrs);
-  suite_add_tcase(s, tc);
   return lb_test_run(s);
 }
