@@ -73,9 +73,10 @@ char *lb_arena_strdup(lb_arena *a, const char *s);
 /* ---- dtypes ----------------------------------------------------------------------------- */
 
 /* Storage dtypes. Sub-byte dtypes are packed little-end first within a byte (element 0 in the
- * low bits). i64/bool exist for ONNX shape arithmetic and indices, f64 for test data. i6 and i5
- * are weight precisions of a plan (symmetric |w| <= 31 and <= 15) stored one to a byte, never
- * packed: realize writes them as i8 (lb_dtype_narrow8). */
+ * low bits). i64/bool exist for ONNX shape arithmetic and indices, f64 for test data. i7, i6
+ * and i5 are weight precisions of a plan (symmetric |w| <= 63, 31 and 15) stored one to a byte,
+ * never packed: realize writes them as i8 (lb_dtype_narrow8). i7 is AVX2's int8 weight: u8 x s7
+ * pairs never saturate vpmaddubsw's int16 sums. */
 #define LB_DTYPES(X)                                                                             \
   X(F32, f32, 32, 1)                                                                             \
   X(F64, f64, 64, 1)                                                                             \
@@ -88,6 +89,7 @@ char *lb_arena_strdup(lb_arena *a, const char *s);
   X(U4, u4, 4, 0)                                                                                \
   X(I2, i2, 2, 1)                                                                                \
   X(U2, u2, 2, 0)                                                                                \
+  X(I7, i7, 8, 1)                                                                                \
   X(I6, i6, 8, 1)                                                                                \
   X(I5, i5, 8, 1)                                                                                \
   X(B1, b1, 1, 0)                                                                                \
@@ -107,11 +109,13 @@ int lb_dtype_is_signed(lb_dtype t);
 int lb_dtype_is_float(lb_dtype t);
 /* Bytes needed for n elements (sub-byte types packed). Returns SIZE_MAX on overflow. */
 size_t lb_dtype_bytes(lb_dtype t, int64_t n);
-/* i6 and i5: 8-bit storage with a narrower value range. */
-static inline int lb_dtype_narrow8(lb_dtype t) { return t == LB_DTYPE_I6 || t == LB_DTYPE_I5; }
-/* Bits of a value's range: lb_dtype_bits except 6 (i6) and 5 (i5). */
+/* i7, i6 and i5: 8-bit storage with a narrower value range. */
+static inline int lb_dtype_narrow8(lb_dtype t) {
+  return t == LB_DTYPE_I7 || t == LB_DTYPE_I6 || t == LB_DTYPE_I5;
+}
+/* Bits of a value's range: lb_dtype_bits except 7 (i7), 6 (i6) and 5 (i5). */
 static inline int lb_dtype_value_bits(lb_dtype t) {
-  return t == LB_DTYPE_I6 ? 6 : t == LB_DTYPE_I5 ? 5 : lb_dtype_bits(t);
+  return t == LB_DTYPE_I7 ? 7 : t == LB_DTYPE_I6 ? 6 : t == LB_DTYPE_I5 ? 5 : lb_dtype_bits(t);
 }
 
 /* ---- ops -------------------------------------------------------------------------------- */

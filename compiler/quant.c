@@ -123,7 +123,8 @@ void lb_qrange(lb_dtype t, int32_t *qmin, int32_t *qmax) {
   case LB_DTYPE_U4: *qmin = 0, *qmax = 15; break;
   case LB_DTYPE_I2: *qmin = -2, *qmax = 1; break;
   case LB_DTYPE_U2: *qmin = 0, *qmax = 3; break;
-  case LB_DTYPE_I6: *qmin = -32, *qmax = 31; break; /* (rn) narrow weights in 8-bit storage */
+  case LB_DTYPE_I7: *qmin = -64, *qmax = 63; break; /* narrow weights in 8-bit storage */
+  case LB_DTYPE_I6: *qmin = -32, *qmax = 31; break; /* (rn) */
   case LB_DTYPE_I5: *qmin = -16, *qmax = 15; break;
   case LB_DTYPE_B1: *qmin = -1, *qmax = 1; break; /* +-1 */
   default: *qmin = INT32_MIN, *qmax = INT32_MAX; break;
@@ -543,9 +544,9 @@ static int read_tensor(rd *r, yaml_node_t *item) {
   if (lb_dtype_from_name(dt, &t) != 0 ||
       !(t == LB_DTYPE_I8 || t == LB_DTYPE_U8 || t == LB_DTYPE_I32 || t == LB_DTYPE_F32 ||
         t == LB_DTYPE_I4 || t == LB_DTYPE_I2 || /* (search) i4/i2: sub-byte weights */
-        lb_dtype_narrow8(t) ||                  /* (rn) i6/i5: narrow int8 weights */
+        lb_dtype_narrow8(t) ||                  /* (rn) i7/i6/i5: narrow int8 weights */
         t == LB_DTYPE_B1))                      /* (bin) binary weights */
-    return at_err(r, dn, "dtype '%s' is not one of i8, u8, i32, f32, i6, i5, i4, i2, b1", dt);
+    return at_err(r, dn, "dtype '%s' is not one of i8, u8, i32, f32, i7, i6, i5, i4, i2, b1", dt);
   lb_qval *q = &r->p->v[v];
   char at[600];
   snprintf(at, sizeof at, "%s:%d:%d", r->path, (int)item->start_mark.line + 1,

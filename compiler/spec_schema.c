@@ -339,7 +339,7 @@ static int read_combo_dtypes(const lb_ynode *n, lb_spec_opkind k, lb_spec_combo 
   LB_TRY(read_dtype(v, "dtype", &c->acc, d));
   LB_TRY(need(n, "out", "a combination", &v, d));
   LB_TRY(read_dtype(v, "dtype", &c->out, d));
-  /* i6/i5 are weight precisions (8-bit storage, narrower range), never activations */
+  /* i7/i6/i5 are weight precisions (8-bit storage, narrower range), never activations */
   const char *keys[3] = {"act", "acc", "out"};
   lb_dtype dts[3] = {c->act, c->acc, c->out};
   for (int i = 0; i < 3; i++)

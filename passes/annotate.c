@@ -77,6 +77,10 @@ static const lb_spec_combo *find_combo(const lb_graph *g, const lb_spec *s, uint
   }
   int w = lb_spec_opkind_has_weight((lb_spec_opkind)kind);
   const lb_spec_combo *c = lb_spec_find(s, (lb_spec_opkind)kind, act, w ? LB_DTYPE_I8 : act);
+  /* a 7-bit weight row is the int8 path (AVX2 vpmaddubsw: u8 x s7 never saturates) where both
+   * requantize in fp32 (calibrate gives narrow weights the search's scales, never a shift's) */
+  const lb_spec_combo *c7 = w ? lb_spec_find(s, (lb_spec_opkind)kind, act, LB_DTYPE_I7) : NULL;
+  if (c7 && c7->requant == LB_REQUANT_FP32 && (!c || c->requant == LB_REQUANT_FP32)) c = c7;
   const char *kn = lb_spec_opkind_name((lb_spec_opkind)kind);
   if (!c) {
     snprintf(why, wn, "spec has no %s combination for %s activations%s", kn, lb_dtype_name(act),

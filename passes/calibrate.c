@@ -636,7 +636,7 @@ static int class_params(const lb_graph *g, lb_qplan *p, uint32_t root, const uin
 }
 
 /* Per-channel (or per-tensor) symmetric narrow-range weights: s = max|w| / 127 (a shift layer's
- * rounded up to a power of two); i6/i5/i4/i2 weights (a plan's narrow precision) get the
+ * rounded up to a power of two); i7/i6/i5/i4/i2 weights (a plan's narrow precision) get the
  * search's scales instead (lb_search_quant_weights), so a hand-edited plan realizes what the
  * search would have simulated. */
 static int weight_params(const lb_graph *g, lb_qplan *p, uint32_t v, int pow2) {

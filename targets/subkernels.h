@@ -19,9 +19,10 @@
  * bytes), so field f of a chunk is the f-th B vector of the k-step stream. The last chunk of a
  * panel is padded with zero fields. */
 #define LB_SUB_CHUNK 64
-/* Narrow int8 weights: 8-bit B with every |w'| <= this runs the x86 vpmaddubsw kernel with
- * int16 sums widened every S = 32767 / (2 * 255 * wmax) >= 2 steps (bits 8: no compression). */
-#define LB_SUB_NARROW_WMAX 32
+/* Narrow int8 weights: 8-bit B with every |w'| <= this runs the x86 vpmaddubsw kernel (bits 8:
+ * no compression) with int16 sums widened every S = 32767 / (2 * 255 * wmax) steps: S >= 2 up
+ * to 32 (i6, i5); i7's 33..64 widen every step (2 * 255 * 64 = 32640 <= 32767). */
+#define LB_SUB_NARROW_WMAX 64
 
 typedef struct lb_subpacked {
   int bits;            /* 4 or 2; 8: narrow int8 weights (lb_sub_narrow), not compressed */
@@ -60,7 +61,7 @@ void lb_subpacked_free(lb_subpacked *p);
  * |element| of the packed 8-bit B, Kp x Np) is at most LB_SUB_NARROW_WMAX, fills *out with the
  * geometry of that B read as is (bits 8, one field per byte, chunk = one B vector of a k step;
  * out->b NULL) and returns 1: the native kernel then skips the unpack and widens its int16 sums
- * every 32767 / (2 * 255 * wmax) >= 2 steps. Else 0. (llvm/qkernels_sub.c) */
+ * every 32767 / (2 * 255 * wmax) >= 1 steps. Else 0. (llvm/qkernels_sub.c) */
 int lb_sub_narrow(const lb_qk_shape *s, int64_t Kp, int64_t Np, int wmax, lb_subpacked *out);
 
 /* ---- scalar references (subkernels_ref.c) ------------------------------------------------ */

@@ -82,6 +82,8 @@ typedef struct ntile {
   lb_subk kind;
   int mr, nv, lanes, G, vb; /* rows, B vectors per k step, i32 lanes, fields per byte, B bytes */
   int h; /* sums per row x B vector: 2 int16 halves (smull / smull2) on plain NEON, else 1 */
+  int w1; /* vpmaddubsw with 7-bit weights (2 * 255 * wmax > 32767 / 2): every step's int16
+           * pairs widened at once by vpmaddwd into the i32 accumulators (no int16 slots) */
   LLVMTypeRef bt, acc_t, p_t; /* <vb x i8>, <lanes x i32>, <2 lanes x i16> */
   LLVMValueRef lut, mask, bsub, a_pk;
   LLVMValueRef arow[8];
@@ -151,6 +153,11 @@ static LLVMValueRef nmadd(lb_lw *L, const ntile *t, LLVMValueRef acc, LLVMValueR
   }
   LLVMValueRef x[2] = {LLVMBuildBitCast(L->b, a32, t->bt, ""), b};
   x[1] = x86_intr(L, t, "llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx512.pmaddubs.w.512", x, 2);
+  if (t->w1) { /* |pair| <= 2 * 255 * 63 = 32130: exact; vpmaddwd by ones sums the pairs */
+    x[0] = x[1], x[1] = lb_ci(L, t->p_t, 1);
+    x[0] = x86_intr(L, t, "llvm.x86.avx2.pmadd.wd", "llvm.x86.avx512.pmaddw.d.512", x, 2);
+    return LLVMBuildAdd(L->b, acc, x[0], "");
+  }
   /* a saturating add (vpaddsw) equals vpaddw here (i16_steps: the sums never reach the limits)
    * and keeps LLVM from reassociating the chains into trees that spill the accumulators */
   x[0] = acc;
@@ -180,7 +187,9 @@ static void nmac(lb_lw *L, const ntile *t, LLVMValueRef *acc, LLVMValueRef a32, 
 }
 
 /* Sums kept in int16 between widenings: vpmaddubsw pairs (AVX2), NEON smull halves. */
-static int sums16(const ntile *t) { return t->kind == LB_SUBK_MADDUBS || t->kind == LB_SUBK_SMLAL; }
+static int sums16(const ntile *t) {
+  return (t->kind == LB_SUBK_MADDUBS && !t->w1) || t->kind == LB_SUBK_SMLAL;
+}
 
 /* Activation operand of row r at k step ks: its 4 bytes in every i32 lane. AArch64 loads 4
  * steps of a row at once (a4: one ldr q) and splats lane s instead of an address add and an
@@ -298,7 +307,7 @@ static void nblock(lb_lw *L, ntile *t, LLVMValueRef bpan, LLVMValueRef ks0, int6
 /* The k loop of one tile into t->slot (initialized with the folded bias). */
 static void nkloop(lb_lw *L, ntile *t, LLVMValueRef bpan) {
   int64_t steps = t->j->Kp / 4;
-  if (!sums16(t)) { /* vpdpbusd, sdot: straight into i32 */
+  if (!sums16(t)) { /* vpdpbusd, sdot, 7-bit vpmaddubsw: straight into i32 */
     nrun(L, t, bpan, lb_c64(L, 0), steps, body_steps(t, 4 * unit_of(t)), t->slot);
     return;
   }
@@ -446,6 +455,7 @@ static void native_emit(lb_lw *L, const lb_qgemm_job *j, const lb_subpacked *sp,
   LB_ASSERT(t.mr <= 8 && t.nv <= 4 && t.mr * t.nv * t.h <= 16 && sp->chunk == t.vb && s->kr == 4);
   t.bt = vec(L->t_i8, t.vb), t.acc_t = vec(L->t_i32, t.lanes);
   t.p_t = vec(LLVMInt16TypeInContext(L->ctx), 2 * t.lanes);
+  t.w1 = t.kind == LB_SUBK_MADDUBS && 2 * 2 * 255 * sp->wmax > 32767;
   if (t.kind != LB_SUBK_SDOT && t.kind != LB_SUBK_SMLAL) ntile_consts(L, &t);
   for (int i = 0; i < t.mr * t.nv; i++) t.slot[i] = lb_alloca(L, t.acc_t, NULL);
   for (int i = 0; i < t.mr * t.nv * t.h; i++) t.slot16[i] = lb_alloca(L, t.p_t, NULL);

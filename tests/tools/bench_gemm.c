@@ -7,7 +7,7 @@
  * All times are this thread's CPU time, so other processes sharing the cores do not count.
  * With --sub SPEC it compares int8, int4 and int2 weights on integer gemm nodes (see there).
  * usage: bench_gemm [--bits 128|256|512] [--l1 BYTES] [--l2 BYTES] [--cold] [--rowmajor-b]
- *                   [--resnet18 | --sub SPEC | MxNxK ...] */
+ *                   [--resnet18 | --sub SPEC [--wmax A,B,C] | MxNxK ...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,16 +318,19 @@ static double sub_median(double *t, int n) {
   return t[n / 2];
 }
 
+/* Weight bounds of the three variants (--wmax A,B,C): int8, int4, int2 by default. */
+static int wmax[3] = {127, 7, 1};
+
 static int run_sub(const char *spec_name, int64_t (*shapes)[3], int n_shapes, lb_diag *diag) {
   lb_spec *spec = NULL;
   LB_TRY(lb_spec_load(spec_name, &spec, diag));
-  static const int wmax[3] = {127, 7, 1}; /* int8, int4, int2 weights */
   int rc = 0, rounds = 31;
   printf("spec %s: CPU ms per gemm (median of %d rounds), throughput relative to int8 (from the\n"
          "medians, then from the fastest runs)\n",
          lb_spec_name(spec), rounds);
-  printf("%6s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n", "M", "N", "K", "ms i8", "ms w4", "ms w2",
-         "w4/i8", "w2/i8", "min:w4", "min:w2");
+  printf("weights |w| <= %d, %d, %d (columns a, b, c)\n", wmax[0], wmax[1], wmax[2]);
+  printf("%6s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n", "M", "N", "K", "ms a", "ms b", "ms c",
+         "b/a", "c/a", "min:b", "min:c");
   for (int s = 0; s < n_shapes && !rc; s++) {
     int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
     sub_var v[3] = {0};
@@ -381,6 +384,9 @@ int main(int argc, char **argv) {
       r18_mode = 1;
     } else if (!strcmp(argv[i], "--sub") && i + 1 < argc) {
       sub_spec = argv[++i];
+    } else if (!strcmp(argv[i], "--wmax") && i + 1 < argc &&
+               sscanf(argv[i + 1], "%d,%d,%d", &wmax[0], &wmax[1], &wmax[2]) == 3) {
+      i++;
     } else if (sscanf(argv[i], "%lldx%lldx%lld", &m, &n, &k) == 3 && m > 0 && n > 0 && k > 0 &&
                n_shapes < 16) {
       if (first) n_shapes = 0, first = 0;
@@ -388,7 +394,7 @@ int main(int argc, char **argv) {
       n_shapes++;
     } else {
       fprintf(stderr, "bench_gemm: argument %d '%s': expected --bits B, --l1 B, --l2 B, "
-              "--cold, --rowmajor-b, --resnet18, --sub SPEC or MxNxK\n", i, argv[i]);
+              "--cold, --rowmajor-b, --resnet18, --sub SPEC, --wmax A,B,C or MxNxK\n", i, argv[i]);
       return 2;
     }
   }

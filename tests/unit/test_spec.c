@@ -153,7 +153,7 @@ START_TEST(user_specs) {
   s = load_ok("tests/specs/good/no-low-bit.yaml");
   const lb_spec_combo *c;
   ck_assert_uint_eq(lb_spec_combos(s, LB_SPEC_CONV2D, &c), 3);
-  ck_assert_uint_eq(lb_spec_combos(s, LB_SPEC_DENSE, &c), 8); /* dense was its own key */
+  ck_assert_uint_eq(lb_spec_combos(s, LB_SPEC_DENSE, &c), 9); /* dense was its own key */
   ck_assert_uint_eq(lb_spec_combos(s, LB_SPEC_POOL, &c), 0);
   ck_assert_ptr_null(lb_spec_find(s, LB_SPEC_CONV2D, LB_DTYPE_I8, LB_DTYPE_I4));
   lb_spec_free(s);

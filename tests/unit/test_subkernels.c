@@ -40,8 +40,8 @@ static void shape_of(int kind, lb_qk_shape *s) {
   lb_spec_free(spec);
 }
 
-/* Random sub-byte or narrow weights w[N][K] (i4 -7..7, i2 -1..1, i6 -31..31, i5 -15..15, as
- * realize quantizes; with full, the whole range of the dtype, -8..7 ... -16..15, which lowers
+/* Random sub-byte or narrow weights w[N][K] (i4 -7..7, i2 -1..1, i7 -63..63, i6 -31..31, i5
+ * -15..15, as realize quantizes; with full, the whole range of the dtype, -8..7 ... -16..15, which lowers
  * the native kernels' int16 budget), as int16 w'[K][N]. */
 static void rand_w_range(lb_dtype wt, int full, int64_t K, int64_t N, int32_t *q, int16_t *wp) {
   int32_t lo, hi;
@@ -309,12 +309,13 @@ START_TEST(test_gemm_jit) {
 }
 END_TEST
 
-/* Narrow int8 weights (i6, i5) on the AVX2 native shape: the kernel reads B as lb_qpack wrote
- * it, widening the int16 sums every S = 32767 / (2 * 255 * wmax) steps (2 for i6, 4 for i5).
- * The worst cases (every weight at the dtype's minimum -32 / -16, every packed activation 255,
- * K = 1000, raw i32 output) sum S * 2 * 255 * 32 = 32640 per block: one step more per block
- * would saturate the int16 sums and change the accumulators, so raising S fails here. Narrow
- * weights are refused on other shapes and beyond LB_SUB_NARROW_WMAX. */
+/* Narrow int8 weights (i7, i6, i5) on the AVX2 native shape: the kernel reads B as lb_qpack
+ * wrote it, widening the int16 sums every S = 32767 / (2 * 255 * wmax) steps (1 for i7: each
+ * step's pairs straight into i32, 2 for i6, 4 for i5). The worst cases (every weight at the
+ * dtype's minimum -64 / -32 / -16, every packed activation 255, K = 1000, raw i32 output) sum
+ * S * 2 * 255 * wmax = 32640 per block: one step more per block would saturate the int16 sums
+ * and change the accumulators, so raising S fails here. Narrow weights are refused on other
+ * shapes and beyond LB_SUB_NARROW_WMAX (64). */
 START_TEST(test_narrow_jit) {
   lb_spec *spec = load_spec("x86-64-avx2");
   lb_qk_shape base, s, vnni;
@@ -322,6 +323,7 @@ START_TEST(test_narrow_jit) {
   shape_of(LB_QK_VPDPBUSD, &vnni);
   s = lb_sub_shape(spec, &base);
   lb_subpacked sp;
+  ck_assert_int_eq(LB_SUB_NARROW_WMAX, 64); /* 2 * 255 * 64 = 32640: one step fits int16 */
   ck_assert(lb_sub_narrow(&s, 64, 16, LB_SUB_NARROW_WMAX, &sp) && sp.bits == 8 && sp.chunk == 32);
   ck_assert(!lb_sub_narrow(&s, 64, 16, LB_SUB_NARROW_WMAX + 1, &sp));
   ck_assert(!lb_sub_narrow(&base, 64, 16, 7, &sp));
@@ -332,10 +334,11 @@ START_TEST(test_narrow_jit) {
   }
   static const int64_t Ms[] = {1, 3, 4, 5, 9, 13}, Ks[] = {1, 3, 4, 7, 8, 9, 37, 130, 577},
                        Ns[] = {1, 5, 16, 17, 33, 64};
-  for (int t = 0, n = lb_test_count(20, 8); t < n; t++) {
+  static const lb_dtype wts[] = {LB_DTYPE_I5, LB_DTYPE_I6, LB_DTYPE_I7};
+  for (int t = 0, n = lb_test_count(30, 9); t < n; t++) {
     gcase c = {Ms[t % 6], Ks[t % 9], Ns[(t + t / 6) % 6], t & 2 ? LB_DTYPE_U8 : LB_DTYPE_I8,
-               t & 1 ? LB_DTYPE_I6 : LB_DTYPE_I5, t % 7 == 3 ? LB_DTYPE_U8 : LB_DTYPE_I8,
-               0, pick(-5, 5), -128, 127, t % 3 == 2, t < 4};
+               wts[t % 3], t % 7 == 3 ? LB_DTYPE_U8 : LB_DTYPE_I8,
+               0, pick(-5, 5), -128, 127, t % 4 == 2, t < 6};
     if (t % 5 == 4) c.out = LB_DTYPE_I32;
     if (c.out == LB_DTYPE_U8) c.zy = pick(0, 255), c.lo = 0, c.hi = 255;
     c.zx = c.act == LB_DTYPE_U8 ? pick(0, 255) : pick(-128, 127);
@@ -518,12 +521,12 @@ static lb_graph *node_graph(const ncase *c) {
 
 /* Cases 0..23 sweep small shapes; 24..27 are layers big enough that O3 keeps the compressed
  * blob (3x3 conv with K = 216, a 600-deep gemm; i4 and i2); 28..35 the same with narrow int8
- * weights (i6, i5): four small cases, then the four big ones. */
+ * weights (i7, i6, i5): four small cases, then the four big ones. */
 #define N_NODE_CASES 36
 static ncase node_case(int t) {
   if (t >= 28) {
     ncase c = node_case(t < 32 ? (t - 28) * 5 + 1 : t - 8);
-    c.wt = t % 2 ? LB_DTYPE_I6 : LB_DTYPE_I5;
+    c.wt = t % 3 == 2 ? LB_DTYPE_I7 : t % 2 ? LB_DTYPE_I6 : LB_DTYPE_I5; /* x86 AOT: 32, i7 */
     return c;
   }
   if (t >= 24) {
@@ -635,13 +638,13 @@ START_TEST(test_nodes_jit) {
 }
 END_TEST
 
-/* AVX2 sub-byte kernels (i4, i2, i6, i5; gemm and conv, residual, u8 and i8) with the fp32
+/* AVX2 sub-byte kernels (i4, i2, i6, i5, i7; gemm and conv, residual, u8 and i8) with the fp32
  * method: full 16-column tiles requantize through lb_qpacks_row (vpackssdw, no float clamp)
  * when lb_qgemm_nosat holds; a huge multiplier keeps the clamped float path (vmaxps).
  * JIT == interpreter for both. */
 START_TEST(test_packs_asm) {
   lb_spec *spec = load_spec("x86-64-avx2");
-  static const lb_dtype wts[] = {LB_DTYPE_I4, LB_DTYPE_I2, LB_DTYPE_I6, LB_DTYPE_I5};
+  static const lb_dtype wts[] = {LB_DTYPE_I4, LB_DTYPE_I2, LB_DTYPE_I6, LB_DTYPE_I5, LB_DTYPE_I7};
   rng = 900 + (unsigned)_i;
   ncase c = {.conv = _i % 2, .wt = wts[_i], .act = _i < 2 ? LB_DTYPE_U8 : LB_DTYPE_I8,
              .res = _i % 3 == 0, .M = 5, .K = 600, .N = 64, .n = 1, .c = 24, .h = 9, .w = 7,
@@ -787,7 +790,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_binary_jit);
   tcase_add_loop_test(tc, test_binary_asm, 0, 3);
   tcase_add_loop_test(tc, test_nodes_jit, 0, 3);
-  tcase_add_loop_test(tc, test_packs_asm, 0, 4);
+  tcase_add_loop_test(tc, test_packs_asm, 0, 5);
   tcase_add_loop_test(tc, test_nodes_aot, 0, 4);
   tcase_add_loop_test(tc, test_sweep_aot, 0, 2);
   suite_add_tcase(s, tc);
