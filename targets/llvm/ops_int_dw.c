@@ -22,6 +22,7 @@ typedef struct dwk {
   const float *multc;  /* per-channel multipliers in C */
   int nosat;           /* x86: no |acc * m + r * mr| reaches 2^30, see req() */
   int chk;             /* blocked loads: a tap may lie in the padding (reads the zero page) */
+  int mb;              /* x86: every |w'| <= 64, the quads may take AVX2 vpmaddubsw (mb_*) */
 } dwk;
 
 /* Input pointer of tap t for output pixel (b, oh, ow), channel c; a tap in the padding reads
@@ -243,6 +244,8 @@ typedef struct dwrows {
   int arm;                  /* quads: AArch64 sdot (s8 x s8) instead of vpdpbusd (u8 x s8) */
   int64_t c0;               /* quads: first channel of the blocks */
   LLVMValueRef bq, mq;      /* quads: bias and multipliers in the quads' channel order */
+  int mb, split;            /* quads by vpmaddubsw (AVX2); some output widens its i16 sums early */
+  unsigned char flush[2][DW_MAXK][4]; /* mb: [r][kw][quad]: widen the i16 sums before it */
   int64_t rel[2 * DW_MAXK]; /* input rows relative to oh0 * sh - ph, ascending */
   int used[2][DW_MAXK];     /* [r][pair]: some tap of output row r lies in the pair */
   LLVMValueRef w; /* pairs: i16 [C / 16][R][pairs][KW][2 halves][16]; quads: s8, see quads_init */
@@ -414,12 +417,57 @@ static int flipped(const dwrows *d, const dwk *k) {
   return d->arm ? k->xdt == LB_DTYPE_U8 : k->xdt == LB_DTYPE_I8;
 }
 
+/* ---- AVX2 quads (d->mb): vpmaddubsw sums two taps per i16 lane (u8 activations, |w'| <= 64:
+ * 255 * 128 < 2^15, no saturation), i16 sums add over several products and vpmaddwd by ones
+ * widens them into the i32 accumulators (the lane pair of a channel: its four taps). A lane of
+ * output row r takes the products (kw, quad) in that order; its sum stays below 2^15 while
+ * 255 times its |w'| sum does: flush[r][kw][qd] widens before the product where some channel's
+ * lane would pass 128 (computed from the layer's weights, never assumed from a dtype). */
+
+/* |w'| sum of the taps of channel c that lane half h of quad qd holds for (r, kw). */
+static int lane_sum(const cgeo *g, const int16_t *wp, const dwrows *d, int r, int64_t c,
+                    int64_t kw, int qd, int h) {
+  int sum = 0;
+  for (int s = 2 * h; s < 2 * h + 2; s++) {
+    int i = 4 * qd + s;
+    int64_t kh = i < d->nrel ? tap_row(g, r, d->rel[i]) : -1;
+    if (kh >= 0) sum += abs(wp[(c * g->KH + kh) * g->KW + kw]);
+  }
+  return sum;
+}
+
+/* d->flush and d->split for channels [c0, c1): greedy, one set of i16 sums per output. */
+static int mb_schedule(lb_lw *L, const cgeo *g, const int16_t *wp, int64_t c0, int64_t c1,
+                       dwrows *d) {
+  int64_t n = c1 - c0;
+  int nq = (d->nrel + 3) / 4;
+  int *run = lb_calloc((size_t)(2 * n), sizeof *run);
+  if (!run) return lb_diag_err(L->diag, LB_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < d->R; r++) {
+    memset(run, 0, (size_t)(2 * n) * sizeof *run);
+    for (int64_t kw = 0; kw < g->KW; kw++)
+      for (int qd = 0; qd < nq; qd++) {
+        int over = 0;
+        for (int64_t i = 0; i < 2 * n && !over; i++)
+          over = run[i] + lane_sum(g, wp, d, r, c0 + i / 2, kw, qd, (int)(i % 2)) > 128;
+        if (over) {
+          d->flush[r][kw][qd] = 1, d->split = 1;
+          memset(run, 0, (size_t)(2 * n) * sizeof *run);
+        }
+        for (int64_t i = 0; i < 2 * n; i++) run[i] += lane_sum(g, wp, d, r, c0 + i / 2, kw, qd, (int)(i % 2));
+      }
+  }
+  lb_free(run);
+  return 0;
+}
+
 /* Weights [block][r][quad][kw][j][B bytes], bias and multipliers [block][j][B / 4]. */
 static int quads_init(lb_lw *L, const dwk *k, const int16_t *wp, int R, int B, int64_t c0,
                       int64_t c1, dwrows *d) {
   const cgeo *g = k->g;
   rel_init(g, R, d);
-  d->B = B, d->c0 = c0, d->arm = k->fast == 2;
+  d->B = B, d->c0 = c0, d->arm = k->fast == 2, d->mb = k->mb;
+  if (d->mb) LB_TRY(mb_schedule(L, g, wp, c0, c1, d));
   uint32_t flip = flipped(d, k) ? (d->arm ? 128u : -128u) : 0u; /* x ^ 0x80 = x -+ 128 */
   int nq = (d->nrel + 3) / 4;
   int64_t nb = (c1 - c0) / B, per = (int64_t)R * nq * g->KW * 4 * B, taps = g->KH * g->KW;
@@ -535,15 +583,54 @@ static LLVMValueRef dot4(lb_lw *L, const dwrows *d, const char *x86, LLVMValueRe
                         LLVMGetIntrinsicDeclaration(L->mod, id, tys, 2), x, 3, "");
 }
 
+/* mb: the i16 pair sums of a (quad operand) and w, vpmaddubsw. */
+static LLVMValueRef mb_prod(lb_lw *L, const dwrows *d, LLVMValueRef a, LLVMValueRef w) {
+  LLVMTypeRef bt = vec(L->t_i8, d->B);
+  LLVMValueRef x[2] = {LLVMBuildBitCast(L->b, a, bt, ""), LLVMBuildBitCast(L->b, w, bt, "")};
+  return lb_intr(L, d->B == 32 ? "llvm.x86.avx2.pmadd.ub.sw" : "llvm.x86.ssse3.pmadd.ub.sw.128",
+                 NULL, x, 2);
+}
+
+/* mb: *acc += the i16 sums *s widened by vpmaddwd by ones (*acc = NULL: bias j of the block
+ * at bq instead of the sum); *s becomes NULL. */
+static void mb_widen(lb_lw *L, const dwrows *d, LLVMValueRef bq, int j, LLVMValueRef *acc,
+                     LLVMValueRef *s) {
+  if (!*s) return;
+  LLVMTypeRef it = vec(L->t_i32, d->B / 4);
+  LLVMValueRef x[2] = {*s, lb_ci(L, vec(LLVMInt16TypeInContext(L->ctx), d->B / 2), 1)};
+  LLVMValueRef m = lb_intr(L, d->B == 32 ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
+                           NULL, x, 2);
+  if (!*acc) *acc = lb_load(L, it, lb_gep(L, L->t_i32, bq, lb_c64(L, j * d->B / 4)), 4);
+  *acc = LLVMBuildAdd(L->b, *acc, m, "");
+  *s = NULL;
+}
+
+/* Product (kw, qd) of output (r, u) into its accumulators: vpdpbusd / sdot, or (mb) the i16
+ * sums s, widened first where the schedule says. */
+static void quad_mac(lb_lw *L, const dwrows *d, const char *dp, LLVMValueRef bq, int r,
+                     int64_t kw, int qd, LLVMValueRef *acc, LLVMValueRef *s, LLVMValueRef *qv,
+                     LLVMValueRef wrow) {
+  for (int j = 0; j < 4; j++) {
+    LLVMValueRef w = lb_load(L, vec(L->t_i32, d->B / 4), lb_gep(L, L->t_i8, wrow, lb_c64(L, j * d->B)), 4);
+    if (!d->mb) {
+      acc[j] = dot4(L, d, dp, acc[j], qv[j], w);
+      continue;
+    }
+    if (d->flush[r][kw][qd]) mb_widen(L, d, bq, j, &acc[j], &s[j]);
+    LLVMValueRef p = mb_prod(L, d, qv[j], w);
+    s[j] = s[j] ? LLVMBuildAdd(L->b, s[j], p, "") : p;
+  }
+}
+
 /* Outputs (b, oh0 + r, ow0 + u), r < R, u < U, channels [c, c + B) of the quad path. */
 static void quads_block(lb_lw *L, const dwk *k, const dwrows *d, int U, LLVMValueRef b,
                         LLVMValueRef oh0, LLVMValueRef ow0, LLVMValueRef c) {
   const cgeo *g = k->g;
   int64_t col[2 * DW_MAXK];
   int B = d->B, nq = (d->nrel + 3) / 4, ncol = col_list(g, U, col);
-  LLVMValueRef cr = LLVMBuildSub(L->b, c, lb_c64(L, d->c0), ""), acc[2][2][4];
+  LLVMValueRef cr = LLVMBuildSub(L->b, c, lb_c64(L, d->c0), ""), acc[2][2][4] = {0}, s16[2][2][4] = {0};
   LLVMValueRef bq = lb_gep(L, L->t_i32, d->bq, cr), mq = lb_gep(L, L->t_f32, d->mq, cr);
-  for (int j = 0; j < 4; j++) {
+  for (int j = 0; j < 4 && !d->mb; j++) {
     LLVMValueRef bv = lb_load(L, vec(L->t_i32, B / 4), lb_gep(L, L->t_i32, bq, lb_c64(L, j * B / 4)), 4);
     for (int r = 0; r < d->R; r++)
       for (int u = 0; u < U; u++) acc[r][u][j] = bv;
@@ -563,16 +650,16 @@ static void quads_block(lb_lw *L, const dwk *k, const dwrows *d, int U, LLVMValu
       int64_t kw = tap_col(g, u, col[jc]);
       if (kw < 0) continue;
       for (int r = 0; r < d->R; r++)
-        for (int qd = 0; qd < nq; qd++)
-          for (int j = 0; d->used[r][qd] && j < 4; j++) {
-            int64_t o = ((((int64_t)r * nq + qd) * g->KW + kw) * 4 + j) * B;
-            LLVMValueRef w = lb_load(L, vec(L->t_i32, B / 4), lb_gep(L, L->t_i8, wb, lb_c64(L, o)), 4);
-            acc[r][u][j] = dot4(L, d, dp, acc[r][u][j], qv[qd][j], w);
-          }
+        for (int qd = 0; qd < nq; qd++) {
+          int64_t o = (((int64_t)r * nq + qd) * g->KW + kw) * 4 * B;
+          if (d->used[r][qd])
+            quad_mac(L, d, dp, bq, r, kw, qd, acc[r][u], s16[r][u], qv[qd], lb_gep(L, L->t_i8, wb, lb_c64(L, o)));
+        }
     }
   }
   for (int r = 0; r < d->R; r++)
     for (int u = 0; u < U; u++) {
+      for (int j = 0; j < 4; j++) mb_widen(L, d, bq, j, &acc[r][u][j], &s16[r][u][j]);
       LLVMValueRef off = add64(L, opix(L, k, b, add64(L, oh0, lb_c64(L, r)), add64(L, ow0, lb_c64(L, u))), c);
       quads_out(L, k, d, acc[r][u], mq, lb_gep(L, L->t_i8, k->y, off));
     }
@@ -677,16 +764,18 @@ static int dw_blocked(lb_lw *L, const dwk *k, const int16_t *wp, LLVMValueRef b,
   int vnni = k->fast == 1 && (k->q->s.kind == LB_QK_VPDPBUSD ||
                               (feat && strstr(feat, "+avx512vnni") && strstr(feat, "+avx512vl")));
   int sdot = k->fast == 2 && feat && strstr(feat, "+dotprod");
+  dwk km = *k;
+  km.mb = k->mb && !vnni && plain; /* AVX2 quads: vpmaddubsw */
   *done = 0;
-  if (k->fast == 1 && !(vnni && plain)) {
+  if (k->fast == 1 && !(vnni && plain) && !km.mb) {
     *done = cf;
     return dw_rows(L, k, wp, b, 0, 0, cf);
   }
-  if (!plain || (!vnni && !sdot)) return 0;
+  if (!plain || (!vnni && !sdot && !km.mb)) return 0;
   for (int B = 64; B >= 16; B /= 2) {
-    if (B > lb_spec_vector_bits(L->spec) / 8 || cf - *done < B) continue;
+    if (B > lb_spec_vector_bits(L->spec) / 8 || (km.mb && B > 32) || cf - *done < B) continue;
     int64_t c1 = *done + (cf - *done) / B * B;
-    LB_TRY(dw_rows(L, k, wp, b, B, *done, c1));
+    LB_TRY(dw_rows(L, &km, wp, b, B, *done, c1));
     *done = c1;
   }
   return 0;
@@ -704,6 +793,12 @@ static int no_sat(const dwk *k, const int16_t *wp, const int32_t *bias, const fl
     if (!(x < 1073741824.0)) return 0;
   }
   return 1;
+}
+
+static int max_abs(const int16_t *v, int64_t n) {
+  int m = 0;
+  for (int64_t i = 0; i < n; i++) m = abs(v[i]) > m ? abs(v[i]) : m;
+  return m;
 }
 
 /* Constant data of the general path (w' as [tap][C] i32, bias, multipliers, zero page) and,
@@ -731,6 +826,7 @@ static int dw_setup(lb_lw *L, lb_op_args *a, dwk *k, const int16_t *wp, const fl
   }
   lb_free(w), lb_free(mm), lb_free(zpage);
   if (!rc && lb_qk_fits_s8(wp, taps * C)) rc = dw_pack_fast(L, k, wp, bias, C);
+  if (!rc) k->mb = k->fast == 1 && max_abs(wp, taps * C) <= 64;
   if (!rc) k->nosat = k->fast == 1 && k->ydt != LB_DTYPE_I32 && !lb_requant_integer(L->rq) &&
                      no_sat(k, wp, bias, mult);
   lb_free(bias);

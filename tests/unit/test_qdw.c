@@ -29,14 +29,16 @@ typedef struct dwcase {
   int64_t n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw; /* h = 0: a 1-D conv */
   lb_dtype act, out;
   int act_fn, res, zw, wmin; /* wmin: weights may take -128 */
+  int wlim, edge, xmax; /* narrow weights |w| <= wlim (0: any s8); edge 1: every |w| = wlim, random
+                         * signs, 2: all +wlim, 3: all -wlim; xmax: inputs at their dtype's maximum */
 } dwcase;
 
 static void describe(const dwcase *k, char *buf, size_t n) {
-  snprintf(buf, n, "dw n%lld c%lld %lldx%lld k%lldx%lld s%lldx%lld p%lldx%lld d%lldx%lld %s->%s act%d res%d zw%d wmin%d",
+  snprintf(buf, n, "dw n%lld c%lld %lldx%lld k%lldx%lld s%lldx%lld p%lldx%lld d%lldx%lld %s->%s act%d res%d zw%d wmin%d wlim%d edge%d xmax%d",
            (long long)k->n, (long long)k->c, (long long)k->h, (long long)k->w, (long long)k->kh,
            (long long)k->kw, (long long)k->sh, (long long)k->sw, (long long)k->ph,
            (long long)k->pw, (long long)k->dh, (long long)k->dw, lb_dtype_name(k->act),
-           lb_dtype_name(k->out), k->act_fn, k->res, k->zw, k->wmin);
+           lb_dtype_name(k->out), k->act_fn, k->res, k->zw, k->wmin, k->wlim, k->edge, k->xmax);
 }
 
 /* Quantization parameters: per channel (scales varying) when n > 1. */
@@ -64,7 +66,8 @@ static void weights(lb_graph *g, const dwcase *k, int rank, const int64_t *wd, u
   int8_t *w = malloc((size_t)n + 1);
   int32_t *b = malloc((size_t)k->c * 4 + 4);
   for (int64_t i = 0; i < n; i++) {
-    int v = (int)pick(-128, 127);
+    int v = k->wlim ? (int)pick(-k->wlim, k->wlim) : (int)pick(-128, 127);
+    if (k->edge) v = k->edge == 3 || (k->edge == 1 && rnd() % 2) ? -k->wlim : k->wlim;
     w[i] = (int8_t)(v == -128 && !k->wmin ? -127 : v);
   }
   for (int64_t i = 0; i < k->c; i++) b[i] = (int32_t)pick(-30000, 30000);
@@ -116,21 +119,36 @@ static lb_graph *dw_graph(const dwcase *k) {
 
 /* Fixed edge cases first (MobileNet shapes, tails, borders), then random ones. */
 static const dwcase fixed[] = {
-    /* n  c   h   w  kh kw sh sw ph pw dh dw  act            out            fn res zw wmin */
-    {1, 32, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0},
-    {1, 96, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0},
-    {1, 144, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 1, 0, 0, 1},
-    {2, 40, 9, 10, 5, 5, 1, 1, 2, 2, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 1, 0, 0},
-    {1, 48, 11, 9, 5, 5, 2, 2, 2, 2, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 2, 0, 0, 0},
-    {1, 33, 8, 9, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 1, 1, 0, 1},
-    {1, 17, 10, 10, 3, 3, 1, 1, 2, 2, 2, 2, LB_DTYPE_I8, LB_DTYPE_I32, 0, 0, 0, 0},
-    {1, 64, 6, 6, 3, 3, 1, 2, 0, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 0, 0, 0, 0},
-    {1, 16, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 1, 0},
-    {1, 24, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 1, 0, 0},
-    {1, 32, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 0, 0, 0},
-    {1, 20, 0, 15, 1, 5, 1, 1, 0, 2, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 1, 0, 0, 0},
-    {1, 32, 10, 12, 7, 7, 1, 1, 3, 3, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 2, 0, 0, 0},
-    {1, 16, 10, 10, 3, 5, 2, 1, 1, 2, 1, 2, LB_DTYPE_I8, LB_DTYPE_I8, 2, 1, 0, 0},
+    /* n  c   h   w  kh kw sh sw ph pw dh dw  act            out            fn res zw wmin wlim edge xmax */
+    {1, 32, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0, 0, 0, 0},
+    {1, 96, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0, 0, 0, 0},
+    {1, 144, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 1, 0, 0, 1, 0, 0, 0},
+    {2, 40, 9, 10, 5, 5, 1, 1, 2, 2, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 1, 0, 0, 0, 0, 0},
+    {1, 48, 11, 9, 5, 5, 2, 2, 2, 2, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 2, 0, 0, 0, 0, 0, 0},
+    {1, 33, 8, 9, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 1, 1, 0, 1, 0, 0, 0},
+    {1, 17, 10, 10, 3, 3, 1, 1, 2, 2, 2, 2, LB_DTYPE_I8, LB_DTYPE_I32, 0, 0, 0, 0, 0, 0, 0},
+    {1, 64, 6, 6, 3, 3, 1, 2, 0, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 0, 0, 0, 0, 0, 0, 0},
+    {1, 16, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 1, 0, 0, 0, 0},
+    {1, 24, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 1, 0, 0, 0, 0, 0},
+    {1, 32, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 0, 0, 0, 0, 0, 0},
+    {1, 20, 0, 15, 1, 5, 1, 1, 0, 2, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 1, 0, 0, 0, 0, 0, 0},
+    {1, 32, 10, 12, 7, 7, 1, 1, 3, 3, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 2, 0, 0, 0, 0, 0, 0},
+    {1, 16, 10, 10, 3, 5, 2, 1, 1, 2, 1, 2, LB_DTYPE_I8, LB_DTYPE_I8, 2, 1, 0, 0, 0, 0, 0},
+    /* narrow weights (AVX2 vpmaddubsw quads): budgets' edges, i16 sums at their bound */
+    /* n  c   h   w  kh kw sh sw ph pw dh dw  act            out            fn res zw wmin wlim edge xmax */
+    {1, 32, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0, 63, 0, 0},
+    {1, 96, 13, 11, 3, 3, 2, 2, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0, 31, 0, 0},
+    {1, 144, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 1, 0, 0, 0, 15, 0, 0},
+    {1, 48, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 0, 0, 0, 64, 2, 1},
+    {1, 40, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 0, 0, 0, 0, 64, 3, 1},
+    {1, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 0, 0, 0, 21, 2, 1},
+    {1, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 0, 0, 0, 0, 22, 3, 1},
+    {1, 56, 10, 9, 3, 3, 2, 2, 1, 1, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 0, 0, 0, 0, 32, 1, 1},
+    {1, 48, 11, 9, 5, 5, 2, 2, 2, 2, 1, 1, LB_DTYPE_U8, LB_DTYPE_U8, 2, 0, 0, 0, 15, 0, 0},
+    {1, 24, 12, 12, 3, 3, 1, 1, 2, 2, 2, 2, LB_DTYPE_I8, LB_DTYPE_I8, 1, 0, 0, 0, 63, 1, 0},
+    {1, 32, 10, 12, 7, 7, 1, 1, 3, 3, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 2, 0, 0, 0, 15, 1, 1},
+    {2, 33, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I8, 1, 1, 0, 0, 31, 0, 0},
+    {1, 17, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, LB_DTYPE_I8, LB_DTYPE_I32, 0, 0, 0, 0, 15, 0, 0},
 };
 #define N_FIXED ((int)(sizeof fixed / sizeof fixed[0]))
 
@@ -147,17 +165,21 @@ static dwcase random_case(void) {
   k.act = rnd() % 2 ? LB_DTYPE_U8 : LB_DTYPE_I8;
   k.out = rnd() % 6 == 0 ? LB_DTYPE_I32 : k.act;
   k.act_fn = (int)(rnd() % 3), k.res = rnd() % 3 == 0, k.zw = rnd() % 6 == 0, k.wmin = rnd() % 3 == 0;
+  static const int lims[] = {64, 63, 32, 31, 22, 21, 16, 15, 7};
+  if (rnd() % 2) k.wlim = lims[rnd() % 9], k.edge = rnd() % 3 ? 0 : (int)pick(1, 3), k.xmax = rnd() % 4 == 0;
   return k;
 }
 
 static dwcase case_at(int i) { return i < N_FIXED ? fixed[i] : random_case(); }
 
-static void random_bytes(const lb_value *v, lb_tensor *t) {
+/* Random input bytes, or (xmax) every byte at the dtype's maximum. */
+static void random_bytes(const lb_value *v, lb_tensor *t, int xmax) {
   *t = (lb_tensor){.dtype = v->dtype, .rank = v->rank};
   memcpy(t->dims, v->dims, sizeof t->dims);
   size_t nb = lb_dtype_bytes(v->dtype, lb_value_numel(v));
   t->data = malloc(nb + 1);
-  for (size_t i = 0; i < nb; i++) ((uint8_t *)t->data)[i] = (uint8_t)rnd();
+  for (size_t i = 0; i < nb; i++)
+    ((uint8_t *)t->data)[i] = xmax ? (v->dtype == LB_DTYPE_U8 ? 0xff : 0x7f) : (uint8_t)rnd();
 }
 
 static void same_bytes(const lb_tensor *got, const lb_tensor *want, const char *what, const char *spec) {
@@ -188,7 +210,7 @@ START_TEST(test_jit_sweep) {
     describe(&k, what, sizeof what);
     lb_graph *g = dw_graph(&k);
     lb_tensor in[2], want, got;
-    for (uint32_t j = 0; j < g->n_inputs; j++) random_bytes(&g->values[g->inputs[j]], &in[j]);
+    for (uint32_t j = 0; j < g->n_inputs; j++) random_bytes(&g->values[g->inputs[j]], &in[j], k.xmax);
     ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
     lb_jit *jit = NULL;
     ck_assert_msg(lb_jit_compile(g, spec, NULL, &jit, &d) == 0, "%s: %s", what, d.msg);
@@ -208,11 +230,11 @@ END_TEST
 static const lb_test_aot_target aot[] = {LB_TEST_AOT_X86, LB_TEST_AOT_NEON, LB_TEST_AOT_DOTPROD};
 
 /* Emits g for spec, links it with tests/aot/harness.c, runs it and compares the output. */
-static void aot_case(lb_graph *g, lb_spec *spec, int a, const char *what) {
+static void aot_case(lb_graph *g, lb_spec *spec, int a, int xmax, const char *what) {
   lb_diag d;
   lb_diag_clear(&d);
   lb_tensor in[2], want, got;
-  for (uint32_t j = 0; j < g->n_inputs; j++) random_bytes(&g->values[g->inputs[j]], &in[j]);
+  for (uint32_t j = 0; j < g->n_inputs; j++) random_bytes(&g->values[g->inputs[j]], &in[j], xmax);
   ck_assert_msg(lb_interp_run(g, in, &want, &d) == 0, "%s: %s", what, d.msg);
   lb_test_aot_run(g, spec, &aot[a], in, &got, what);
   same_bytes(&got, &want, what, aot[a].spec);
@@ -229,7 +251,7 @@ START_TEST(test_aot_sweep) {
     char what[300];
     describe(&k, what, sizeof what);
     lb_graph *g = dw_graph(&k);
-    aot_case(g, spec, _i, what);
+    aot_case(g, spec, _i, k.xmax, what);
     lb_graph_free(g);
   }
   lb_spec_free(spec);
