@@ -1,5 +1,6 @@
 /* Reference interpreter kernels for quantized integer nodes: conv, gemm, matmul, add, sub, mul,
- * relu, clip, avg_pool, global_avg_pool and table activations (lb_qlut) whose output is an i8/u8 value with quantization parameters
+ * div by a constant, relu, clip, avg_pool, global_avg_pool, reduce_mean and table activations
+ * (lb_qlut) whose output is an i8/u8 value with quantization parameters
  * (realize builds them). Accumulation is exact int32; every output element goes through
  * lb_requantize/lb_requantize2 (quant.c), so these kernels are the bit-exact oracle for backends.
  * max_pool, concat and the layout ops run unchanged on i8/u8: their inputs and output share
@@ -50,7 +51,7 @@ int lb_int_node(const lb_graph *g, uint32_t id) {
   case LB_OP_CONV: case LB_OP_GEMM: case LB_OP_MATMUL: case LB_OP_ADD: case LB_OP_SUB:
   case LB_OP_MUL: case LB_OP_RELU: case LB_OP_CLIP: case LB_OP_GLOBAL_AVG_POOL:
   case LB_OP_AVG_POOL: case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH:
-  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: break;
+  case LB_OP_HARD_SIGMOID: case LB_OP_HARD_SWISH: case LB_OP_DIV: case LB_OP_REDUCE_MEAN: break;
   default: return 0;
   }
   if (!quantized(g, n->out[0])) return 0;
@@ -240,6 +241,27 @@ static int k_binary(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   return 0;
 }
 
+float lb_qmul_div(float s_x, float s_b, int32_t b, float s_y) {
+  return (float)((double)s_x / ((double)s_y * (double)s_b * (double)b));
+}
+
+/* Division by one quantized constant (annotate: positive): a requantize of x - zx by
+ * lb_qmul_div, with the fused activation's bounds. */
+static int k_div(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
+  const lb_graph *G = c->g;
+  uint32_t ix = c->n->in[0], ib = c->n->in[1], o = c->n->out[0];
+  int32_t b = lb_tensor_numel(&in[1]) == 1 ? ld8(&in[1], 0) - q_zp(G, ib, 0) : 0;
+  if (b <= 0 || !G->values[ib].data)
+    return lb_node_err(G, c->id, c->diag, "integer div needs one positive constant divisor");
+  float m = lb_qmul_div(q_scale(G, ix, 0), q_scale(G, ib, 0), b, q_scale(G, o, 0));
+  int32_t zx = q_zp(G, ix, 0), zy = q_zp(G, o, 0), lo, hi;
+  out_bounds(c, 0, &lo, &hi);
+  int64_t total = lb_tensor_numel(out);
+  for (int64_t i = 0; i < total; i++)
+    st8(out, i, lb_requantize_by(c->a->requant, ld8(&in[0], i) - zx, m, zy, lo, hi));
+  return 0;
+}
+
 /* relu and clip between two quantized tensors: a requantize with the op's bounds. */
 static int k_unary(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
   const lb_graph *G = c->g;
@@ -270,6 +292,45 @@ static int k_global_avg_pool(const lb_kctx *c, const lb_tensor *in, lb_tensor *o
     for (int64_t i = 0; i < sz; i++) acc += ld8(&in[0], p * sz + i) - zx;
     st8(out, p, lb_requantize_by(c->a->requant, acc, m, zy, lo, hi));
   }
+  return 0;
+}
+
+/* reduce_mean over attr axes (normalized by shape inference): per output element the exact
+ * int32 sum of x - zx over the reduced positions, requantized by lb_qmul_pool with their count
+ * (at most 2^23, so the sum cannot overflow). */
+static int k_reduce_mean(const lb_kctx *c, const lb_tensor *in, lb_tensor *out) {
+  const lb_graph *G = c->g;
+  const lb_tensor *x = &in[0];
+  int r = x->rank;
+  unsigned char red[LB_MAX_RANK] = {0};
+  for (int i = 0; i < c->a->n_axes; i++) red[c->a->axes[i]] = 1;
+  int64_t os[LB_MAX_RANK], st = 1, cnt = 1, idx[LB_MAX_RANK] = {0}, off = 0;
+  for (int i = r - 1; i >= 0; i--) {
+    os[i] = red[i] ? 0 : st;
+    if (red[i]) cnt *= x->dims[i];
+    else st *= x->dims[i];
+  }
+  if (cnt > (1 << 23))
+    return lb_node_err(G, c->id, c->diag, "integer reduce_mean over more than 2^23 elements");
+  int64_t no = lb_tensor_numel(out), ni = lb_tensor_numel(x);
+  int32_t *acc = lb_calloc((size_t)(no ? no : 1), sizeof *acc), zx = q_zp(G, c->n->in[0], 0);
+  if (!acc) return LB_ERR_NOMEM;
+  for (int64_t i = 0; i < ni; i++) {
+    acc[off] += ld8(x, i) - zx;
+    for (int d = r - 1; d >= 0; d--) {
+      off += os[d];
+      if (++idx[d] < x->dims[d]) break;
+      off -= os[d] * x->dims[d];
+      idx[d] = 0;
+    }
+  }
+  uint32_t o = c->n->out[0];
+  float m = lb_qmul_pool(q_scale(G, c->n->in[0], 0), q_scale(G, o, 0), cnt);
+  int32_t lo, hi;
+  lb_qrange(out->dtype, &lo, &hi);
+  for (int64_t i = 0; i < no; i++)
+    st8(out, i, lb_requantize_by(c->a->requant, acc[i], m, q_zp(G, o, 0), lo, hi));
+  lb_free(acc);
   return 0;
 }
 
@@ -347,6 +408,8 @@ int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tens
   case LB_OP_MATMUL: return k_matmul(&c, in, out);
   case LB_OP_ADD: case LB_OP_SUB: case LB_OP_MUL: return k_binary(&c, in, out);
   case LB_OP_RELU: case LB_OP_CLIP: return k_unary(&c, in, out);
+  case LB_OP_DIV: return k_div(&c, in, out);
+  case LB_OP_REDUCE_MEAN: return k_reduce_mean(&c, in, out);
   case LB_OP_AVG_POOL: return k_avg_pool(&c, in, out);
   case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH: case LB_OP_HARD_SIGMOID:
   case LB_OP_HARD_SWISH: return k_lut(&c, in, out);

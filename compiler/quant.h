@@ -91,10 +91,14 @@ int lb_qlut(lb_op op, const lb_attrs *a, lb_dtype tin, float sin, int32_t zin, l
 
 /* ---- interpreter (interp_int.c) -------------------------------------------------------------
  * A node is integer when its output and first input are i8/u8 values with quantization
- * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, relu, clip,
- * avg_pool, global_avg_pool, and the table activations of lb_qlut); lb_eval_node then runs
+ * parameters and its op has an integer kernel (conv, gemm, matmul, add, sub, mul, div by a
+ * constant, relu, clip, avg_pool, global_avg_pool, reduce_mean, and the table activations of
+ * lb_qlut); lb_eval_node then runs
  * lb_int_eval instead of the f32 kernel. */
 int lb_int_node(const lb_graph *g, uint32_t id);
+/* (ops) Multiplier of an integer div by a constant b (integer value b - zb > 0, scale s_b):
+ * s_x / (s_y * s_b * b) rounded once from double to fp32. */
+float lb_qmul_div(float s_x, float s_b, int32_t b, float s_y);
 int lb_int_eval(const lb_graph *g, uint32_t id, const lb_attrs *a, const lb_tensor *in,
                 lb_tensor *out, lb_diag *diag);
 

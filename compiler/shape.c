@@ -705,13 +705,13 @@ static int check_size(sctx *c, const char *role, uint32_t k, const shp *s) {
   return 0;
 }
 
-/* Quantized integer forms (compiler/quant.h, interp_int.c): conv/gemm/matmul/avg pools
- * on i8/u8 activations with quantization parameters (i8/u8 weights, i32 bias), and add/sub/mul with a fused activation.
+/* Quantized integer forms (compiler/quant.h, interp_int.c): conv/gemm/matmul/avg pools/
+ * reduce_mean on i8/u8 activations with quantization parameters (i8/u8 weights, i32 bias), and add/sub/mul with a fused activation.
  * Shapes follow the f32 rule; the output keeps the activation dtype. */
 static int int_rule(sctx *c, rule_fn f) {
   lb_op op = c->n->op;
   lb_dtype t = c->in[0].dtype;
-  int pool = op == LB_OP_GLOBAL_AVG_POOL || op == LB_OP_AVG_POOL;
+  int pool = op == LB_OP_GLOBAL_AVG_POOL || op == LB_OP_AVG_POOL || op == LB_OP_REDUCE_MEAN;
   int mac = op == LB_OP_CONV || op == LB_OP_GEMM || op == LB_OP_MATMUL || pool;
   int ew = (op == LB_OP_ADD || op == LB_OP_SUB || op == LB_OP_MUL) && c->a->act != LB_ACT_NONE;
   int table = op == LB_OP_LEAKY_RELU || op == LB_OP_SIGMOID || op == LB_OP_TANH ||

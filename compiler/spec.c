@@ -48,7 +48,8 @@ static int kind_of_op(lb_op op) {
   case LB_OP_MUL: return LB_SPEC_MUL;
   case LB_OP_MAX_POOL:
   case LB_OP_AVG_POOL:
-  case LB_OP_GLOBAL_AVG_POOL: return LB_SPEC_POOL;
+  case LB_OP_GLOBAL_AVG_POOL:
+  case LB_OP_REDUCE_MEAN: return LB_SPEC_POOL; /* (ops) an average over axes */
   case LB_OP_RELU:
   case LB_OP_LEAKY_RELU:
   case LB_OP_CLIP:
@@ -70,6 +71,8 @@ int lb_spec_opkind_of(const lb_graph *g, uint32_t node) {
     if (n->attr.group > 1 && w->rank >= 2 && w->dims[1] == 1) return LB_SPEC_DEPTHWISE_CONV2D;
   }
   if (k == LB_SPEC_MATMUL && g->values[n->in[1]].data) return LB_SPEC_DENSE;
+  /* (ops) a division by a constant is a multiplication by its reciprocal */
+  if (n->op == LB_OP_DIV) return g->values[n->in[1]].data ? LB_SPEC_MUL : -1;
   return k;
 }
 

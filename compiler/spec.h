@@ -78,7 +78,8 @@ int lb_spec_opkind_from_name(const char *s, lb_spec_opkind *out); /* 0 on succes
 int lb_spec_opkind_has_weight(lb_spec_opkind k); /* conv/dense: weights; matmul: 2nd operand */
 /* The spec op kind of graph node `node`, or -1 when the spec does not cover the op (layout
  * ops, softmax, ...: those stay fp32 or pass dtypes through). Conv with one input channel per
- * group is depthwise_conv2d; matmul with a constant second operand is dense. */
+ * group is depthwise_conv2d; matmul with a constant second operand is dense; div by a constant
+ * is mul (by its reciprocal); reduce_mean is pool (an average over axes). */
 int lb_spec_opkind_of(const lb_graph *g, uint32_t node);
 
 enum { LB_GRAN_PER_TENSOR = 1, LB_GRAN_PER_CHANNEL = 2 };   /* bit set */

@@ -20,13 +20,28 @@ static lb_qrole input_role(const lb_graph *g, const lb_node *n, uint32_t k) {
   }
 }
 
-/* Layout and copy ops: integer when their input is, on the same scale. */
-static int is_layout(lb_op op) {
-  switch (op) {
+/* Layout and copy ops: integer when their input is, on the same scale. A gather by constant
+ * indices copies elements too. */
+static int is_layout(const lb_graph *g, const lb_node *n) {
+  switch (n->op) {
   case LB_OP_FLATTEN: case LB_OP_RESHAPE: case LB_OP_TRANSPOSE: case LB_OP_SQUEEZE:
   case LB_OP_UNSQUEEZE: case LB_OP_IDENTITY: case LB_OP_PAD: return 1;
+  case LB_OP_GATHER: return g->values[n->in[1]].data != NULL;
   default: return 0;
   }
+}
+
+int lb_quant_plain_input(const lb_graph *g, const lb_node *n, uint32_t k) {
+  return k == 1 && n->op == LB_OP_GATHER && g->values[n->in[1]].data;
+}
+
+/* Whether a div node divides by one finite positive constant (quantized, its integer value is
+ * then positive: interp_int.c folds it into the requantize multiplier). */
+static int const_divisor(const lb_graph *g, const lb_node *n) {
+  const lb_value *b = &g->values[n->in[1]];
+  if (!b->data || b->dtype != LB_DTYPE_F32 || lb_value_numel(b) != 1) return 0;
+  float c = *(const float *)b->data;
+  return c > 0 && c < 3.0e38f;
 }
 
 /* Which IR ops of a spec op kind lowbit can run in integer arithmetic, and the op-specific
@@ -53,6 +68,9 @@ static const char *kernel_gap(const lb_graph *g, const lb_node *n) {
   case LB_OP_AVG_POOL: return n->attr.n_spatial <= 2 ? NULL : "integer avg_pool is 1-D/2-D only";
   case LB_OP_LEAKY_RELU: case LB_OP_SIGMOID: case LB_OP_TANH: case LB_OP_HARD_SIGMOID:
   case LB_OP_HARD_SWISH: return NULL; /* 256-entry tables (lb_qlut) */
+  case LB_OP_DIV:
+    return const_divisor(g, n) ? NULL : "integer div needs one positive constant divisor";
+  case LB_OP_REDUCE_MEAN: return NULL; /* an exact int32 sum, requantized (interp_int.c) */
   default: return "lowbit has no integer kernel for this op";
   }
 }
@@ -157,11 +175,11 @@ static int decide(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id)
   l->requant = rq, l->rq_at = rq_at;
   l->combo = "f32";
   l->act = l->weight = l->out = LB_DTYPE_F32;
-  const char *gap = is_layout(n->op) ? NULL : kernel_gap(g, n);
+  const char *gap = is_layout(g, n) ? NULL : kernel_gap(g, n);
   const lb_spec_combo *c = NULL;
   if (forced) {
     snprintf(l->why, sizeof l->why, "fp32: set in the plan");
-  } else if (is_layout(n->op)) {
+  } else if (is_layout(g, n)) {
     if (!some_input_integer(g, p, n)) {
       snprintf(l->why, sizeof l->why, "fp32: its input is fp32");
       return 0;
@@ -235,12 +253,12 @@ static void mark(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) 
   const lb_node *n = &g->nodes[id];
   int kind = lb_spec_opkind_of(g, id);
   const lb_spec_combo *c = NULL;
-  if (kind >= 0 && !is_layout(n->op))
+  if (kind >= 0 && !is_layout(g, n))
     c = lb_spec_find(s, (lb_spec_opkind)kind, p->act, p->l[id].weight == LB_DTYPE_F32 ? p->act : LB_DTYPE_I8);
   unsigned schemes = c ? c->act_scheme : LB_SCHEME_SYMMETRIC | LB_SCHEME_ASYMMETRIC;
   for (uint32_t k = 0; k < n->n_in; k++) {
     uint32_t v = n->in[k];
-    if (v == LB_NONE) continue;
+    if (v == LB_NONE || lb_quant_plain_input(g, n, k)) continue;
     lb_qval *q = &p->v[v];
     lb_qrole r = input_role(g, n, k);
     if (r == LB_QROLE_WEIGHT) {
@@ -264,10 +282,12 @@ static void mark(const lb_graph *g, const lb_spec *s, lb_qplan *p, uint32_t id) 
     size_t k = strlen(p->l[id].why);
     snprintf(p->l[id].why + k, sizeof p->l[id].why - k, "; int32 output, dequantized");
   }
-  int share = is_layout(n->op) || n->op == LB_OP_MAX_POOL ||
+  int share = is_layout(g, n) || n->op == LB_OP_MAX_POOL ||
               (c && c->requant == LB_REQUANT_NONE);
   for (uint32_t k = 0; share && k < n->n_in; k++)
-    if (n->in[k] != LB_NONE && p->v[n->in[k]].role != LB_QROLE_WEIGHT) unite(p, n->in[k], n->out[0]);
+    if (n->in[k] != LB_NONE && p->v[n->in[k]].role != LB_QROLE_WEIGHT &&
+        !lb_quant_plain_input(g, n, k))
+      unite(p, n->in[k], n->out[0]);
 }
 
 /* The 8-bit activation dtype whose combinations cover the most MACs (then layers). */

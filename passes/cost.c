@@ -78,7 +78,8 @@ static double act_memory(const lb_spec *s, const lb_graph *g, const lb_node *n, 
   for (uint32_t k = 0; k < n->n_in; k++) {
     uint32_t v = n->in[k];
     if (v == LB_NONE || g->values[v].data) continue;
-    el += lb_value_numel(&g->values[v]);
+    /* a gather reads only the elements it copies */
+    el += n->op == LB_OP_GATHER ? lb_value_numel(&g->values[n->out[0]]) : lb_value_numel(&g->values[v]);
   }
   int64_t bytes = el * bits / 8;
   double bw;

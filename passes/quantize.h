@@ -24,6 +24,9 @@ int lb_quant_annotate(const lb_graph *g, const lb_spec *s, lb_qplan *p, lb_diag 
  * (1-D/2-D, any group), a gemm, or a matmul by a constant [K, N]. annotate honours a plan's
  * binary combination there (with its threshold and magnitude set), realize builds it. */
 int lb_quant_binary_layer(const lb_graph *g, uint32_t id);
+/* (ops) Input k of integer node n is a constant used as it is, never quantized: the indices
+ * of a gather by constant indices (a layout op on integers). */
+int lb_quant_plain_input(const lb_graph *g, const lb_node *n, uint32_t k);
 
 /* ---- calibrate.c -------------------------------------------------------------------------- */
 

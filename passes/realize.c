@@ -411,7 +411,9 @@ static int realize_binary(rz *r, uint32_t n) {
 /* Input k of node n as the new graph provides it. */
 static uint32_t map_input(rz *r, uint32_t n, uint32_t v) {
   const lb_qval *q = &r->p->v[v];
-  if (!r->p->l[n].integer) {
+  const lb_node *nd = &r->g->nodes[n];
+  int plain = nd->n_in > 1 && nd->in[1] == v && lb_quant_plain_input(r->g, nd, 1);
+  if (!r->p->l[n].integer || plain) {
     if (r->mode != LB_REALIZE_INT && producer_integer(r, v)) return get_fq(r, v);
     return get_float(r, v);
   }

@@ -1,5 +1,6 @@
 /* Lowering of the integer nodes of a realized graph (lb_int_node: conv, gemm, matmul, add,
- * sub, mul, relu, clip, global_avg_pool with i8/u8 values carrying lb_quant parameters).
+ * sub, mul, div by a constant, relu, clip, pools, reduce_mean, table activations with i8/u8
+ * values carrying lb_quant parameters).
  * MAC ops become packed integer GEMMs (qkernels.h) over activations packed per row block into
  * the step's scratch; depthwise convs are in ops_int_dw.c. Invariant: every
  * output element is the interpreter's (interp_int.c): the same int32 accumulator, the same
@@ -692,7 +693,7 @@ static LLVMValueRef f_qel(lb_lw *L, LLVMValueRef *x, void *ud) {
   LLVMTypeRef ft = lanes > 1 ? vec(L->t_f32, lanes) : L->t_f32;
   LLVMValueRef av = LLVMBuildSub(L->b, ext8(L, x[0], e->ta, it), lb_ci(L, it, e->za), "");
   LLVMValueRef q;
-  if (e->op == LB_OP_RELU || e->op == LB_OP_CLIP) {
+  if (e->op == LB_OP_RELU || e->op == LB_OP_CLIP || e->op == LB_OP_DIV) {
     q = lb_qrequant(L, NULL, av, lb_cf(L, ft, e->ma), NULL, NULL, e->zy, e->lo, e->hi);
   } else {
     LLVMValueRef bv = LLVMBuildSub(L->b, ext8(L, x[1], e->tb, it), lb_ci(L, it, e->zb), "");
@@ -711,9 +712,19 @@ static int lower_elem(lb_lw *L, lb_op_args *a) {
   const lb_value *x = in_val(a, 0), *y = &a->g->values[n->out[0]];
   qel e = {.op = n->op, .ta = x->dtype, .za = qz(x, 0), .zy = qz(y, 0)};
   lb_view in[2];
-  int unary = n->op == LB_OP_RELU || n->op == LB_OP_CLIP;
+  int unary = n->op == LB_OP_RELU || n->op == LB_OP_CLIP || n->op == LB_OP_DIV;
   e.ma = lb_qmul(qs(x, 0), 1.0f, qs(y, 0));
-  if (unary) {
+  if (n->op == LB_OP_DIV) { /* by one positive constant: interp_int.c k_div */
+    const lb_value *b = in_val(a, 1);
+    int32_t bq = b && b->data && lb_value_numel(b) == 1
+                     ? (b->dtype == LB_DTYPE_U8 ? *(const uint8_t *)b->data
+                                                : *(const int8_t *)b->data) - qz(b, 0)
+                     : 0;
+    if (bq <= 0)
+      return lb_diag_err(L->diag, LB_ERR_INPUT, "integer div needs one positive constant divisor");
+    e.ma = lb_qmul_div(qs(x, 0), qs(b, 0), bq, qs(y, 0));
+    out_bounds(a, &e.lo, &e.hi);
+  } else if (unary) {
     lb_qact_bounds(n->op == LB_OP_RELU ? LB_ACT_RELU : LB_ACT_CLIP, n->attr.clip_min,
                    n->attr.clip_max, y->dtype, qs(y, 0), e.zy, &e.lo, &e.hi);
   } else {
@@ -899,6 +910,62 @@ static int lower_avg_pool(lb_lw *L, lb_op_args *a) {
   return 0;
 }
 
+/* ---- reduce_mean ------------------------------------------------------------------------- */
+
+typedef struct qred {
+  lb_dtype tx;
+  int32_t zx, zy, lo, hi;
+  float m;
+} qred;
+
+static LLVMValueRef f_red_add(lb_lw *L, LLVMValueRef *x, void *ud) {
+  const qred *r = ud;
+  LLVMTypeRef it = LLVMTypeOf(x[0]);
+  return LLVMBuildAdd(L->b, x[0], LLVMBuildSub(L->b, ext8(L, x[1], r->tx, it), lb_ci(L, it, r->zx), ""), "");
+}
+
+static LLVMValueRef f_red_out(lb_lw *L, LLVMValueRef *x, void *ud) {
+  const qred *r = ud;
+  LLVMTypeRef t = LLVMTypeOf(x[0]);
+  int lanes = LLVMGetTypeKind(t) == LLVMVectorTypeKind ? (int)LLVMGetVectorSize(t) : 1;
+  LLVMValueRef q = lb_qrequant(L, NULL, x[0], lb_cf(L, lanes > 1 ? vec(L->t_f32, lanes) : L->t_f32, r->m),
+                               NULL, NULL, r->zy, r->lo, r->hi);
+  return LLVMBuildTrunc(L->b, q, lanes > 1 ? vec(L->t_i8, lanes) : L->t_i8, "");
+}
+
+/* interp_int.c k_reduce_mean: int32 sums of x - zx in the step's scratch (laid out as the
+ * output, broadcast over the reduced dims of x), then one requantize per output element. */
+static int lower_reduce(lb_lw *L, lb_op_args *a) {
+  const lb_view *x = &a->in[0], *y = &a->out[0];
+  const lb_value *xv = in_val(a, 0), *yv = &a->g->values[a->node->out[0]];
+  const lb_attrs *at = &a->node->attr;
+  int red[LB_MAX_RANK] = {0};
+  for (int i = 0; i < at->n_axes; i++) red[at->axes[i]] = 1;
+  lb_view acc = *y, sum = *x, zero = *y;
+  int64_t count = 1, st = 1;
+  for (int d = acc.rank - 1; d >= 0; d--) acc.st[d] = st, st *= acc.dims[d];
+  for (int d = 0, o = 0; d < x->rank; d++) {
+    if (red[d]) count *= x->dims[d];
+    sum.st[d] = red[d] ? 0 : acc.st[at->keepdims ? d : o];
+    if (at->keepdims || !red[d]) o++;
+  }
+  if (count > (1 << 23))
+    return lb_diag_err(L->diag, LB_ERR_INPUT, "integer reduce_mean over more than 2^23 elements");
+  a->scratch_bytes = (size_t)(st ? st : 1) * 4;
+  acc.base = sum.base = a->scratch, acc.dt = sum.dt = zero.dt = LB_DTYPE_I32;
+  int32_t z0 = 0;
+  zero.base = lb_const_blob(L, &z0, sizeof z0, "zero");
+  for (int d = 0; d < zero.rank; d++) zero.st[d] = 0;
+  lb_emit_copy(L, &acc, &zero);
+  qred r = {x->dt, qz(xv, 0), qz(yv, 0), 0, 0, lb_qmul_pool(qs(xv, 0), qs(yv, 0), count)};
+  lb_qrange(yv->dtype, &r.lo, &r.hi);
+  if (count == 0) return 0;
+  lb_view in2[2] = {sum, *x};
+  lb_emit_map(L, &sum, in2, 2, f_red_add, &r);
+  lb_emit_map(L, y, &acc, 1, f_red_out, &r);
+  return 0;
+}
+
 /* ---- entry points ------------------------------------------------------------------------ */
 
 int lb_int_conv_nhwc(const lb_graph *g, const lb_node *n) {
@@ -922,6 +989,7 @@ int lb_lower_int(lb_lw *L, lb_op_args *a) {
   case LB_OP_MATMUL: return lower_mm(L, a);
   case LB_OP_GLOBAL_AVG_POOL: return lower_gap(L, a);
   case LB_OP_AVG_POOL: return lower_avg_pool(L, a);
+  case LB_OP_REDUCE_MEAN: return lower_reduce(L, a);
   case LB_OP_LEAKY_RELU:
   case LB_OP_SIGMOID:
   case LB_OP_TANH:

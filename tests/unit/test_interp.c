@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "ir.h"
+#include "ir_text.h"
+#include "quant.h"
 
 /* A tensor in a case table; data NULL for the expected output means "must fail". */
 typedef struct {
@@ -795,6 +797,42 @@ START_TEST(every_op_has_rule_and_kernel) {
 }
 END_TEST
 
+/* (ops) Quantized div by a constant and reduce_mean (interp_int.c), hand-computed:
+ * div: x (s 0.5) / c (i8 2, s 1) -> y (s 0.3, z 1): m = 0.5 / (0.3 * 2) = 0.8333,
+ *      [10, -7, 4, 127] -> [8.33, -5.83, 3.33, 105.8] -> [8, -6, 3, 106] + 1;
+ * reduce_mean over channels of x [1,3,2] (s 0.5) -> y [1,1,2] (s 0.25): m = 0.5 / (0.25 * 3),
+ *      sums [1 + 3 + 8, 2 + 4 - 3] = [12, 3] -> [8, 2]. */
+START_TEST(int_div_reduce_mean) {
+  static const char *const text[2] = {
+      "graph \"d\" {\n"
+      "  input %x: i8[1,4] quant(scale=0.5, zero_point=0)\n"
+      "  const %c: i8[1] quant(scale=1, zero_point=0) = [2]\n"
+      "  %y: i8[1,4] quant(scale=0.3, zero_point=1) = div(%x, %c)\n"
+      "  output %y\n"
+      "}\n",
+      "graph \"r\" {\n"
+      "  input %x: i8[1,3,2] quant(scale=0.5, zero_point=0)\n"
+      "  %y: i8[1,1,2] quant(scale=0.25, zero_point=0) = reduce_mean(%x) {axes=[1], keepdims=1}\n"
+      "  output %y\n"
+      "}\n"};
+  static const int8_t x[2][6] = {{10, -7, 4, 127}, {1, 2, 3, 4, 8, -3}};
+  static const int8_t want[2][4] = {{9, -5, 4, 107}, {8, 2}};
+  for (int i = 0; i < 2; i++) {
+    lb_graph *g;
+    lb_diag d = {0};
+    ck_assert_msg(lb_graph_parse(text[i], "<test>", &g, &d) == 0, "%s", d.msg);
+    ck_assert(lb_int_node(g, 0));
+    const lb_value *v = &g->values[g->inputs[0]];
+    lb_tensor in = {v->dtype, v->rank, {0}, (void *)x[i]}, out;
+    memcpy(in.dims, v->dims, sizeof in.dims);
+    ck_assert_msg(lb_interp_run(g, &in, &out, &d) == 0, "%s", d.msg);
+    ck_assert_mem_eq(out.data, want[i], i ? 2 : 4);
+    lb_free(out.data);
+    lb_graph_free(g);
+  }
+}
+END_TEST
+
 #define N_OF(t) ((int)(sizeof t / sizeof t[0]))
 
 int main(void) {
@@ -813,6 +851,7 @@ int main(void) {
   tcase_add_test(tr, eval_node_direct);
   tcase_add_test(tr, run_small_net);
   tcase_add_test(tr, run_out_of_memory);
+  tcase_add_test(tr, int_div_reduce_mean);
   tcase_add_loop_test(tr, conv_matches_direct_loop, 0, N_OF(conv_geos));
   tcase_add_loop_test(tr, broadcast_random, 0, 40);
   tcase_add_loop_test(tr, transpose_random, 0, 20);

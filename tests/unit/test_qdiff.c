@@ -103,7 +103,7 @@ static uint32_t partner(gen *s, uint32_t v) {
 static void step4(gen *s) {
   const lb_value *x = val(s, s->cur);
   int64_t C = x->dims[1], H = x->dims[2], W = x->dims[3];
-  int r = (int)(rnd() % 10);
+  int r = (int)(rnd() % 12);
   if (r < 4) { /* conv of a random kind */
     int64_t k = pick(1, 3), dil = k > 1 && rnd() % 4 == 0 ? 2 : 1, ext = dil * (k - 1) + 1;
     int64_t pad = pick(0, k / 2 + 1), st = pick(1, 2);
@@ -145,6 +145,30 @@ static void step4(gen *s) {
     int cat = rnd() & 1;
     note(s, cat ? "concat" : "add(earlier)");
     s->cur = node(s, cat ? LB_OP_CONCAT : LB_OP_ADD, in, 2, &a);
+  } else if (r == 10) { /* (ops) x - mean over channels (or spatial dims), or x / c */
+    if (rnd() & 1) {
+      int64_t one = 1;
+      uint32_t in[2] = {s->cur, fconst(s, 0, &one, 0.0f)};
+      float c = 0.25f + (float)pick(0, 15) / 4.0f;
+      memcpy((void *)s->g->values[in[1]].data, &c, 4);
+      note(s, "div(const)");
+      s->cur = node(s, LB_OP_DIV, in, 2, NULL);
+    } else {
+      lb_attrs a = {.n_axes = 1, .axes = {rnd() & 1 ? 1 : 3}, .keepdims = 1};
+      if (rnd() & 1) a.n_axes = 2, a.axes[0] = 2, a.axes[1] = 3;
+      uint32_t in[2] = {s->cur, node(s, LB_OP_REDUCE_MEAN, &s->cur, 1, &a)};
+      note(s, "sub(reduce_mean)");
+      s->cur = node(s, LB_OP_SUB, in, 2, NULL);
+    }
+  } else if (r == 11) { /* (ops) gather channels by constant indices */
+    int64_t k = pick(1, C + 1), ix[16];
+    for (int64_t i = 0; i < k; i++) ix[i] = pick(-C, C - 1);
+    char name[32];
+    snprintf(name, sizeof name, "ix%d", s->names++);
+    uint32_t in[2] = {s->cur, lb_graph_add_const(s->g, name, LB_DTYPE_I64, 1, &k, ix, (size_t)k * 8)};
+    lb_attrs a = {.axis = 1};
+    note(s, "gather(axis 1)");
+    s->cur = node(s, LB_OP_GATHER, in, 2, &a);
   } else {
     s->cur = conv(s, s->cur, pick(1, 8), 1, 1, 0, 1, 1);
   }

@@ -461,6 +461,17 @@ START_TEST(opkind_of_nodes) {
   ck_assert_int_eq(lb_spec_opkind_of(g, n_mm2), LB_SPEC_MATMUL);
   ck_assert_int_eq(lb_spec_opkind_of(g, n_sub), LB_SPEC_ADD);
   ck_assert_int_eq(lb_spec_opkind_of(g, n_sm), -1);
+  /* (ops) div by a constant is mul, by an activation nothing; reduce_mean is pool */
+  uint32_t o5 = lb_graph_add_value(g, "o5", LB_DTYPE_F32, 0, NULL);
+  uint32_t o6 = lb_graph_add_value(g, "o6", LB_DTYPE_F32, 0, NULL);
+  uint32_t o7 = lb_graph_add_value(g, "o7", LB_DTYPE_F32, 0, NULL);
+  uint32_t in_dc[2] = {x, m};
+  uint32_t n_dc = lb_graph_add_node(g, LB_OP_DIV, "dc", in_dc, 2, &o5, 1);
+  uint32_t n_dv = lb_graph_add_node(g, LB_OP_DIV, "dv", in_mm2, 2, &o6, 1);
+  uint32_t n_rm = lb_graph_add_node(g, LB_OP_REDUCE_MEAN, "rm", &x, 1, &o7, 1);
+  ck_assert_int_eq(lb_spec_opkind_of(g, n_dc), LB_SPEC_MUL);
+  ck_assert_int_eq(lb_spec_opkind_of(g, n_dv), -1);
+  ck_assert_int_eq(lb_spec_opkind_of(g, n_rm), LB_SPEC_POOL);
   lb_spec_opkind k;
   ck_assert_int_eq(lb_spec_opkind_from_name("depthwise_conv2d", &k), 0);
   ck_assert_int_eq(k, LB_SPEC_DEPTHWISE_CONV2D);
