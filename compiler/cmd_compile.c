@@ -15,6 +15,7 @@
 #include "passes.h"
 #include "quant.h"
 #include "quantize.h"
+#include "search.h"
 #include "spec.h"
 #include "target.h"
 #include "tensor_io.h"
@@ -205,7 +206,8 @@ static void bench_usage(FILE *f) {
              "\n"
              "  --spec S       spec to compile for; must run on this machine (default: host)\n"
              "  -i FILE        first input from a .npy/.bin file instead of pseudo-random data\n"
-             "  --iters N      timed iterations (default 50)\n"
+             "  --iters N      timed samples (default 50); a sample is a batch of back-to-back\n"
+             "                 runs lasting >= 50 us, figures are per run\n"
              "  --warmup N     untimed iterations first (default 5)\n"
              "  --threads N    worker threads (only 1 so far; the default)\n"
              "  --profile      time every layer (step) and print the slowest\n"
@@ -337,26 +339,17 @@ static int read_input(const char *path, const lb_graph *g, void *dst, lb_diag *d
 typedef struct bench_res {
   double med, min, max, gflops, peak_frac, peak_gflops;
   double cpu_med; /* median thread CPU time per run */
+  long batch;     /* runs per timed sample */
   double *step_s; /* per-step median seconds (profile) */
 } bench_res;
 
-static double cpu_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Wall time per run in t, and this thread's CPU time in c (what other processes sharing the
- * cores disturb far less). */
-static void time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t, double *c) {
-  lb_run_fn run = lb_jit_run_fn(j);
-  for (long i = 0; i < o->warmup; i++) run((const void *const *)b->in, b->out, b->ws);
-  for (long i = 0; i < o->iters; i++) {
-    double t0 = now_s(), c0 = cpu_s();
-    run((const void *const *)b->in, b->out, b->ws);
-    c[i] = cpu_s() - c0;
-    t[i] = now_s() - t0;
-  }
+/* (ops) Wall time per run in t, and this thread's CPU time in c (what other processes sharing
+ * the cores disturb far less), per sample of back-to-back runs lasting >= 50 us (search.h
+ * lb_time_runs): a tiny model's run is not swamped by the clock reads. Returns the runs per
+ * sample, or -1 when a run fails. */
+static long time_runs(const bench_opts *o, const lb_jit *j, bufs *b, double *t, double *c) {
+  return lb_time_runs(lb_jit_run_fn(j), (const void *const *)b->in, b->out, b->ws, o->warmup,
+                      o->iters, 50e-6, c, t);
 }
 
 static double median(double *t, long n) {
@@ -364,8 +357,10 @@ static double median(double *t, long n) {
   return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
-/* Per-step median over the iterations (robust against other processes on the machine). */
-static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *step_s) {
+/* Per-step median over the iterations (robust against other processes on the machine); each
+ * sample times `reps` calls of the step (the runs per sample of the whole model: a step never
+ * writes its own inputs, so a repeated step recomputes the same output). */
+static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, long reps, double *step_s) {
   int n = lb_jit_step_count(j);
   lb_step_fn step = lb_jit_step_fn(j);
   double *t = calloc((size_t)n * (size_t)o->iters + 1, sizeof *t);
@@ -373,8 +368,8 @@ static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *ste
   for (long i = 0; i < o->iters; i++)
     for (int s = 0; s < n; s++) {
       double t0 = now_s();
-      step(s, (const void *const *)b->in, b->out, b->ws);
-      t[(size_t)s * (size_t)o->iters + (size_t)i] = now_s() - t0;
+      for (long k = 0; k < reps; k++) step(s, (const void *const *)b->in, b->out, b->ws);
+      t[(size_t)s * (size_t)o->iters + (size_t)i] = (now_s() - t0) / (double)reps;
     }
   for (int s = 0; s < n; s++) step_s[s] = median(t + (size_t)s * (size_t)o->iters, o->iters);
   free(t);
@@ -383,8 +378,8 @@ static int time_steps(const bench_opts *o, const lb_jit *j, bufs *b, double *ste
 
 static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s, const lb_jit *j,
                        const bench_res *r) {
-  printf("model    %s\nspec     %s (%s)\niters    %ld (warm-up %ld), 1 thread\n", o->model,
-         lb_spec_name(s), lb_spec_llvm_cpu(s), o->iters, o->warmup);
+  printf("model    %s\nspec     %s (%s)\niters    %ld samples x %ld runs (warm-up %ld), 1 thread\n",
+         o->model, lb_spec_name(s), lb_spec_llvm_cpu(s), o->iters, r->batch, o->warmup);
   int us = r->med < 1e-4; /* tiny models: microseconds */
   printf("latency  median %.3f %s   min %.3f %s   max %.3f %s\n", r->med * (us ? 1e6 : 1e3),
          us ? "us" : "ms", r->min * (us ? 1e6 : 1e3), us ? "us" : "ms", r->max * (us ? 1e6 : 1e3),
@@ -397,9 +392,9 @@ static void print_text(const bench_opts *o, const lb_graph *g, const lb_spec *s,
   double total = 0;
   int n = lb_jit_step_count(j);
   for (int i = 0; i < n; i++) total += r->step_s[i];
-  printf("\n%4s  %-40s %9s %6s %9s\n", "step", "layer", "ms", "%", "GFLOP/s");
+  printf("\n%4s  %-40s %9s %6s %9s\n", "step", "layer", us ? "us" : "ms", "%", "GFLOP/s");
   for (int i = 0; i < n; i++)
-    printf("%4d  %-40.40s %9.4f %5.1f%% %9.1f\n", i, lb_jit_step_name(j, i), r->step_s[i] * 1e3,
+    printf("%4d  %-40.40s %9.4f %5.1f%% %9.1f\n", i, lb_jit_step_name(j, i), r->step_s[i] * (us ? 1e6 : 1e3),
            100 * r->step_s[i] / total,
            lb_jit_step_flops(j, i) > 1e4 ? lb_jit_step_flops(j, i) / r->step_s[i] * 1e-9 : 0.0);
 }
@@ -424,10 +419,10 @@ static void print_json(const bench_opts *o, const lb_graph *g, const lb_spec *s,
   printf(", \"spec\": ");
   json_str(lb_spec_name(s));
   printf(
-      ", \"threads\": 1, \"iters\": %ld, \"warmup\": %ld, \"median_ms\": %.6f, \"min_ms\": %.6f, "
+      ", \"threads\": 1, \"iters\": %ld, \"batch\": %ld, \"warmup\": %ld, \"median_ms\": %.6f, \"min_ms\": %.6f, "
       "\"max_ms\": %.6f, \"gflop\": %.6f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
       "\"peak_fraction\": %.5f, \"cpu_median_ms\": %.6f",
-      o->iters, o->warmup, r->med * 1e3, r->min * 1e3, r->max * 1e3, lb_graph_flops(g) * 1e-9,
+      o->iters, r->batch, o->warmup, r->med * 1e3, r->min * 1e3, r->max * 1e3, lb_graph_flops(g) * 1e-9,
       r->gflops, r->peak_gflops, r->peak_frac, r->cpu_med * 1e3);
   if (r->step_s) {
     printf(", \"layers\": [");
@@ -453,14 +448,17 @@ static int bench_jit(const bench_opts *o, const lb_graph *g, const lb_spec *s, l
   if (rc) lb_diag_err(d, rc, "out of memory");
   if (!rc && o->input) rc = read_input(o->input, g, b.in[0], d);
   if (!rc) {
-    time_runs(o, j, &b, t, t + o->iters);
+    r.batch = time_runs(o, j, &b, t, t + o->iters);
+    if (r.batch < 0) rc = lb_diag_err(d, LB_ERR_INTERNAL, "jit run failed");
+  }
+  if (!rc) {
     r.cpu_med = median(t + o->iters, o->iters);
     r.med = median(t, o->iters);
     r.min = t[0], r.max = t[o->iters - 1];
     r.gflops = lb_graph_flops(g) / r.med * 1e-9;
     r.peak_gflops = 2.0 * lb_spec_fp32_peak_macs(s) * lb_spec_clock_ghz(s);
     r.peak_frac = r.peak_gflops > 0 ? r.gflops / r.peak_gflops : 0;
-    if (o->profile) rc = time_steps(o, j, &b, r.step_s);
+    if (o->profile) rc = time_steps(o, j, &b, r.batch, r.step_s);
     if (rc)
       lb_diag_err(d, rc, "out of memory");
     else

@@ -366,7 +366,7 @@ static void print_point(const state *st, const lb_search_point *p, const char *t
   fprintf(f, "  %-8s %10.0f cycles %9.3f us %8lld B  quality %6.2f%%  acc %6.2f%%  agree %6.2f%%  SQNR %6.1f dB",
           tag, p->cycles, 1000.0 * lb_search_ms(s, p->cycles), (long long)p->weight_bytes,
           p->score.quality, p->score.acc, p->score.agree, p->score.sqnr);
-  if (st->us) fprintf(f, "  measured %8.2f us", st->us[p - lb_search_point_at(s, 0)]);
+  if (st->us) fprintf(f, "  measured %8.3f us", st->us[p - lb_search_point_at(s, 0)]);
   fputc('\n', f);
 }
 

@@ -86,18 +86,51 @@ static int bufs_make(const lb_search_env *e, const lb_graph *g, const struct lb_
   return rc;
 }
 
-/* Median thread CPU microseconds of `runs` whole runs after `warm` runs. */
+static double wall(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Runs per sample: doubled from 1 until a batch lasts min_s of thread CPU time (at most
+ * 2^16), so the two clock reads (syscalls, ~0.1-0.2 us each) and the loop stay under a few
+ * percent of a sample even for a sub-microsecond model. 0, or -1 when a run fails. */
+static long batch_for(lb_run_fn run, const void *const *in, void *const *out, void *ws,
+                      double min_s) {
+  long r = 1;
+  for (;;) {
+    double c0 = thread_cpu();
+    for (long k = 0; k < r; k++)
+      if (run(in, out, ws) != 0) return -1;
+    if (thread_cpu() - c0 >= min_s || r >= 65536) return r;
+    r *= 2;
+  }
+}
+
+long lb_time_runs(lb_run_fn run, const void *const *in, void *const *out, void *ws, long warm,
+                  long samples, double min_sample_s, double *cpu, double *wall_s) {
+  for (long i = 0; i < warm; i++)
+    if (run(in, out, ws) != 0) return -1;
+  long r = batch_for(run, in, out, ws, min_sample_s);
+  for (long i = 0; r > 0 && i < samples; i++) {
+    double t0 = wall(), c0 = thread_cpu();
+    for (long k = 0; k < r; k++)
+      if (run(in, out, ws) != 0) return -1;
+    cpu[i] = (thread_cpu() - c0) / (double)r;
+    if (wall_s) wall_s[i] = (wall() - t0) / (double)r;
+  }
+  return r;
+}
+
+/* Median thread CPU microseconds per run over `runs` samples of batched runs (lb_time_runs:
+ * a sample lasts >= 50 us) after `warm` runs. */
 static int time_whole(const struct lb_jit *j, bufs *b, int warm, int runs, double *us,
                       lb_diag *d) {
   double *t = malloc((size_t)runs * sizeof *t);
   if (!t) return lb_diag_err(d, LB_ERR_NOMEM, "out of memory");
-  lb_run_fn run = lb_jit_run_fn(j);
   int rc = 0;
-  for (int i = 0; !rc && i < warm + runs; i++) {
-    double c0 = thread_cpu();
-    if (run(b->ins, b->outs, b->ws) != 0) rc = lb_diag_err(d, LB_ERR_INTERNAL, "jit run failed");
-    if (i >= warm) t[i - warm] = thread_cpu() - c0;
-  }
+  if (lb_time_runs(lb_jit_run_fn(j), b->ins, b->outs, b->ws, warm, runs, 50e-6, t, NULL) < 0)
+    rc = lb_diag_err(d, LB_ERR_INTERNAL, "jit run failed");
   if (!rc) qsort(t, (size_t)runs, sizeof *t, cmp_double), *us = 1e6 * t[runs / 2];
   free(t);
   return rc;

@@ -207,6 +207,13 @@ typedef struct lb_search_env {
  * entry points); *q and *j are the caller's on success. */
 int lb_search_jit(const lb_search_env *e, const unsigned char *choice, int profile, lb_graph **q,
                   struct lb_jit **j, lb_diag *d);
+/* Times samples of back-to-back runs of a JIT'd or AOT entry (after `warm` runs): each sample
+ * is a batch of R runs, R doubled from 1 until a batch lasts min_sample_s of thread CPU time,
+ * so the clock reads (syscalls) do not swamp a sub-microsecond model; cpu[i] (and wall_s[i]
+ * unless NULL) get the seconds per run of sample i. Returns R, or -1 when a run fails. */
+long lb_time_runs(int (*run)(const void *const[], void *const[], void *), const void *const *in,
+                  void *const *out, void *ws, long warm, long samples, double min_sample_s,
+                  double *cpu, double *wall_s);
 /* Median thread CPU microseconds of one run of the realized assignment (NULL: the fp32 graph). */
 int lb_search_time_plan(const lb_search_env *e, const unsigned char *choice, double *us,
                         lb_diag *d);

@@ -790,6 +790,33 @@ static lb_measure_stats measure_once(run *r, const char *cache, double *out) {
 /* Per-layer variants are JIT-timed once (one profiled plan per precision), cached in a file
  * created with its directories, read back identically, and a corrupt cache is ignored, timed
  * again and replaced; no temporary file is left behind. */
+/* (ops) lb_time_runs: samples are batches of back-to-back runs, enough that one lasts the
+ * requested thread CPU time; every run is counted, a failing run stops it. */
+static long n_calls, fail_at = -1;
+static int counted_run(const void *const in[], void *const out[], void *ws) {
+  (void)in, (void)out, (void)ws;
+  return n_calls++ == fail_at ? 1 : 0;
+}
+
+START_TEST(batched_timing) {
+  double cpu[7], wall[7];
+  n_calls = 0, fail_at = -1;
+  long r = lb_time_runs(counted_run, NULL, NULL, NULL, 3, 7, 50e-6, cpu, wall);
+  /* a call costs nanoseconds: 50 us takes far more than 64 of them, and the probe doubles
+   * from 1 up to r (2r - 1 calls) */
+  ck_assert_int_ge(r, 64);
+  ck_assert_int_eq(r & (r - 1), 0);
+  ck_assert_int_eq(n_calls, 3 + (2 * r - 1) + 7 * r);
+  for (int i = 0; i < 7; i++) {
+    ck_assert(cpu[i] > 0 && cpu[i] < 50e-6 / 32);
+    ck_assert(wall[i] > 0);
+  }
+  n_calls = 0, fail_at = 10;
+  ck_assert_int_eq(lb_time_runs(counted_run, NULL, NULL, NULL, 3, 7, 50e-6, cpu, NULL), -1);
+  ck_assert_int_eq(n_calls, 11);
+}
+END_TEST
+
 START_TEST(measure_cache) {
   run r;
   prep(&r, digits[0].model, digits[0].calib, digits[0].x);
@@ -959,6 +986,7 @@ Suite *search_suite(void) {
   tcase_add_test(t, out_of_memory);
   tcase_add_test(t, measured_costs_drive_search);
   tcase_add_test(t, measure_cache);
+  tcase_add_test(t, batched_timing);
   tcase_add_test(t, engine_default);
   tcase_add_test(t, fp32_chosen_note);
   tcase_add_test(t, chosen_off_front_printed);
