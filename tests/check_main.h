@@ -1,6 +1,6 @@
 /* What every check-based unit test shares: the end of its main() (runs a suite, each case in a
  * forked process as check does by default, so a crash fails one case, and maps the failures to
- * the exit status ctest reads), lb_test_suite (a suite of one case from a list of tests),
+ * the exit status ctest reads), lb_test_suite/lb_test_case (cases from lists of tests),
  * LB_TEST_N (the length of a case table, for tcase_add_loop_test) and lb_test_tmpfile (a
  * scratch file with given contents). */
 #ifndef LB_TESTS_CHECK_MAIN_H
@@ -12,13 +12,19 @@
 
 #define LB_TEST_N(table) ((int)(sizeof(table) / sizeof((table)[0])))
 
-/* A suite with one case, both named name, holding tests[0..n); *tc (may be NULL) gets the case,
- * for loop tests, fixtures and timeouts. */
-static inline Suite *lb_test_suite(const char *name, const TTest *const *tests, int n, TCase **tc) {
-  Suite *s = suite_create(name);
+/* Adds to s a case named name holding tests[0..n); returns it, for loop tests, fixtures and
+ * timeouts. */
+static inline TCase *lb_test_case(Suite *s, const char *name, const TTest *const *tests, int n) {
   TCase *c = tcase_create(name);
   for (int i = 0; i < n; i++) tcase_add_test(c, tests[i]);
   suite_add_tcase(s, c);
+  return c;
+}
+
+/* A suite with one case, both named name, holding tests[0..n); *tc (may be NULL) gets the case. */
+static inline Suite *lb_test_suite(const char *name, const TTest *const *tests, int n, TCase **tc) {
+  Suite *s = suite_create(name);
+  TCase *c = lb_test_case(s, name, tests, n);
   if (tc) *tc = c;
   return s;
 }

@@ -23,6 +23,7 @@
 
 #include "../aot.h"
 #include "../check_main.h"
+#include "../digits.h"
 #include "../quick.h"
 
 static unsigned rng = 4242;
@@ -484,12 +485,6 @@ static void close_floats(const lb_tensor *got, const lb_tensor *want, const char
                   what, (long long)i, (double)a[i], (double)b[i]);
 }
 
-static int top1(const float *o, int64_t n) {
-  int b = 0;
-  for (int64_t j = 1; j < n; j++) b = o[j] > o[b] ? (int)j : b;
-  return b;
-}
-
 static const struct {
   const char *model, *calib, *x;
 } digits[] = {
@@ -516,17 +511,15 @@ START_TEST(test_models) {
   lb_jit *j[2] = {NULL, NULL};
   ck_assert_msg(lb_jit_compile(r.q, r.spec, NULL, &j[0], &d) == 0, "%s", d.msg);
   if (lb_target_host_check(host, &d) == 0) ck_assert_msg(lb_jit_compile(r.q, host, NULL, &j[1], &d) == 0, "%s", d.msg);
-  const lb_value *in = &r.q->values[r.q->inputs[0]];
-  int64_t per = lb_value_numel(in), n = r.x.dims[0], hit = 0;
+  int64_t n = r.x.dims[0], hit = 0;
   /* an output a dequantize writes is exact; after fp32 layers (digits_ops ends in softmax) the
    * JIT's fp32 kernels may differ from the interpreter's in the last bits */
   uint32_t prod = r.q->values[r.q->outputs[0]].producer;
   int exact = r.q->nodes[prod].op == LB_OP_DEQUANTIZE;
   for (int64_t i = 0; i < n; i++) {
-    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r.x.data + i * per}, want = {0}, got = {0};
-    memcpy(t.dims, in->dims, sizeof t.dims);
+    lb_tensor t = sample(r.q, &r.x, i), want = {0}, got = {0};
     ck_assert_msg(lb_interp_run(r.q, &t, &want, &d) == 0, "%s", d.msg);
-    hit += top1(want.data, lb_tensor_numel(&want)) == ((const int64_t *)r.y.data)[i];
+    hit += argmax(want.data, lb_tensor_numel(&want)) == ((const int64_t *)r.y.data)[i];
     for (int k = 0; k < 2; k++) {
       if (!j[k]) continue;
       ck_assert_msg(lb_jit_run_tensors(j[k], r.q, &t, &got, &d) == 0, "%s", d.msg);
@@ -551,9 +544,7 @@ START_TEST(test_model_aot) {
   mrun r;
   mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
   lb_diag d = {0};
-  const lb_value *in = &r.q->values[r.q->inputs[0]];
-  lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, r.x.data}, want = {0};
-  memcpy(t.dims, in->dims, sizeof t.dims);
+  lb_tensor t = sample(r.q, &r.x, 0), want = {0};
   ck_assert_msg(lb_interp_run(r.q, &t, &want, &d) == 0, "%s", d.msg);
   aot_run(r.q, 1, &t, &want, digits[0].model);
   lb_free(want.data);
@@ -583,10 +574,8 @@ START_TEST(test_plan_file) {
   }
   lb_graph *q = NULL;
   ck_assert_msg(lb_quant_realize(r.g, p, LB_REALIZE_INT, &q, &d) == 0, "%s", d.msg);
-  const lb_value *in = &q->values[q->inputs[0]];
   for (int64_t i = 0; i < 20; i++) {
-    lb_tensor t = {LB_DTYPE_F32, in->rank, {0}, (float *)r.x.data + i * lb_value_numel(in)}, a = {0}, b = {0};
-    memcpy(t.dims, in->dims, sizeof t.dims);
+    lb_tensor t = sample(q, &r.x, i), a = {0}, b = {0};
     ck_assert_msg(lb_interp_run(q, &t, &a, &d) == 0, "%s", d.msg);
     ck_assert_msg(lb_interp_run(r.q, &t, &b, &d) == 0, "%s", d.msg);
     same_bytes(&a, &b, path, "the plan read back");
@@ -599,23 +588,17 @@ START_TEST(test_plan_file) {
 }
 END_TEST
 
-static Suite *suite(void) {
+int main(void) {
+  const TTest *nodes[] = {test_interp_ref, test_packed_weights};
+  const TTest *models[] = {test_model_aot, test_plan_file};
   Suite *s = suite_create("binary");
-  TCase *t = tcase_create("nodes");
+  TCase *t = lb_test_case(s, "nodes", nodes, LB_TEST_N(nodes));
   tcase_set_timeout(t, 300);
-  tcase_add_test(t, test_interp_ref);
   tcase_add_loop_test(t, test_jit_nodes, 0, 2);
   tcase_add_loop_test(t, test_aot_nodes, 0, 3);
   tcase_add_loop_test(t, test_wide_rows, 0, LB_TEST_N(wide_cases));
-  tcase_add_test(t, test_packed_weights);
-  suite_add_tcase(s, t);
-  TCase *m = tcase_create("models");
+  TCase *m = lb_test_case(s, "models", models, LB_TEST_N(models));
   tcase_set_timeout(m, 300);
   tcase_add_loop_test(m, test_models, 0, lb_test_count(4, 1));
-  tcase_add_test(m, test_model_aot);
-  tcase_add_test(m, test_plan_file);
-  suite_add_tcase(s, m);
-  return s;
+  return lb_test_run(s);
 }
-
-int main(void) { return lb_test_run(suite()); }

@@ -21,6 +21,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../check_main.h"
 
 #define MULTI LB_SOURCE_DIR "/tests/models/multi/"
@@ -92,8 +93,7 @@ START_TEST(memory_equals_stream) {
   lb_diag d = {0};
   ck_assert_msg(build(v, 1, &q, &ps, &d) == 0, "%s", d.msg);
   ck_assert_msg(lb_onnx_load(MODEL, &g, &d) == 0 && lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
+  lb_spec *s = load_spec("x86-64-avx2");
   lb_qplan *pm = lb_qplan_new(g);
   ck_assert_msg(lb_quant_annotate(g, s, pm, &d) == 0, "%s", d.msg);
   lb_tensor t[3];
@@ -133,8 +133,7 @@ START_TEST(integer_graph_runs) {
     snprintf(path, sizeof path, MULTI "%s_test.npy", names[i]);
     ck_assert_msg(lb_npy_read(path, &x[i], &d) == 0, "%s", d.msg);
   }
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
+  lb_spec *s = load_spec("x86-64-avx2");
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(q, s, NULL, &j, &d) == 0, "%s", d.msg);
   double sig = 0, noise = 0;

@@ -813,33 +813,19 @@ START_TEST(test_cli_compile_bench) {
 }
 END_TEST
 
-static Suite *codegen_suite(void) {
+int main(void) {
+  const TTest *memplan[] = {test_memplan_reuse, test_memplan_disjoint};
+  const TTest *jit[] = {test_jit_refuses_foreign_spec, test_large_models_jit, test_unary_ops,
+                        test_pad_modes, test_conv_variants, test_matmul_runtime};
+  const TTest *aot[] = {test_aot_all_specs, test_aot_failure_leaves_nothing, test_aot_graphs_neon,
+                        test_cli_compile_bench, test_aot_large_neon};
   Suite *s = suite_create("codegen");
-  TCase *t = tcase_create("memplan");
-  tcase_add_test(t, test_memplan_reuse);
-  tcase_add_test(t, test_memplan_disjoint);
-  suite_add_tcase(s, t);
-  t = tcase_create("jit");
+  lb_test_case(s, "memplan", memplan, LB_TEST_N(memplan));
+  TCase *t = lb_test_case(s, "jit", jit, LB_TEST_N(jit));
   tcase_set_timeout(t, 300);
   tcase_add_loop_test(t, test_models_jit, 0, LB_TEST_N(models));
   tcase_add_loop_test(t, test_node_jit, 0, LB_TEST_N(node_tests));
-  tcase_add_test(t, test_jit_refuses_foreign_spec);
-  tcase_add_test(t, test_large_models_jit);
-  tcase_add_test(t, test_unary_ops);
-  tcase_add_test(t, test_pad_modes);
   tcase_add_loop_test(t, test_built_graphs, 0, LB_TEST_N(built));
-  tcase_add_test(t, test_conv_variants);
-  tcase_add_test(t, test_matmul_runtime);
-  suite_add_tcase(s, t);
-  t = tcase_create("aot");
-  tcase_set_timeout(t, 600);
-  tcase_add_test(t, test_aot_all_specs);
-  tcase_add_test(t, test_aot_failure_leaves_nothing);
-  tcase_add_test(t, test_aot_graphs_neon);
-  tcase_add_test(t, test_cli_compile_bench);
-  tcase_add_test(t, test_aot_large_neon);
-  suite_add_tcase(s, t);
-  return s;
+  tcase_set_timeout(lb_test_case(s, "aot", aot, LB_TEST_N(aot)), 600);
+  return lb_test_run(s);
 }
-
-int main(void) { return lb_test_run(codegen_suite()); }

@@ -118,16 +118,11 @@ START_TEST(weight_levels) {
 }
 END_TEST
 
-Suite *cost_suite(void) {
-  Suite *s = suite_create("cost");
-  TCase *t = tcase_create("model");
+int main(void) {
+  const TTest *tests[] = {conv_int8, conv_subbyte, conv_fp32_and_views};
+  TCase *t;
+  Suite *s = lb_test_suite("cost", tests, LB_TEST_N(tests), &t);
   tcase_add_checked_fixture(t, load_spec, free_spec);
-  tcase_add_test(t, conv_int8);
-  tcase_add_test(t, conv_subbyte);
-  tcase_add_test(t, conv_fp32_and_views);
   tcase_add_loop_test(t, weight_levels, 0, LB_TEST_N(levels));
-  suite_add_tcase(s, t);
-  return s;
+  return lb_test_run(s);
 }
-
-int main(void) { return lb_test_run(cost_suite()); }

@@ -8,19 +8,10 @@
 
 #include "../check_main.h"
 #include "../golden_harness.h"
+#include "../graph_text.h"
 #include "ir.h"
 #include "ir_text.h"
 #include "onnx.h"
-
-static char *print_str(const lb_graph *g, int limit) {
-  char *buf = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&buf, &n);
-  ck_assert_ptr_nonnull(f);
-  lb_graph_print(g, f, limit);
-  fclose(f);
-  return buf;
-}
 
 static uint32_t val(lb_graph *g, const char *name, lb_dtype t, int rank, int64_t d0, int64_t d1,
                     int64_t d2, int64_t d3) {
@@ -263,12 +254,12 @@ START_TEST(round_trip_every_op) {
   for (uint32_t i = 0; i < g->n_values; i++) seen_dt[g->values[i].dtype] = 1;
   for (int i = 0; i < LB_OP_COUNT; i++) ck_assert_msg(seen_op[i], "op %s not covered", lb_op_get(i)->name);
   for (int i = 0; i < LB_DTYPE_COUNT; i++) ck_assert_msg(seen_dt[i], "dtype %s not covered", lb_dtype_name(i));
-  char *t1 = print_str(g, -1);
+  char *t1 = lb_test_graph_text(g, -1);
   lb_graph *g2 = NULL;
   lb_diag d = {0};
   int rc = lb_graph_parse(t1, "every.ir", &g2, &d);
   ck_assert_msg(rc == 0, "%s\n%s", d.msg, t1);
-  char *t2 = print_str(g2, -1);
+  char *t2 = lb_test_graph_text(g2, -1);
   ck_assert_str_eq(t1, t2);
   /* constant bytes (padding bits are zero in the originals) and quant params survive */
   for (uint32_t i = 0; i < g->n_values; i++) {
@@ -314,7 +305,7 @@ START_TEST(print_format) {
   uint32_t n = lb_graph_add_node(g, LB_OP_MATMUL, "mm", in, 2, &y, 1);
   g->nodes[n].attr.act = LB_ACT_RELU;
   lb_graph_add_output(g, y);
-  char *t = print_str(g, 16);
+  char *t = lb_test_graph_text(g, 16);
   ck_assert_str_eq(t, "graph \"tiny\" {\n"
                       "  input %x: f32[1,2]\n"
                       "  const %w: f32[2,2] = [0.100000001, 2, -3.5, 9.99999975e-06]\n"
@@ -322,7 +313,7 @@ START_TEST(print_format) {
                       "  output %y\n"
                       "}\n");
   free(t);
-  t = print_str(g, 3); /* 4 elements > 3: digest, which the parser refuses */
+  t = lb_test_graph_text(g, 3); /* 4 elements > 3: digest, which the parser refuses */
   ck_assert_ptr_nonnull(strstr(t, "const %w: f32[2,2] = digest(fnv1a=0x"));
   lb_graph *g2 = NULL;
   lb_diag d = {0};
@@ -438,10 +429,10 @@ static int round_trip_file(const char *path) {
   lb_graph *g = NULL, *h = NULL;
   lb_diag d = {0};
   if (lb_onnx_load(path, &g, &d)) return 0;
-  char *t1 = print_str(g, -1);
+  char *t1 = lb_test_graph_text(g, -1);
   lb_diag_clear(&d);
   ck_assert_msg(lb_graph_parse(t1, path, &h, &d) == 0, "%s", d.msg);
-  char *t2 = print_str(h, -1);
+  char *t2 = lb_test_graph_text(h, -1);
   ck_assert_msg(strcmp(t1, t2) == 0, "%s: second print differs", path);
   free(t1);
   free(t2);

@@ -688,11 +688,7 @@ int main(void) {
   tcase_add_test(ta, aarch64_qemu);
   tcase_set_timeout(ta, 120);
   suite_add_tcase(s, ta);
-  TCase *tp = tcase_create("pack");
-  tcase_add_test(tp, pack_nk_matches_kn);
-  tcase_add_test(tp, bad_descs);
-  tcase_add_test(tp, cfg_from_spec);
-  tcase_add_test(tp, conv_scratch_bounded);
-  suite_add_tcase(s, tp);
+  const TTest *pack[] = {pack_nk_matches_kn, bad_descs, cfg_from_spec, conv_scratch_bounded};
+  lb_test_case(s, "pack", pack, LB_TEST_N(pack));
   return lb_test_run(s);
 }

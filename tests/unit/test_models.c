@@ -23,6 +23,7 @@
 #include "tensor_io.h"
 
 #include "../check_main.h"
+#include "../digits.h"
 #include "../quick.h"
 
 #define MODELS LB_SOURCE_DIR "/tests/models/"
@@ -67,22 +68,6 @@ typedef struct {
   int64_t ok_ours, ok_torch; /* correct top-1 (vs labels, or agreeing with torch) */
   double ms_per_sample;
 } result;
-
-static void load_npy(const char *stem, lb_tensor *t) {
-  char path[1024];
-  snprintf(path, sizeof path, MODELS "%s.npy", stem);
-  lb_diag d;
-  lb_diag_clear(&d);
-  int rc = lb_npy_read(path, t, &d);
-  ck_assert_msg(rc == 0, "%s: %s", path, d.msg);
-}
-
-static int64_t argmax(const float *v, int64_t n) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < n; i++)
-    if (v[i] > v[best]) best = i;
-  return best;
-}
 
 static double now_ms(void) {
   struct timespec ts;
@@ -141,15 +126,15 @@ static result load_data(const model_case *mc, int64_t per, lb_tensor *x, lb_tens
                         lb_tensor *y) {
   char ref_stem[256];
   snprintf(ref_stem, sizeof ref_stem, "%s_torch_out", mc->model);
-  load_npy(mc->x, x);
-  load_npy(ref_stem, ref);
+  *x = load_npy(mc->x);
+  *ref = load_npy(ref_stem);
   ck_assert_int_eq(x->dtype, LB_DTYPE_F32);
   ck_assert_int_eq(ref->dtype, LB_DTYPE_F32);
   ck_assert_int_eq(ref->rank, 2);
   result r = {.n = ref->dims[0], .classes = ref->dims[1], .lo = INFINITY, .hi = -INFINITY};
   ck_assert_int_eq(lb_tensor_numel(x), r.n * per);
   if (mc->y) {
-    load_npy(mc->y, y);
+    *y = load_npy(mc->y);
     ck_assert_int_eq(y->dtype, LB_DTYPE_I64);
     ck_assert_int_eq(lb_tensor_numel(y), r.n);
   }
@@ -236,7 +221,7 @@ static void check_int8_jit(const model_case *mc, const lb_graph *qg, const char 
   ck_assert_msg(rc == 0, "%s int8 %s: jit: %s", mc->model, spec, d.msg);
   if (!here) return;
   lb_tensor x;
-  load_npy(mc->x, &x);
+  x = load_npy(mc->x);
   const lb_value *iv = &qg->values[qg->inputs[0]];
   int64_t per = lb_value_numel(iv), n = lb_tensor_numel(&x) / per, same = 0;
   double maxd = 0;
@@ -344,8 +329,8 @@ END_TEST
  * torch got most of them right, so a broken export cannot pass as "same accuracy". */
 START_TEST(test_digits_data) {
   lb_tensor y, ref;
-  load_npy("digits_test_y", &y);
-  load_npy("digits_cnn_torch_out", &ref);
+  y = load_npy("digits_test_y");
+  ref = load_npy("digits_cnn_torch_out");
   int seen[10] = {0};
   int64_t n = lb_tensor_numel(&y), right = 0;
   for (int64_t i = 0; i < n; i++) {

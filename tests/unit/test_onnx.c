@@ -530,31 +530,16 @@ START_TEST(every_allocation_failure) {
 END_TEST
 
 int main(void) {
+  const TTest *fixtures[] = {bad_fixtures_listed, missing_file, torch_chain_folds, storage_forms,
+                             auto_pad, opset10_attribute_forms, opset13_input_forms,
+                             opset18_axes_inputs, qdq, misc_ops, too_big_to_fold};
+  const TTest *data[] = {conv_with_strides_padding, shape_folds, reshape_shape_input, load_tensor};
   Suite *s = suite_create("onnx");
-  TCase *tc = tcase_create("fixtures");
-  tcase_add_loop_test(tc, bad_fixture, 0, N_BAD);
-  tcase_add_test(tc, bad_fixtures_listed);
-  tcase_add_test(tc, missing_file);
-  tcase_add_test(tc, torch_chain_folds);
-  tcase_add_test(tc, storage_forms);
-  tcase_add_test(tc, auto_pad);
-  tcase_add_test(tc, opset10_attribute_forms);
-  tcase_add_test(tc, opset13_input_forms);
-  tcase_add_test(tc, opset18_axes_inputs);
-  tcase_add_test(tc, qdq);
-  tcase_add_test(tc, misc_ops);
-  tcase_add_test(tc, too_big_to_fold);
-  suite_add_tcase(s, tc);
-  TCase *td = tcase_create("onnx_test_data");
-  tcase_add_test(td, conv_with_strides_padding);
-  tcase_add_loop_test(td, node_test, 0, LB_TEST_N(node_tests));
-  tcase_add_test(td, shape_folds);
-  tcase_add_test(td, reshape_shape_input);
-  tcase_add_test(td, load_tensor);
-  suite_add_tcase(s, td);
-  TCase *tr = tcase_create("robustness");
-  tcase_add_test(tr, every_truncation);
-  tcase_add_loop_test(tr, every_allocation_failure, 0, LB_TEST_N(oom_fixtures));
-  suite_add_tcase(s, tr);
+  tcase_add_loop_test(lb_test_case(s, "fixtures", fixtures, LB_TEST_N(fixtures)), bad_fixture, 0,
+                      N_BAD);
+  tcase_add_loop_test(lb_test_case(s, "onnx_test_data", data, LB_TEST_N(data)), node_test, 0,
+                      LB_TEST_N(node_tests));
+  tcase_add_loop_test(lb_test_case(s, "robustness", &every_truncation, 1),
+                      every_allocation_failure, 0, LB_TEST_N(oom_fixtures));
   return lb_test_run(s);
 }

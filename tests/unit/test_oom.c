@@ -12,6 +12,7 @@
 #include "tensor_io.h"
 
 #include "../check_main.h"
+#include "../graph_text.h"
 #include "../oom.h"
 
 /* Runs op with the Nth allocation failing for every N; returns how many N were tried. */
@@ -133,16 +134,10 @@ END_TEST
 static int op_print(void *ctx) {
   const lb_graph *g = ctx;
   lb_set_allocator(NULL);
-  char *want = NULL, *got = NULL;
-  size_t n1 = 0, n2 = 0;
-  FILE *f = open_memstream(&want, &n1);
-  lb_graph_print(g, f, 8);
-  fclose(f);
-  f = open_memstream(&got, &n2);
+  char *want = lb_test_graph_text(g, 8);
   lb_set_allocator(lb_test_oom_alloc);
-  lb_graph_print(g, f, 8);
+  char *got = lb_test_graph_text(g, 8);
   lb_set_allocator(NULL);
-  fclose(f);
   ck_assert_str_eq(got, want);
   free(want);
   free(got);
@@ -201,15 +196,6 @@ static const char *pass_text =
     "  output %gr\n"
     "}\n";
 
-static char *print_graph(const lb_graph *g) {
-  char *buf = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&buf, &n);
-  lb_graph_print(g, f, -1);
-  fclose(f);
-  return buf;
-}
-
 static int op_passes(void *ctx) {
   const char *want = ctx;
   lb_set_allocator(NULL);
@@ -224,7 +210,7 @@ static int op_passes(void *ctx) {
     lb_diag_clear(&d);
     ck_assert_msg(lb_graph_verify(g, &d) == 0, "%s", d.msg);
   } else {
-    char *got = print_graph(g);
+    char *got = lb_test_graph_text(g, -1);
     ck_assert_str_eq(got, want);
     free(got);
   }
@@ -239,7 +225,7 @@ START_TEST(oom_passes) {
   ck_assert_int_eq(lb_graph_parse(pass_text, "b.ir", &g, &d), 0);
   ck_assert_int_eq(lb_pass_prepare_fp32(g, &d), 0);
   ck_assert_uint_eq(g->n_nodes, 3);
-  char *want = print_graph(g);
+  char *want = lb_test_graph_text(g, -1);
   lb_graph_free(g);
   ck_assert_int_gt(sweep(op_passes, want, "passes"), 5);
   free(want);

@@ -8,6 +8,7 @@
 
 #include "../check_main.h"
 #include "../golden_harness.h"
+#include "../graph_text.h"
 #include "ir.h"
 #include "onnx.h"
 #include "passes.h"
@@ -159,11 +160,7 @@ static lb_graph *random_dense(void) {
 }
 
 static lb_graph *clone(const lb_graph *g) {
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  lb_graph_print(g, f, -1);
-  fclose(f);
+  char *text = lb_test_graph_text(g, -1);
   lb_graph *c = NULL;
   lb_diag d = {0};
   ck_assert_msg(lb_graph_parse(text, "clone", &c, &d) == 0, "%s", d.msg);

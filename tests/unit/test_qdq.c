@@ -20,6 +20,7 @@
 #include "target.h"
 #include "tensor_io.h"
 
+#include "../aot.h"
 #include "../check_main.h"
 #include "../oom.h"
 #include "../quick.h"
@@ -169,8 +170,7 @@ START_TEST(jit_bit_exact) {
   lb_graph *q = import(c->name, NULL);
   expose_integers(q);
   lb_diag d = {0};
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load(jit_specs[_i % 2], &s, &d) == 0, "%s", d.msg);
+  lb_spec *s = load_spec(jit_specs[_i % 2]);
   char path[512], what[300];
   snprintf(path, sizeof path, QDQ_DIR "%s_input.npy", c->name);
   lb_tensor x, want[48], got[48];
@@ -271,8 +271,7 @@ START_TEST(cast_matches_numpy) {
     ck_assert_msg(lb_npy_read(path, &want[i], &d) == 0, "%s", d.msg);
   }
   ck_assert_msg(lb_interp_run(g, in, got, &d) == 0, "%s", d.msg);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load("host", &s, &d) == 0, "%s", d.msg);
+  lb_spec *s = load_spec("host");
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, s, NULL, &j, &d) == 0, "%s", d.msg);
   ck_assert_msg(lb_jit_run_tensors(j, g, in, jit, &d) == 0, "%s", d.msg);
@@ -371,8 +370,7 @@ START_TEST(q16_elem_semantics) {
   ck_assert_msg(lb_interp_run(g, &x, got, &d) == 0, "%s", d.msg);
   check_elem(&x, got, "interp");
   for (int o = 0; o < 4; o++) lb_free(got[o].data);
-  lb_spec *s = NULL;
-  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
+  lb_spec *s = load_spec("x86-64-avx2");
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, s, NULL, &j, &d) == 0, "%s", d.msg);
   ck_assert_msg(lb_jit_run_tensors(j, g, &x, got, &d) == 0, "%s", d.msg);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../check_main.h"
+#include "../digits.h"
 #include "../golden_harness.h"
 #include "onnx.h"
 #include "passes.h"
@@ -499,19 +500,41 @@ START_TEST(subbyte_weight_scales) {
 }
 END_TEST
 
-START_TEST(plan_round_trip) {
-  lb_graph *g = digits_cnn();
-  lb_qplan *p = calibrated(g, "x86-64-avx2");
-  char path[] = "/tmp/lb_plan_XXXXXX";
-  lb_test_tmpfile(path, NULL);
-  lb_diag d = {0};
-  ck_assert_msg(lb_qplan_save(p, g, path, &d) == 0, "%s", d.msg);
-  lb_qplan *r = lb_qplan_new(g);
+/* digits_cnn, its plan calibrated for spec s (x86-64-avx2), and a plan file at path. */
+typedef struct plan_file {
+  lb_graph *g;
+  lb_qplan *p;
   lb_spec *s;
-  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_quant_annotate(g, s, r, &d) == 0, "%s", d.msg);
-  lb_spec_free(s);
-  ck_assert_msg(lb_qplan_load(r, g, path, &d) == 0, "%s", d.msg);
+  char path[32];
+} plan_file;
+
+/* The file holds text (NULL: empty). */
+static void plan_file_open(plan_file *f, const char *text) {
+  lb_diag d = {0};
+  f->g = digits_cnn();
+  f->p = calibrated(f->g, "x86-64-avx2");
+  ck_assert_msg(lb_spec_load("x86-64-avx2", &f->s, &d) == 0, "%s", d.msg);
+  snprintf(f->path, sizeof f->path, "/tmp/lb_plan_XXXXXX");
+  lb_test_tmpfile(f->path, text);
+}
+
+static void plan_file_close(plan_file *f) {
+  unlink(f->path);
+  lb_spec_free(f->s);
+  lb_qplan_free(f->p);
+  lb_graph_free(f->g);
+}
+
+START_TEST(plan_round_trip) {
+  plan_file f;
+  plan_file_open(&f, NULL);
+  lb_graph *g = f.g;
+  lb_qplan *p = f.p;
+  lb_diag d = {0};
+  ck_assert_msg(lb_qplan_save(p, g, f.path, &d) == 0, "%s", d.msg);
+  lb_qplan *r = lb_qplan_new(g);
+  ck_assert_msg(lb_quant_annotate(g, f.s, r, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_qplan_load(r, g, f.path, &d) == 0, "%s", d.msg);
   for (uint32_t v = 0; v < g->n_values; v++) {
     if (p->v[v].dtype == LB_DTYPE_F32) continue;
     ck_assert_uint_eq(r->v[v].n, p->v[v].n);
@@ -521,10 +544,8 @@ START_TEST(plan_round_trip) {
       ck_assert_int_eq(r->v[v].zp[i], p->v[v].zp[i]);
     }
   }
-  unlink(path);
   lb_qplan_free(r);
-  lb_qplan_free(p);
-  lb_graph_free(g);
+  plan_file_close(&f);
 }
 END_TEST
 
@@ -552,45 +573,31 @@ static const plan_err plan_errs[] = {
 
 START_TEST(plan_errors) {
   const plan_err *c = &plan_errs[_i];
-  lb_graph *g = digits_cnn();
-  lb_qplan *p = calibrated(g, "x86-64-avx2");
-  char path[] = "/tmp/lb_plan_XXXXXX";
-  lb_test_tmpfile(path, c->text);
+  plan_file f;
+  plan_file_open(&f, c->text);
   lb_diag d = {0};
-  int rc = lb_qplan_load(p, g, path, &d);
-  if (rc == 0) { /* combinations and dtypes are checked when annotate reads the edits */
-    lb_spec *s;
-    ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
-    rc = lb_quant_annotate(g, s, p, &d);
-    lb_spec_free(s);
-  }
+  int rc = lb_qplan_load(f.p, f.g, f.path, &d);
+  /* combinations and dtypes are checked when annotate reads the edits */
+  if (rc == 0) rc = lb_quant_annotate(f.g, f.s, f.p, &d);
   ck_assert_int_eq(rc, LB_ERR_INPUT);
-  ck_assert_msg(strncmp(d.msg, path, strlen(path)) == 0 && strstr(d.msg, c->err), "%s", d.msg);
+  ck_assert_msg(strncmp(d.msg, f.path, strlen(f.path)) == 0 && strstr(d.msg, c->err), "%s", d.msg);
   ck_assert(!strchr(d.msg, '\n'));
-  unlink(path);
-  lb_qplan_free(p);
-  lb_graph_free(g);
+  plan_file_close(&f);
 }
 END_TEST
 
 /* An edited plan: one layer forced to f32 changes the edges around it. */
 START_TEST(plan_forced_f32) {
-  lb_graph *g = digits_cnn();
-  lb_qplan *p = calibrated(g, "x86-64-avx2");
-  char path[] = "/tmp/lb_plan_XXXXXX";
-  lb_test_tmpfile(path, "layers:\n  - {output: \"/net/net.6/MaxPool_output_0\", precision: f32}\n");
+  plan_file f;
+  plan_file_open(&f, "layers:\n  - {output: \"/net/net.6/MaxPool_output_0\", precision: f32}\n");
+  lb_qplan *p = f.p;
   lb_diag d = {0};
-  lb_spec *s;
-  ck_assert_msg(lb_spec_load("x86-64-avx2", &s, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_qplan_load(p, g, path, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_quant_annotate(g, s, p, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_qplan_load(p, f.g, f.path, &d) == 0, "%s", d.msg);
+  ck_assert_msg(lb_quant_annotate(f.g, f.s, p, &d) == 0, "%s", d.msg);
   ck_assert(!p->l[2].integer && p->l[2].forced_f32);
   ck_assert_msg(strstr(p->l[2].why, "set in the plan"), "%s", p->l[2].why);
-  ck_assert(!p->l[3].integer || p->v[g->nodes[3].in[0]].dtype == LB_DTYPE_I8);
-  unlink(path);
-  lb_spec_free(s);
-  lb_qplan_free(p);
-  lb_graph_free(g);
+  ck_assert(!p->l[3].integer || p->v[f.g->nodes[3].in[0]].dtype == LB_DTYPE_I8);
+  plan_file_close(&f);
 }
 END_TEST
 
@@ -604,18 +611,11 @@ START_TEST(qdq_round_trip) {
                                    "digits_test_x"};
   static const char *const cals[] = {"digits_calib_x", "digits_calib_x", "digits16_calib_x",
                                      "digits_calib_x"};
-  char path[512], tmp[] = "/tmp/lb_qdq_XXXXXX";
+  char tmp[] = "/tmp/lb_qdq_XXXXXX";
   lb_test_tmpfile(tmp, NULL);
-  snprintf(path, sizeof path, MODELS "%s.onnx", models[_i]);
-  lb_graph *g, *qi, *qq, *back;
+  lb_graph *g = load_prepared(models[_i]), *qi, *qq, *back;
   lb_diag d = {0};
-  lb_tensor cal, x;
-  ck_assert_msg(lb_onnx_load(path, &g, &d) == 0, "%s", d.msg);
-  ck_assert_msg(lb_pass_prepare_fp32(g, &d) == 0, "%s", d.msg);
-  snprintf(path, sizeof path, MODELS "%s.npy", cals[_i]);
-  ck_assert_msg(lb_npy_read(path, &cal, &d) == 0, "%s", d.msg);
-  snprintf(path, sizeof path, MODELS "%s.npy", xs[_i]);
-  ck_assert_msg(lb_npy_read(path, &x, &d) == 0, "%s", d.msg);
+  lb_tensor cal = load_npy(cals[_i]), x = load_npy(xs[_i]);
   lb_spec *s;
   ck_assert_msg(lb_spec_load("x86-64-avx512-vnni", &s, &d) == 0, "%s", d.msg);
   lb_qplan *p = lb_qplan_new(g);

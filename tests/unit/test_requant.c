@@ -22,6 +22,7 @@
 #include "../aot.h"
 #include "../check_main.h"
 #include "../digits.h"
+#include "../graph_text.h"
 #include "../quick.h"
 
 #define FIXED LB_REQUANT_FIXED_POINT
@@ -245,9 +246,8 @@ static const struct {
 START_TEST(digits_accuracy) {
   char path[512];
   snprintf(path, sizeof path, SPECS "%s.yaml", acc_cases[_i].spec);
-  lb_spec *s;
+  lb_spec *s = load_spec(path);
   lb_diag d = {0};
-  ck_assert_msg(lb_spec_load(path, &s, &d) == 0, "%s", d.msg);
   lb_graph *g = load_prepared(acc_cases[_i].model);
   lb_tensor x = load_npy(acc_cases[_i].x), y = load_npy("digits_test_y"),
             cal = load_npy(acc_cases[_i].calib);
@@ -271,9 +271,8 @@ END_TEST
 
 /* The plan records the method; an edited `requantize:` is honoured, a bad one is located. */
 START_TEST(plan_round_trip) {
-  lb_spec *s;
+  lb_spec *s = load_spec(SPECS "x86-64-avx2-fixed.yaml");
   lb_diag d = {0};
-  ck_assert_msg(lb_spec_load(SPECS "x86-64-avx2-fixed.yaml", &s, &d) == 0, "%s", d.msg);
   lb_graph *g = load_prepared("digits_cnn");
   lb_tensor cal = load_npy("digits_calib_x");
   lb_qplan *p = annotated(g, s);
@@ -307,18 +306,13 @@ END_TEST
 /* The textual IR keeps the method (`requantize=` on integer nodes): print, parse, same nodes
  * and the same interpreter bytes. */
 START_TEST(text_round_trip) {
-  lb_spec *s;
+  lb_spec *s = load_spec(SPECS "x86-64-avx2-shift.yaml");
   lb_diag d = {0};
-  ck_assert_msg(lb_spec_load(SPECS "x86-64-avx2-shift.yaml", &s, &d) == 0, "%s", d.msg);
   lb_graph *g = load_prepared("digits_mlp"), *back = NULL;
   lb_tensor cal = load_npy("digits64_calib_x"), x = load_npy("digits64_test_x");
   lb_qplan *p = annotated(g, s);
   lb_graph *q = digits_realize(g, p, &cal, LB_CALIB_AVG_MAX, LB_REALIZE_INT);
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
-  lb_graph_print(q, f, 1 << 30);
-  fclose(f);
+  char *text = lb_test_graph_text(q, 1 << 30);
   ck_assert_ptr_nonnull(strstr(text, "requantize=shift"));
   ck_assert_msg(lb_graph_parse(text, "q.lbir", &back, &d) == 0, "%s", d.msg);
   ck_assert_int_eq(back->n_nodes, q->n_nodes);
@@ -441,9 +435,8 @@ static const char *const edge_specs[] = {"x86-64-avx2-fixed", "x86-64-zen5-fixed
 START_TEST(emitted_edge_cases) {
   char path[512], what[600];
   snprintf(path, sizeof path, SPECS "%s.yaml", edge_specs[_i]);
-  lb_spec *s;
+  lb_spec *s = load_spec(path);
   lb_diag d = {0};
-  ck_assert_msg(lb_spec_load(path, &s, &d) == 0, "%s", d.msg);
   const char *method = strstr(edge_specs[_i], "shift") ? "shift" : "fixed_point";
   int arm = !strncmp(lb_spec_llvm_triple(s), "aarch64", 7);
   rng = 777u + (unsigned)_i;
@@ -489,22 +482,15 @@ START_TEST(emitted_edge_cases) {
 }
 END_TEST
 
-static Suite *suite(void) {
+int main(void) {
+  const TTest *scalar[] = {decomposition, two_inputs, random_against_reference, pow2_params};
+  const TTest *models[] = {plan_round_trip, text_round_trip};
   Suite *s = suite_create("requant");
-  TCase *t = tcase_create("scalar"), *m = tcase_create("models");
-  tcase_add_test(t, decomposition);
-  tcase_add_loop_test(t, hand_cases, 0, LB_TEST_N(rq_cases));
-  tcase_add_test(t, two_inputs);
-  tcase_add_test(t, random_against_reference);
-  tcase_add_test(t, pow2_params);
+  tcase_add_loop_test(lb_test_case(s, "scalar", scalar, LB_TEST_N(scalar)), hand_cases, 0,
+                      LB_TEST_N(rq_cases));
+  TCase *m = lb_test_case(s, "models", models, LB_TEST_N(models));
   tcase_set_timeout(m, 600);
   tcase_add_loop_test(m, digits_accuracy, 0, LB_TEST_N(acc_cases));
-  tcase_add_test(m, plan_round_trip);
-  tcase_add_test(m, text_round_trip);
   tcase_add_loop_test(m, emitted_edge_cases, 0, LB_TEST_N(edge_specs));
-  suite_add_tcase(s, t);
-  suite_add_tcase(s, m);
-  return s;
+  return lb_test_run(s);
 }
-
-int main(void) { return lb_test_run(suite()); }
