@@ -120,7 +120,7 @@ START_TEST(find_and_rates) {
   ck_assert_int_eq(c->weight_scheme, LB_SCHEME_SYMMETRIC | LB_SCHEME_ASYMMETRIC);
   c = lb_spec_find(s, LB_SPEC_ADD, LB_DTYPE_U8, LB_DTYPE_COUNT);
   ck_assert_ptr_nonnull(c);
-  ck_assert_double_eq_tol(lb_spec_combo_rate(c), 16 * 0.8, 1e-9);
+  ck_assert_double_eq_tol(lb_spec_combo_rate(c), 16 * 0.16, 1e-9);
   ck_assert_int_eq(c->requant, LB_REQUANT_FP32);
   c = lb_spec_find(s, LB_SPEC_CONCAT, LB_DTYPE_I8, LB_DTYPE_COUNT);
   ck_assert_int_eq(c->requant, LB_REQUANT_NONE); /* a copy keeps its dtype: default none */
