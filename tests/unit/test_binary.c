@@ -426,6 +426,15 @@ END_TEST
 
 #define MODELS LB_SOURCE_DIR "/tests/models/"
 
+static const struct {
+  const char *model, *calib, *x;
+} digits[] = {
+    {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
+    {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
+    {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
+    {MODELS "digits_ops.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"}, /* 3-D MatMul */
+};
+
 typedef struct mrun {
   lb_graph *g, *q;
   lb_spec *spec;
@@ -435,9 +444,10 @@ typedef struct mrun {
   unsigned char *choice;
 } mrun;
 
-/* The int8 plan of the model, its search, and an assignment with binary layers: every layer
- * with a binary option after the first (the first sees the raw image). */
-static void mprep(mrun *r, const char *model, const char *calib, const char *x) {
+/* The int8 plan of digits model m, its search, and an assignment with binary layers: every
+ * layer with a binary option after the first (the first sees the raw image). */
+static void mprep(mrun *r, int m) {
+  const char *model = digits[m].model, *calib = digits[m].calib, *x = digits[m].x;
   lb_diag d = {0};
   memset(r, 0, sizeof *r);
   ck_assert_msg(lb_onnx_load(model, &r->g, &d) == 0, "%s", d.msg);
@@ -485,22 +495,13 @@ static void close_floats(const lb_tensor *got, const lb_tensor *want, const char
                   what, (long long)i, (double)a[i], (double)b[i]);
 }
 
-static const struct {
-  const char *model, *calib, *x;
-} digits[] = {
-    {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
-    {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
-    {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
-    {MODELS "digits_ops.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"}, /* 3-D MatMul */
-};
-
 /* The realized graph has binary layers; the interpreter scores what the search's simulation
  * scored (the same top-1 on every sample but at most one in a hundred, where fp32 rounding in
  * the simulation may flip a near tie), and the JIT (AVX2 and this host) computes the
  * interpreter's bytes on every sample (up to fp32 rounding when fp32 layers end the model). */
 START_TEST(test_models) {
   mrun r;
-  mprep(&r, digits[_i].model, digits[_i].calib, digits[_i].x);
+  mprep(&r, _i);
   int nbin = 0;
   for (uint32_t n = 0; n < r.q->n_nodes; n++) nbin += lb_binary_node(r.q, n);
   ck_assert_int_gt(nbin, 0);
@@ -542,7 +543,7 @@ END_TEST
 /* One realized digits model with binary layers as an AArch64 object under qemu. */
 START_TEST(test_model_aot) {
   mrun r;
-  mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  mprep(&r, 0);
   lb_diag d = {0};
   lb_tensor t = sample(r.q, &r.x, 0), want = {0};
   ck_assert_msg(lb_interp_run(r.q, &t, &want, &d) == 0, "%s", d.msg);
@@ -557,7 +558,7 @@ END_TEST
  * the same integer graph outputs, byte for byte. */
 START_TEST(test_plan_file) {
   mrun r;
-  mprep(&r, digits[0].model, digits[0].calib, digits[0].x);
+  mprep(&r, 0);
   char path[] = "/tmp/lb_binary_planXXXXXX";
   lb_test_tmpfile(path, NULL);
   lb_diag d = {0};
