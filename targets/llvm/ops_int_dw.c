@@ -536,6 +536,25 @@ static void quad_load(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef ih0,
                             vec(L->t_i32, B / 4), "");
 }
 
+/* x86: vpackssdw of two requantized quad vectors (in-lane: channel order comes back below). */
+static LLVMValueRef packs_dw(lb_lw *L, const dwrows *d, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef x[2] = {a, b};
+  return lb_intr(L, xname(d->B, "llvm.x86.sse2.packssdw.128", "llvm.x86.avx2.packssdw",
+                          "llvm.x86.avx512.packssdw.512"), NULL, x, 2);
+}
+
+/* x86: the bytes of packs_dw's p[0] (quad vectors 0, 1) and p[1] (2, 3), in channel order,
+ * clamped, stored at dst. */
+static void packs_store(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef *p, LLVMValueRef dst) {
+  int B = d->B;
+  const char *wb = k->ydt == LB_DTYPE_U8
+                       ? xname(B, "llvm.x86.sse2.packuswb.128", "llvm.x86.avx2.packuswb",
+                               "llvm.x86.avx512.packuswb.512")
+                       : xname(B, "llvm.x86.sse2.packsswb.128", "llvm.x86.avx2.packsswb",
+                               "llvm.x86.avx512.packsswb.512");
+  lb_store(L, clamp_bytes(L, k, lb_intr(L, wb, NULL, p, 2)), dst, 1);
+}
+
 /* Requantizes the four quad accumulators of one pixel (16 lanes at a time on 512-bit targets:
  * narrow vectors are concatenated, then split again) and stores B bytes in channel order. */
 static void quads_out(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef *acc,
@@ -557,15 +576,8 @@ static void quads_out(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef *acc
     lb_store(L, LLVMBuildTrunc(L->b, v, vec(L->t_i8, 16), ""), dst, 1);
     return;
   }
-  const char *dw = xname(B, "llvm.x86.sse2.packssdw.128", "llvm.x86.avx2.packssdw",
-                         "llvm.x86.avx512.packssdw.512");
-  for (int s = 0; s < 2; s++) p[s] = lb_intr(L, dw, NULL, q + 2 * s, 2);
-  const char *wb = k->ydt == LB_DTYPE_U8
-                       ? xname(B, "llvm.x86.sse2.packuswb.128", "llvm.x86.avx2.packuswb",
-                               "llvm.x86.avx512.packuswb.512")
-                       : xname(B, "llvm.x86.sse2.packsswb.128", "llvm.x86.avx2.packsswb",
-                               "llvm.x86.avx512.packsswb.512");
-  lb_store(L, clamp_bytes(L, k, lb_intr(L, wb, NULL, p, 2)), dst, 1);
+  for (int s = 0; s < 2; s++) p[s] = packs_dw(L, d, q[2 * s], q[2 * s + 1]);
+  packs_store(L, k, d, p, dst);
 }
 
 /* acc + 4-byte dot products of a and w per i32 lane: vpdpbusd (a u8) or sdot (a s8). */
@@ -605,12 +617,12 @@ static void mb_widen(lb_lw *L, const dwrows *d, LLVMValueRef bq, int j, LLVMValu
   *s = NULL;
 }
 
-/* Product (kw, qd) of output (r, u) into its accumulators: vpdpbusd / sdot, or (mb) the i16
- * sums s, widened first where the schedule says. */
+/* Product (kw, qd) of output (r, u), quad vectors [jr[0], jr[1]), into its accumulators:
+ * vpdpbusd / sdot, or (mb) the i16 sums s, widened first where the schedule says. */
 static void quad_mac(lb_lw *L, const dwrows *d, const char *dp, LLVMValueRef bq, int r,
-                     int64_t kw, int qd, LLVMValueRef *acc, LLVMValueRef *s, LLVMValueRef *qv,
-                     LLVMValueRef wrow) {
-  for (int j = 0; j < 4; j++) {
+                     int64_t kw, int qd, const int *jr, LLVMValueRef *acc, LLVMValueRef *s,
+                     LLVMValueRef *qv, LLVMValueRef wrow) {
+  for (int j = jr[0]; j < jr[1]; j++) {
     LLVMValueRef w = lb_load(L, vec(L->t_i32, d->B / 4), lb_gep(L, L->t_i8, wrow, lb_c64(L, j * d->B)), 4);
     if (!d->mb) {
       acc[j] = dot4(L, d, dp, acc[j], qv[j], w);
@@ -622,46 +634,77 @@ static void quad_mac(lb_lw *L, const dwrows *d, const char *dp, LLVMValueRef bq,
   }
 }
 
-/* Outputs (b, oh0 + r, ow0 + u), r < R, u < U, channels [c, c + B) of the quad path. */
-static void quads_block(lb_lw *L, const dwk *k, const dwrows *d, int U, LLVMValueRef b,
-                        LLVMValueRef oh0, LLVMValueRef ow0, LLVMValueRef c) {
-  const cgeo *g = k->g;
+/* Where a quad block reads and writes: channel offset in the block tables, the tables' rows
+ * for it, the first input row and column, and the image. */
+typedef struct qpos {
+  LLVMValueRef c, bq, mq, wb, ih0, iw0;
+  dwk kb;
+} qpos;
+
+/* The quad vectors [jr[0], jr[1]) of outputs (oh0 + r, ow0 + u) over every input column. */
+static void quads_pass(lb_lw *L, const dwrows *d, const qpos *q, int U, const int *jr,
+                       LLVMValueRef (*acc)[2][4], LLVMValueRef (*s16)[2][4]) {
+  const cgeo *g = q->kb.g;
   int64_t col[2 * DW_MAXK];
   int B = d->B, nq = (d->nrel + 3) / 4, ncol = col_list(g, U, col);
-  LLVMValueRef cr = LLVMBuildSub(L->b, c, lb_c64(L, d->c0), ""), acc[2][2][4] = {0}, s16[2][2][4] = {0};
-  LLVMValueRef bq = lb_gep(L, L->t_i32, d->bq, cr), mq = lb_gep(L, L->t_f32, d->mq, cr);
-  for (int j = 0; j < 4 && !d->mb; j++) {
-    LLVMValueRef bv = lb_load(L, vec(L->t_i32, B / 4), lb_gep(L, L->t_i32, bq, lb_c64(L, j * B / 4)), 4);
-    for (int r = 0; r < d->R; r++)
-      for (int u = 0; u < U; u++) acc[r][u][j] = bv;
-  }
-  LLVMValueRef ih0 = LLVMBuildSub(L->b, mul64(L, oh0, g->sh), lb_c64(L, g->ph), "");
-  LLVMValueRef iw0 = LLVMBuildSub(L->b, mul64(L, ow0, g->sw), lb_c64(L, g->pw), "");
-  LLVMValueRef wb = lb_gep(L, L->t_i8, d->w, mul64(L, cr, (int64_t)d->R * nq * g->KW * 4));
-  dwk kb = *k;
-  kb.x = lb_gep(L, L->t_i8, k->x, mul64(L, b, g->xs[0]));
   const char *dp = xname(B, "llvm.x86.avx512.vpdpbusd.128", "llvm.x86.avx512.vpdpbusd.256",
                          "llvm.x86.avx512.vpdpbusd.512");
   for (int jc = 0; jc < ncol; jc++) {
     LLVMValueRef qv[DW_MAXK][4];
     for (int qd = 0; qd < nq; qd++)
-      quad_load(L, &kb, d, ih0, add64(L, iw0, lb_c64(L, col[jc])), c, qd, qv[qd]);
+      quad_load(L, &q->kb, d, q->ih0, add64(L, q->iw0, lb_c64(L, col[jc])), q->c, qd, qv[qd]);
     for (int u = 0; u < U; u++) {
       int64_t kw = tap_col(g, u, col[jc]);
-      if (kw < 0) continue;
-      for (int r = 0; r < d->R; r++)
+      for (int r = 0; kw >= 0 && r < d->R; r++)
         for (int qd = 0; qd < nq; qd++) {
           int64_t o = (((int64_t)r * nq + qd) * g->KW + kw) * 4 * B;
           if (d->used[r][qd])
-            quad_mac(L, d, dp, bq, r, kw, qd, acc[r][u], s16[r][u], qv[qd], lb_gep(L, L->t_i8, wb, lb_c64(L, o)));
+            quad_mac(L, d, dp, q->bq, r, kw, qd, jr, acc[r][u], s16[r][u], qv[qd],
+                     lb_gep(L, L->t_i8, q->wb, lb_c64(L, o)));
         }
     }
   }
+}
+
+/* Outputs (b, oh0 + r, ow0 + u), r < R, u < U, channels [c, c + B) of the quad path. AVX2
+ * (mb) takes the quad vectors two at a time (16 registers: 2 x R x U i16 sums), requantized
+ * and packed to i16 after each pass. */
+static void quads_block(lb_lw *L, const dwk *k, const dwrows *d, int U, LLVMValueRef b,
+                        LLVMValueRef oh0, LLVMValueRef ow0, LLVMValueRef c) {
+  const cgeo *g = k->g;
+  int B = d->B, nq = (d->nrel + 3) / 4, nj = d->mb ? 2 : 4;
+  LLVMValueRef cr = LLVMBuildSub(L->b, c, lb_c64(L, d->c0), ""), acc[2][2][4] = {0}, s16[2][2][4] = {0}, p[2][2][2];
+  qpos q = {.c = c, .bq = lb_gep(L, L->t_i32, d->bq, cr), .mq = lb_gep(L, L->t_f32, d->mq, cr), .kb = *k};
+  q.ih0 = LLVMBuildSub(L->b, mul64(L, oh0, g->sh), lb_c64(L, g->ph), "");
+  q.iw0 = LLVMBuildSub(L->b, mul64(L, ow0, g->sw), lb_c64(L, g->pw), "");
+  q.wb = lb_gep(L, L->t_i8, d->w, mul64(L, cr, (int64_t)d->R * nq * g->KW * 4));
+  q.kb.x = lb_gep(L, L->t_i8, k->x, mul64(L, b, g->xs[0]));
+  for (int j = 0; j < 4 && !d->mb; j++) {
+    LLVMValueRef bv = lb_load(L, vec(L->t_i32, B / 4), lb_gep(L, L->t_i32, q.bq, lb_c64(L, j * B / 4)), 4);
+    for (int r = 0; r < d->R; r++)
+      for (int u = 0; u < U; u++) acc[r][u][j] = bv;
+  }
+  for (int j0 = 0; j0 < 4; j0 += nj) {
+    int jr[2] = {j0, j0 + nj};
+    quads_pass(L, d, &q, U, jr, acc, s16);
+    for (int r = 0; d->mb && r < d->R; r++)
+      for (int u = 0; u < U; u++) {
+        LLVMValueRef v[2];
+        for (int j = j0; j < j0 + 2; j++) {
+          mb_widen(L, d, q.bq, j, &acc[r][u][j], &s16[r][u][j]);
+          LLVMValueRef m = lb_load(L, vec(L->t_f32, B / 4), lb_gep(L, L->t_f32, q.mq, lb_c64(L, j * B / 4)), 4);
+          v[j - j0] = req(L, k, acc[r][u][j], m, NULL, NULL, 1);
+        }
+        p[r][u][j0 / 2] = packs_dw(L, d, v[0], v[1]);
+      }
+  }
   for (int r = 0; r < d->R; r++)
     for (int u = 0; u < U; u++) {
-      for (int j = 0; j < 4; j++) mb_widen(L, d, bq, j, &acc[r][u][j], &s16[r][u][j]);
       LLVMValueRef off = add64(L, opix(L, k, b, add64(L, oh0, lb_c64(L, r)), add64(L, ow0, lb_c64(L, u))), c);
-      quads_out(L, k, d, acc[r][u], mq, lb_gep(L, L->t_i8, k->y, off));
+      if (d->mb)
+        packs_store(L, k, d, p[r][u], lb_gep(L, L->t_i8, k->y, off));
+      else
+        quads_out(L, k, d, acc[r][u], q.mq, lb_gep(L, L->t_i8, k->y, off));
     }
 }
 
