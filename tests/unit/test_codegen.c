@@ -110,6 +110,20 @@ static void window2d(lb_attrs *a, int64_t k, int64_t s, int64_t lo, int64_t hi) 
   }
 }
 
+/* Runs j (compiled from g) on in and compares every output with want[] (lb_free'd here). */
+static void jit_expect(lb_jit *j, const lb_graph *g, const lb_tensor *in, lb_tensor *want,
+                       double rtol, const char *what) {
+  lb_diag d;
+  lb_diag_clear(&d);
+  lb_tensor got[8];
+  ck_assert_uint_le(g->n_outputs, 8);
+  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
+  for (uint32_t o = 0; o < g->n_outputs; o++) {
+    expect_close(&got[o], &want[o], rtol, what);
+    lb_free(got[o].data), lb_free(want[o].data);
+  }
+}
+
 /* ---- memory planner ----------------------------------------------------------------------- */
 
 START_TEST(test_memplan_reuse) {
@@ -162,14 +176,10 @@ START_TEST(test_models_jit) {
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", models[_i], d.msg);
   for (unsigned sample = 0; sample < 3; sample++) {
-    lb_tensor in[4], want[4], got[4];
+    lb_tensor in[4], want[4];
     random_inputs(ref, in, 1234 + sample);
     ck_assert_msg(lb_interp_run(ref, in, want, &d) == 0, "%s", d.msg);
-    ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s", d.msg);
-    for (uint32_t o = 0; o < g->n_outputs; o++) {
-      expect_close(&got[o], &want[o], 1e-4, models[_i]);
-      lb_free(got[o].data), lb_free(want[o].data);
-    }
+    jit_expect(j, g, in, want, 1e-4, models[_i]);
     for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
   }
   lb_jit_free(j);
@@ -257,14 +267,10 @@ START_TEST(test_node_jit) {
   lb_diag_clear(&d);
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", node_tests[_i], d.msg);
-  lb_tensor in[8], want[8], got[8];
+  lb_tensor in[8], want[8];
   for (uint32_t i = 0; i < g->n_inputs; i++) ck_assert(load_pb(dir, "input", (int)i, &in[i]));
-  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s", d.msg);
-  for (uint32_t o = 0; o < g->n_outputs; o++) {
-    ck_assert(load_pb(dir, "output", (int)o, &want[o]));
-    expect_close(&got[o], &want[o], 1e-4, node_tests[_i]);
-    lb_free(got[o].data), lb_free(want[o].data);
-  }
+  for (uint32_t o = 0; o < g->n_outputs; o++) ck_assert(load_pb(dir, "output", (int)o, &want[o]));
+  jit_expect(j, g, in, want, 1e-4, node_tests[_i]);
   for (uint32_t i = 0; i < g->n_inputs; i++) lb_free(in[i].data);
   lb_jit_free(j);
   lb_spec_free(spec);
@@ -284,17 +290,13 @@ static void jit_vs_interp(lb_graph *g, const char *what) {
   lb_spec *spec = load_spec("host");
   lb_jit *j = NULL;
   ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", what, d.msg);
-  lb_tensor in[4], want[4], got[4];
+  lb_tensor in[4], want[4];
   random_inputs(g, in, 77);
   for (uint32_t i = 0; i < g->n_inputs; i++)
     for (int64_t k = 0; k < lb_tensor_numel(&in[i]); k++)
       ((float *)in[i].data)[k] = 2 * ((float *)in[i].data)[k] - 1;
   ck_assert_msg(lb_interp_run(g, in, want, &d) == 0, "%s: %s", what, d.msg);
-  ck_assert_msg(lb_jit_run_tensors(j, g, in, got, &d) == 0, "%s: %s", what, d.msg);
-  for (uint32_t o = 0; o < g->n_outputs; o++) {
-    expect_close(&got[o], &want[o], 1e-5, what);
-    lb_free(got[o].data), lb_free(want[o].data);
-  }
+  jit_expect(j, g, in, want, 1e-5, what);
   for (uint32_t i = 0; i < g->n_inputs; i++) free(in[i].data);
   lb_jit_free(j);
   lb_spec_free(spec);
@@ -569,8 +571,7 @@ START_TEST(test_large_models_jit) {
   }
   lb_diag d;
   lb_diag_clear(&d);
-  lb_tensor in, want, got;
-  ck_assert_msg(lb_npy_read(path, &in, &d) == 0, "%s", d.msg);
+  lb_tensor in = load_npy("large/input");
   lb_spec *spec = load_spec("host");
   for (int m = 0; m < 2; m++) {
     char stem[64];
@@ -578,11 +579,9 @@ START_TEST(test_large_models_jit) {
     lb_graph *g = load_prepared(stem);
     lb_jit *j = NULL;
     ck_assert_msg(lb_jit_compile(g, spec, NULL, &j, &d) == 0, "%s: %s", large[m], d.msg);
-    ck_assert_msg(lb_jit_run_tensors(j, g, &in, &got, &d) == 0, "%s", d.msg);
-    snprintf(path, sizeof path, "%s/tests/models/large/%s_torch_out.npy", LB_SOURCE_DIR, large[m]);
-    ck_assert_msg(lb_npy_read(path, &want, &d) == 0, "%s", d.msg);
-    expect_close(&got, &want, 1e-4, large[m]);
-    lb_free(got.data), lb_free(want.data);
+    snprintf(stem, sizeof stem, "large/%s_torch_out", large[m]);
+    lb_tensor want = load_npy(stem);
+    jit_expect(j, g, &in, &want, 1e-4, large[m]);
     lb_jit_free(j);
     lb_graph_free(g);
   }
