@@ -30,9 +30,11 @@ void lb_ref_gemm_f32(const lb_gemm_desc *d, const float *a, const float *b, cons
   }
 }
 
-/* Input pixel (n, ih, iw) or NULL when (ih, iw) falls in the padding. */
-static const float *pixel(const lb_conv_desc *d, const float *x, int64_t n, int64_t ih,
-                          int64_t iw) {
+/* The input pixel that tap (r, q) of output pixel (n, oh, ow) reads, or NULL when it falls in
+ * the padding. */
+static const float *pixel(const lb_conv_desc *d, const float *x, int64_t n, int64_t oh, int64_t ow,
+                          int64_t r, int64_t q) {
+  int64_t ih = oh * d->sh - d->pad_t + r * d->dh, iw = ow * d->sw - d->pad_l + q * d->dw;
   if (ih < 0 || ih >= d->h || iw < 0 || iw >= d->w) return NULL;
   return x + ((n * d->h + ih) * d->w + iw) * d->ldx;
 }
@@ -45,8 +47,7 @@ void lb_ref_im2col_f32(const lb_conv_desc *d, const float *x, float *cols) {
         float *row = cols + ((n * d->oh + oh) * d->ow + ow) * kdim;
         for (int64_t r = 0; r < d->kh; r++)
           for (int64_t s = 0; s < d->kw; s++) {
-            const float *p = pixel(d, x, n, oh * d->sh - d->pad_t + r * d->dh,
-                                   ow * d->sw - d->pad_l + s * d->dw);
+            const float *p = pixel(d, x, n, oh, ow, r, s);
             float *dst = row + (r * d->kw + s) * d->c_in;
             for (int64_t ci = 0; ci < d->c_in; ci++) dst[ci] = p ? p[ci] : 0.0f;
           }
@@ -76,8 +77,7 @@ static void conv_direct(const lb_conv_desc *d, const float *x, const float *w, c
           double s = 0;
           for (int64_t r = 0; r < d->kh; r++)
             for (int64_t q = 0; q < d->kw; q++) {
-              const float *p = pixel(d, x, n, oh * d->sh - d->pad_t + r * d->dh,
-                                     ow * d->sw - d->pad_l + q * d->dw);
+              const float *p = pixel(d, x, n, oh, ow, r, q);
               if (!p) continue;
               for (int64_t ci = 0; ci < cpg; ci++)
                 s += (double)p[c0 + ci] * w[((co * cpg + ci) * d->kh + r) * d->kw + q];

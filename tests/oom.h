@@ -17,9 +17,8 @@ static inline void *lb_test_oom_alloc(void *p, size_t n) {
     free(p);
     return NULL;
   }
-  lb_test_oom_calls++;
-  if (lb_test_oom_calls == lb_test_oom_at || (lb_test_oom_sticky && lb_test_oom_calls > lb_test_oom_at))
-    return NULL;
+  long k = ++lb_test_oom_calls;
+  if (k == lb_test_oom_at || (lb_test_oom_sticky && k > lb_test_oom_at)) return NULL;
   return realloc(p, n);
 }
 
@@ -34,7 +33,8 @@ static inline int lb_test_oom_hit(void) { return lb_test_oom_calls >= lb_test_oo
 
 /* Runs op(ctx) with allocation N failing for N = 1, 2, ... until op does not reach N, which must
  * be its first success; returns that N (the number of allocations op makes, plus one). */
-static inline long lb_test_oom_sweep(int (*op)(void *ctx), void *ctx, int sticky, const char *what) {
+static inline long lb_test_oom_sweep(int (*op)(void *ctx), void *ctx, int sticky,
+                                     const char *what) {
   for (long n = 1;; n++) {
     lb_test_oom_arm(n, sticky);
     int rc = op(ctx);
