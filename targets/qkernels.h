@@ -33,7 +33,11 @@
  * sign-trick kernel (weights in [-127, 127], else pmaddwd). The ceiling there: independent
  * vpmaddwd + vpaddd pairs retire at ~1.75 per cycle against 2 FMAs (vpmaddubsw + vpmaddwd
  * share the same two multiply pipes), so int8 GEMM time is >= ~0.57x fp32; a 1x1 conv with
- * K = 576 measures 0.58x, K = 16..64 0.63-0.84x (the requantize epilogue per tile). */
+ * K = 576 measures 0.58x, K = 16..64 0.63-0.84x (the requantize epilogue per tile).
+ * The AVX2 spec's int8 path is now 7-bit weights (i8_w7, LB_DTYPE_I7): plain bytes through
+ * the narrow vpmaddubsw kernel of qkernels_sub.c (u8 x s7 pairs, one vpmaddwd by ones per
+ * step): the same two multiply uops per 32 MACs but half the B bytes and no i16 A, 1.09-1.32x
+ * this kernel on MobileNetV2's GEMM shapes; this pmaddwd kernel serves full 8-bit weights. */
 typedef enum {
   LB_QK_PMADDWD = 0,
   LB_QK_VPDPBUSD,
