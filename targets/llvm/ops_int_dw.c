@@ -597,10 +597,10 @@ static LLVMValueRef dot4(lb_lw *L, const dwrows *d, const char *x86, LLVMValueRe
 
 /* mb: the i16 pair sums of a (quad operand) and w, vpmaddubsw. */
 static LLVMValueRef mb_prod(lb_lw *L, const dwrows *d, LLVMValueRef a, LLVMValueRef w) {
-  LLVMTypeRef bt = vec(L->t_i8, d->B);
+  LLVMTypeRef bt = vec(L->t_i8, 32);
+  LB_ASSERT(d->B == 32);
   LLVMValueRef x[2] = {LLVMBuildBitCast(L->b, a, bt, ""), LLVMBuildBitCast(L->b, w, bt, "")};
-  return lb_intr(L, d->B == 32 ? "llvm.x86.avx2.pmadd.ub.sw" : "llvm.x86.ssse3.pmadd.ub.sw.128",
-                 NULL, x, 2);
+  return lb_intr(L, "llvm.x86.avx2.pmadd.ub.sw", NULL, x, 2);
 }
 
 /* mb: *acc += the i16 sums *s widened by vpmaddwd by ones (*acc = NULL: bias j of the block
@@ -610,8 +610,7 @@ static void mb_widen(lb_lw *L, const dwrows *d, LLVMValueRef bq, int j, LLVMValu
   if (!*s) return;
   LLVMTypeRef it = vec(L->t_i32, d->B / 4);
   LLVMValueRef x[2] = {*s, lb_ci(L, vec(LLVMInt16TypeInContext(L->ctx), d->B / 2), 1)};
-  LLVMValueRef m = lb_intr(L, d->B == 32 ? "llvm.x86.avx2.pmadd.wd" : "llvm.x86.sse2.pmadd.wd",
-                           NULL, x, 2);
+  LLVMValueRef m = lb_intr(L, "llvm.x86.avx2.pmadd.wd", NULL, x, 2);
   if (!*acc) *acc = lb_load(L, it, lb_gep(L, L->t_i32, bq, lb_c64(L, j * d->B / 4)), 4);
   *acc = LLVMBuildAdd(L->b, *acc, m, "");
   *s = NULL;
@@ -807,8 +806,9 @@ static int dw_blocked(lb_lw *L, const dwk *k, const int16_t *wp, LLVMValueRef b,
   int vnni = k->fast == 1 && (k->q->s.kind == LB_QK_VPDPBUSD ||
                               (feat && strstr(feat, "+avx512vnni") && strstr(feat, "+avx512vl")));
   int sdot = k->fast == 2 && feat && strstr(feat, "+dotprod");
-  dwk km = *k;
-  km.mb = k->mb && !vnni && plain; /* AVX2 quads: vpmaddubsw */
+  dwk km = *k; /* AVX2 quads (vpmaddubsw) in 32-channel blocks: 16-channel xmm quads are
+                * slower than the ymm vpmaddwd pairs, which take the rest */
+  km.mb = k->mb && !vnni && plain && cf >= 32 && lb_spec_vector_bits(L->spec) >= 256;
   *done = 0;
   if (k->fast == 1 && !(vnni && plain) && !km.mb) {
     *done = cf;
@@ -816,11 +816,13 @@ static int dw_blocked(lb_lw *L, const dwk *k, const int16_t *wp, LLVMValueRef b,
   }
   if (!plain || (!vnni && !sdot && !km.mb)) return 0;
   for (int B = 64; B >= 16; B /= 2) {
-    if (B > lb_spec_vector_bits(L->spec) / 8 || (km.mb && B > 32) || cf - *done < B) continue;
+    if (B > lb_spec_vector_bits(L->spec) / 8 || (km.mb && B != 32) || cf - *done < B) continue;
     int64_t c1 = *done + (cf - *done) / B * B;
     LB_TRY(dw_rows(L, &km, wp, b, B, *done, c1));
     *done = c1;
   }
+  if (km.mb && *done < cf) LB_TRY(dw_rows(L, k, wp, b, 0, *done, cf));
+  *done = km.mb ? cf : *done;
   return 0;
 }
 
