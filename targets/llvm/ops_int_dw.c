@@ -737,18 +737,20 @@ static void cols_checked(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef b
   lb_loop_end(L, &lw);
 }
 
-/* R interior rows from oh0: border columns checked one at a time, the interior two at a time. */
+/* R interior rows from oh0: border columns checked one at a time, the interior two at a time
+ * (AVX2 quads at stride > 1 one at a time: two output columns would share one input column of
+ * five for twice the registers; MobileNetV2's stride-2 layers 1.1-1.2x faster that way). */
 static void rows_group(lb_lw *L, const dwk *k, const dwrows *d, LLVMValueRef b, LLVMValueRef oh0,
                        LLVMValueRef c, int64_t ow_lo, int64_t ow_hi) {
-  int64_t n = ow_hi - ow_lo;
+  int64_t n = ow_hi - ow_lo, U = d->mb && k->g->sw > 1 ? 1 : 2;
   cols_checked(L, k, d, b, oh0, c, 0, ow_lo);
-  if (n >= 2) {
+  if (n >= U) {
     lb_loop lw;
-    lb_loop_begin(L, &lw, lb_c64(L, ow_lo), lb_c64(L, ow_lo + n / 2 * 2), 2);
-    block(L, k, d, 2, b, oh0, lw.iv, c, 0);
+    lb_loop_begin(L, &lw, lb_c64(L, ow_lo), lb_c64(L, ow_lo + n / U * U), U);
+    block(L, k, d, (int)U, b, oh0, lw.iv, c, 0);
     lb_loop_end(L, &lw);
   }
-  if (n % 2) block(L, k, d, 1, b, oh0, lb_c64(L, ow_hi - 1), c, 0);
+  if (n % U) block(L, k, d, 1, b, oh0, lb_c64(L, ow_hi - 1), c, 0);
   cols_checked(L, k, d, b, oh0, c, ow_hi, k->g->OW);
 }
 
