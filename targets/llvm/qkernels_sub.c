@@ -433,9 +433,25 @@ static void ntile_emit(lb_lw *L, ntile *t, LLVMValueRef row0, LLVMValueRef t0, L
   }
 }
 
-/* Every row tile of panel p: t0 = 0, mr, 2 mr, ... < rows. */
+/* Every row tile of panel p: t0 = 0, mr, 2 mr, ... < rows. With a constant row count the last
+ * tile has only the rows left (MobileNetV2's 7x7 layers: 49 rows = 12 tiles of 4 and one of
+ * 1), as qkernels_gemm.c's panel_rows. */
 static void npanel(lb_lw *L, ntile *t, LLVMValueRef row0, LLVMValueRef rows, LLVMValueRef p,
                    int ncols) {
+  if (LLVMIsAConstantInt(rows) && LLVMConstIntGetSExtValue(rows) % t->mr) {
+    int64_t R = LLVMConstIntGetSExtValue(rows), full = R / t->mr * t->mr;
+    int mr = t->mr;
+    if (full > 0) {
+      lb_loop lf;
+      lb_loop_begin(L, &lf, lb_c64(L, 0), lb_c64(L, full), mr);
+      ntile_emit(L, t, row0, lf.iv, rows, p, ncols);
+      lb_loop_end(L, &lf);
+    }
+    t->mr = (int)(R - full);
+    ntile_emit(L, t, row0, lb_c64(L, full), rows, p, ncols);
+    t->mr = mr;
+    return;
+  }
   lb_loop lt;
   lb_loop_begin(L, &lt, lb_c64(L, 0), rows, 1);
   ntile_emit(L, t, row0, lt.iv, rows, p, ncols);
