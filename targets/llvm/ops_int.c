@@ -748,6 +748,7 @@ static int lower_elem(lb_lw *L, lb_op_args *a) {
 typedef struct qlut {
   LLVMValueRef table; /* 256 output bytes, indexed by x - qmin */
   int flip;           /* i8 input: x - qmin == x ^ 0x80 */
+  LLVMValueRef rows[16]; /* (x86) table row k (entries 16k..16k+15) in both 16-byte lanes */
 } qlut;
 
 static LLVMValueRef lut1(lb_lw *L, const qlut *t, LLVMValueRef x) {
@@ -767,6 +768,61 @@ static LLVMValueRef f_lut(lb_lw *L, LLVMValueRef *x, void *ud) {
   return v;
 }
 
+/* Whether views x and y lay out the same elements the same way, without gaps, in some order
+ * of the dims (an NHWC activation too): then element i of one is element i of the other. */
+static int same_dense(const lb_view *x, const lb_view *y) {
+  if (x->rank != y->rank) return 0;
+  int64_t want = 1;
+  for (int n = 0; n < x->rank; n++) { /* the dims by increasing stride */
+    int pick = -1;
+    for (int d = 0; d < x->rank; d++)
+      if (x->dims[d] != y->dims[d] || x->st[d] != y->st[d]) return 0;
+      else if (x->dims[d] > 1 && x->st[d] == want) pick = d;
+    if (pick < 0) break;
+    want *= x->dims[pick];
+  }
+  return want == lb_view_numel(x);
+}
+
+/* 32 lookups at once on x86 (every x86 spec has AVX2): vpshufb of each of the 16 table rows
+ * (entries 16k..16k+15) by the index's low nibble, then a selection tree on the high nibble,
+ * bit 4 first: a select on the sign of (index << (7 - b)) is one vpblendvb per pair. */
+static LLVMValueRef lut32(lb_lw *L, const qlut *t, LLVMValueRef x) {
+  LLVMTypeRef vt = vec(L->t_i8, 32);
+  LLVMValueRef idx = t->flip ? LLVMBuildXor(L->b, x, lb_ci(L, vt, 0x80), "") : x, v[16];
+  LLVMValueRef lo = LLVMBuildAnd(L->b, idx, lb_ci(L, vt, 15), "");
+  for (int k = 0; k < 16; k++) {
+    LLVMValueRef a[2] = {t->rows[k], lo};
+    v[k] = lb_intr(L, "llvm.x86.avx2.pshuf.b", NULL, a, 2);
+  }
+  for (int b = 4, n = 16; b < 8; b++, n /= 2) {
+    LLVMValueRef m = b < 7 ? LLVMBuildShl(L->b, idx, lb_ci(L, vt, 7 - b), "") : idx;
+    LLVMValueRef hi = LLVMBuildICmp(L->b, LLVMIntSLT, m, lb_ci(L, vt, 0), "");
+    for (int j = 0; j < n / 2; j++) v[j] = LLVMBuildSelect(L->b, hi, v[2 * j + 1], v[2 * j], "");
+  }
+  return v[0];
+}
+
+/* out[i] = table[in[i] - qmin] over n contiguous bytes: lut32 per 32, the tail one by one. */
+static void lut_flat(lb_lw *L, qlut *t, const uint8_t *bytes, LLVMValueRef in, LLVMValueRef out,
+                     int64_t n) {
+  for (int k = 0; k < 16; k++) {
+    LLVMValueRef e[32];
+    for (int i = 0; i < 32; i++) e[i] = LLVMConstInt(L->t_i8, bytes[16 * k + i % 16], 0);
+    t->rows[k] = LLVMConstVector(e, 32);
+  }
+  LLVMTypeRef vt = vec(L->t_i8, 32);
+  lb_loop lv, ls;
+  lb_loop_begin(L, &lv, lb_c64(L, 0), lb_c64(L, n / 32 * 32), 32);
+  LLVMValueRef x = lb_load(L, vt, lb_gep(L, L->t_i8, in, lv.iv), 1);
+  lb_store(L, lut32(L, t, x), lb_gep(L, L->t_i8, out, lv.iv), 1);
+  lb_loop_end(L, &lv);
+  lb_loop_begin(L, &ls, lb_c64(L, n / 32 * 32), lb_c64(L, n), 1);
+  x = lb_load(L, L->t_i8, lb_gep(L, L->t_i8, in, ls.iv), 1);
+  lb_store(L, lut1(L, t, x), lb_gep(L, L->t_i8, out, ls.iv), 1);
+  lb_loop_end(L, &ls);
+}
+
 static int lower_lut(lb_lw *L, lb_op_args *a) {
   const lb_value *x = in_val(a, 0), *y = &a->g->values[a->node->out[0]];
   int32_t table[256];
@@ -775,8 +831,13 @@ static int lower_lut(lb_lw *L, lb_op_args *a) {
               qz(y, 0), table) != 0)
     return lb_diag_err(L->diag, LB_ERR_INPUT, "no integer table for this op");
   for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)table[i];
-  qlut t = {lb_const_blob(L, bytes, sizeof bytes, "qlut"), x->dtype == LB_DTYPE_I8};
-  lb_emit_map(L, &a->out[0], &a->in[0], 1, f_lut, &t);
+  qlut t = {lb_const_blob(L, bytes, sizeof bytes, "qlut"), x->dtype == LB_DTYPE_I8, {0}};
+  int64_t n = lb_view_numel(&a->out[0]);
+  const char *triple = lb_spec_llvm_triple(L->spec);
+  if (triple && !strncmp(triple, "x86_64", 6) && n >= 32 && same_dense(&a->in[0], &a->out[0]))
+    lut_flat(L, &t, bytes, a->in[0].base, a->out[0].base, n);
+  else
+    lb_emit_map(L, &a->out[0], &a->in[0], 1, f_lut, &t);
   return 0;
 }
 

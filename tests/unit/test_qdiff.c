@@ -145,8 +145,17 @@ static void step4(gen *s) {
     int cat = rnd() & 1;
     note(s, cat ? "concat" : "add(earlier)");
     s->cur = node(s, cat ? LB_OP_CONCAT : LB_OP_ADD, in, 2, &a);
-  } else if (r == 10) { /* (ops) x - mean over channels (or spatial dims), or x / c */
-    if (rnd() & 1) {
+  } else if (r == 10) { /* (ops) x - mean over channels (or spatial dims), x / c, or a table */
+    int v = (int)(rnd() % 3);
+    /* reduce_mean and tables after a conv: on fp32 input they would stay fp32 (the JIT's f32
+     * sums and expf are not the interpreter's: not the integer contract) */
+    if (v != 1) s->cur = conv(s, s->cur, pick(1, 8), 1, 1, 0, 1, 1);
+    if (v == 2) { /* any length: vector rows of 32 bytes and a tail (ops_int.c lut32) */
+      static const lb_op tab[] = {LB_OP_SIGMOID, LB_OP_TANH, LB_OP_LEAKY_RELU, LB_OP_HARD_SWISH};
+      lb_attrs a = {.alpha = 0.1f};
+      note(s, "table activation");
+      s->cur = node(s, tab[rnd() % 4], &s->cur, 1, &a);
+    } else if (v == 1) {
       int64_t one = 1;
       uint32_t in[2] = {s->cur, fconst(s, 0, &one, 0.0f)};
       float c = 0.25f + (float)pick(0, 15) / 4.0f;
@@ -161,7 +170,7 @@ static void step4(gen *s) {
       s->cur = node(s, LB_OP_SUB, in, 2, NULL);
     }
   } else if (r == 11) { /* (ops) gather channels by constant indices */
-    int64_t k = pick(1, C + 1), ix[16];
+    int64_t k = pick(1, C + 1 < 16 ? C + 1 : 16), ix[16];
     for (int64_t i = 0; i < k; i++) ix[i] = pick(-C, C - 1);
     char name[32];
     snprintf(name, sizeof name, "ix%d", s->names++);
