@@ -424,15 +424,13 @@ END_TEST
 
 /* ---- digits models with binary layers -------------------------------------------------------- */
 
-#define MODELS LB_SOURCE_DIR "/tests/models/"
-
 static const struct {
   const char *model, *calib, *x;
-} digits[] = {
-    {MODELS "digits_cnn.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"},
-    {MODELS "digits_mlp.onnx", MODELS "digits64_calib_x.npy", MODELS "digits64_test_x.npy"},
-    {MODELS "digits_resnet.onnx", MODELS "digits16_calib_x.npy", MODELS "digits16_test_x.npy"},
-    {MODELS "digits_ops.onnx", MODELS "digits_calib_x.npy", MODELS "digits_test_x.npy"}, /* 3-D MatMul */
+} digits[] = { /* stems in tests/models */
+    {"digits_cnn", "digits_calib_x", "digits_test_x"},
+    {"digits_mlp", "digits64_calib_x", "digits64_test_x"},
+    {"digits_resnet", "digits16_calib_x", "digits16_test_x"},
+    {"digits_ops", "digits_calib_x", "digits_test_x"}, /* 3-D MatMul */
 };
 
 typedef struct mrun {
@@ -447,17 +445,14 @@ typedef struct mrun {
 /* The int8 plan of digits model m, its search, and an assignment with binary layers: every
  * layer with a binary option after the first (the first sees the raw image). */
 static void mprep(mrun *r, int m) {
-  const char *model = digits[m].model, *calib = digits[m].calib, *x = digits[m].x;
   lb_diag d = {0};
   memset(r, 0, sizeof *r);
-  ck_assert_msg(lb_onnx_load(model, &r->g, &d) == 0, "%s", d.msg);
-  ck_assert_int_eq(lb_pass_prepare_fp32(r->g, &d), 0);
+  r->g = load_prepared(digits[m].model);
   r->spec = load_spec("x86-64-avx2");
   r->p = lb_qplan_new(r->g);
   ck_assert_int_eq(lb_quant_annotate(r->g, r->spec, r->p, &d), 0);
-  ck_assert_int_eq(lb_npy_read(calib, &r->calib, &d), 0);
-  ck_assert_int_eq(lb_npy_read(x, &r->x, &d), 0);
-  ck_assert_int_eq(lb_npy_read(MODELS "digits_test_y.npy", &r->y, &d), 0);
+  r->calib = load_npy(digits[m].calib), r->x = load_npy(digits[m].x);
+  r->y = load_npy("digits_test_y");
   lb_calib_opts co = {LB_CALIB_AVG_MAX, 0, 0};
   ck_assert_msg(lb_quant_calibrate(r->g, r->p, &r->calib, &co, &d) == 0, "%s", d.msg);
   ck_assert_msg(lb_search_new(r->g, r->spec, r->p, &r->calib, &r->x, &r->y, &r->s, &d) == 0, "%s", d.msg);
