@@ -1,8 +1,8 @@
 /* Depthwise integer convs (one channel per group, NHWC). With s8-range weights, channel blocks
  * are the outer loop and output rows go two at a time through tap-row pairs (x86 vpmaddwd) or
- * quads (AVX512-VNNI vpdpbusd, AArch64 sdot), borders with checked loads; otherwise one pixel
- * at a time with channels in vector lanes. Invariant: every output byte is interp_int.c's (the
- * same i32 accumulator and lb_qrequant's float steps). */
+ * quads (AVX512-VNNI vpdpbusd, AVX2 vpmaddubsw when |w'| <= 64, AArch64 sdot), borders with
+ * checked loads; otherwise one pixel at a time with channels in vector lanes. Invariant: every
+ * output byte is interp_int.c's (the same i32 accumulator and lb_qrequant's float steps). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +244,7 @@ typedef struct dwrows {
   int arm;                  /* quads: AArch64 sdot (s8 x s8) instead of vpdpbusd (u8 x s8) */
   int64_t c0;               /* quads: first channel of the blocks */
   LLVMValueRef bq, mq;      /* quads: bias and multipliers in the quads' channel order */
-  int mb, split;            /* quads by vpmaddubsw (AVX2); some output widens its i16 sums early */
+  int mb;                   /* quads by vpmaddubsw (AVX2) */
   unsigned char flush[2][DW_MAXK][4]; /* mb: [r][kw][quad]: widen the i16 sums before it */
   int64_t rel[2 * DW_MAXK]; /* input rows relative to oh0 * sh - ph, ascending */
   int used[2][DW_MAXK];     /* [r][pair]: some tap of output row r lies in the pair */
@@ -436,7 +436,7 @@ static int lane_sum(const cgeo *g, const int16_t *wp, const dwrows *d, int r, in
   return sum;
 }
 
-/* d->flush and d->split for channels [c0, c1): greedy, one set of i16 sums per output. */
+/* d->flush for channels [c0, c1): greedy, one set of i16 sums per output. */
 static int mb_schedule(lb_lw *L, const cgeo *g, const int16_t *wp, int64_t c0, int64_t c1,
                        dwrows *d) {
   int64_t n = c1 - c0;
@@ -451,7 +451,7 @@ static int mb_schedule(lb_lw *L, const cgeo *g, const int16_t *wp, int64_t c0, i
         for (int64_t i = 0; i < 2 * n && !over; i++)
           over = run[i] + lane_sum(g, wp, d, r, c0 + i / 2, kw, qd, (int)(i % 2)) > 128;
         if (over) {
-          d->flush[r][kw][qd] = 1, d->split = 1;
+          d->flush[r][kw][qd] = 1;
           memset(run, 0, (size_t)(2 * n) * sizeof *run);
         }
         for (int64_t i = 0; i < 2 * n; i++) run[i] += lane_sum(g, wp, d, r, c0 + i / 2, kw, qd, (int)(i % 2));
